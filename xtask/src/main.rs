@@ -1,0 +1,207 @@
+//! Project automation, the one entry point for CI and developers (matklad's `cargo xtask`).
+//!
+//! - `cargo xtask ci`: exactly what CI runs.
+//! - `cargo xtask fuzz <target> [--time SECONDS]`: run a cargo-fuzz target.
+//! - `cargo xtask bench [crypto|store]`: run the benchmarks and print their figures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    match cmd {
+        "ci" => ci(),
+        "fuzz" => fuzz(rest),
+        "bench" => bench(rest),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown xtask command `{other}`\n\n{USAGE}"),
+    }
+}
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci                              fmt, clippy, tests, doc tests, fuzz-corpus replay, cargo-deny
+  fuzz <target> [--time SECONDS]  run one cargo-fuzz target (nightly if present, else stable -s none)
+  fuzz --list                     list fuzz targets
+  bench [crypto|store]            run benchmarks and print their figures";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run(step: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("\n==> {step}: {cmd:?}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("could not start {step}"))?;
+    if !status.success() {
+        bail!("{step} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn has_cargo_subcommand(name: &str) -> bool {
+    cargo()
+        .args([name, "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn ci() -> Result<()> {
+    run("format", cargo().args(["fmt", "--all", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    // The fuzz-corpus replay tests are ordinary tests in vault-format (tests/fuzz_corpus.rs), so
+    // they run here on stable with every other test.
+    if has_cargo_subcommand("nextest") {
+        run(
+            "tests (nextest)",
+            cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]),
+        )?;
+    } else {
+        eprintln!("cargo-nextest not installed: using cargo test");
+        run(
+            "tests",
+            cargo().args(["test", "--workspace", "--lib", "--bins", "--tests"]),
+        )?;
+    }
+    run("doc tests", cargo().args(["test", "--workspace", "--doc"]))?;
+    if has_cargo_subcommand("deny") {
+        run(
+            "cargo deny",
+            cargo().args(["deny", "--offline", "check", "licenses", "bans", "sources"]),
+        )?;
+    } else {
+        eprintln!(
+            "\n==> cargo deny: SKIPPED (cargo-deny is not installed; `cargo install cargo-deny --locked` to enable)"
+        );
+    }
+    eprintln!("\nci: all steps passed");
+    Ok(())
+}
+
+fn fuzz(args: &[String]) -> Result<()> {
+    let fuzz_dir = root().join("fuzz");
+    let targets = fuzz_targets(&fuzz_dir)?;
+    let Some(target) = args.first() else {
+        bail!(
+            "usage: cargo xtask fuzz <target> [--time SECONDS]; targets: {}",
+            targets.join(", ")
+        );
+    };
+    if target == "--list" {
+        for t in &targets {
+            println!("{t}");
+        }
+        return Ok(());
+    }
+    if !targets.contains(target) {
+        bail!(
+            "unknown fuzz target `{target}`; targets: {}",
+            targets.join(", ")
+        );
+    }
+    let mut time = None;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--time" => {
+                time = Some(
+                    it.next()
+                        .context("--time needs a value in seconds")?
+                        .clone(),
+                )
+            }
+            other => bail!("unknown fuzz option `{other}`"),
+        }
+    }
+    if !has_cargo_subcommand("fuzz") {
+        run(
+            "install cargo-fuzz",
+            cargo().args(["install", "cargo-fuzz", "--locked"]),
+        )?;
+    }
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let mut cmd = cargo();
+    if nightly {
+        cmd.arg("+nightly");
+    }
+    cmd.args(["fuzz", "run"]);
+    if !nightly {
+        cmd.args(["-s", "none"]);
+    }
+    let corpus = fuzz_dir.join("corpus").join(target);
+    cmd.arg(target).arg(&corpus).arg("--");
+    if let Some(t) = time {
+        cmd.arg(format!("-max_total_time={t}"));
+    }
+    cmd.arg("-print_final_stats=1");
+    eprintln!("\n==> fuzz {target}: {cmd:?}");
+    let status = cmd
+        .current_dir(&fuzz_dir)
+        .status()
+        .context("could not start cargo fuzz")?;
+    if !status.success() {
+        bail!("fuzz target {target} failed ({status})");
+    }
+    Ok(())
+}
+
+fn fuzz_targets(fuzz_dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let dir = fuzz_dir.join("fuzz_targets");
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "rs")
+            && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+        {
+            out.push(stem.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let which = args.first().map(String::as_str).unwrap_or("all");
+    match which {
+        "crypto" | "all" => run(
+            "bench crypto",
+            cargo().args(["bench", "-p", "vault-crypto", "--bench", "crypto"]),
+        ),
+        other => bail!("unknown bench suite `{other}` (crypto)"),
+    }
+}
