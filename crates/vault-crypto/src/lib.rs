@@ -7,6 +7,7 @@
 //! - [`aead`]: XChaCha20-Poly1305 with random 24-byte nonces.
 //! - [`kdf`]: Argon2id with validated [`KdfParams`](kdf::KdfParams) and calibration.
 //! - [`derive`]: HKDF-SHA256 subkeys, one domain-separation label per [`Purpose`](derive::Purpose).
+//! - [`hash`]: SHA-256 checksums for detecting accidental corruption.
 //! - [`mac`]: HMAC-SHA256 with constant-time verification.
 //! - [`wrap`]: wrapping a data key under a key-encryption key.
 //!
@@ -37,6 +38,7 @@
 pub mod aead;
 pub mod derive;
 mod error;
+pub mod hash;
 pub mod kdf;
 pub mod mac;
 pub mod rng;

@@ -1,6 +1,12 @@
 //! Every Wycheproof and RFC vector for XChaCha20-Poly1305, HKDF-SHA256 and HMAC-SHA256, and the
 //! RFC 9106 Argon2id vector, run through vault-crypto's public API. Valid vectors must match;
 //! invalid ones must be rejected. Each test prints its counts (`cargo test -- --nocapture`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 use serde_json::Value;
 use vault_crypto::aead::{self, Nonce};
