@@ -155,10 +155,15 @@ fn fuzz(args: &[String]) -> Result<()> {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    let mut cmd = cargo();
-    if nightly {
-        cmd.arg("+nightly");
-    }
+    // `CARGO` names the toolchain's own cargo, which does not understand `+nightly`; go through
+    // rustup to pick the nightly toolchain.
+    let mut cmd = if nightly {
+        let mut c = Command::new("rustup");
+        c.args(["run", "nightly", "cargo"]);
+        c
+    } else {
+        cargo()
+    };
     cmd.args(["fuzz", "run"]);
     if !nightly {
         cmd.args(["-s", "none"]);

@@ -249,9 +249,10 @@ fn hash_into(
 /// Picks Argon2id parameters whose derivation takes about `target` on this machine, in the
 /// spirit of KeePassXC's "decryption time" setting.
 ///
-/// Memory stays at `max_memory_kib` (the stronger lever against GPU attackers) and the pass
+/// Memory stays near `max_memory_kib` (the stronger lever against GPU attackers) and the pass
 /// count is fitted to a linear model `time = fixed + passes × per_pass` measured with 1 and 2
-/// passes; when even one pass at that memory exceeds the target, memory is scaled down instead.
+/// passes, rounded up, with memory trimmed to absorb the rounding; when even one pass at that
+/// memory exceeds the target, memory is scaled down instead.
 ///
 /// # Errors
 /// [`Error::InvalidKdfParams`] if the fixed inputs are out of bounds; [`Error::Kdf`] if Argon2
@@ -275,9 +276,16 @@ pub fn calibrate(target: Duration, max_memory_kib: u32, lanes: u32) -> Result<Kd
     let t2 = time(&KdfParams::for_key(max_memory_kib, 2, lanes)?)?;
     let per_pass = t2.saturating_sub(t1).as_secs_f64().max(1e-6);
     let fixed = (t1.as_secs_f64() - per_pass).max(0.0);
-    let passes = ((target.as_secs_f64() - fixed) / per_pass).round();
-    let passes = (passes as u32).clamp(KdfParams::MIN_ITERATIONS, KdfParams::MAX_ITERATIONS);
-    KdfParams::for_key(max_memory_kib, passes, lanes)
+    let budget = (target.as_secs_f64() - fixed).max(per_pass);
+    // Whole passes only: round up, then trim memory (time per pass is proportional to memory)
+    // so the total lands on the target instead of up to half a pass away from it.
+    let passes = (budget / per_pass)
+        .ceil()
+        .clamp(1.0, f64::from(KdfParams::MAX_ITERATIONS));
+    let scale = (budget / (passes * per_pass)).min(1.0);
+    let memory = ((f64::from(max_memory_kib) * scale) as u32)
+        .max(KdfParams::MIN_MEMORY_KIB.saturating_mul(lanes));
+    KdfParams::for_key(memory, passes as u32, lanes)
 }
 
 #[cfg(test)]
