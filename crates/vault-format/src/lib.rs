@@ -36,8 +36,11 @@
 mod envelope;
 mod error;
 mod header;
+pub mod log;
+pub mod payload;
 mod preamble;
 mod reader;
+pub mod rollback;
 
 use core::fmt;
 

@@ -1,0 +1,2 @@
+//! The `vault` command-line tool.
+fn main() {}

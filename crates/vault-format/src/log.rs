@@ -1,0 +1,251 @@
+//! The log (docs/FORMAT.md §6): a file header followed by length-prefixed commit frames, each
+//! holding record envelopes and a MAC that chains it to the frame before.
+//!
+//! ```text
+//! log file  = preamble("VLOG", 1) ‖ key epoch (u32) ‖ reserved (u32, zero) ‖ frame*
+//! frame     = body length B (u32) ‖ body
+//! body      = frame type (u8: 1 commit, 2 snapshot) ‖ reserved (3, zero) ‖ generation (u64)
+//!             ‖ record count N (u32) ‖ N × envelope ‖ chain MAC (32)
+//! chain MAC = HMAC-SHA256(record-MAC subkey, "vault v1 commit" ‖ vault id ‖ key epoch (u32)
+//!             ‖ previous frame's chain MAC (32 zero bytes for a snapshot) ‖ body without the MAC)
+//! ```
+
+use vault_crypto::Key256;
+use vault_crypto::mac::{self, MAC_LEN};
+
+use crate::preamble::{self, ObjectKind};
+use crate::reader::Reader;
+use crate::{Error, RecordEnvelope, Result, VaultId};
+
+const KIND: ObjectKind = ObjectKind {
+    name: "vault log",
+    tag: *b"VLOG",
+    current_version: 1,
+};
+const FRAME: &str = "log frame";
+const CHAIN_LABEL: &[u8] = b"vault v1 commit";
+
+/// Length of the log file header.
+pub const LOG_HEADER_LEN: usize = 24;
+/// Length of a frame's length prefix.
+pub const FRAME_PREFIX_LEN: usize = 4;
+/// Largest frame body: 256 MiB (a batch of many records, or a snapshot of a large vault).
+pub const MAX_FRAME_LEN: usize = 256 << 20;
+/// Fixed part of a frame body before the records.
+pub const FRAME_FIXED_LEN: usize = 16;
+
+/// Encodes the log file header for `key_epoch`.
+pub fn encode_log_header(key_epoch: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(LOG_HEADER_LEN);
+    preamble::write(&mut out, KIND);
+    out.extend_from_slice(&key_epoch.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out
+}
+
+/// Decodes a log file header; returns the key epoch.
+///
+/// # Errors
+/// A precise [`Error`] for a malformed header or a newer version.
+pub fn decode_log_header(bytes: &[u8]) -> Result<u32> {
+    let mut r = Reader::new(KIND.name, bytes);
+    preamble::read(&mut r, KIND)?;
+    let epoch = r.u32("key epoch")?;
+    r.zero("reserved", 4)?;
+    r.finish()?;
+    Ok(epoch)
+}
+
+/// Whether a frame starts a log (a snapshot, written by creation and compaction) or adds to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameType {
+    /// Records appended by one commit.
+    Commit = 1,
+    /// The whole live state; only as the first frame of a log.
+    Snapshot = 2,
+}
+
+/// A decoded frame body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Commit or snapshot.
+    pub frame_type: FrameType,
+    /// Strictly increasing across the vault's life (snapshots keep the generation they compact).
+    pub generation: u64,
+    /// The records.
+    pub records: Vec<RecordEnvelope>,
+    /// The chain MAC.
+    pub mac: [u8; MAC_LEN],
+}
+
+impl Frame {
+    /// Builds a frame and computes its chain MAC.
+    pub fn seal(
+        mac_key: &Key256,
+        vault_id: &VaultId,
+        key_epoch: u32,
+        prev_mac: &[u8; MAC_LEN],
+        frame_type: FrameType,
+        generation: u64,
+        records: Vec<RecordEnvelope>,
+    ) -> Self {
+        let mut f = Self {
+            frame_type,
+            generation,
+            records,
+            mac: [0; MAC_LEN],
+        };
+        let body = f.encode_unauthenticated();
+        f.mac = chain_mac(mac_key, vault_id, key_epoch, prev_mac, frame_type, &body);
+        f
+    }
+
+    /// The body without the MAC.
+    fn encode_unauthenticated(&self) -> Vec<u8> {
+        let len = FRAME_FIXED_LEN
+            + self
+                .records
+                .iter()
+                .map(RecordEnvelope::encoded_len)
+                .sum::<usize>()
+            + MAC_LEN;
+        let mut out = Vec::with_capacity(len);
+        out.push(self.frame_type as u8);
+        out.extend_from_slice(&[0; 3]);
+        out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&(self.records.len() as u32).to_le_bytes());
+        for r in &self.records {
+            r.encode_into(&mut out);
+        }
+        out
+    }
+
+    /// Encodes the frame body (without the length prefix).
+    ///
+    /// # Errors
+    /// [`Error::TooLong`] if the body exceeds [`MAX_FRAME_LEN`].
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = self.encode_unauthenticated();
+        out.extend_from_slice(&self.mac);
+        if out.len() > MAX_FRAME_LEN {
+            return Err(Error::TooLong {
+                object: FRAME,
+                field: "frame",
+                len: out.len() as u64,
+                max: MAX_FRAME_LEN as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Decodes a frame body (structure only; see [`Frame::verify`]).
+    ///
+    /// # Errors
+    /// A precise [`Error`] for anything malformed.
+    pub fn decode(body: &[u8]) -> Result<Self> {
+        if body.len() > MAX_FRAME_LEN {
+            return Err(Error::TooLong {
+                object: FRAME,
+                field: "frame",
+                len: body.len() as u64,
+                max: MAX_FRAME_LEN as u64,
+            });
+        }
+        let mut r = Reader::new(FRAME, body);
+        let frame_type = match r.u8("frame type")? {
+            1 => FrameType::Commit,
+            2 => FrameType::Snapshot,
+            other => return Err(r.invalid("frame type", format!("unknown frame type {other}"))),
+        };
+        r.zero("reserved", 3)?;
+        let generation = r.u64("generation")?;
+        if generation == 0 {
+            return Err(r.invalid("generation", "generations start at 1"));
+        }
+        let count = r.u32("record count")? as usize;
+        // Each envelope is at least ENVELOPE_FIXED_LEN + 16 bytes, which bounds the allocation by
+        // the input's length rather than by the untrusted count.
+        let max_records = r.remaining() / (crate::ENVELOPE_FIXED_LEN + 16);
+        if count > max_records {
+            return Err(r.invalid(
+                "record count",
+                format!("{count} records cannot fit in {} bytes", r.remaining()),
+            ));
+        }
+        let mut records = Vec::with_capacity(count);
+        for _ in 0..count {
+            records.push(RecordEnvelope::decode_from(&mut r)?);
+        }
+        let mac = r.array("chain MAC")?;
+        r.finish()?;
+        Ok(Self {
+            frame_type,
+            generation,
+            records,
+            mac,
+        })
+    }
+
+    /// Verifies the chain MAC of the raw `body` this frame was decoded from.
+    ///
+    /// # Errors
+    /// [`Error::Authentication`] if the frame was modified, reordered, moved between vaults or
+    /// does not follow `prev_mac`.
+    pub fn verify(
+        &self,
+        body: &[u8],
+        mac_key: &Key256,
+        vault_id: &VaultId,
+        key_epoch: u32,
+        prev_mac: &[u8; MAC_LEN],
+    ) -> Result<()> {
+        let unauth = body
+            .get(..body.len().saturating_sub(MAC_LEN))
+            .unwrap_or_default();
+        let zero = [0u8; MAC_LEN];
+        let prev = if self.frame_type == FrameType::Snapshot {
+            &zero
+        } else {
+            prev_mac
+        };
+        mac::verify(
+            mac_key.expose_secret(),
+            &[
+                CHAIN_LABEL,
+                vault_id.as_bytes(),
+                &key_epoch.to_le_bytes(),
+                prev,
+                unauth,
+            ],
+            &self.mac,
+        )
+        .map_err(|_| Error::Authentication { object: FRAME })
+    }
+}
+
+fn chain_mac(
+    mac_key: &Key256,
+    vault_id: &VaultId,
+    key_epoch: u32,
+    prev_mac: &[u8; MAC_LEN],
+    frame_type: FrameType,
+    body_without_mac: &[u8],
+) -> [u8; MAC_LEN] {
+    let zero = [0u8; MAC_LEN];
+    let prev = if frame_type == FrameType::Snapshot {
+        &zero
+    } else {
+        prev_mac
+    };
+    *mac::hmac_sha256(
+        mac_key.expose_secret(),
+        &[
+            CHAIN_LABEL,
+            vault_id.as_bytes(),
+            &key_epoch.to_le_bytes(),
+            prev,
+            body_without_mac,
+        ],
+    )
+    .as_bytes()
+}

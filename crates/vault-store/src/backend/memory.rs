@@ -1,0 +1,191 @@
+//! An in-memory backend for tests and embedding.
+
+use std::time::Duration;
+
+use super::{Backend, LockGuard, Position, ReadOutcome, StoredFrame};
+use crate::sync::{Arc, Mutex, lock};
+use crate::{Error, Result};
+
+#[derive(Default)]
+struct Store {
+    header: Option<Vec<u8>>,
+    epoch: u32,
+    instance: u64,
+    frames: Vec<Arc<Vec<u8>>>,
+}
+
+/// Keeps the vault in memory. Cloning gives another handle to the same storage, as two processes
+/// opening one directory would have.
+#[derive(Clone, Default)]
+pub struct MemoryBackend {
+    store: Arc<Mutex<Store>>,
+    writer: Arc<Mutex<()>>,
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The raw frames, for tests that tamper with storage.
+    pub fn frames(&self) -> Vec<Vec<u8>> {
+        lock(&self.store)
+            .frames
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect()
+    }
+
+    /// Replaces the stored frames as they are, for tests that tamper with storage.
+    pub fn set_frames(&self, frames: Vec<Vec<u8>>) {
+        let mut s = lock(&self.store);
+        s.instance += 1;
+        s.frames = frames.into_iter().map(Arc::new).collect();
+    }
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryBackend")
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn location(&self) -> String {
+        "memory".into()
+    }
+
+    fn exists(&self) -> Result<bool> {
+        Ok(lock(&self.store).header.is_some())
+    }
+
+    fn create(&self, header: &[u8], key_epoch: u32, snapshot: &[u8]) -> Result<()> {
+        let mut s = lock(&self.store);
+        if s.header.is_some() {
+            return Err(Error::AlreadyExists("memory".into()));
+        }
+        s.header = Some(header.to_vec());
+        s.epoch = key_epoch;
+        s.instance += 1;
+        s.frames = vec![Arc::new(snapshot.to_vec())];
+        Ok(())
+    }
+
+    fn read_header(&self) -> Result<Vec<u8>> {
+        lock(&self.store)
+            .header
+            .clone()
+            .ok_or_else(|| Error::NoVault("memory".into()))
+    }
+
+    fn write_header(&self, header: &[u8]) -> Result<()> {
+        lock(&self.store).header = Some(header.to_vec());
+        Ok(())
+    }
+
+    fn lock_exclusive(&self, _timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
+        // Contended only within this process, where holders never wait on anything else.
+        Ok(Box::new(lock(&self.writer)))
+    }
+
+    fn lock_shared(&self, _timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
+        // Every read below is a single atomic step under the store mutex.
+        Ok(Box::new(()))
+    }
+
+    fn changed(&self, key_epoch: u32, since: &Position) -> Result<bool> {
+        let s = lock(&self.store);
+        if s.epoch != key_epoch {
+            return Err(Error::Rekeyed);
+        }
+        Ok(s.instance != since.instance || s.frames.len() as u64 != since.offset)
+    }
+
+    fn read(&self, key_epoch: u32, since: &Position) -> Result<ReadOutcome> {
+        let s = lock(&self.store);
+        if s.epoch != key_epoch {
+            return Err(Error::Rekeyed);
+        }
+        let reset = s.instance != since.instance;
+        let start = if reset { 0 } else { since.offset as usize };
+        let frames = s
+            .frames
+            .iter()
+            .enumerate()
+            .skip(start)
+            .map(|(i, f)| StoredFrame {
+                body: f.as_ref().clone(),
+                end: Position {
+                    instance: s.instance,
+                    offset: i as u64 + 1,
+                },
+            })
+            .collect();
+        Ok(ReadOutcome {
+            reset,
+            frames,
+            end: Position {
+                instance: s.instance,
+                offset: s.frames.len() as u64,
+            },
+            torn_tail: false,
+        })
+    }
+
+    fn append(&self, key_epoch: u32, at: &Position, body: &[u8]) -> Result<Position> {
+        let mut s = lock(&self.store);
+        if s.epoch != key_epoch {
+            return Err(Error::Rekeyed);
+        }
+        if s.instance != at.instance || s.frames.len() as u64 != at.offset {
+            return Err(Error::integrity(
+                "memory log",
+                "append position is not the end of the log",
+            ));
+        }
+        s.frames.push(Arc::new(body.to_vec()));
+        Ok(Position {
+            instance: s.instance,
+            offset: s.frames.len() as u64,
+        })
+    }
+
+    fn truncate(&self, _key_epoch: u32, at: &Position) -> Result<()> {
+        let mut s = lock(&self.store);
+        if s.instance == at.instance {
+            let keep = at.offset as usize;
+            s.frames.truncate(keep);
+        }
+        Ok(())
+    }
+
+    fn replace(&self, key_epoch: u32, snapshot: &[u8]) -> Result<Position> {
+        let mut s = lock(&self.store);
+        if s.epoch != key_epoch {
+            return Err(Error::Rekeyed);
+        }
+        s.instance += 1;
+        s.frames = vec![Arc::new(snapshot.to_vec())];
+        Ok(Position {
+            instance: s.instance,
+            offset: 1,
+        })
+    }
+
+    fn rekey(&self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Position> {
+        let mut s = lock(&self.store);
+        s.epoch = new_epoch;
+        s.header = Some(header.to_vec());
+        s.instance += 1;
+        s.frames = vec![Arc::new(snapshot.to_vec())];
+        Ok(Position {
+            instance: s.instance,
+            offset: 1,
+        })
+    }
+
+    fn cleanup(&self, _key_epoch: u32) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! The engine's error type. Variants are what a caller acts on; none carries secret material.
+
+use std::path::PathBuf;
+
+/// An error from the vault engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No key slot opens with the given passphrase.
+    #[error("wrong passphrase: no key slot of this vault opens with it")]
+    WrongPassphrase,
+    /// The named secret or key does not exist (or the named version does not).
+    #[error("not found: {what}")]
+    NotFound {
+        /// What was looked for, e.g. `secret "db/password"` or `version 3 of secret "x"`.
+        what: String,
+    },
+    /// A check-and-set write found a different current version than the caller expected.
+    #[error("conflict: {name:?} is at version {actual}, the write expected version {expected}")]
+    Conflict {
+        /// The secret's name.
+        name: String,
+        /// The version the writer expected (0 = must not exist).
+        expected: u32,
+        /// The version found.
+        actual: u32,
+    },
+    /// The writer lock was not granted within the timeout: another process is writing.
+    #[error("vault is busy: another process held the write lock for longer than {waited_ms} ms")]
+    Busy {
+        /// How long the caller waited.
+        waited_ms: u64,
+    },
+    /// The vault is older than the highest generation this machine has seen committed: an older
+    /// copy was put back (or the rollback record is from another copy of the vault).
+    #[error(
+        "rollback detected: the vault is at generation {vault_generation} but generation {recorded_generation} was committed earlier (record {record}); if you restored an older copy on purpose, accept it explicitly"
+    )]
+    RollbackDetected {
+        /// Generation found in the vault.
+        vault_generation: u64,
+        /// Highest generation recorded as committed.
+        recorded_generation: u64,
+        /// Where the rollback record lives.
+        record: PathBuf,
+    },
+    /// Data failed authentication or is structurally damaged: tampering or corruption.
+    #[error("integrity failure in {object}: {detail}")]
+    Integrity {
+        /// Which object (file or record).
+        object: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A file is from a newer version of vault.
+    #[error("{0}")]
+    Format(#[from] vault_format::Error),
+    /// The storage device is full; the commit was not made and the vault is unchanged.
+    #[error("storage full while {op} {path}: the commit was not made")]
+    StorageFull {
+        /// The operation that failed.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// An I/O error; for a commit, the commit was not made.
+    #[error("I/O error while {op} {path}: {source}")]
+    Io {
+        /// The operation that failed.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A name, value or parameter the vault does not accept.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was invalid.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A vault already exists where one was to be created.
+    #[error("a vault already exists at {0}")]
+    AlreadyExists(PathBuf),
+    /// No vault exists at the location.
+    #[error("no vault at {0}")]
+    NoVault(PathBuf),
+    /// Another process rotated the master key; this handle's key is stale.
+    #[error("the vault's master key was rotated by another process; open the vault again")]
+    Rekeyed,
+    /// A cryptographic operation failed (RNG or KDF), not an authentication failure.
+    #[error("cryptographic failure: {0}")]
+    Crypto(#[from] vault_crypto::Error),
+}
+
+impl Error {
+    /// `true` for errors that mean the stored data cannot be trusted: tampering, corruption or
+    /// rollback (the CLI's exit code 5).
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            Error::Integrity { .. } | Error::RollbackDetected { .. } => true,
+            Error::Format(e) => !matches!(e, vault_format::Error::UnsupportedVersion { .. }),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        if is_storage_full(&source) {
+            Error::StorageFull { op, path }
+        } else {
+            Error::Io { op, path, source }
+        }
+    }
+
+    pub(crate) fn integrity(object: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Integrity {
+            object: object.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn is_storage_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || e.raw_os_error() == Some(28)
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = core::result::Result<T, E>;

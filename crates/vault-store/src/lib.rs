@@ -1,0 +1,49 @@
+//! The vault engine: named secrets and managed keys, encrypted and authenticated at rest, in an
+//! append-structured log whose every commit is durable before it is acknowledged.
+//!
+//! - [`Vault`] is the handle: `Send + Sync`, many threads read and write through one.
+//! - [`Backend`] is where the encrypted bytes live; it never sees a key or a plaintext.
+//!   [`FileBackend`] keeps a vault in a directory (multi-process safe through a lock file that
+//!   is never renamed); [`MemoryBackend`] keeps it in memory.
+//! - Rollback detection: the highest committed generation is also recorded, MAC'd, outside the
+//!   vault directory ([`VaultOptions::rollback_dir`]); opening an older copy of the vault fails
+//!   with [`Error::RollbackDetected`].
+//!
+//! The byte layouts are in `docs/FORMAT.md`; the commit protocol is in [`FileBackend`]'s docs.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use vault_crypto::{SecretBytes, kdf::KdfParams};
+//! use vault_store::{MemoryBackend, SetOptions, Vault, VaultOptions};
+//!
+//! # fn main() -> Result<(), vault_store::Error> {
+//! let backend = Arc::new(MemoryBackend::new());
+//! let pass = SecretBytes::from_slice(b"correct horse battery staple");
+//! // Cheap KDF parameters for the example; real vaults use KdfParams::DEFAULT or calibrate.
+//! let kdf = KdfParams::for_key(64, 1, 1)?;
+//! let vault = Vault::create(backend.clone(), &pass, kdf, VaultOptions::default())?;
+//! vault.set("db/password", SecretBytes::from_slice(b"hunter2"), SetOptions::default())?;
+//!
+//! let reopened = Vault::open(backend, &pass, VaultOptions::default())?;
+//! assert_eq!(reopened.get("db/password")?.value.expose_secret(), b"hunter2");
+//! # Ok(())
+//! # }
+//! ```
+
+mod backend;
+mod error;
+pub mod io;
+mod rollback;
+mod sync;
+mod vault;
+
+pub use backend::{
+    Backend, FileBackend, FileBackendOptions, LockGuard, MemoryBackend, Position, ReadOutcome,
+    StoredFrame,
+};
+pub use error::{Error, Result};
+pub use vault::{
+    Batch, DEFAULT_MAX_VERSIONS, KeyVersionInfo, Secret, SecretInfo, SetOptions, SlotInfo, Vault,
+    VaultOptions, VerifyReport, VersionInfo,
+};
+pub use vault_format::payload::{KeyState, Tag};

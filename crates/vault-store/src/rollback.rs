@@ -1,0 +1,175 @@
+//! Keeping the rollback record (FORMAT.md §8) in a state directory outside the vault directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use vault_crypto::Key256;
+use vault_format::VaultId;
+use vault_format::rollback::{
+    ROLLBACK_FILE_LEN, ROLLBACK_SLOT_LEN, ROLLBACK_SLOTS_OFFSET, RollbackSlot,
+    decode_rollback_file, encode_rollback_file,
+};
+
+use crate::{Error, Result};
+
+/// What the rollback record says about a vault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// No record (first open on this machine, or checking disabled).
+    Nothing,
+    /// The highest generation committed under the current key epoch.
+    Generation(u64),
+    /// The record was written under a newer key epoch than the vault has: the vault is an older
+    /// copy from before a master-key rotation.
+    NewerEpoch {
+        /// The record's epoch.
+        epoch: u32,
+        /// The record's generation.
+        generation: u64,
+    },
+}
+
+/// The record file for one vault, or nothing if rollback checking is off.
+#[derive(Clone, Debug)]
+pub(crate) struct RollbackFile {
+    path: Option<PathBuf>,
+}
+
+impl RollbackFile {
+    pub(crate) fn new(dir: Option<&Path>, vault_id: &VaultId) -> Self {
+        Self {
+            path: dir.map(|d| d.join(format!("{}.rollback", vault_id.to_hex()))),
+        }
+    }
+
+    pub(crate) fn path(&self) -> PathBuf {
+        self.path.clone().unwrap_or_default()
+    }
+
+    fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
+        let mut f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("opening", path, e)),
+        };
+        let mut buf = Vec::with_capacity(ROLLBACK_FILE_LEN);
+        (&mut f)
+            .take(ROLLBACK_FILE_LEN as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("reading", path, e))?;
+        Ok(Some(buf))
+    }
+
+    fn slots(path: &Path, vault_id: &VaultId) -> Result<Option<[Option<RollbackSlot>; 2]>> {
+        let Some(bytes) = Self::read_file(path)? else {
+            return Ok(None);
+        };
+        let (id, slots) = decode_rollback_file(&bytes).map_err(|e| {
+            Error::integrity(format!("rollback record {}", path.display()), e.to_string())
+        })?;
+        if &id != vault_id {
+            return Err(Error::integrity(
+                format!("rollback record {}", path.display()),
+                format!("record is for vault {id}, not {vault_id}"),
+            ));
+        }
+        Ok(Some(slots))
+    }
+
+    /// Reads the record, checking its MAC under `key` (the current epoch's rollback subkey).
+    pub(crate) fn load(&self, vault_id: &VaultId, key: &Key256, epoch: u32) -> Result<Recorded> {
+        let Some(path) = &self.path else {
+            return Ok(Recorded::Nothing);
+        };
+        let Some(slots) = Self::slots(path, vault_id)? else {
+            return Ok(Recorded::Nothing);
+        };
+        let mut best: Option<&RollbackSlot> = None;
+        let mut unauthenticated = false;
+        for s in slots.iter().flatten() {
+            if s.key_epoch > epoch {
+                // Cannot be authenticated with this (older) key; an older copy of the vault
+                // cannot have a record from its own future, so this is a rollback.
+                return Ok(Recorded::NewerEpoch {
+                    epoch: s.key_epoch,
+                    generation: s.generation,
+                });
+            }
+            if s.key_epoch < epoch {
+                continue;
+            }
+            if !s.verify(key, vault_id) {
+                unauthenticated = true;
+                continue;
+            }
+            if best.is_none_or(|b| s.counter > b.counter) {
+                best = Some(s);
+            }
+        }
+        match best {
+            Some(s) => Ok(Recorded::Generation(s.generation)),
+            None if unauthenticated => Err(Error::integrity(
+                format!("rollback record {}", path.display()),
+                "the record does not authenticate under this vault's key",
+            )),
+            None => Ok(Recorded::Nothing),
+        }
+    }
+
+    /// Records `generation` as committed. Called holding the vault's writer lock. Not fsynced: the
+    /// commit itself is durable, and a record that lags by a commit after a power cut only
+    /// narrows what rollback checking can see.
+    pub(crate) fn store(
+        &self,
+        vault_id: &VaultId,
+        key: &Key256,
+        epoch: u32,
+        generation: u64,
+    ) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let existing = Self::slots(path, vault_id).ok().flatten();
+        let counter = existing
+            .as_ref()
+            .map(|s| s.iter().flatten().map(|s| s.counter).max().unwrap_or(0))
+            .unwrap_or(0)
+            + 1;
+        let slot = RollbackSlot::seal(key, vault_id, counter, epoch, generation);
+        match existing {
+            Some(_) => {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io("opening", path, e))?;
+                let offset = ROLLBACK_SLOTS_OFFSET + (counter % 2) as usize * ROLLBACK_SLOT_LEN;
+                f.write_all_at(&slot.encode(), offset as u64)
+                    .map_err(|e| Error::io("writing", path, e))
+            }
+            None => {
+                if let Some(dir) = path.parent() {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
+                        .map_err(|e| Error::io("creating directory", dir, e))?;
+                }
+                let bytes = encode_rollback_file(vault_id, [&slot, &slot]);
+                let tmp = path.with_extension("rollback.tmp");
+                let _ = fs::remove_file(&tmp);
+                let f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .map_err(|e| Error::io("creating", &tmp, e))?;
+                f.write_all_at(&bytes, 0)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| Error::io("writing", &tmp, e))?;
+                fs::rename(&tmp, path).map_err(|e| Error::io("renaming", path, e))
+            }
+        }
+    }
+}

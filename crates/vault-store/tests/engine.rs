@@ -1,0 +1,291 @@
+//! Behaviour of the engine through its public API, on both backends.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use common::*;
+use vault_store::{Error, KeyState, MemoryBackend, SetOptions, Tag, Vault, VaultOptions};
+
+fn exercise(v: &Vault) {
+    assert_eq!(v.set("a", secret(b"1"), SetOptions::default()).unwrap(), 1);
+    assert_eq!(v.set("a", secret(b"2"), SetOptions::default()).unwrap(), 2);
+    assert_eq!(v.get("a").unwrap().value.expose_secret(), b"2");
+    assert_eq!(v.get_version("a", 1).unwrap().value.expose_secret(), b"1");
+    assert!(matches!(v.get("missing"), Err(Error::NotFound { .. })));
+    assert!(matches!(v.get_version("a", 9), Err(Error::NotFound { .. })));
+    // Check-and-set.
+    let stale = v.set(
+        "a",
+        secret(b"x"),
+        SetOptions {
+            expected_version: Some(1),
+            ..SetOptions::default()
+        },
+    );
+    assert!(matches!(
+        stale,
+        Err(Error::Conflict {
+            expected: 1,
+            actual: 2,
+            ..
+        })
+    ));
+    assert_eq!(v.get("a").unwrap().value.expose_secret(), b"2");
+    // Soft delete and undelete.
+    v.delete("a").unwrap();
+    assert!(matches!(v.get("a"), Err(Error::NotFound { .. })));
+    assert!(v.list(false).unwrap().is_empty());
+    assert_eq!(v.list(true).unwrap().len(), 1);
+    assert_eq!(v.history("a").unwrap().len(), 2);
+    v.undelete("a").unwrap();
+    assert_eq!(v.get("a").unwrap().value.expose_secret(), b"2");
+    // Destroy.
+    v.set("b", secret(b"bee"), SetOptions::default()).unwrap();
+    v.destroy("b").unwrap();
+    assert!(matches!(v.history("b"), Err(Error::NotFound { .. })));
+    assert_eq!(
+        v.set("b", secret(b"again"), SetOptions::default()).unwrap(),
+        1
+    );
+    // Tags and exact bytes.
+    let value: Vec<u8> = (0..=255u8).collect();
+    let tags = vec![Tag {
+        key: "env".into(),
+        value: "prod".into(),
+    }];
+    v.set(
+        "bin",
+        secret(&value),
+        SetOptions {
+            tags: tags.clone(),
+            ..SetOptions::default()
+        },
+    )
+    .unwrap();
+    let got = v.get("bin").unwrap();
+    assert_eq!(got.value.expose_secret(), &value[..]);
+    assert_eq!(got.tags, tags);
+    // Keys.
+    let kv = v
+        .add_key_version("signing", "ed25519", secret(&[7; 32]), KeyState::Active)
+        .unwrap();
+    assert_eq!(kv, 1);
+    v.set_key_state("signing", 1, KeyState::Deactivated)
+        .unwrap();
+    assert_eq!(
+        v.key_versions("signing").unwrap()[0].state,
+        KeyState::Deactivated
+    );
+    assert_eq!(
+        v.key_material("signing", 1).unwrap().0.expose_secret(),
+        &[7; 32]
+    );
+}
+
+#[test]
+fn file_backend_round_trip_and_reopen() {
+    let d = TestDir::new();
+    let v = d.create();
+    exercise(&v);
+    let generation = v.generation();
+    drop(v);
+    let v = d.open().unwrap();
+    assert_eq!(v.generation(), generation);
+    assert_eq!(v.get("a").unwrap().value.expose_secret(), b"2");
+    assert_eq!(v.get("b").unwrap().version, 1);
+    let report = v.verify().unwrap();
+    assert_eq!(report.generation, generation);
+    assert_eq!(report.recorded_generation, Some(generation));
+    v.compact().unwrap();
+    drop(v);
+    let v = d.open().unwrap();
+    assert_eq!(v.get_version("a", 1).unwrap().value.expose_secret(), b"1");
+    assert_eq!(v.verify().unwrap().superseded_bytes, 0);
+}
+
+#[test]
+fn memory_backend_round_trip_and_reopen() {
+    let (b, v) = memory();
+    exercise(&v);
+    let v2 = Vault::open(b, &pass(), VaultOptions::default()).unwrap();
+    assert_eq!(v2.get("a").unwrap().value.expose_secret(), b"2");
+}
+
+#[test]
+fn wrong_passphrase_is_its_own_error() {
+    let d = TestDir::new();
+    drop(d.create());
+    let r = Vault::open(d.backend(), &secret(b"nope"), d.options());
+    assert!(matches!(r, Err(Error::WrongPassphrase)), "{r:?}");
+}
+
+#[test]
+fn files_are_owner_only_from_creation() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("x", secret(b"y"), SetOptions::default()).unwrap();
+    v.compact().unwrap();
+    let dir_mode = std::fs::metadata(d.vault_dir())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    for e in std::fs::read_dir(d.vault_dir()).unwrap() {
+        let e = e.unwrap();
+        let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{:?}", e.path());
+    }
+    for e in std::fs::read_dir(d.state_dir()).unwrap() {
+        let mode = e.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
+
+#[test]
+fn passphrase_change_add_and_remove_slots() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("k", secret(b"v"), SetOptions::default()).unwrap();
+    v.change_passphrase(&pass(), &secret(b"new"), None).unwrap();
+    assert!(matches!(d.open(), Err(Error::WrongPassphrase)));
+    let recovery = v
+        .add_passphrase(&secret(b"new"), &secret(b"recovery"), cheap_kdf())
+        .unwrap();
+    for p in [&b"new"[..], b"recovery"] {
+        let v2 = Vault::open(d.backend(), &secret(p), d.options()).unwrap();
+        assert_eq!(v2.get("k").unwrap().value.expose_secret(), b"v");
+    }
+    // Rotation refuses to silently drop the recovery slot.
+    assert!(matches!(
+        v.rotate_master_key(&secret(b"new"), false),
+        Err(Error::Invalid { .. })
+    ));
+    v.remove_slot(&secret(b"new"), recovery).unwrap();
+    assert!(matches!(
+        Vault::open(d.backend(), &secret(b"recovery"), d.options()),
+        Err(Error::WrongPassphrase)
+    ));
+    assert!(matches!(
+        v.remove_slot(&secret(b"new"), 0),
+        Err(Error::Invalid { .. })
+    ));
+}
+
+#[test]
+fn master_key_rotation_keeps_data_and_changes_every_ciphertext() {
+    let d = TestDir::new();
+    let v = d.create();
+    for i in 0..20 {
+        v.set(
+            &format!("s{i}"),
+            secret(format!("value {i}").as_bytes()),
+            SetOptions::default(),
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(log_path(&d.vault_dir())).unwrap();
+    let gen_before = v.generation();
+    v.rotate_master_key(&pass(), false).unwrap();
+    assert!(v.generation() > gen_before);
+    let after_path = log_path(&d.vault_dir());
+    assert!(after_path.ends_with("log.1"));
+    let after = std::fs::read(after_path).unwrap();
+    // No 32-byte window of the old log's ciphertexts survives in the new log.
+    let windows: std::collections::HashSet<&[u8]> = before[40..].windows(32).step_by(7).collect();
+    assert!(after.windows(32).all(|w| !windows.contains(w)));
+    v.set("after", secret(b"x"), SetOptions::default()).unwrap();
+    drop(v);
+    let v = d.open().unwrap();
+    assert_eq!(v.get("s7").unwrap().value.expose_secret(), b"value 7");
+    assert_eq!(v.get("after").unwrap().value.expose_secret(), b"x");
+    v.verify().unwrap();
+}
+
+#[test]
+fn handles_see_each_others_commits() {
+    let d = TestDir::new();
+    let a = d.create();
+    let b = d.open().unwrap();
+    a.set("x", secret(b"1"), SetOptions::default()).unwrap();
+    assert_eq!(b.get("x").unwrap().value.expose_secret(), b"1");
+    b.set("x", secret(b"2"), SetOptions::default()).unwrap();
+    assert_eq!(a.get("x").unwrap().value.expose_secret(), b"2");
+    a.compact().unwrap();
+    b.set("y", secret(b"3"), SetOptions::default()).unwrap();
+    assert_eq!(a.get("y").unwrap().value.expose_secret(), b"3");
+    // A stale check-and-set from the other handle conflicts rather than overwriting.
+    let r = a.set(
+        "x",
+        secret(b"stale"),
+        SetOptions {
+            expected_version: Some(1),
+            ..SetOptions::default()
+        },
+    );
+    assert!(matches!(r, Err(Error::Conflict { .. })));
+    // Rotation by one handle: the other is told to reopen rather than using a stale key.
+    b.rotate_master_key(&pass(), false).unwrap();
+    assert!(matches!(a.get("x"), Err(Error::Rekeyed)));
+}
+
+#[test]
+fn max_versions_prunes_history() {
+    let (_b, v) = memory();
+    v.set_max_versions(3).unwrap();
+    for i in 0..10u8 {
+        v.set("x", secret(&[i]), SetOptions::default()).unwrap();
+    }
+    let h = v.history("x").unwrap();
+    assert_eq!(
+        h.iter().map(|h| h.version).collect::<Vec<_>>(),
+        vec![8, 9, 10]
+    );
+    assert!(matches!(v.get_version("x", 7), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn names_and_sizes_are_policed() {
+    let (_b, v) = memory();
+    for bad in ["", " lead", "trail ", "ctl\u{7}", &"n".repeat(257)] {
+        assert!(
+            matches!(
+                v.set(bad, secret(b"x"), SetOptions::default()),
+                Err(Error::Invalid { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    let big = vec![0u8; (1 << 20) + 1];
+    assert!(v.set("big", secret(&big), SetOptions::default()).is_err());
+    let max = vec![0xA5u8; 1 << 20];
+    v.set("max", secret(&max), SetOptions::default()).unwrap();
+    assert_eq!(v.get("max").unwrap().value.expose_secret().len(), 1 << 20);
+}
+
+#[test]
+fn debug_output_never_shows_values() {
+    let (_b, v) = memory();
+    v.set("n", secret(b"TOPSECRETVALUE"), SetOptions::default())
+        .unwrap();
+    let s = v.get("n").unwrap();
+    assert!(!format!("{s:?}").contains("TOPSECRETVALUE"));
+    assert!(!format!("{v:?}").contains("TOPSECRETVALUE"));
+}
+
+#[test]
+fn cloned_memory_backends_share_storage() {
+    let b = Arc::new(MemoryBackend::new());
+    let v = Vault::create(b.clone(), &pass(), cheap_kdf(), VaultOptions::default()).unwrap();
+    let other = Vault::open(b, &pass(), VaultOptions::default()).unwrap();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    assert_eq!(other.get("a").unwrap().value.expose_secret(), b"1");
+}
