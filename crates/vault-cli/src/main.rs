@@ -1,2 +1,486 @@
-//! The `vault` command-line tool.
-fn main() {}
+//! `vault`: keep secrets and keys in a passphrase-protected, crash-safe vault.
+//!
+//! Secret values are never taken from the command line (where `ps` and shell history would see
+//! them): `set` reads stdin when it is not a terminal, else asks twice at a hidden prompt. `get`
+//! writes exactly the stored bytes to stdout.
+
+mod passphrase;
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use vault_crypto::SecretBytes;
+use vault_crypto::kdf::{self, KdfParams};
+use vault_format::payload::MAX_VALUE_LEN;
+use vault_store::{Error, FileBackend, SetOptions, Tag, Vault, VaultOptions};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  other error
+  2  usage error (bad arguments, invalid name or value)
+  3  wrong passphrase
+  4  not found (no such secret, version or vault)
+  5  integrity failure (tampering, corruption or rollback)
+  6  busy (another process held the write lock past the timeout)
+  7  conflict (check-and-set found a different version)
+
+Passphrase: a hidden prompt on a terminal; for scripts VAULT_PASSPHRASE_FILE (a file holding it),
+VAULT_PASSPHRASE_COMMAND (a command printing it) or VAULT_PASSPHRASE (least safe: the environment
+leaks to child processes and crash reports). New passphrases (init, change-passphrase) come from
+VAULT_NEW_PASSPHRASE_FILE / _COMMAND / VAULT_NEW_PASSPHRASE, or for init the same variables as
+above.";
+
+/// Keep secrets and keys in a passphrase-protected, crash-safe vault.
+#[derive(Parser, Debug)]
+#[command(name = "vault", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// Vault directory [default: $VAULT_DIR, else the XDG data directory's `vault`].
+    #[arg(long, global = true, env = "VAULT_DIR")]
+    vault: Option<PathBuf>,
+    /// Directory for rollback records, kept outside the vault directory [default: the XDG
+    /// state directory's `vault`].
+    #[arg(long, global = true, env = "VAULT_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// How long to wait for another process's write lock, in milliseconds.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    lock_timeout_ms: u64,
+    /// More log output on stderr (never secret values); repeat for more.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new vault.
+    Init(InitArgs),
+    /// Store a new version of a secret, read from stdin or a hidden prompt.
+    Set {
+        /// Secret name.
+        name: String,
+        /// Only write if the secret is at this version (0: only if it does not exist).
+        #[arg(long)]
+        expect_version: Option<u32>,
+        /// Metadata, as key=value; repeatable.
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<Tag>,
+    },
+    /// Write a secret's value to stdout.
+    Get {
+        /// Secret name.
+        name: String,
+        /// A specific version instead of the latest.
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// List secret names.
+    List {
+        /// Include soft-deleted secrets.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Soft-delete a secret (history kept; `undelete` restores it).
+    Rm {
+        /// Secret name.
+        name: String,
+    },
+    /// Restore a soft-deleted secret.
+    Undelete {
+        /// Secret name.
+        name: String,
+    },
+    /// Destroy a secret and all its versions (removed from disk at the next compaction).
+    Destroy {
+        /// Secret name.
+        name: String,
+    },
+    /// Show a secret's versions (no values).
+    History {
+        /// Secret name.
+        name: String,
+    },
+    /// Change the passphrase of the key slot the current passphrase opens.
+    ChangePassphrase,
+    /// Re-encrypt everything under a new master key.
+    RotateMasterKey {
+        /// Drop key slots other than the one used to unlock (they cannot be carried over).
+        #[arg(long)]
+        drop_other_slots: bool,
+    },
+    /// Check every record authenticates, the generation chain is intact and the rollback record
+    /// agrees.
+    Verify,
+    /// Rewrite the log without superseded records.
+    Compact,
+    /// Accept a vault older than its rollback record, after a deliberate restore (recorded in
+    /// the vault as an event).
+    AcceptRollback,
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// Argon2id memory in MiB [default: 256].
+    #[arg(long, conflicts_with = "kdf_target_ms")]
+    kdf_memory_mib: Option<u32>,
+    /// Argon2id iterations [default: 3].
+    #[arg(long, conflicts_with = "kdf_target_ms")]
+    kdf_iterations: Option<u32>,
+    /// Argon2id lanes [default: 4].
+    #[arg(long)]
+    kdf_parallelism: Option<u32>,
+    /// Calibrate Argon2id to take about this long on this machine.
+    #[arg(long)]
+    kdf_target_ms: Option<u64>,
+}
+
+fn parse_tag(s: &str) -> Result<Tag, String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("tag {s:?} is not key=value"))?;
+    Ok(Tag {
+        key: k.to_string(),
+        value: v.to_string(),
+    })
+}
+
+/// A failure with its exit code and one-line message.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::WrongPassphrase => 3,
+            Error::NotFound { .. } | Error::NoVault(_) => 4,
+            e if e.is_integrity() => 5,
+            Error::Busy { .. } => 6,
+            Error::Conflict { .. } => 7,
+            Error::Invalid { .. } => 2,
+            _ => 1,
+        };
+        let mut message = e.to_string();
+        if matches!(e, Error::RollbackDetected { .. }) {
+            message.push_str(" with `vault accept-rollback`");
+        }
+        Failure { code, message }
+    }
+}
+
+fn fail(code: u8, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            let msg = f.message.replace('\n', " ");
+            eprintln!("vault: {msg}");
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("VAULT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+fn vault_dir(cli: &Cli) -> Result<PathBuf, Failure> {
+    if let Some(d) = &cli.vault {
+        return Ok(d.clone());
+    }
+    directories::BaseDirs::new()
+        .map(|b| b.data_dir().join("vault"))
+        .ok_or_else(|| {
+            fail(
+                1,
+                "cannot find a home directory; pass --vault DIR or set VAULT_DIR",
+            )
+        })
+}
+
+fn state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
+    if let Some(d) = &cli.state_dir {
+        return Ok(d.clone());
+    }
+    directories::BaseDirs::new()
+        .map(|b| {
+            b.state_dir()
+                .unwrap_or_else(|| b.data_local_dir())
+                .join("vault")
+        })
+        .ok_or_else(|| fail(1, "cannot find a home directory; pass --state-dir DIR"))
+}
+
+fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, Failure> {
+    Ok(VaultOptions {
+        lock_timeout: Duration::from_millis(cli.lock_timeout_ms),
+        rollback_dir: Some(state_dir(cli)?.join("rollback")),
+        accept_rollback,
+        ..VaultOptions::default()
+    })
+}
+
+fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failure> {
+    let dir = vault_dir(cli)?;
+    let backend = Arc::new(FileBackend::new(&dir));
+    use vault_store::Backend;
+    if !backend.exists()? {
+        return Err(fail(
+            4,
+            format!(
+                "no vault at {} (create one with `vault init`)",
+                dir.display()
+            ),
+        ));
+    }
+    let pass = passphrase::current()?;
+    let vault = Vault::open(backend, &pass, options(cli, accept_rollback)?)?;
+    Ok((vault, pass))
+}
+
+fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
+    let lanes = a.kdf_parallelism.unwrap_or(KdfParams::DEFAULT.lanes());
+    let params = if let Some(ms) = a.kdf_target_ms {
+        eprintln!("calibrating Argon2id for {ms} ms on this machine...");
+        kdf::calibrate(
+            Duration::from_millis(ms),
+            KdfParams::DEFAULT
+                .memory_kib()
+                .max(KdfParams::RECOMMENDED_MIN_MEMORY_KIB),
+            lanes,
+        )
+        .map_err(|e| fail(2, format!("cannot calibrate: {e}")))?
+    } else {
+        let mem_kib = match a.kdf_memory_mib {
+            Some(m) => m
+                .checked_mul(1024)
+                .ok_or_else(|| fail(2, "--kdf-memory-mib is too large"))?,
+            None => KdfParams::DEFAULT.memory_kib(),
+        };
+        KdfParams::for_key(
+            mem_kib,
+            a.kdf_iterations.unwrap_or(KdfParams::DEFAULT.iterations()),
+            lanes,
+        )
+        .map_err(|e| fail(2, format!("invalid KDF parameters: {e}")))?
+    };
+    if params.is_below_recommended() {
+        eprintln!(
+            "warning: Argon2id parameters ({} KiB, {} iterations) are below the recommended floor ({} MiB, {} iterations); fine for tests, weak for real secrets",
+            params.memory_kib(),
+            params.iterations(),
+            KdfParams::RECOMMENDED_MIN_MEMORY_KIB / 1024,
+            KdfParams::RECOMMENDED_MIN_ITERATIONS
+        );
+    }
+    Ok(params)
+}
+
+/// Reads a secret value: all of stdin when it is not a terminal, else a hidden prompt, twice.
+fn read_value(name: &str) -> Result<SecretBytes, Failure> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut buf = Vec::with_capacity(4096);
+        stdin
+            .lock()
+            .take(MAX_VALUE_LEN as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| fail(1, format!("cannot read the value from stdin: {e}")))?;
+        let value = SecretBytes::new(buf);
+        if value.len() > MAX_VALUE_LEN {
+            return Err(fail(
+                2,
+                format!("the value is larger than the limit of {MAX_VALUE_LEN} bytes"),
+            ));
+        }
+        return Ok(value);
+    }
+    passphrase::prompt_twice(&format!("value for {name}: "), "repeat the value: ")
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Init(a) => {
+            let dir = vault_dir(&cli)?;
+            let params = kdf_params(a)?;
+            let pass = passphrase::new_for_init()?;
+            let backend = Arc::new(FileBackend::new(&dir));
+            let v = Vault::create(backend, &pass, params, options(&cli, false)?)?;
+            eprintln!(
+                "created vault {} at {} (Argon2id {} MiB, {} iterations, {} lanes)",
+                v.vault_id(),
+                dir.display(),
+                params.memory_kib() / 1024,
+                params.iterations(),
+                params.lanes()
+            );
+        }
+        Command::Set {
+            name,
+            expect_version,
+            tags,
+        } => {
+            let (v, _) = open(&cli, false)?;
+            let value = read_value(name)?;
+            let version = v.set(
+                name,
+                value,
+                SetOptions {
+                    expected_version: *expect_version,
+                    tags: tags.clone(),
+                },
+            )?;
+            eprintln!("stored {name} version {version}");
+        }
+        Command::Get { name, version } => {
+            let (v, _) = open(&cli, false)?;
+            let s = match version {
+                Some(n) => v.get_version(name, *n)?,
+                None => v.get(name)?,
+            };
+            let mut out = std::io::stdout().lock();
+            let tty = std::io::stdout().is_terminal();
+            out.write_all(s.value.expose_secret())
+                .and_then(|()| if tty { out.write_all(b"\n") } else { Ok(()) })
+                .and_then(|()| out.flush())
+                .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+        }
+        Command::List { all } => {
+            let (v, _) = open(&cli, false)?;
+            let mut out = std::io::stdout().lock();
+            for s in v.list(*all)? {
+                let line = if s.deleted {
+                    format!("{}\t(deleted)\n", s.name)
+                } else {
+                    format!("{}\n", s.name)
+                };
+                out.write_all(line.as_bytes())
+                    .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+            }
+        }
+        Command::Rm { name } => {
+            open(&cli, false)?.0.delete(name)?;
+            eprintln!("deleted {name} (history kept; `vault undelete {name}` restores it)");
+        }
+        Command::Undelete { name } => {
+            open(&cli, false)?.0.undelete(name)?;
+            eprintln!("restored {name}");
+        }
+        Command::Destroy { name } => {
+            open(&cli, false)?.0.destroy(name)?;
+            eprintln!("destroyed {name} and all its versions");
+        }
+        Command::History { name } => {
+            let (v, _) = open(&cli, false)?;
+            let mut out = std::io::stdout().lock();
+            for h in v.history(name)? {
+                let tags: Vec<String> = h
+                    .tags
+                    .iter()
+                    .map(|t| format!("{}={}", t.key, t.value))
+                    .collect();
+                let line = format!(
+                    "{}\t{}\t{} bytes\t{}\n",
+                    h.version,
+                    format_time(h.created_ms),
+                    h.size,
+                    tags.join(",")
+                );
+                out.write_all(line.as_bytes())
+                    .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+            }
+        }
+        Command::ChangePassphrase => {
+            let (v, current) = open(&cli, false)?;
+            let new = passphrase::new_passphrase()?;
+            v.change_passphrase(&current, &new, None)?;
+            eprintln!("passphrase changed");
+        }
+        Command::RotateMasterKey { drop_other_slots } => {
+            let (v, current) = open(&cli, false)?;
+            v.rotate_master_key(&current, *drop_other_slots)?;
+            eprintln!("master key rotated; every record re-encrypted");
+        }
+        Command::Verify => {
+            let (v, _) = open(&cli, false)?;
+            let r = v.verify()?;
+            println!(
+                "ok: {} frames, {} records authenticated; generation {} (rollback record: {}); {} secrets, {} keys; {} bytes reclaimable by compaction",
+                r.frames,
+                r.records,
+                r.generation,
+                r.recorded_generation
+                    .map_or_else(|| "none".to_string(), |g| format!("generation {g}")),
+                r.secrets,
+                r.keys,
+                r.superseded_bytes
+            );
+        }
+        Command::Compact => {
+            open(&cli, false)?.0.compact()?;
+            eprintln!("compacted");
+        }
+        Command::AcceptRollback => {
+            let (v, _) = open(&cli, true)?;
+            eprintln!(
+                "accepted the vault's current state at generation {}; the acceptance is recorded in the vault",
+                v.generation()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// UTC time as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, Howard Hinnant's algorithm).
+fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
