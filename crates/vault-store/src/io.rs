@@ -151,8 +151,10 @@ impl Io for RealIo {
 pub enum FaultOp {
     /// `write_all_at` and `set_len`.
     Write,
-    /// `sync_all` on a file or directory.
+    /// `sync_all`/`sync_data` on a file.
     Sync,
+    /// `fsync` on a directory.
+    SyncDir,
     /// `rename`.
     Rename,
     /// `create_new` and `create_dir_all`.
@@ -180,6 +182,7 @@ pub struct FaultyIo {
     persistent: bool,
     kind: FaultKind,
     fired: AtomicBool,
+    fired_op: std::sync::Mutex<Option<FaultOp>>,
 }
 
 impl FaultyIo {
@@ -193,6 +196,7 @@ impl FaultyIo {
             persistent,
             kind,
             fired: AtomicBool::new(false),
+            fired_op: std::sync::Mutex::new(None),
         }
     }
 
@@ -206,6 +210,20 @@ impl FaultyIo {
         self.fired.load(Ordering::SeqCst)
     }
 
+    /// The kind of the first operation that failed.
+    pub fn fired_op(&self) -> Option<FaultOp> {
+        *self.fired_op.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// All operation kinds, for counting or failing every one.
+    pub const ALL: [FaultOp; 5] = [
+        FaultOp::Write,
+        FaultOp::Sync,
+        FaultOp::SyncDir,
+        FaultOp::Rename,
+        FaultOp::Create,
+    ];
+
     /// Stops injecting faults (the "device" recovers).
     pub fn heal(&self) {
         self.fail_at.store(0, Ordering::SeqCst);
@@ -218,7 +236,9 @@ impl FaultyIo {
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         let k = self.fail_at.load(Ordering::SeqCst);
         if k != 0 && (n == k || (self.persistent && n > k)) {
-            self.fired.store(true, Ordering::SeqCst);
+            if !self.fired.swap(true, Ordering::SeqCst) {
+                *self.fired_op.lock().unwrap_or_else(|e| e.into_inner()) = Some(op);
+            }
             return Err(match self.kind {
                 FaultKind::Eio => io::Error::from_raw_os_error(5),
                 FaultKind::Enospc => io::Error::from_raw_os_error(28),
@@ -296,7 +316,7 @@ impl Io for SharedFaultyIo {
         self.0.inner.create_dir_all(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.0.check(FaultOp::Sync)?;
+        self.0.check(FaultOp::SyncDir)?;
         self.0.inner.sync_dir(path)
     }
     fn stamp(&self, path: &Path) -> io::Result<FileStamp> {

@@ -393,6 +393,9 @@ struct State {
     max_seq: u64,
     /// Set after a failed commit: the next operation re-reads the log from the start.
     needs_reload: bool,
+    /// Set after a master-key rotation failed midway: only reopening can tell which key is
+    /// current, so every operation fails with [`Error::Rekeyed`].
+    poisoned: bool,
 }
 
 impl State {
@@ -405,6 +408,7 @@ impl State {
             last_mac: [0; MAC_LEN],
             max_seq: 0,
             needs_reload: false,
+            poisoned: false,
         }
     }
 }
@@ -657,6 +661,9 @@ impl Vault {
     /// Brings `st` up to date with the backend. `writer`: the caller holds the writer lock, so a
     /// torn tail may be cut off.
     fn reload(&self, st: &mut State, writer: bool) -> Result<()> {
+        if st.poisoned {
+            return Err(Error::Rekeyed);
+        }
         let since = if st.needs_reload {
             Position::default()
         } else {
@@ -804,6 +811,9 @@ impl Vault {
             let st = sync::read(&self.state);
             (st.keys.epoch, st.pos, st.needs_reload)
         };
+        if sync::read(&self.state).poisoned {
+            return Err(Error::Rekeyed);
+        }
         if !needs && !self.backend.changed(epoch, &pos)? {
             return Ok(());
         }
@@ -1386,8 +1396,12 @@ impl Vault {
             time_ms: now_ms(),
             text: event.to_string(),
         });
-        self.append_locked(&mut st, vec![e], 0)?;
-        self.record_generation(&st);
+        // The header change is durable and is what the caller asked for; the audit event is
+        // best effort after it.
+        match self.append_locked(&mut st, vec![e], 0) {
+            Ok(()) => self.record_generation(&st),
+            Err(err) => tracing::warn!(error = %err, "could not record the key-slot event"),
+        }
         Ok(result)
     }
 
@@ -1551,8 +1565,15 @@ impl Vault {
         )?;
         let new_header = VaultHeader::new(self.vault_id, epoch, vec![slot], &master)?;
         drop(master);
-        self.backend
-            .rekey(epoch, &frame.encode()?, &new_header.encode())?;
+        if let Err(e) = self
+            .backend
+            .rekey(epoch, &frame.encode()?, &new_header.encode())
+        {
+            // The header may or may not have switched to the new key: this handle can no longer
+            // tell which log is current, so it stops; reopening resolves it from the header.
+            st.poisoned = true;
+            return Err(e);
+        }
         *sync::write(&self.header) = new_header;
         let mut fresh = State::empty(Arc::new(keys));
         self.reload(&mut fresh, true)?;
