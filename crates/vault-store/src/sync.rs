@@ -3,9 +3,12 @@
 //! crate-specific so a user's `--cfg loom` does not change this crate.
 
 #[cfg(vault_loom)]
-pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use loom::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(not(vault_loom))]
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+// `Arc` is not a synchronisation point, and it appears in the public API (`Arc<dyn Backend>`),
+// which must not change type under loom: always std's.
+pub(crate) use std::sync::Arc;
 
 // A panic while a lock is held cannot leave the engine's state half-updated (commits are applied
 // only after they are durable, with no fallible step in between), so poisoning is ignored.

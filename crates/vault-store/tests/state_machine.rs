@@ -1,0 +1,242 @@
+//! Property test: random sequences of operations against a plain in-memory model, on both
+//! backends. Covers set (with and without check-and-set), get, get of old versions, rm,
+//! undelete, destroy, compact, reopen (a fresh handle reading the storage back), passphrase
+//! change and max-versions changes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::*;
+use proptest::prelude::*;
+use vault_crypto::SecretBytes;
+use vault_store::{Backend, Error, FileBackend, MemoryBackend, SetOptions, Vault, VaultOptions};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Set {
+        name: u8,
+        value: Vec<u8>,
+        cas: Option<u32>,
+    },
+    Get {
+        name: u8,
+    },
+    GetVersion {
+        name: u8,
+        version: u32,
+    },
+    Rm {
+        name: u8,
+    },
+    Undelete {
+        name: u8,
+    },
+    Destroy {
+        name: u8,
+    },
+    MaxVersions(u32),
+    Compact,
+    Reopen,
+    ChangePassphrase,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..4, prop::collection::vec(any::<u8>(), 0..40), prop::option::of(0u32..4))
+            .prop_map(|(name, value, cas)| Op::Set { name, value, cas }),
+        3 => (0u8..4).prop_map(|name| Op::Get { name }),
+        2 => (0u8..4, 1u32..6).prop_map(|(name, version)| Op::GetVersion { name, version }),
+        2 => (0u8..4).prop_map(|name| Op::Rm { name }),
+        1 => (0u8..4).prop_map(|name| Op::Undelete { name }),
+        1 => (0u8..4).prop_map(|name| Op::Destroy { name }),
+        1 => (1u32..4).prop_map(Op::MaxVersions),
+        1 => Just(Op::Compact),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::ChangePassphrase),
+    ]
+}
+
+#[derive(Default, Clone, Debug)]
+struct Entry {
+    versions: BTreeMap<u32, Vec<u8>>,
+    latest: u32,
+    deleted: bool,
+}
+
+#[derive(Debug)]
+struct Model {
+    secrets: BTreeMap<String, Entry>,
+    max_versions: u32,
+}
+
+impl Model {
+    fn prune(&mut self) {
+        let max = self.max_versions as usize;
+        for e in self.secrets.values_mut() {
+            while e.versions.len() > max {
+                e.versions.pop_first();
+            }
+        }
+    }
+}
+
+fn name(n: u8) -> String {
+    format!("secret/{n}")
+}
+
+fn run(ops: &[Op], backend: Arc<dyn Backend>, options: VaultOptions) -> Result<(), TestCaseError> {
+    let mut passphrase = pass();
+    let mut generation = 0u64;
+    let mut v = Vault::create(backend.clone(), &passphrase, cheap_kdf(), options.clone()).unwrap();
+    let mut m = Model {
+        secrets: BTreeMap::new(),
+        max_versions: vault_store::DEFAULT_MAX_VERSIONS,
+    };
+    for op in ops {
+        match op {
+            Op::Set {
+                name: n,
+                value,
+                cas,
+            } => {
+                let e = m.secrets.get(&name(*n)).cloned().unwrap_or_default();
+                let r = v.set(
+                    &name(*n),
+                    SecretBytes::from_slice(value),
+                    SetOptions {
+                        expected_version: *cas,
+                        ..SetOptions::default()
+                    },
+                );
+                match cas {
+                    Some(c) if *c != e.latest => {
+                        prop_assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
+                    }
+                    _ => {
+                        let version = r.unwrap();
+                        prop_assert_eq!(version, e.latest + 1);
+                        let entry = m.secrets.entry(name(*n)).or_default();
+                        entry.versions.insert(version, value.clone());
+                        entry.latest = version;
+                        entry.deleted = false;
+                        m.prune();
+                    }
+                }
+            }
+            Op::Get { name: n } => {
+                let r = v.get(&name(*n));
+                match m.secrets.get(&name(*n)) {
+                    Some(e) if !e.deleted => {
+                        let s = r.unwrap();
+                        prop_assert_eq!(s.version, e.latest);
+                        prop_assert_eq!(s.value.expose_secret(), &e.versions[&e.latest][..]);
+                    }
+                    _ => prop_assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}"),
+                }
+            }
+            Op::GetVersion { name: n, version } => {
+                let r = v.get_version(&name(*n), *version);
+                match m
+                    .secrets
+                    .get(&name(*n))
+                    .filter(|e| !e.deleted)
+                    .and_then(|e| e.versions.get(version))
+                {
+                    Some(val) => {
+                        let got = r.unwrap();
+                        prop_assert_eq!(got.value.expose_secret(), &val[..]);
+                    }
+                    None => prop_assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}"),
+                }
+            }
+            Op::Rm { name: n } => {
+                let r = v.delete(&name(*n));
+                match m.secrets.get_mut(&name(*n)) {
+                    Some(e) if !e.deleted => {
+                        r.unwrap();
+                        e.deleted = true;
+                    }
+                    _ => prop_assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}"),
+                }
+            }
+            Op::Undelete { name: n } => {
+                let r = v.undelete(&name(*n));
+                match m.secrets.get_mut(&name(*n)) {
+                    Some(e) if e.deleted => {
+                        r.unwrap();
+                        e.deleted = false;
+                    }
+                    Some(_) => prop_assert!(matches!(r, Err(Error::Invalid { .. })), "{r:?}"),
+                    None => prop_assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}"),
+                }
+            }
+            Op::Destroy { name: n } => {
+                let r = v.destroy(&name(*n));
+                if m.secrets.remove(&name(*n)).is_some() {
+                    r.unwrap();
+                } else {
+                    prop_assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
+                }
+            }
+            Op::MaxVersions(n) => {
+                v.set_max_versions(*n).unwrap();
+                m.max_versions = *n;
+                m.prune();
+            }
+            Op::Compact => v.compact().unwrap(),
+            Op::Reopen => {
+                drop(v);
+                v = Vault::open(backend.clone(), &passphrase, options.clone()).unwrap();
+            }
+            Op::ChangePassphrase => {
+                let new = SecretBytes::from_slice(format!("pass {generation}").as_bytes());
+                v.change_passphrase(&passphrase, &new, None).unwrap();
+                passphrase = new;
+            }
+        }
+        // Generations only grow.
+        prop_assert!(v.generation() >= generation);
+        generation = v.generation();
+        // The listing always matches the model.
+        let listed: Vec<(String, u32, usize, bool)> = v
+            .list(true)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.name, s.latest, s.versions, s.deleted))
+            .collect();
+        let expected: Vec<(String, u32, usize, bool)> = m
+            .secrets
+            .iter()
+            .map(|(n, e)| (n.clone(), e.latest, e.versions.len(), e.deleted))
+            .collect();
+        prop_assert_eq!(listed, expected);
+    }
+    // Finally a fresh handle sees the same, and the whole log verifies.
+    let fresh = Vault::open(backend, &passphrase, options).unwrap();
+    fresh.verify().unwrap();
+    prop_assert_eq!(fresh.list(true).unwrap().len(), m.secrets.len());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn memory_backend_matches_the_model(ops in prop::collection::vec(op(), 1..60)) {
+        run(&ops, Arc::new(MemoryBackend::new()), VaultOptions::default())?;
+    }
+
+    #[test]
+    fn file_backend_matches_the_model(ops in prop::collection::vec(op(), 1..60)) {
+        let d = TestDir::new();
+        run(&ops, Arc::new(FileBackend::new(d.vault_dir())), d.options())?;
+    }
+}
