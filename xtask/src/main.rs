@@ -214,10 +214,18 @@ fn fuzz_targets(fuzz_dir: &Path) -> Result<Vec<String>> {
 fn bench(args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("all");
     match which {
-        "crypto" | "all" => run(
+        "crypto" => run(
             "bench crypto",
             cargo().args(["bench", "-p", "vault-crypto", "--bench", "crypto"]),
         ),
-        other => bail!("unknown bench suite `{other}` (crypto)"),
+        "all" => {
+            bench(&["crypto".to_string()])?;
+            bench(&["store".to_string()])
+        }
+        "store" => run(
+            "bench store",
+            cargo().args(["bench", "-p", "vault-store", "--bench", "store"]),
+        ),
+        other => bail!("unknown bench suite `{other}` (crypto, store, all)"),
     }
 }

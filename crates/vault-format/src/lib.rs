@@ -116,6 +116,49 @@ pub mod fuzzing {
         }
     }
 
+    /// Fuzz the log frame parser (and the log file header).
+    pub fn frame(data: &[u8]) {
+        if let Ok(f) = crate::log::Frame::decode(data) {
+            assert_eq!(
+                f.encode().ok().as_deref(),
+                Some(data),
+                "frame re-encoding differs from its input"
+            );
+        }
+        if let Ok(epoch) = crate::log::decode_log_header(data) {
+            assert_eq!(crate::log::encode_log_header(epoch), data);
+        }
+    }
+
+    /// Fuzz the record payload parsers: the first byte picks the record kind.
+    pub fn payload(data: &[u8]) {
+        let Some((kind, rest)) = data.split_first() else {
+            return;
+        };
+        let Some(kind) = RecordKind::from_byte(*kind) else {
+            return;
+        };
+        if let Ok(p) = crate::payload::Payload::decode(kind, rest) {
+            let encoded = p.encode().expect("a decoded payload must re-encode");
+            assert_eq!(
+                &encoded[..],
+                rest,
+                "payload re-encoding differs from its input"
+            );
+        }
+    }
+
+    /// Fuzz the rollback record parser.
+    pub fn rollback(data: &[u8]) {
+        if let Ok((id, [Some(a), Some(b)])) = crate::rollback::decode_rollback_file(data) {
+            assert_eq!(
+                crate::rollback::encode_rollback_file(&id, [&a, &b]),
+                data,
+                "rollback record re-encoding differs from its input"
+            );
+        }
+    }
+
     /// Fuzz the envelope parser.
     pub fn envelope(data: &[u8]) {
         if let Ok(e) = RecordEnvelope::decode(data) {
