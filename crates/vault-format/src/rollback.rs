@@ -1,4 +1,4 @@
-//! The rollback record (docs/FORMAT.md §8): the highest generation committed, MAC'd, kept
+//! The rollback record (docs/FORMAT.md §6.5): the highest generation committed, MAC'd, kept
 //! outside the vault directory so that putting back an old copy of the directory is noticed.
 //!
 //! ```text
