@@ -107,6 +107,9 @@ fn ci() -> Result<()> {
             .args(["test", "--release", "-p", "vault-store", "--test", "loom"]),
     )?;
     if has_cargo_subcommand("deny") {
+        // cargo-deny reads the metadata of every platform's dependencies (windows-sys included)
+        // and runs offline (the advisory database is not checked here), so fetch them first.
+        run("fetch dependencies", cargo().args(["fetch"]))?;
         run(
             "cargo deny",
             cargo().args(["deny", "--offline", "check", "licenses", "bans", "sources"]),

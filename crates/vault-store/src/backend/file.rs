@@ -185,6 +185,22 @@ impl FileBackend {
         })
     }
 
+    /// Atomically (re)writes the log of `epoch` holding only `snapshot`.
+    fn write_log(&self, epoch: u32, snapshot: &[u8]) -> Result<Position> {
+        let name = format!("log.{epoch}");
+        let bytes = Self::log_bytes(epoch, snapshot)?;
+        self.replace_file(&name, &bytes)?;
+        let path = self.path(&name);
+        let stamp = self
+            .io
+            .stamp(&path)
+            .map_err(self.io_err("reading", &path))?;
+        Ok(Position {
+            instance: stamp.ino,
+            offset: bytes.len() as u64,
+        })
+    }
+
     fn log_bytes(epoch: u32, snapshot: &[u8]) -> Result<Vec<u8>> {
         let mut out = encode_log_header(epoch);
         out.reserve(FRAME_PREFIX_LEN + snapshot.len());
@@ -396,39 +412,18 @@ impl Backend for FileBackend {
     }
 
     fn replace(&self, key_epoch: u32, snapshot: &[u8]) -> Result<Position> {
-        let name = format!("log.{key_epoch}");
-        let bytes = Self::log_bytes(key_epoch, snapshot)?;
-        self.replace_file(&name, &bytes)?;
-        let path = self.path(&name);
-        let stamp = self
-            .io
-            .stamp(&path)
-            .map_err(self.io_err("reading", &path))?;
-        Ok(Position {
-            instance: stamp.ino,
-            offset: bytes.len() as u64,
-        })
+        self.write_log(key_epoch, snapshot)
     }
 
     fn rekey(&self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Position> {
         let old_epoch = new_epoch.wrapping_sub(1);
-        let name = format!("log.{new_epoch}");
-        let bytes = Self::log_bytes(new_epoch, snapshot)?;
-        self.replace_file(&name, &bytes)?;
-        let path = self.path(&name);
-        let stamp = self
-            .io
-            .stamp(&path)
-            .map_err(self.io_err("reading", &path))?;
+        let pos = self.write_log(new_epoch, snapshot)?;
         // The commit point: until the new header is in place the old key and log are current,
         // and the new log is a leftover the next open removes.
         self.replace_file(HEADER, header)?;
         let _ = self.io.remove(&self.log_path(old_epoch));
         let _ = self.io.sync_dir(&self.dir);
-        Ok(Position {
-            instance: stamp.ino,
-            offset: bytes.len() as u64,
-        })
+        Ok(pos)
     }
 
     fn cleanup(&self, key_epoch: u32) -> Result<()> {
