@@ -107,6 +107,15 @@ enum Command {
     },
     /// Change the passphrase of the key slot the current passphrase opens.
     ChangePassphrase,
+    /// Add a key slot for another passphrase (e.g. a recovery passphrase), read like a new one.
+    AddPassphrase,
+    /// Remove a key slot (see `slots`); the last one cannot be removed.
+    RemovePassphrase {
+        /// Slot id.
+        slot: u8,
+    },
+    /// List the key slots and their Argon2id parameters.
+    Slots,
     /// Re-encrypt everything under a new master key.
     RotateMasterKey {
         /// Drop key slots other than the one used to unlock (they cannot be carried over).
@@ -312,7 +321,9 @@ fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
 fn read_value(name: &str) -> Result<SecretBytes, Failure> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        let mut buf = Vec::with_capacity(4096);
+        // Full capacity up front: a buffer grown while reading leaves copies of the secret in
+        // freed memory.
+        let mut buf = Vec::with_capacity(MAX_VALUE_LEN + 1);
         stdin
             .lock()
             .take(MAX_VALUE_LEN as u64 + 1)
@@ -427,6 +438,38 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let new = passphrase::new_passphrase()?;
             v.change_passphrase(&current, &new, None)?;
             eprintln!("passphrase changed");
+        }
+        Command::AddPassphrase => {
+            let (v, current) = open(&cli, false)?;
+            let new = passphrase::new_passphrase()?;
+            let kdf = v
+                .slots()
+                .into_iter()
+                .find(|s| s.in_use)
+                .map_or(KdfParams::DEFAULT, |s| s.kdf);
+            let id = v.add_passphrase(&current, &new, kdf)?;
+            eprintln!("added key slot {id}");
+        }
+        Command::RemovePassphrase { slot } => {
+            let (v, current) = open(&cli, false)?;
+            v.remove_slot(&current, *slot)?;
+            eprintln!("removed key slot {slot}");
+        }
+        Command::Slots => {
+            let (v, _) = open(&cli, false)?;
+            let mut out = std::io::stdout().lock();
+            for s in v.slots() {
+                let line = format!(
+                    "{}	argon2id m={} MiB t={} p={}{}\n",
+                    s.id,
+                    s.kdf.memory_kib() / 1024,
+                    s.kdf.iterations(),
+                    s.kdf.lanes(),
+                    if s.in_use { "\t(unlocked with)" } else { "" }
+                );
+                out.write_all(line.as_bytes())
+                    .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+            }
         }
         Command::RotateMasterKey { drop_other_slots } => {
             let (v, current) = open(&cli, false)?;

@@ -150,6 +150,36 @@ fn every_command_works_end_to_end() {
     );
     assert_eq!(code(&e.run(&["get", "api/token"])), 3);
     std::fs::copy(&new_pass, e.pass_file()).unwrap();
+    // A recovery passphrase in a second slot; then removed again (rotation needs one slot).
+    let recovery = e.tmp.path().join("recovery");
+    std::fs::write(&recovery, "recovery words").unwrap();
+    let out = e.run_with(
+        &["add-passphrase"],
+        None,
+        &[("VAULT_NEW_PASSPHRASE_FILE", &recovery)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_recovery = e.run_with(
+        &["get", "api/token"],
+        None,
+        &[("VAULT_PASSPHRASE_FILE", &recovery)],
+    );
+    assert_eq!(by_recovery.stdout, b"v2");
+    let slots = String::from_utf8(e.ok(&["slots"], None)).unwrap();
+    assert_eq!(slots.lines().count(), 2, "{slots}");
+    e.ok(&["remove-passphrase", "1"], None);
+    assert_eq!(
+        code(&e.run_with(
+            &["get", "api/token"],
+            None,
+            &[("VAULT_PASSPHRASE_FILE", &recovery)]
+        )),
+        3
+    );
     e.ok(&["rotate-master-key"], None);
     assert_eq!(e.ok(&["get", "api/token"], None), b"v2");
     e.ok(&["compact"], None);

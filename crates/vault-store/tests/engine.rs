@@ -289,3 +289,39 @@ fn cloned_memory_backends_share_storage() {
     v.set("a", secret(b"1"), SetOptions::default()).unwrap();
     assert_eq!(other.get("a").unwrap().value.expose_secret(), b"1");
 }
+
+#[test]
+fn vault_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Vault>();
+}
+
+#[test]
+fn automatic_compaction_bounds_the_log() {
+    let d = TestDir::new();
+    let opts = VaultOptions {
+        auto_compact_bytes: 64 * 1024,
+        ..d.options()
+    };
+    let v = Vault::create(d.backend(), &pass(), cheap_kdf(), opts.clone()).unwrap();
+    v.set_max_versions(2).unwrap();
+    for i in 0..2000u32 {
+        v.set(
+            "hot",
+            secret(&[(i % 251) as u8; 200]),
+            SetOptions::default(),
+        )
+        .unwrap();
+    }
+    let len = std::fs::metadata(log_path(&d.vault_dir())).unwrap().len();
+    // 2000 versions of 200 bytes would be over 500 KiB uncompacted.
+    assert!(len < 200 * 1024, "log is {len} bytes");
+    assert_eq!(
+        v.get("hot").unwrap().value.expose_secret(),
+        &[(1999 % 251) as u8; 200]
+    );
+    drop(v);
+    let v = Vault::open(d.backend(), &pass(), opts).unwrap();
+    assert_eq!(v.history("hot").unwrap().len(), 2);
+    v.verify().unwrap();
+}
