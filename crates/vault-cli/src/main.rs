@@ -107,6 +107,11 @@ enum Command {
     },
     /// Change the passphrase of the key slot the current passphrase opens.
     ChangePassphrase,
+    /// Set how many versions of each secret are kept (older ones are dropped).
+    MaxVersions {
+        /// 1 to 10000.
+        count: u32,
+    },
     /// Add a key slot for another passphrase (e.g. a recovery passphrase), read like a new one.
     AddPassphrase,
     /// Remove a key slot (see `slots`); the last one cannot be removed.
@@ -438,6 +443,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let new = passphrase::new_passphrase()?;
             v.change_passphrase(&current, &new, None)?;
             eprintln!("passphrase changed");
+        }
+        Command::MaxVersions { count } => {
+            open(&cli, false)?.0.set_max_versions(*count)?;
+            eprintln!("keeping at most {count} versions of each secret");
         }
         Command::AddPassphrase => {
             let (v, current) = open(&cli, false)?;

@@ -186,6 +186,9 @@ fn every_command_works_end_to_end() {
     let verify = String::from_utf8(e.ok(&["verify"], None)).unwrap();
     assert!(verify.starts_with("ok: "), "{verify}");
     assert!(verify.contains("2 secrets"), "{verify}");
+    e.ok(&["max-versions", "1"], None);
+    let history = String::from_utf8(e.ok(&["history", "api/token"], None)).unwrap();
+    assert_eq!(history.lines().count(), 1, "{history}");
     e.ok(&["destroy", "db/password"], None);
     assert_eq!(code(&e.run(&["history", "db/password"])), 4);
 }

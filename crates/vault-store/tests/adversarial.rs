@@ -72,7 +72,7 @@ fn rolling_back_across_a_master_key_rotation_is_detected() {
 }
 
 #[test]
-fn truncating_the_log_to_drop_commits_is_detected() {
+fn truncating_log_or_header_at_every_length_is_detected() {
     let d = TestDir::new();
     let v = d.create();
     for i in 0..3u8 {
@@ -94,6 +94,18 @@ fn truncating_the_log_to_drop_commits_is_detected() {
         );
     }
     std::fs::write(&log, &full).unwrap();
+    d.open().unwrap();
+    let header = d.vault_dir().join("header");
+    let full = std::fs::read(&header).unwrap();
+    for len in 0..full.len() {
+        std::fs::write(&header, &full[..len]).unwrap();
+        let r = d.open();
+        assert!(
+            matches!(&r, Err(e) if e.is_integrity()),
+            "header truncated to {len}: {r:?}"
+        );
+    }
+    std::fs::write(&header, &full).unwrap();
     d.open().unwrap();
 }
 
