@@ -31,7 +31,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci                              fmt, clippy, tests, doc tests, loom models, fuzz-corpus replay, cargo-deny
+  ci                              fmt, clippy, tests, doc tests, rustdoc, loom models, fuzz-corpus replay, cargo-deny
   fuzz <target> [--time SECONDS]  run one cargo-fuzz target (nightly if present, else stable -s none)
   fuzz --list                     list fuzz targets
   bench [crypto|store]            run benchmarks and print their figures";
@@ -95,6 +95,12 @@ fn ci() -> Result<()> {
         )?;
     }
     run("doc tests", cargo().args(["test", "--workspace", "--doc"]))?;
+    run(
+        "rustdoc (broken links are errors)",
+        cargo()
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .args(["doc", "--no-deps", "--workspace"]),
+    )?;
     // loom swaps every lock in vault-store for a model-checked one under `--cfg vault_loom`; it
     // needs its own target directory (the whole graph is rebuilt with the cfg) and a bounded
     // preemption count to finish in CI time.

@@ -176,7 +176,7 @@ pub fn derive(passphrase: &[u8], salt: &[u8], params: &KdfParams) -> Result<Secr
 /// Derives a 32-byte key from a passphrase with Argon2id.
 ///
 /// # Errors
-/// As [`derive`]; [`Error::InvalidLength`] if `params` asks for other than 32 bytes.
+/// As [`derive()`]; [`Error::InvalidLength`] if `params` asks for other than 32 bytes.
 pub fn derive_key(passphrase: &[u8], salt: &[u8], params: &KdfParams) -> Result<Key256, Error> {
     if params.output_len as usize != KEY_LEN {
         return Err(Error::InvalidLength {
@@ -196,7 +196,7 @@ pub fn derive_key(passphrase: &[u8], salt: &[u8], params: &KdfParams) -> Result<
 /// this crate's parameter type.
 ///
 /// # Errors
-/// As [`derive`]; [`Error::Kdf`] if `secret` or `associated_data` is too long (over 32 bytes of
+/// As [`derive()`]; [`Error::Kdf`] if `secret` or `associated_data` is too long (over 32 bytes of
 /// associated data).
 pub fn derive_with_secret(
     passphrase: &[u8],

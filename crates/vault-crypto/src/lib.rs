@@ -6,7 +6,7 @@
 //! - [`SecretBytes`] and [`Key256`]: zeroized on drop, redacted in `Debug`, compared in constant time.
 //! - [`aead`]: XChaCha20-Poly1305 with random 24-byte nonces.
 //! - [`kdf`]: Argon2id with validated [`KdfParams`](kdf::KdfParams) and calibration.
-//! - [`derive`]: HKDF-SHA256 subkeys, one domain-separation label per [`Purpose`](derive::Purpose).
+//! - [`derive`](mod@derive): HKDF-SHA256 subkeys, one domain-separation label per [`Purpose`](derive::Purpose).
 //! - [`hash`]: SHA-256 checksums for detecting accidental corruption.
 //! - [`mac`]: HMAC-SHA256 with constant-time verification.
 //! - [`wrap`]: wrapping a data key under a key-encryption key.
