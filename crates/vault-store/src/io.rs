@@ -183,6 +183,7 @@ pub struct FaultyIo {
     kind: FaultKind,
     fired: AtomicBool,
     fired_op: std::sync::Mutex<Option<FaultOp>>,
+    trace: std::sync::Mutex<Vec<String>>,
 }
 
 impl FaultyIo {
@@ -197,6 +198,7 @@ impl FaultyIo {
             kind,
             fired: AtomicBool::new(false),
             fired_op: std::sync::Mutex::new(None),
+            trace: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -208,6 +210,12 @@ impl FaultyIo {
     /// Whether a fault was injected.
     pub fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Every counted operation in order, as `"<op> <file name>"` (e.g. `"Rename log.0.tmp -> log.0"`),
+    /// for tests of the order of writes, syncs and renames.
+    pub fn trace(&self) -> Vec<String> {
+        self.trace.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The kind of the first operation that failed.
@@ -229,10 +237,14 @@ impl FaultyIo {
         self.fail_at.store(0, Ordering::SeqCst);
     }
 
-    fn check(&self, op: FaultOp) -> io::Result<()> {
+    fn check(&self, op: FaultOp, what: &str) -> io::Result<()> {
         if !self.ops.contains(&op) {
             return Ok(());
         }
+        self.trace
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("{op:?} {what}"));
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         let k = self.fail_at.load(Ordering::SeqCst);
         if k != 0 && (n == k || (self.persistent && n > k)) {
@@ -251,11 +263,18 @@ impl FaultyIo {
 struct SharedFaultyFile {
     io: std::sync::Arc<FaultyIo>,
     inner: Box<dyn IoFile>,
+    name: String,
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 impl IoFile for SharedFaultyFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if let Err(e) = self.io.check(FaultOp::Write) {
+        if let Err(e) = self.io.check(FaultOp::Write, &self.name) {
             let half = buf.get(..buf.len() / 2).unwrap_or(&[]);
             let _ = self.inner.write_all_at(half, offset);
             return Err(e);
@@ -263,15 +282,15 @@ impl IoFile for SharedFaultyFile {
         self.inner.write_all_at(buf, offset)
     }
     fn sync_all(&self) -> io::Result<()> {
-        self.io.check(FaultOp::Sync)?;
+        self.io.check(FaultOp::Sync, &self.name)?;
         self.inner.sync_all()
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.io.check(FaultOp::Sync)?;
+        self.io.check(FaultOp::Sync, &self.name)?;
         self.inner.sync_data()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.io.check(FaultOp::Write)?;
+        self.io.check(FaultOp::Write, &self.name)?;
         self.inner.set_len(len)
     }
     fn read_from(&self, from: u64) -> io::Result<Vec<u8>> {
@@ -289,34 +308,39 @@ pub struct SharedFaultyIo(pub std::sync::Arc<FaultyIo>);
 
 impl Io for SharedFaultyIo {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
-        self.0.check(FaultOp::Create)?;
+        self.0.check(FaultOp::Create, &name_of(path))?;
         Ok(Box::new(SharedFaultyFile {
             io: self.0.clone(),
             inner: self.0.inner.create_new(path)?,
+            name: name_of(path),
         }))
     }
     fn open_rw(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
         Ok(Box::new(SharedFaultyFile {
             io: self.0.clone(),
             inner: self.0.inner.open_rw(path)?,
+            name: name_of(path),
         }))
     }
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
         self.0.inner.open_read(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.0.check(FaultOp::Rename)?;
+        self.0.check(
+            FaultOp::Rename,
+            &format!("{} -> {}", name_of(from), name_of(to)),
+        )?;
         self.0.inner.rename(from, to)
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         self.0.inner.remove(path)
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.0.check(FaultOp::Create)?;
+        self.0.check(FaultOp::Create, &name_of(path))?;
         self.0.inner.create_dir_all(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.0.check(FaultOp::SyncDir)?;
+        self.0.check(FaultOp::SyncDir, &name_of(path))?;
         self.0.inner.sync_dir(path)
     }
     fn stamp(&self, path: &Path) -> io::Result<FileStamp> {

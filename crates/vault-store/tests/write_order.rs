@@ -1,0 +1,149 @@
+//! The order of writes, fsyncs and renames each operation issues, from a trace of the I/O layer.
+//! A missing fsync cannot be seen by a kill test on a machine that never loses power (or under
+//! eatmydata); this test sees it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use vault_store::io::{FaultKind, FaultyIo, SharedFaultyIo};
+use vault_store::{FileBackend, FileBackendOptions, SetOptions, Vault};
+
+fn traced(d: &TestDir) -> (Vault, Arc<FaultyIo>) {
+    let io = Arc::new(FaultyIo::new(&FaultyIo::ALL, 0, false, FaultKind::Eio));
+    let b = FileBackend::with_options(
+        d.vault_dir(),
+        FileBackendOptions {
+            io: Arc::new(SharedFaultyIo(io.clone())),
+        },
+    );
+    (Vault::open(Arc::new(b), &pass(), d.options()).unwrap(), io)
+}
+
+fn since(io: &FaultyIo, from: usize) -> Vec<String> {
+    io.trace()[from..].to_vec()
+}
+
+#[test]
+fn creation_writes_the_log_then_the_header_each_synced_before_rename() {
+    let d = TestDir::new();
+    let io = Arc::new(FaultyIo::new(&FaultyIo::ALL, 0, false, FaultKind::Eio));
+    let b = FileBackend::with_options(
+        d.vault_dir(),
+        FileBackendOptions {
+            io: Arc::new(SharedFaultyIo(io.clone())),
+        },
+    );
+    Vault::create(Arc::new(b), &pass(), cheap_kdf(), d.options()).unwrap();
+    let parent = d
+        .vault_dir()
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        io.trace(),
+        [
+            "Create vault".to_string(),
+            format!("SyncDir {parent}"),
+            "Create lock".into(),
+            "Create log.0.tmp".into(),
+            "Write log.0.tmp".into(),
+            "Sync log.0.tmp".into(),
+            "Rename log.0.tmp -> log.0".into(),
+            "SyncDir vault".into(),
+            "Create header.tmp".into(),
+            "Write header.tmp".into(),
+            "Sync header.tmp".into(),
+            "Rename header.tmp -> header".into(),
+            "SyncDir vault".into(),
+        ]
+    );
+}
+
+#[test]
+fn a_commit_is_one_write_then_one_sync_of_the_log() {
+    let d = TestDir::new();
+    drop(d.create());
+    let (v, io) = traced(&d);
+    let n = io.trace().len();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    assert_eq!(since(&io, n), ["Write log.0", "Sync log.0"]);
+}
+
+#[test]
+fn compaction_syncs_the_new_log_before_the_rename_and_the_directory_after() {
+    let d = TestDir::new();
+    drop(d.create());
+    let (v, io) = traced(&d);
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    let n = io.trace().len();
+    v.compact().unwrap();
+    assert_eq!(
+        since(&io, n),
+        [
+            "Create log.0.tmp",
+            "Write log.0.tmp",
+            "Sync log.0.tmp",
+            "Rename log.0.tmp -> log.0",
+            "SyncDir vault"
+        ]
+    );
+}
+
+#[test]
+fn a_passphrase_change_replaces_the_header_durably_before_logging_the_event() {
+    let d = TestDir::new();
+    drop(d.create());
+    let (v, io) = traced(&d);
+    let n = io.trace().len();
+    v.change_passphrase(&pass(), &secret(b"new"), None).unwrap();
+    assert_eq!(
+        since(&io, n),
+        [
+            "Create header.tmp",
+            "Write header.tmp",
+            "Sync header.tmp",
+            "Rename header.tmp -> header",
+            "SyncDir vault",
+            "Write log.0",
+            "Sync log.0"
+        ]
+    );
+}
+
+#[test]
+fn rotation_makes_the_new_log_durable_before_the_header_switches_to_it() {
+    let d = TestDir::new();
+    drop(d.create());
+    let (v, io) = traced(&d);
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    let n = io.trace().len();
+    v.rotate_master_key(&pass(), false).unwrap();
+    assert_eq!(
+        since(&io, n),
+        [
+            "Create log.1.tmp",
+            "Write log.1.tmp",
+            "Sync log.1.tmp",
+            "Rename log.1.tmp -> log.1",
+            "SyncDir vault",
+            "Create header.tmp",
+            "Write header.tmp",
+            "Sync header.tmp",
+            "Rename header.tmp -> header",
+            "SyncDir vault",
+            "SyncDir vault", // after removing log.0
+        ]
+    );
+    assert!(!d.vault_dir().join("log.0").exists());
+}
