@@ -30,6 +30,16 @@ fn from_env(prefix: &str) -> Result<Option<SecretBytes>, Failure> {
                 format!("cannot read {prefix}_FILE {}: {e}", path.to_string_lossy()),
             )
         })?;
+        if let Ok(meta) = f.metadata() {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                eprintln!(
+                    "warning: {prefix}_FILE {} is readable by other users (mode {:o}); chmod 600 it",
+                    path.to_string_lossy(),
+                    meta.permissions().mode() & 0o777
+                );
+            }
+        }
         let mut buf = Vec::with_capacity(256);
         f.take(MAX_PASSPHRASE)
             .read_to_end(&mut buf)

@@ -21,6 +21,8 @@ impl Env {
             tmp: tempfile::tempdir().unwrap(),
         };
         std::fs::write(e.pass_file(), "correct horse\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(e.pass_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
         e
     }
     fn pass_file(&self) -> PathBuf {
@@ -328,4 +330,15 @@ fn a_busy_vault_times_out_with_exit_6() {
     assert!(one_line(&out).contains("busy"));
     drop(lock);
     e.ok(&["set", "k"], Some(b"v"));
+}
+
+#[test]
+fn a_readable_passphrase_file_is_warned_about() {
+    let e = Env::new();
+    e.init();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(e.pass_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = e.run(&["list"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("readable by other users"));
 }
