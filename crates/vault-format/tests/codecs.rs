@@ -10,7 +10,6 @@
 mod common;
 use common::*;
 use proptest::prelude::*;
-use vault_crypto::aead::Nonce;
 use vault_crypto::kdf::KdfParams;
 use vault_crypto::wrap::WrappedKey;
 use vault_crypto::{Key256, SecretBytes};
@@ -52,21 +51,6 @@ fn arb_header() -> impl Strategy<Value = VaultHeader> {
                 slots,
                 mac,
             })
-        })
-}
-
-fn arb_envelope() -> impl Strategy<Value = RecordEnvelope> {
-    (
-        proptest::sample::select(RecordKind::ALL.to_vec()),
-        any::<u64>(),
-        any::<[u8; 24]>(),
-        proptest::collection::vec(any::<u8>(), 16..512),
-    )
-        .prop_map(|(kind, sequence, nonce, ciphertext)| RecordEnvelope {
-            kind,
-            sequence,
-            nonce: Nonce::from_bytes(nonce),
-            ciphertext,
         })
 }
 

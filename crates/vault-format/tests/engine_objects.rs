@@ -7,8 +7,9 @@
     clippy::indexing_slicing
 )] // test code
 
+mod common;
+use common::arb_envelope;
 use proptest::prelude::*;
-use vault_crypto::aead::Nonce;
 use vault_crypto::{Key256, SecretBytes};
 use vault_format::log::{Frame, FrameType, decode_log_header, encode_log_header};
 use vault_format::payload::*;
@@ -103,21 +104,6 @@ fn arb_payload() -> impl Strategy<Value = Payload> {
                 text
             })),
     ]
-}
-
-fn arb_envelope() -> impl Strategy<Value = RecordEnvelope> {
-    (
-        prop::sample::select(RecordKind::ALL.to_vec()),
-        any::<u64>(),
-        any::<[u8; 24]>(),
-        prop::collection::vec(any::<u8>(), 16..80),
-    )
-        .prop_map(|(kind, sequence, nonce, ciphertext)| RecordEnvelope {
-            kind,
-            sequence,
-            nonce: Nonce::from_bytes(nonce),
-            ciphertext,
-        })
 }
 
 proptest! {

@@ -289,15 +289,9 @@ fn a_full_disk_fails_commits_cleanly() {
     // The handle still works for reads, and a small write may still fit after the failure.
     assert!(v.get("k0").is_ok());
     drop(v);
-    let names: Vec<String> = std::fs::read_dir(mnt.join("vault"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = file_names(&mnt.join("vault"));
     let v = Vault::open(backend(), &pass(), opts).unwrap();
-    let after: Vec<String> = std::fs::read_dir(mnt.join("vault"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let after = file_names(&mnt.join("vault"));
     assert!(
         after.iter().all(|n| !n.ends_with(".tmp")),
         "temp files left after reopen: {after:?} (before: {names:?})"

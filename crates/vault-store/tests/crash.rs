@@ -117,10 +117,7 @@ fn open_real(root: &Path, passphrase: &[u8]) -> vault_store::Result<Vault> {
 }
 
 fn assert_clean(root: &Path) {
-    let names: Vec<String> = std::fs::read_dir(root.join("vault"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = file_names(&root.join("vault"));
     assert!(
         names.iter().all(|n| !n.ends_with(".tmp")),
         "leftover temp files: {names:?}"

@@ -104,3 +104,20 @@ pub fn spec_example(name: &str) -> Vec<u8> {
         .collect();
     hex::decode(hex).unwrap()
 }
+
+/// Any structurally valid envelope (the ciphertext is random bytes).
+pub fn arb_envelope() -> impl proptest::strategy::Strategy<Value = RecordEnvelope> {
+    use proptest::prelude::*;
+    (
+        proptest::sample::select(RecordKind::ALL.to_vec()),
+        any::<u64>(),
+        any::<[u8; 24]>(),
+        proptest::collection::vec(any::<u8>(), 16..512),
+    )
+        .prop_map(|(kind, sequence, nonce, ciphertext)| RecordEnvelope {
+            kind,
+            sequence,
+            nonce: Nonce::from_bytes(nonce),
+            ciphertext,
+        })
+}
