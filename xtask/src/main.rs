@@ -3,6 +3,8 @@
 //! - `cargo xtask ci`: exactly what CI runs.
 //! - `cargo xtask fuzz <target> [--time SECONDS]`: run a cargo-fuzz target.
 //! - `cargo xtask bench [crypto|store]`: run the benchmarks and print their figures.
+//! - `cargo xtask coverage`: line coverage of the workspace tests (cargo-llvm-cov).
+//! - `cargo xtask release`: the release binary with its SHA-256 checksum in `target/dist/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +21,8 @@ fn main() -> Result<()> {
         "ci" => ci(),
         "fuzz" => fuzz(rest),
         "bench" => bench(rest),
+        "coverage" => coverage(),
+        "release" => release(),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -34,7 +38,9 @@ commands:
   ci                              fmt, clippy, tests, doc tests, rustdoc, loom models, fuzz-corpus replay, cargo-deny
   fuzz <target> [--time SECONDS]  run one cargo-fuzz target (nightly if present, else stable -s none)
   fuzz --list                     list fuzz targets
-  bench [crypto|store]            run benchmarks and print their figures";
+  bench [crypto|store]            run benchmarks and print their figures
+  coverage                        line coverage of the workspace tests (installs cargo-llvm-cov)
+  release                         build the release binary and its checksum into target/dist/";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -237,4 +243,70 @@ fn bench(args: &[String]) -> Result<()> {
         ),
         other => bail!("unknown bench suite `{other}` (crypto, store, all)"),
     }
+}
+
+/// The LLVM tools matching rustc's LLVM: rustc 1.95 ships LLVM 22, and Debian's default llvm-cov
+/// (14) cannot read its profiles.
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+
+fn coverage() -> Result<()> {
+    if !has_cargo_subcommand("llvm-cov") {
+        run(
+            "install cargo-llvm-cov",
+            cargo().args(["install", "cargo-llvm-cov", "--locked"]),
+        )?;
+    }
+    let llvm = Path::new(LLVM_BIN);
+    if !llvm.join("llvm-cov").exists() {
+        bail!(
+            "coverage needs LLVM 22's llvm-cov and llvm-profdata in {LLVM_BIN}: `apt-get install llvm-22`"
+        );
+    }
+    run(
+        "coverage",
+        cargo()
+            .env("LLVM_COV", llvm.join("llvm-cov"))
+            .env("LLVM_PROFDATA", llvm.join("llvm-profdata"))
+            .env("CARGO_TARGET_DIR", root().join("target").join("coverage"))
+            .args([
+                "llvm-cov",
+                "--workspace",
+                "--exclude",
+                "xtask",
+                "--summary-only",
+            ]),
+    )
+}
+
+fn release() -> Result<()> {
+    run(
+        "release build",
+        cargo().args(["build", "--release", "--locked", "-p", "vault-cli"]),
+    )?;
+    let out = Command::new("rustc")
+        .args(["-vV"])
+        .output()
+        .context("running rustc -vV")?;
+    let host = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .context("rustc -vV printed no host")?;
+    let dist = root().join("target").join("dist");
+    std::fs::create_dir_all(&dist)?;
+    let name = format!("vault-{}-{host}", env!("CARGO_PKG_VERSION"));
+    let dst = dist.join(&name);
+    std::fs::copy(root().join("target/release/vault"), &dst)
+        .with_context(|| format!("copying the binary to {}", dst.display()))?;
+    let sum = Command::new("sha256sum")
+        .arg(&name)
+        .current_dir(&dist)
+        .output()
+        .context("running sha256sum")?;
+    if !sum.status.success() {
+        bail!("sha256sum failed");
+    }
+    std::fs::write(dist.join(format!("{name}.sha256")), &sum.stdout)?;
+    print!("{}", String::from_utf8_lossy(&sum.stdout));
+    eprintln!("release: {}", dst.display());
+    Ok(())
 }
