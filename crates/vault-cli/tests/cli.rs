@@ -44,6 +44,8 @@ impl Env {
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // Coverage runs need the profile path the instrumented binary writes to.
+            .envs(std::env::var_os("LLVM_PROFILE_FILE").map(|v| ("LLVM_PROFILE_FILE", v)))
             .env("HOME", self.tmp.path())
             .env("VAULT_DIR", self.vault_dir())
             .env("VAULT_STATE_DIR", self.tmp.path().join("state"))
