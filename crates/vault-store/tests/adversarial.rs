@@ -305,3 +305,57 @@ fn a_full_disk_fails_commits_cleanly() {
     assert_eq!(v.list(false).unwrap().len(), acknowledged.len());
     v.verify().unwrap();
 }
+
+#[test]
+fn a_forged_or_foreign_rollback_record_is_refused() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    let id = v.vault_id();
+    drop(v);
+    let record = d.state_dir().join(format!("{}.rollback", id.to_hex()));
+    let good = std::fs::read(&record).unwrap();
+    // Forging a lower generation without the key: both slots' MACs fail.
+    let mut forged = good.clone();
+    for slot in [32usize, 88] {
+        forged[slot + 16] = 0; // generation, low byte
+        forged[slot + 17] ^= 0xff;
+    }
+    std::fs::write(&record, &forged).unwrap();
+    let r = d.open();
+    assert!(
+        matches!(&r, Err(Error::Integrity { object, .. }) if object.contains("rollback record")),
+        "{r:?}"
+    );
+    // A record naming another vault.
+    let mut foreign = good.clone();
+    foreign[16] ^= 1;
+    std::fs::write(&record, &foreign).unwrap();
+    assert!(matches!(d.open(), Err(Error::Integrity { .. })));
+    // Garbage.
+    std::fs::write(&record, b"not a record").unwrap();
+    assert!(matches!(d.open(), Err(Error::Integrity { .. })));
+    // The explicit acceptance path repairs it (and records that it did).
+    let accepted = Vault::open(
+        d.backend(),
+        &pass(),
+        VaultOptions {
+            accept_rollback: true,
+            ..d.options()
+        },
+    );
+    drop(accepted.unwrap());
+    let v = d.open().unwrap();
+    assert_eq!(
+        v.verify().unwrap().recorded_generation,
+        Some(v.generation())
+    );
+    // A torn write of one slot leaves the other: still opens.
+    drop(v);
+    let mut torn = std::fs::read(&record).unwrap();
+    for b in &mut torn[32..88] {
+        *b = 0;
+    }
+    std::fs::write(&record, &torn).unwrap();
+    d.open().unwrap();
+}
