@@ -121,3 +121,81 @@ pub fn arb_envelope() -> impl proptest::strategy::Strategy<Value = RecordEnvelop
             ciphertext,
         })
 }
+
+/// The record-MAC subkey of the example master key.
+pub fn mac_key() -> Key256 {
+    derive::subkey(&master(), derive::Purpose::RecordMac, vault_id().as_bytes())
+}
+
+/// A second record for the example log: kind 1, sequence 2, nonce `e0 … f7`.
+pub fn example_envelope_2() -> RecordEnvelope {
+    let nonce = Nonce::from_slice(&seq(0xe0, 24)).unwrap();
+    RecordEnvelope::seal_with_nonce(
+        &record_key(),
+        &vault_id(),
+        RecordKind::SecretVersion,
+        2,
+        &nonce,
+        b"hello again",
+    )
+    .unwrap()
+}
+
+/// The example log: header for epoch 0, a snapshot (generation 1) holding the example envelope,
+/// then a commit (generation 2) holding the second one, chained to the snapshot.
+pub fn example_log() -> Vec<u8> {
+    use vault_format::log::{Frame, FrameType, encode_log_header};
+    let snapshot = Frame::seal(
+        &mac_key(),
+        &vault_id(),
+        0,
+        &[0; 32],
+        FrameType::Snapshot,
+        1,
+        vec![example_envelope()],
+    );
+    let commit = Frame::seal(
+        &mac_key(),
+        &vault_id(),
+        0,
+        &snapshot.mac,
+        FrameType::Commit,
+        2,
+        vec![example_envelope_2()],
+    );
+    let mut out = encode_log_header(0);
+    for f in [snapshot, commit] {
+        let body = f.encode().unwrap();
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// The example secret-version payload (the plaintext of a real record).
+pub fn example_payload() -> vault_format::payload::Payload {
+    use vault_format::payload::{Payload, SecretVersionPayload, Tag};
+    Payload::SecretVersion(SecretVersionPayload {
+        name: "db/password".into(),
+        version: 1,
+        created_ms: 1_700_000_000_000,
+        tags: vec![Tag {
+            key: "env".into(),
+            value: "prod".into(),
+        }],
+        value: vault_crypto::SecretBytes::from_slice(b"hunter2"),
+    })
+}
+
+/// The example rollback record: as first written (both slots equal), counter 1, epoch 0,
+/// generation 2.
+pub fn example_rollback() -> Vec<u8> {
+    use vault_format::rollback::{RollbackSlot, encode_rollback_file};
+    let key = derive::subkey(
+        &master(),
+        derive::Purpose::RollbackRecord,
+        vault_id().as_bytes(),
+    );
+    let slot = RollbackSlot::seal(&key, &vault_id(), 1, 0, 2);
+    encode_rollback_file(&vault_id(), [&slot, &slot])
+}
