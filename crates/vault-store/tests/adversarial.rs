@@ -79,34 +79,30 @@ fn truncating_log_or_header_at_every_length_is_detected() {
         v.set("a", secret(&[i]), SetOptions::default()).unwrap();
     }
     drop(v);
-    let log = log_path(&d.vault_dir());
-    let full = std::fs::read(&log).unwrap();
-    // Every shorter length: a cut inside a frame reads as a torn tail and is discarded, a cut
-    // between frames drops whole commits; either way generations the rollback record has seen
-    // are missing. Cuts into the file header are damage.
+    // Every shorter length of the log: a cut inside a frame reads as a torn tail and is
+    // discarded, a cut between frames drops whole commits; either way generations the rollback
+    // record has seen are missing. Cuts into the file header are damage. Every shorter header
+    // fails its checksum or structure.
+    let n = truncate_every_length(&d, &log_path(&d.vault_dir()))
+        + truncate_every_length(&d, &d.vault_dir().join("header"));
+    assert!(n > 400, "{n}");
+}
+
+fn truncate_every_length(d: &TestDir, file: &Path) -> usize {
+    let full = std::fs::read(file).unwrap();
     for len in 0..full.len() {
-        std::fs::write(&log, &full[..len]).unwrap();
+        std::fs::write(file, &full[..len]).unwrap();
         let r = d.open();
         assert!(
             matches!(&r, Err(e) if e.is_integrity()),
-            "truncated to {len} of {}: {r:?}",
+            "{} truncated to {len} of {}: {r:?}",
+            file.display(),
             full.len()
         );
     }
-    std::fs::write(&log, &full).unwrap();
+    std::fs::write(file, &full).unwrap();
     d.open().unwrap();
-    let header = d.vault_dir().join("header");
-    let full = std::fs::read(&header).unwrap();
-    for len in 0..full.len() {
-        std::fs::write(&header, &full[..len]).unwrap();
-        let r = d.open();
-        assert!(
-            matches!(&r, Err(e) if e.is_integrity()),
-            "header truncated to {len}: {r:?}"
-        );
-    }
-    std::fs::write(&header, &full).unwrap();
-    d.open().unwrap();
+    full.len()
 }
 
 fn flip_every_bit(d: &TestDir, file: &Path) -> usize {
