@@ -15,19 +15,30 @@ use std::sync::Arc;
 use common::*;
 use vault_store::{Batch, Error, FileBackend, SetOptions, Vault, VaultOptions};
 
-#[test]
-fn copying_back_an_old_vault_directory_is_detected() {
+/// A vault holding a = "1", and a copy of its directory taken at that point.
+fn vault_with_a_saved_copy() -> (TestDir, std::path::PathBuf) {
     let d = TestDir::new();
     let v = d.create();
     v.set("a", secret(b"1"), SetOptions::default()).unwrap();
     drop(v);
     let old = d.tmp.path().join("old");
     copy_dir(&d.vault_dir(), &old);
+    (d, old)
+}
+
+/// Replaces the vault directory with the saved copy, as a restore from backup would.
+fn put_back(d: &TestDir, old: &Path) {
+    std::fs::remove_dir_all(d.vault_dir()).unwrap();
+    copy_dir(old, &d.vault_dir());
+}
+
+#[test]
+fn copying_back_an_old_vault_directory_is_detected() {
+    let (d, old) = vault_with_a_saved_copy();
     let v = d.open().unwrap();
     v.set("a", secret(b"2"), SetOptions::default()).unwrap();
     drop(v);
-    std::fs::remove_dir_all(d.vault_dir()).unwrap();
-    copy_dir(&old, &d.vault_dir());
+    put_back(&d, &old);
     let r = d.open();
     assert!(
         matches!(
@@ -40,7 +51,6 @@ fn copying_back_an_old_vault_directory_is_detected() {
         ),
         "{r:?}"
     );
-    // Also after a compaction of the old copy (a different file, same old generation).
     // Accepting is explicit and recorded; afterwards the vault opens normally.
     let accepted = Vault::open(
         d.backend(),
@@ -59,15 +69,9 @@ fn copying_back_an_old_vault_directory_is_detected() {
 
 #[test]
 fn rolling_back_across_a_master_key_rotation_is_detected() {
-    let d = TestDir::new();
-    let v = d.create();
-    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
-    drop(v);
-    let old = d.tmp.path().join("old");
-    copy_dir(&d.vault_dir(), &old);
+    let (d, old) = vault_with_a_saved_copy();
     d.open().unwrap().rotate_master_key(&pass(), false).unwrap();
-    std::fs::remove_dir_all(d.vault_dir()).unwrap();
-    copy_dir(&old, &d.vault_dir());
+    put_back(&d, &old);
     assert!(matches!(d.open(), Err(Error::RollbackDetected { .. })));
 }
 
