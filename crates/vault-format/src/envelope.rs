@@ -51,16 +51,19 @@ pub enum RecordKind {
     Settings,
     /// An audited event recorded in the vault itself (such as accepting a rolled-back state).
     Event,
+    /// Which vault header the log vouches for (docs/FORMAT.md, "Header binding").
+    HeaderBinding,
 }
 
 impl RecordKind {
     /// Every kind, in numbering order.
-    pub const ALL: [RecordKind; 5] = [
+    pub const ALL: [RecordKind; 6] = [
         RecordKind::SecretVersion,
         RecordKind::SecretState,
         RecordKind::KeyVersion,
         RecordKind::Settings,
         RecordKind::Event,
+        RecordKind::HeaderBinding,
     ];
 
     /// The kind's byte on disk.
@@ -71,6 +74,7 @@ impl RecordKind {
             RecordKind::KeyVersion => 3,
             RecordKind::Settings => 4,
             RecordKind::Event => 5,
+            RecordKind::HeaderBinding => 6,
         }
     }
 

@@ -378,8 +378,24 @@ impl VaultHeader {
         out
     }
 
+    /// Verifies the header MAC with the header-MAC subkey (the record-MAC subkey
+    /// `HKDF(master, "record-mac", vault id)`), for a holder of the subkeys who no longer has the
+    /// master key, such as an open vault noticing that another process replaced the header.
+    ///
+    /// # Errors
+    /// [`Error::Authentication`] if the header was not written by a holder of the master key.
+    pub fn verify_mac_with_subkey(&self, mac_subkey: &Key256) -> Result<()> {
+        self.compute_mac_with(mac_subkey)
+            .verify_against(&self.mac)
+            .map_err(|_| Error::Authentication { object: KIND.name })
+    }
+
     fn compute_mac(&self, master: &Key256) -> vault_crypto::mac::MacTag {
         let key = derive::subkey(master, Purpose::RecordMac, self.vault_id.as_bytes());
+        self.compute_mac_with(&key)
+    }
+
+    fn compute_mac_with(&self, key: &Key256) -> vault_crypto::mac::MacTag {
         mac::hmac_sha256(
             key.expose_secret(),
             &[HEADER_MAC_LABEL, &self.encode_unauthenticated()],

@@ -249,3 +249,110 @@ fn chain_mac(
     )
     .as_bytes()
 }
+
+/// The unit in which a file system writes a file's data back to the device: after a crash, each
+/// such page of an interrupted append is either on disk or reads as zeros.
+pub const PAGE_LEN: u64 = 4096;
+
+/// The longest tail an interrupted append can leave: one frame with its length prefix.
+pub const MAX_TORN_TAIL_LEN: u64 = (FRAME_PREFIX_LEN + MAX_FRAME_LEN) as u64;
+
+/// What the bytes after the last authenticated frame of a log are (docs/FORMAT.md, "Torn tail
+/// or damage").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// Nothing follows the last authenticated frame.
+    Clean,
+    /// What an interrupted append leaves: discarded by the next writer.
+    Torn,
+    /// Anything else: a complete frame that does not authenticate, or more than one frame's worth
+    /// of bytes. Tampering or corruption; never discarded.
+    Damaged,
+}
+
+/// The body length a frame's length prefix announces, if it is a possible one (1..=
+/// [`MAX_FRAME_LEN`]).
+pub fn frame_len_from_prefix(prefix: [u8; FRAME_PREFIX_LEN]) -> Option<usize> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    (1..=MAX_FRAME_LEN).contains(&len).then_some(len)
+}
+
+/// Classifies `tail`, the bytes from the end of the last authenticated frame (at file offset
+/// `offset`) to the end of the file.
+///
+/// An append is one write of a length-prefixed frame at the end of the file, synced before it is
+/// acknowledged, and only one is ever in flight. A crash can therefore leave, after the last
+/// good frame, at most one frame that is either cut short (the file size covers part of it) or
+/// whose pages were not all written back (they read as zeros). So the tail is [`Tail::Torn`]
+/// when it is at most one frame long and either announces more bytes than it holds or has a
+/// page-aligned stretch that is all zeros; it is [`Tail::Damaged`] otherwise. A complete frame
+/// that fails authentication is therefore damage, not a torn write. (Cutting the file short is
+/// indistinguishable from a crash; only the rollback record can tell that committed data is
+/// missing.)
+pub fn classify_tail(tail: &[u8], offset: u64) -> Tail {
+    if tail.is_empty() {
+        return Tail::Clean;
+    }
+    if tail.len() as u64 > MAX_TORN_TAIL_LEN {
+        return Tail::Damaged;
+    }
+    let incomplete = match tail.first_chunk::<FRAME_PREFIX_LEN>() {
+        None => true,
+        Some(prefix) => {
+            let announced = u32::from_le_bytes(*prefix) as usize;
+            announced == 0 || FRAME_PREFIX_LEN + announced > tail.len()
+        }
+    };
+    if incomplete || has_zero_page(tail, offset) {
+        Tail::Torn
+    } else {
+        Tail::Damaged
+    }
+}
+
+/// Whether some page of the file (cut to the part of it inside `bytes`, which start at file
+/// offset `offset`) is all zeros.
+fn has_zero_page(bytes: &[u8], offset: u64) -> bool {
+    let mut rest = bytes;
+    let mut at = offset;
+    while !rest.is_empty() {
+        let to_boundary = (PAGE_LEN - at % PAGE_LEN) as usize;
+        let (page, next) = rest.split_at(to_boundary.min(rest.len()));
+        if page.iter().all(|b| *b == 0) {
+            return true;
+        }
+        at += page.len() as u64;
+        rest = next;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tail_tests {
+    use super::*;
+
+    #[test]
+    fn tails() {
+        assert_eq!(classify_tail(&[], 100), Tail::Clean);
+        // Shorter than a prefix, zero prefix, a prefix announcing more than is there: torn.
+        assert_eq!(classify_tail(&[7, 0], 100), Tail::Torn);
+        assert_eq!(classify_tail(&[0, 0, 0, 0, 1, 2], 100), Tail::Torn);
+        assert_eq!(classify_tail(&[9, 0, 0, 0, 1, 2], 100), Tail::Torn);
+        // A complete frame with no zero page: damage.
+        let mut frame = vec![4, 0, 0, 0, 1, 2, 3, 4];
+        assert_eq!(classify_tail(&frame, 100), Tail::Damaged);
+        // A complete frame followed by more: damage.
+        frame.extend_from_slice(&[5, 6]);
+        assert_eq!(classify_tail(&frame, 100), Tail::Damaged);
+        // A complete frame whose second page never reached the disk: torn.
+        let mut big = vec![1u8; 6000];
+        big[..4].copy_from_slice(&5996u32.to_le_bytes());
+        assert_eq!(classify_tail(&big, 0), Tail::Damaged);
+        for b in &mut big[4096..] {
+            *b = 0;
+        }
+        assert_eq!(classify_tail(&big, 0), Tail::Torn);
+        // The same zeros not aligned to a page: damage.
+        assert_eq!(classify_tail(&big, 1000), Tail::Damaged);
+    }
+}

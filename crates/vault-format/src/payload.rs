@@ -56,6 +56,36 @@ pub fn check_name(name: &str) -> core::result::Result<(), String> {
     Ok(())
 }
 
+/// Checks a name about to be written: [`check_name`], and also no Unicode format characters
+/// (category Cf: bidi overrides and isolates, zero-width spaces and joiners, the BOM), line or
+/// paragraph separators, or whitespace other than the ASCII space, all of which make a name look
+/// like another in a listing. Only new names are held to this; names already stored are read
+/// under [`check_name`] so an older vault stays readable.
+///
+/// # Errors
+/// A reason the name is refused, naming the offending code point.
+pub fn check_new_name(name: &str) -> core::result::Result<(), String> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    check_name(name)?;
+    for c in name.chars() {
+        let refused = match c.general_category() {
+            GeneralCategory::Format => Some("a format character (bidi control or zero-width)"),
+            GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+                Some("a line or paragraph separator")
+            }
+            GeneralCategory::SpaceSeparator if c != ' ' => Some("whitespace other than a space"),
+            _ => None,
+        };
+        if let Some(what) = refused {
+            return Err(format!(
+                "a name cannot contain {what}; this one has U+{:04X}",
+                u32::from(c)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A `key=value` tag on a secret version.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Tag {
@@ -167,6 +197,25 @@ pub struct EventPayload {
     pub text: String,
 }
 
+/// Where a header change stands (docs/FORMAT.md, "Header binding").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingPhase {
+    /// Written before the header is replaced: the header may be the new one or still the old.
+    Intent = 1,
+    /// The header is this one; any earlier intent is settled.
+    Confirmed = 2,
+}
+
+/// The SHA-256 of the vault header file that the log vouches for, so that putting back an older
+/// header alone (reviving a changed or removed passphrase) is noticed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderBindingPayload {
+    /// Intent or confirmation.
+    pub phase: BindingPhase,
+    /// SHA-256 of the whole header file.
+    pub digest: [u8; 32],
+}
+
 /// Any record plaintext.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Payload {
@@ -180,6 +229,8 @@ pub enum Payload {
     Settings(SettingsPayload),
     /// [`RecordKind::Event`].
     Event(EventPayload),
+    /// [`RecordKind::HeaderBinding`].
+    HeaderBinding(HeaderBindingPayload),
 }
 
 fn put_str16(out: &mut Vec<u8>, s: &str) {
@@ -218,6 +269,7 @@ impl Payload {
             Payload::KeyVersion(_) => RecordKind::KeyVersion,
             Payload::Settings(_) => RecordKind::Settings,
             Payload::Event(_) => RecordKind::Event,
+            Payload::HeaderBinding(_) => RecordKind::HeaderBinding,
         }
     }
 
@@ -294,6 +346,10 @@ impl Payload {
                 out.extend_from_slice(&p.time_ms.to_le_bytes());
                 put_str16(&mut out, &p.text);
             }
+            Payload::HeaderBinding(p) => {
+                out.push(p.phase as u8);
+                out.extend_from_slice(&p.digest);
+            }
         }
         Ok(out)
     }
@@ -318,6 +374,7 @@ impl Payload {
             }
             Payload::Settings(_) => 4,
             Payload::Event(p) => 1 + 8 + 2 + p.text.len(),
+            Payload::HeaderBinding(_) => 1 + 32,
         }
     }
 
@@ -439,6 +496,17 @@ impl Payload {
                     time_ms,
                     text,
                 })
+            }
+            RecordKind::HeaderBinding => {
+                let phase = match r.u8("binding phase")? {
+                    1 => BindingPhase::Intent,
+                    2 => BindingPhase::Confirmed,
+                    other => {
+                        return Err(r.invalid("binding phase", format!("unknown phase {other}")));
+                    }
+                };
+                let digest = r.array("header digest")?;
+                Payload::HeaderBinding(HeaderBindingPayload { phase, digest })
             }
         };
         r.finish()?;

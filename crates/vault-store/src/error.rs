@@ -9,6 +9,17 @@ pub enum Error {
     /// No key slot opens with the given passphrase.
     #[error("wrong passphrase: no key slot of this vault opens with it")]
     WrongPassphrase,
+    /// No key slot opened, and a slot was not tried because its Argon2id parameters exceed the
+    /// limit (`VaultOptions::kdf_limit`).
+    #[error(
+        "key slot {slot} was not tried: {detail} (a hostile vault file can ask for hours of work; raise the limit only for a vault you trust)"
+    )]
+    KdfLimit {
+        /// The refused slot.
+        slot: u8,
+        /// Which parameter, its value and the limit.
+        detail: String,
+    },
     /// The named secret or key does not exist (or the named version does not).
     #[error("not found: {what}")]
     NotFound {

@@ -33,6 +33,8 @@ pub trait IoFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Reads the whole file from offset `from`.
     fn read_from(&self, from: u64) -> io::Result<Vec<u8>>;
+    /// Fills `buf` from offset `offset` (an error if the file ends first).
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Identity and size.
     fn stamp(&self) -> io::Result<FileStamp>;
 }
@@ -93,6 +95,9 @@ impl IoFile for RealFile {
         std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(from))?;
         f.read_to_end(&mut out)?;
         Ok(out)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(&self.0, buf, offset)
     }
     fn stamp(&self) -> io::Result<FileStamp> {
         Ok(stamp_of(&self.0.metadata()?))
@@ -295,6 +300,9 @@ impl IoFile for SharedFaultyFile {
     }
     fn read_from(&self, from: u64) -> io::Result<Vec<u8>> {
         self.inner.read_from(from)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
     }
     fn stamp(&self) -> io::Result<FileStamp> {
         self.inner.stamp()

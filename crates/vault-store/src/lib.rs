@@ -35,13 +35,15 @@ mod error;
 pub mod io;
 mod rollback;
 mod sync;
+mod unlock;
 mod vault;
 
 pub use backend::{
-    Backend, FileBackend, FileBackendOptions, LockGuard, MemoryBackend, Position, ReadOutcome,
-    StoredFrame,
+    Backend, CHECK_LEN, FileBackend, FileBackendOptions, LockGuard, MemoryBackend, Position,
+    ReadOutcome, StoredFrame, Tail, Visit,
 };
 pub use error::{Error, Result};
+pub use unlock::KdfLimit;
 pub use vault::{
     Batch, DEFAULT_MAX_VERSIONS, KeyVersionInfo, Secret, SecretInfo, SetOptions, SlotInfo, Vault,
     VaultOptions, VerifyReport, VersionInfo,

@@ -86,20 +86,23 @@ impl RollbackFile {
         let Some(slots) = Self::slots(path, vault_id)? else {
             return Ok(Recorded::Nothing);
         };
+        // A slot from a newer epoch cannot be authenticated with this (older) key, but an older
+        // copy of the vault cannot have a record from its own future: a rollback. The newest such
+        // slot is reported whichever slot it sits in.
+        if let Some(s) = slots
+            .iter()
+            .flatten()
+            .filter(|s| s.key_epoch > epoch)
+            .max_by_key(|s| (s.key_epoch, s.generation))
+        {
+            return Ok(Recorded::NewerEpoch {
+                epoch: s.key_epoch,
+                generation: s.generation,
+            });
+        }
         let mut best: Option<&RollbackSlot> = None;
         let mut unauthenticated = false;
-        for s in slots.iter().flatten() {
-            if s.key_epoch > epoch {
-                // Cannot be authenticated with this (older) key; an older copy of the vault
-                // cannot have a record from its own future, so this is a rollback.
-                return Ok(Recorded::NewerEpoch {
-                    epoch: s.key_epoch,
-                    generation: s.generation,
-                });
-            }
-            if s.key_epoch < epoch {
-                continue;
-            }
+        for s in slots.iter().flatten().filter(|s| s.key_epoch == epoch) {
             if !s.verify(key, vault_id) {
                 unauthenticated = true;
                 continue;
@@ -138,38 +141,47 @@ impl RollbackFile {
             .unwrap_or(0)
             + 1;
         let slot = RollbackSlot::seal(key, vault_id, counter, epoch, generation);
-        match existing {
-            Some(_) => {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| Error::io("opening", path, e))?;
-                let offset = ROLLBACK_SLOTS_OFFSET + (counter % 2) as usize * ROLLBACK_SLOT_LEN;
-                f.write_all_at(&slot.encode(), offset as u64)
-                    .map_err(|e| Error::io("writing", path, e))
-            }
-            None => {
-                if let Some(dir) = path.parent() {
-                    fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(dir)
-                        .map_err(|e| Error::io("creating directory", dir, e))?;
-                }
-                let bytes = encode_rollback_file(vault_id, [&slot, &slot]);
-                let tmp = path.with_extension("rollback.tmp");
-                let _ = fs::remove_file(&tmp);
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(|e| Error::io("creating", &tmp, e))?;
-                f.write_all_at(&bytes, 0)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| Error::io("writing", &tmp, e))?;
-                fs::rename(&tmp, path).map_err(|e| Error::io("renaming", path, e))
-            }
+        // Overwriting the older slot in place is safe only when the other one is a valid record
+        // of this epoch; otherwise (no file, a damaged or foreign slot, a slot of another epoch
+        // after an accepted rollback or a rotation) both slots are rewritten, atomically, so no
+        // stale slot outlives this write.
+        let both_current = existing.as_ref().is_some_and(|slots| {
+            slots.iter().all(|s| {
+                s.as_ref()
+                    .is_some_and(|s| s.key_epoch == epoch && s.verify(key, vault_id))
+            })
+        });
+        if both_current {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::io("opening", path, e))?;
+            let offset = ROLLBACK_SLOTS_OFFSET + (counter % 2) as usize * ROLLBACK_SLOT_LEN;
+            return f
+                .write_all_at(&slot.encode(), offset as u64)
+                .map_err(|e| Error::io("writing", path, e));
         }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("creating directory", dir, e))?;
+        let bytes = encode_rollback_file(vault_id, [&slot, &slot]);
+        let tmp = path.with_extension("rollback.tmp");
+        let _ = fs::remove_file(&tmp);
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io("creating", &tmp, e))?;
+        f.write_all_at(&bytes, 0)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io("writing", &tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| Error::io("renaming", path, e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("syncing directory", dir, e))
     }
 }

@@ -6,19 +6,21 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vault_crypto::derive::{self, Purpose};
+use vault_crypto::hash;
 use vault_crypto::kdf::KdfParams;
 use vault_crypto::mac::MAC_LEN;
 use vault_crypto::{Key256, SecretBytes};
 use vault_format::log::{Frame, FrameType};
 use vault_format::payload::{
-    self, EventKind, EventPayload, KeyState, KeyVersionPayload, Payload, SecretState,
-    SecretStatePayload, SecretVersionPayload, SettingsPayload, Tag,
+    self, BindingPhase, EventKind, EventPayload, HeaderBindingPayload, KeyState, KeyVersionPayload,
+    Payload, SecretState, SecretStatePayload, SecretVersionPayload, SettingsPayload, Tag,
 };
 use vault_format::{KeySlot, RecordEnvelope, VaultHeader, VaultId};
 
-use crate::backend::{Backend, Position, ReadOutcome};
+use crate::backend::{Backend, LockGuard, Position, Tail, Visit};
 use crate::rollback::{Recorded, RollbackFile};
-use crate::sync::{self, Arc, Mutex, RwLock};
+use crate::sync::{self, Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
+use crate::unlock::{self, KdfLimit};
 use crate::{Error, Result};
 
 /// Default number of versions kept per secret.
@@ -37,6 +39,9 @@ pub struct VaultOptions {
     /// Compact automatically when the log holds more than this many bytes of superseded records
     /// and they outweigh the live ones.
     pub auto_compact_bytes: u64,
+    /// The most Argon2id work a key slot may ask for before it is tried (and the most a new
+    /// slot may be given).
+    pub kdf_limit: KdfLimit,
 }
 
 impl Default for VaultOptions {
@@ -46,6 +51,7 @@ impl Default for VaultOptions {
             rollback_dir: None,
             accept_rollback: false,
             auto_compact_bytes: 8 << 20,
+            kdf_limit: KdfLimit::DEFAULT,
         }
     }
 }
@@ -144,6 +150,9 @@ pub struct VerifyReport {
     pub keys: usize,
     /// Bytes in the log that a compaction would drop.
     pub superseded_bytes: u64,
+    /// The log ends with the torn tail of an interrupted commit (never acknowledged); the next
+    /// write discards it.
+    pub torn_tail: bool,
 }
 
 /// One change in a batch.
@@ -261,6 +270,10 @@ struct Index {
     keys: BTreeMap<String, BTreeMap<u32, KeyMeta>>,
     settings: Option<(u32, Arc<RecordEnvelope>)>,
     events: Vec<Arc<RecordEnvelope>>,
+    /// The header the log last confirmed (SHA-256 of the header file).
+    header_confirmed: Option<([u8; 32], Arc<RecordEnvelope>)>,
+    /// A header change announced but not yet confirmed.
+    header_pending: Option<([u8; 32], Arc<RecordEnvelope>)>,
     /// Bytes of envelopes appended to the current log.
     total_bytes: u64,
     /// Bytes of envelopes no longer live.
@@ -360,6 +373,41 @@ impl Index {
                 }
             }
             Payload::Event(_) => self.events.push(env),
+            Payload::HeaderBinding(p) => {
+                let dead = match p.phase {
+                    BindingPhase::Intent => self.header_pending.replace((p.digest, env)),
+                    BindingPhase::Confirmed => {
+                        let old_pending = self.header_pending.take();
+                        if let Some((_, old)) = &old_pending {
+                            self.dead_bytes += old.encoded_len() as u64;
+                        }
+                        self.header_confirmed.replace((p.digest, env))
+                    }
+                };
+                if let Some((_, old)) = dead {
+                    self.dead_bytes += old.encoded_len() as u64;
+                }
+            }
+        }
+    }
+
+    /// Whether the header with `digest` is the one the log vouches for: `Ok(true)` if it is and
+    /// a writer should confirm it (it was only announced, a later announcement was abandoned, or
+    /// the log predates header binding), `Ok(false)` if it is settled.
+    ///
+    /// # Errors
+    /// An integrity error if the log vouches for another header: an older header was put back.
+    fn header_binding(&self, digest: &[u8; 32]) -> Result<bool> {
+        let confirmed = self.header_confirmed.as_ref().map(|(d, _)| d);
+        let pending = self.header_pending.as_ref().map(|(d, _)| d);
+        match (confirmed, pending) {
+            (None, None) => Ok(true),
+            (_, Some(p)) if p == digest => Ok(true),
+            (Some(c), p) if c == digest => Ok(p.is_some()),
+            _ => Err(Error::integrity(
+                "vault header",
+                "the header is not the one the log last recorded: an older or foreign header file was put back (a changed or removed passphrase could open it again); if this was deliberate, accept it with accept-rollback",
+            )),
         }
     }
 
@@ -377,6 +425,8 @@ impl Index {
             out.extend(k.values().map(|v| v.env.clone()));
         }
         out.extend(self.events.iter().cloned());
+        out.extend(self.header_confirmed.iter().map(|(_, e)| e.clone()));
+        out.extend(self.header_pending.iter().map(|(_, e)| e.clone()));
         out.sort_by_key(|e| e.sequence);
         out
     }
@@ -396,6 +446,8 @@ struct State {
     /// Set after a master-key rotation failed midway: only reopening can tell which key is
     /// current, so every operation fails with [`Error::Rekeyed`].
     poisoned: bool,
+    /// Leftovers of interrupted operations were removed by this handle (once is enough).
+    cleaned: bool,
 }
 
 impl State {
@@ -409,6 +461,7 @@ impl State {
             max_seq: 0,
             needs_reload: false,
             poisoned: false,
+            cleaned: false,
         }
     }
 }
@@ -419,7 +472,7 @@ pub struct Vault {
     vault_id: VaultId,
     options: VaultOptions,
     rollback: RollbackFile,
-    header: RwLock<VaultHeader>,
+    header: RwLock<HeaderView>,
     state: RwLock<State>,
     /// Serialises this handle's writers; the backend's lock serialises processes.
     writer: Mutex<()>,
@@ -440,22 +493,28 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn map_unlock(e: vault_format::Error) -> Error {
-    match e {
-        vault_format::Error::Authentication { object: "key slot" } => Error::WrongPassphrase,
-        vault_format::Error::Authentication { object } => Error::integrity(
-            object,
-            "the header MAC does not verify: the header was modified",
-        ),
-        other => Error::Format(other),
-    }
-}
-
 fn decode_header(bytes: &[u8], location: &str) -> Result<VaultHeader> {
     VaultHeader::decode(bytes).map_err(|e| match e {
         vault_format::Error::UnsupportedVersion { .. } => Error::Format(e),
         other => Error::integrity(format!("vault header in {location}"), other.to_string()),
     })
+}
+
+/// The header as this handle knows it, with the bytes it was decoded from.
+#[derive(Clone)]
+struct HeaderView {
+    header: VaultHeader,
+    bytes: Vec<u8>,
+}
+
+impl HeaderView {
+    fn digest(&self) -> [u8; 32] {
+        hash::sha256(&[&self.bytes])
+    }
+}
+
+fn binding(phase: BindingPhase, digest: [u8; 32]) -> Payload {
+    Payload::HeaderBinding(HeaderBindingPayload { phase, digest })
 }
 
 fn payload_of(env: &RecordEnvelope, keys: &Keys, vault_id: &VaultId) -> Result<Payload> {
@@ -472,29 +531,73 @@ fn payload_of(env: &RecordEnvelope, keys: &Keys, vault_id: &VaultId) -> Result<P
 }
 
 fn check_name(name: &str) -> Result<()> {
-    payload::check_name(name).map_err(|r| Error::invalid("name", r))
+    payload::check_new_name(name).map_err(|r| Error::invalid("name", r))
 }
 
-/// The generation recorded in a frame body, if the body is long enough to hold one.
-fn frame_generation(body: &[u8]) -> Option<u64> {
-    let b: [u8; 8] = body.get(4..12)?.try_into().ok()?;
-    Some(u64::from_le_bytes(b))
+/// Why a frame was not accepted.
+enum FrameError {
+    /// It does not parse or does not authenticate: damage, or part of a torn tail.
+    Unauthentic(Error),
+    /// It authenticates but breaks a rule of the log: written by a holder of the key, never torn.
+    Invalid(Error),
+}
+
+/// Applies an accepted frame to `st`.
+fn apply_frame(
+    st: &mut State,
+    frame: &Frame,
+    decoded: Vec<(Arc<RecordEnvelope>, Payload)>,
+    end: Position,
+) {
+    for (env, p) in decoded {
+        st.max_seq = st.max_seq.max(env.sequence);
+        st.index.apply(env, &p);
+    }
+    st.generation = frame.generation;
+    st.last_mac = frame.mac;
+    st.pos = end;
+}
+
+/// The error for a damaged log tail: the frame that failed, or the bytes that no interrupted
+/// commit can leave.
+fn damage(failure: Option<Error>, location: &str) -> Error {
+    failure.unwrap_or_else(|| {
+        Error::integrity(
+            format!("log in {location}"),
+            "the log continues after its last frame with more bytes than an interrupted commit can leave",
+        )
+    })
 }
 
 /// A change prepared by a writer: payloads to seal and commit.
 type Prepared = Vec<Payload>;
 
+/// How many times `open` starts over when another process rotates the master key meanwhile.
+const OPEN_ATTEMPTS: usize = 3;
+
+/// The locks of one write, taken in the one documented order (this handle's writer mutex, the
+/// backend's exclusive lock, the state lock) and released in reverse (fields drop in order).
+struct WriteTxn<'a> {
+    st: RwLockWriteGuard<'a, State>,
+    _backend: Box<dyn LockGuard + 'a>,
+    _writer: MutexGuard<'a, ()>,
+    /// The header as read under the lock.
+    view: HeaderView,
+}
+
 impl Vault {
     /// Creates a new vault with one passphrase slot.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`], or I/O and crypto errors.
+    /// [`Error::AlreadyExists`] (also when only part of a vault is there), [`Error::Invalid`]
+    /// for KDF parameters over `options.kdf_limit`, or I/O and crypto errors.
     pub fn create(
         backend: Arc<dyn Backend>,
         passphrase: &SecretBytes,
         kdf: KdfParams,
         options: VaultOptions,
     ) -> Result<Self> {
+        options.kdf_limit.check_new(&kdf)?;
         if backend.exists()? {
             return Err(Error::AlreadyExists(backend.location().into()));
         }
@@ -504,6 +607,10 @@ impl Vault {
         let header = VaultHeader::new(vault_id, 0, vec![slot], &master)?;
         let keys = Keys::derive(&master, &vault_id, 0, 0);
         drop(master);
+        let view = HeaderView {
+            bytes: header.encode(),
+            header,
+        };
         let initial = [
             Payload::Settings(SettingsPayload {
                 max_versions: DEFAULT_MAX_VERSIONS,
@@ -513,6 +620,7 @@ impl Vault {
                 time_ms: now_ms(),
                 text: "vault created".into(),
             }),
+            binding(BindingPhase::Confirmed, view.digest()),
         ];
         let mut records = Vec::new();
         for (seq, p) in (1u64..).zip(&initial) {
@@ -533,133 +641,246 @@ impl Vault {
             1,
             records,
         );
-        backend.create(&header.encode(), 0, &frame.encode()?)?;
-        let vault = Self::new(backend, header, keys, options);
+        backend.create(&view.bytes, 0, &frame.encode()?)?;
+        let vault = Self::new(backend, view, keys, options);
         {
-            let _w = sync::lock(&vault.writer);
-            let _g = vault.backend.lock_exclusive(vault.options.lock_timeout)?;
-            let mut st = sync::write(&vault.state);
-            vault.reload(&mut st, true)?;
-            vault.record_generation(&st);
+            let txn = vault.begin_write(false)?;
+            vault.record_generation(&txn.st);
         }
         Ok(vault)
     }
 
-    fn new(
-        backend: Arc<dyn Backend>,
-        header: VaultHeader,
-        keys: Keys,
-        options: VaultOptions,
-    ) -> Self {
-        let vault_id = header.vault_id;
+    fn new(backend: Arc<dyn Backend>, view: HeaderView, keys: Keys, options: VaultOptions) -> Self {
+        let vault_id = view.header.vault_id;
         let rollback = RollbackFile::new(options.rollback_dir.as_deref(), &vault_id);
         Self {
             backend,
             vault_id,
             options,
             rollback,
-            header: RwLock::new(header),
+            header: RwLock::new(view),
             state: RwLock::new(State::empty(Arc::new(keys))),
             writer: Mutex::new(()),
         }
     }
 
-    /// Opens an existing vault with a passphrase.
+    /// Opens an existing vault with a passphrase. Reads only: nothing in the vault is changed
+    /// (a torn tail is discarded, and leftovers removed, by the first write).
     ///
     /// # Errors
-    /// [`Error::WrongPassphrase`], [`Error::RollbackDetected`], [`Error::Integrity`],
-    /// [`Error::Format`] (e.g. a newer format version), [`Error::NoVault`], I/O errors.
+    /// [`Error::WrongPassphrase`], [`Error::KdfLimit`], [`Error::RollbackDetected`],
+    /// [`Error::Integrity`], [`Error::Format`] (e.g. a newer format version),
+    /// [`Error::NoVault`], I/O errors.
     pub fn open(
         backend: Arc<dyn Backend>,
         passphrase: &SecretBytes,
         options: VaultOptions,
     ) -> Result<Self> {
-        if !backend.exists()? {
-            return Err(Error::NoVault(backend.location().into()));
+        let mut last = Error::Rekeyed;
+        for _ in 0..OPEN_ATTEMPTS {
+            // Read and unlock without a lock (Argon2 takes long; writers must not wait on it),
+            // then check under the lock that the header is still the one unlocked.
+            let bytes = backend.read_header()?;
+            let header = decode_header(&bytes, &backend.location())?;
+            let (master, slot_id) = unlock::unlock(&header, passphrase, &options.kdf_limit)?;
+            let keys = Keys::derive(&master, &header.vault_id, header.key_epoch, slot_id);
+            drop(master);
+            let vault = Self::new(
+                backend.clone(),
+                HeaderView { header, bytes },
+                keys,
+                options.clone(),
+            );
+            match vault.open_log() {
+                // Another process rotated the master key after the header was read.
+                Err(Error::Rekeyed) => last = Error::Rekeyed,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(vault),
+            }
         }
-        let header = decode_header(&backend.read_header()?, &backend.location())?;
-        let (master, slot_id) = header.unlock(passphrase).map_err(map_unlock)?;
-        let keys = Keys::derive(&master, &header.vault_id, header.key_epoch, slot_id);
-        drop(master);
-        let vault = Self::new(backend, header, keys, options);
-        vault.open_log()?;
-        Ok(vault)
+        Err(last)
     }
 
-    /// Reads the log, cleans up after interrupted operations and checks the rollback record.
+    /// Reads the log under a reader lock and checks the header binding and the rollback record.
     fn open_log(&self) -> Result<()> {
+        if self.options.accept_rollback {
+            return self.begin_write(true).map(drop);
+        }
         let _w = sync::lock(&self.writer);
-        // With the writer lock we can also clean up after interrupted operations and cut off a
-        // torn tail; if another process is writing, read under a shared lock and leave that to
-        // it (unless a rollback must be accepted, which is a write).
-        let exclusive = if self.options.accept_rollback {
-            Some(self.backend.lock_exclusive(self.options.lock_timeout)?)
-        } else {
-            self.backend.lock_exclusive(Duration::ZERO).ok()
-        };
-        let is_writer = exclusive.is_some();
-        let _guard = match exclusive {
-            Some(g) => {
-                self.backend.cleanup(self.epoch())?;
-                g
-            }
-            None => self.backend.lock_shared(self.options.lock_timeout)?,
-        };
+        let _g = self.backend.lock_shared(self.options.lock_timeout)?;
         let mut st = sync::write(&self.state);
-        self.reload(&mut st, is_writer)?;
+        let view = self.current_header(&st.keys)?;
+        self.reload(&mut st, false)?;
+        st.index.header_binding(&view.digest())?;
+        match self.rollback_behind(&st, false)? {
+            Some(r) => Err(Error::RollbackDetected {
+                vault_generation: st.generation,
+                recorded_generation: r,
+                record: self.rollback.path(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the header (holding a backend lock) and checks it against this handle's keys,
+    /// adopting it if another process changed a key slot.
+    fn current_header(&self, keys: &Keys) -> Result<HeaderView> {
+        let bytes = self.backend.read_header()?;
+        {
+            let known = sync::read(&self.header);
+            if known.bytes == bytes {
+                return Ok(known.clone());
+            }
+        }
+        let header = decode_header(&bytes, &self.backend.location())?;
+        if header.vault_id != self.vault_id {
+            return Err(Error::integrity(
+                "vault header",
+                format!(
+                    "the header is of vault {}, not {}",
+                    header.vault_id, self.vault_id
+                ),
+            ));
+        }
+        if header.key_epoch > keys.epoch {
+            return Err(Error::Rekeyed);
+        }
+        if header.key_epoch < keys.epoch {
+            return Err(Error::integrity(
+                "vault header",
+                format!(
+                    "the header is of key epoch {}, older than epoch {} this vault was opened at: an older header was put back",
+                    header.key_epoch, keys.epoch
+                ),
+            ));
+        }
+        header.verify_mac_with_subkey(&keys.mac).map_err(|_| {
+            Error::integrity(
+                "vault header",
+                "the header MAC does not verify: the header was modified",
+            )
+        })?;
+        let view = HeaderView { header, bytes };
+        *sync::write(&self.header) = view.clone();
+        Ok(view)
+    }
+
+    /// The generation the rollback record shows as committed, if the vault is behind it.
+    /// `lenient`: an unreadable record is ignored (when accepting a rollback).
+    fn rollback_behind(&self, st: &State, lenient: bool) -> Result<Option<u64>> {
         let recorded = match self
             .rollback
             .load(&self.vault_id, &st.keys.rollback, st.keys.epoch)
         {
             Ok(r) => r,
-            Err(e) if self.options.accept_rollback => {
+            Err(e) if lenient => {
                 tracing::warn!(error = %e, "ignoring an unreadable rollback record, as asked");
                 Recorded::Nothing
             }
             Err(e) => return Err(e),
         };
-        let behind = match recorded {
+        Ok(match recorded {
             Recorded::Generation(r) if r > st.generation => Some(r),
             Recorded::NewerEpoch { generation, .. } => Some(generation.max(st.generation + 1)),
             _ => None,
-        };
-        match behind {
-            Some(r) if !self.options.accept_rollback => Err(Error::RollbackDetected {
+        })
+    }
+
+    /// Starts a write: takes the locks, re-reads the header under them, removes leftovers of
+    /// interrupted operations (once per handle), catches up with the log (discarding a torn
+    /// tail), and refuses to write over a rollback or a replaced header unless `accept`, in
+    /// which case the acceptance is committed here. Every mutation starts here.
+    fn begin_write(&self, accept: bool) -> Result<WriteTxn<'_>> {
+        let writer = sync::lock(&self.writer);
+        let guard = self.backend.lock_exclusive(self.options.lock_timeout)?;
+        let mut st = sync::write(&self.state);
+        if st.poisoned {
+            return Err(Error::Rekeyed);
+        }
+        let view = self.current_header(&st.keys)?;
+        if !st.cleaned {
+            self.backend.cleanup(view.header.key_epoch)?;
+            st.cleaned = true;
+        }
+        self.reload(&mut st, true)?;
+        // Checked before anything is written: a write must never overwrite the evidence.
+        let behind = self.rollback_behind(&st, accept)?;
+        if let (Some(r), false) = (behind, accept) {
+            return Err(Error::RollbackDetected {
                 vault_generation: st.generation,
                 recorded_generation: r,
                 record: self.rollback.path(),
-            }),
-            Some(r) => {
-                let text = format!(
-                    "accepted an older state: vault generation {}, rollback record {}",
-                    st.generation, r
-                );
-                tracing::warn!("{text}");
-                let event = Payload::Event(EventPayload {
-                    kind: EventKind::RollbackAccepted,
-                    time_ms: now_ms(),
-                    text,
-                });
+            });
+        }
+        let digest = view.digest();
+        let (confirm, foreign_header) = match st.index.header_binding(&digest) {
+            Ok(confirm) => (confirm, false),
+            Err(e) if accept => {
+                tracing::warn!(error = %e, "accepting the header as it is, as asked");
+                (true, true)
+            }
+            Err(e) => return Err(e),
+        };
+        let mut txn = WriteTxn {
+            st,
+            _backend: guard,
+            _writer: writer,
+            view,
+        };
+        let mut payloads = Vec::new();
+        if confirm {
+            payloads.push(binding(BindingPhase::Confirmed, digest));
+        }
+        let mut min_generation = 0;
+        if behind.is_some() || foreign_header {
+            let mut text = format!(
+                "accepted an older state: vault generation {}",
+                txn.st.generation
+            );
+            if let Some(r) = behind {
+                text.push_str(&format!(", rollback record {r}"));
                 // Continue above the recorded generation so the record stays monotonic.
-                self.append_locked(&mut st, vec![event], r + 1)?;
-                self.record_generation(&st);
-                Ok(())
+                min_generation = r + 1;
             }
-            None => {
-                if is_writer {
-                    self.record_generation(&st);
-                }
-                Ok(())
+            if foreign_header {
+                text.push_str(", and a header the log did not record");
             }
+            tracing::warn!("{text}");
+            payloads.push(Payload::Event(EventPayload {
+                kind: EventKind::RollbackAccepted,
+                time_ms: now_ms(),
+                text,
+            }));
+        }
+        let wrote = !payloads.is_empty();
+        if wrote {
+            self.append_locked(&mut txn.st, payloads, min_generation)?;
+        }
+        if wrote || accept {
+            self.record_generation(&txn.st);
+        }
+        Ok(txn)
+    }
+
+    /// `e`, or [`Error::Rekeyed`] if the header shows that the master key was rotated past
+    /// `epoch` (which explains a missing or replaced log).
+    fn rekeyed_or(&self, e: Error, epoch: u32) -> Error {
+        if matches!(e, Error::Rekeyed) {
+            return e;
+        }
+        match self
+            .backend
+            .read_header()
+            .ok()
+            .and_then(|b| VaultHeader::decode(&b).ok())
+        {
+            Some(h) if h.key_epoch > epoch => Error::Rekeyed,
+            _ => e,
         }
     }
 
-    fn epoch(&self) -> u32 {
-        sync::read(&self.state).keys.epoch
-    }
-
     /// Brings `st` up to date with the backend. `writer`: the caller holds the writer lock, so a
-    /// torn tail may be cut off.
+    /// torn tail is cut off; a reader leaves it (a read-only command never modifies the vault).
     fn reload(&self, st: &mut State, writer: bool) -> Result<()> {
         if st.poisoned {
             return Err(Error::Rekeyed);
@@ -669,71 +890,48 @@ impl Vault {
         } else {
             st.pos
         };
-        let out = self.backend.read(st.keys.epoch, &since)?;
-        if out.reset || st.needs_reload {
-            // Build the new view aside so a failure leaves the old one intact.
-            let mut fresh = State::empty(st.keys.clone());
-            self.replay(&mut fresh, out, writer)?;
-            *st = fresh;
-        } else {
-            self.replay(st, out, writer)?;
-        }
-        Ok(())
-    }
-
-    /// Whether an unreadable last frame is a torn write rather than damage: it is if the
-    /// rollback record does not show its generation as committed.
-    fn is_torn(&self, st: &State, body: &[u8]) -> bool {
-        let recorded = self
-            .rollback
-            .load(&self.vault_id, &st.keys.rollback, st.keys.epoch);
-        match (recorded, frame_generation(body)) {
-            (Ok(Recorded::Generation(r)), Some(g)) => g > r,
-            (Ok(Recorded::Generation(_)), None) => true,
-            (Ok(_), _) => true,
-            (Err(_), _) => false,
-        }
-    }
-
-    fn replay(&self, st: &mut State, out: ReadOutcome, writer: bool) -> Result<()> {
-        let n = out.frames.len();
-        let mut torn = out.torn_tail;
-        let location = self.backend.location();
-        for (i, f) in out.frames.into_iter().enumerate() {
-            match self.check_frame(st, &f.body) {
+        let keys = st.keys.clone();
+        // A read from the start builds the new view aside, so a failure leaves the old one.
+        let mut fresh: Option<State> = None;
+        let mut failure: Option<Error> = None;
+        let out = self.backend.read(keys.epoch, &since, &mut |f| {
+            let target: &mut State = if f.from_start {
+                fresh.get_or_insert_with(|| State::empty(keys.clone()))
+            } else {
+                &mut *st
+            };
+            match self.check_frame(target, &f.body) {
                 Ok((frame, decoded)) => {
-                    for (env, p) in decoded {
-                        st.max_seq = st.max_seq.max(env.sequence);
-                        st.index.apply(env, &p);
-                    }
-                    st.generation = frame.generation;
-                    st.last_mac = frame.mac;
-                    st.pos = f.end;
+                    apply_frame(target, &frame, decoded, f.end);
+                    Ok(Visit::Continue)
                 }
-                Err(e) => {
-                    // Snapshots are written aside and renamed into place, so only a commit
-                    // appended last can be torn.
-                    let last_commit = i + 1 == n && st.generation > 0;
-                    if last_commit && !out.torn_tail && self.is_torn(st, &f.body) {
-                        torn = true;
-                        break;
-                    }
-                    return Err(match e {
-                        Error::Format(fe) => {
-                            Error::integrity(format!("log in {location}"), fe.to_string())
-                        }
-                        other => other,
-                    });
+                Err(FrameError::Unauthentic(e)) => {
+                    failure = Some(e);
+                    Ok(Visit::Stop)
                 }
+                Err(FrameError::Invalid(e)) => Err(e),
             }
+        });
+        let out = out.map_err(|e| self.rekeyed_or(e, keys.epoch))?;
+        let location = self.backend.location();
+        if out.reset {
+            let mut f = fresh.unwrap_or_else(|| State::empty(keys.clone()));
+            f.cleaned = st.cleaned;
+            if f.generation == 0 {
+                let why = failure.map_or_else(String::new, |e| format!(" ({e})"));
+                return Err(Error::integrity(
+                    format!("log in {location}"),
+                    format!("the log holds no snapshot frame{why}"),
+                ));
+            }
+            if out.tail == Tail::Damaged {
+                return Err(damage(failure, &location));
+            }
+            *st = f;
+        } else if out.tail == Tail::Damaged {
+            return Err(damage(failure, &location));
         }
-        if st.generation == 0 {
-            return Err(Error::integrity(
-                format!("log in {location}"),
-                "the log holds no snapshot frame",
-            ));
-        }
-        if torn {
+        if out.tail == Tail::Torn {
             if writer {
                 tracing::warn!(
                     at = st.pos.offset,
@@ -753,36 +951,39 @@ impl Vault {
         &self,
         st: &State,
         body: &[u8],
-    ) -> Result<(Frame, Vec<(Arc<RecordEnvelope>, Payload)>)> {
+    ) -> std::result::Result<(Frame, Vec<(Arc<RecordEnvelope>, Payload)>), FrameError> {
         let keys = &st.keys;
-        let frame = Frame::decode(body)?;
+        let frame = Frame::decode(body)
+            .map_err(|e| FrameError::Unauthentic(Error::integrity("log frame", e.to_string())))?;
         frame
             .verify(body, &keys.mac, &self.vault_id, keys.epoch, &st.last_mac)
             .map_err(|_| {
-                Error::integrity(
+                FrameError::Unauthentic(Error::integrity(
                     format!("log frame at generation {}", frame.generation),
                     "the frame does not authenticate: the log was modified, reordered or truncated in the middle",
-                )
+                ))
             })?;
+        let invalid =
+            |object: String, detail: String| FrameError::Invalid(Error::integrity(object, detail));
         let first = st.generation == 0;
         match (first, frame.frame_type) {
             (true, FrameType::Snapshot) | (false, FrameType::Commit) => {}
             (true, FrameType::Commit) => {
-                return Err(Error::integrity(
-                    "log",
-                    "the log does not start with a snapshot",
+                return Err(invalid(
+                    "log".into(),
+                    "the log does not start with a snapshot".into(),
                 ));
             }
             (false, FrameType::Snapshot) => {
-                return Err(Error::integrity(
-                    "log",
-                    "a snapshot frame in the middle of the log",
+                return Err(invalid(
+                    "log".into(),
+                    "a snapshot frame in the middle of the log".into(),
                 ));
             }
         }
         if frame.generation <= st.generation {
-            return Err(Error::integrity(
-                "log",
+            return Err(invalid(
+                "log".into(),
                 format!(
                     "generation {} does not follow generation {}",
                     frame.generation, st.generation
@@ -793,13 +994,13 @@ impl Vault {
         let mut decoded = Vec::with_capacity(frame.records.len());
         for env in &frame.records {
             if env.sequence <= max_seq {
-                return Err(Error::integrity(
+                return Err(invalid(
                     format!("record {}", env.sequence),
-                    "record sequence numbers are not increasing",
+                    "record sequence numbers are not increasing".into(),
                 ));
             }
             max_seq = env.sequence;
-            let p = payload_of(env, keys, &self.vault_id)?;
+            let p = payload_of(env, keys, &self.vault_id).map_err(FrameError::Invalid)?;
             decoded.push((Arc::new(env.clone()), p));
         }
         Ok((frame, decoded))
@@ -809,11 +1010,11 @@ impl Vault {
     fn refresh(&self) -> Result<()> {
         let (epoch, pos, needs) = {
             let st = sync::read(&self.state);
+            if st.poisoned {
+                return Err(Error::Rekeyed);
+            }
             (st.keys.epoch, st.pos, st.needs_reload)
         };
-        if sync::read(&self.state).poisoned {
-            return Err(Error::Rekeyed);
-        }
         if !needs && !self.backend.changed(epoch, &pos)? {
             return Ok(());
         }
@@ -888,19 +1089,17 @@ impl Vault {
     /// Runs a write: takes the locks, catches up with the log, lets `prepare` validate against
     /// the current state and produce payloads, commits them durably, then applies them.
     fn write_txn<R>(&self, prepare: impl FnOnce(&State) -> Result<(Prepared, R)>) -> Result<R> {
-        let _w = sync::lock(&self.writer);
-        let _g = self.backend.lock_exclusive(self.options.lock_timeout)?;
-        let mut st = sync::write(&self.state);
-        self.reload(&mut st, true)?;
-        let (payloads, result) = prepare(&st)?;
+        let mut txn = self.begin_write(false)?;
+        let st = &mut *txn.st;
+        let (payloads, result) = prepare(st)?;
         if payloads.is_empty() {
             return Ok(result);
         }
-        self.append_locked(&mut st, payloads, 0)?;
-        self.record_generation(&st);
+        self.append_locked(st, payloads, 0)?;
+        self.record_generation(st);
         let compact = st.index.dead_bytes > self.options.auto_compact_bytes
             && st.index.dead_bytes * 2 > st.index.total_bytes;
-        if compact && let Err(e) = self.compact_locked(&mut st) {
+        if compact && let Err(e) = self.compact_locked(st) {
             // The commit is durable; compaction is an optimisation that will be retried.
             tracing::warn!(error = %e, "automatic compaction failed");
         }
@@ -1321,11 +1520,8 @@ impl Vault {
     /// # Errors
     /// Storage errors (the old log then stays in place).
     pub fn compact(&self) -> Result<()> {
-        let _w = sync::lock(&self.writer);
-        let _g = self.backend.lock_exclusive(self.options.lock_timeout)?;
-        let mut st = sync::write(&self.state);
-        self.reload(&mut st, true)?;
-        self.compact_locked(&mut st)
+        let mut txn = self.begin_write(false)?;
+        self.compact_locked(&mut txn.st)
     }
 
     fn compact_locked(&self, st: &mut State) -> Result<()> {
@@ -1360,6 +1556,7 @@ impl Vault {
     pub fn slots(&self) -> Vec<SlotInfo> {
         let in_use = sync::read(&self.state).keys.slot_id;
         sync::read(&self.header)
+            .header
             .slots
             .iter()
             .map(|s| SlotInfo {
@@ -1370,36 +1567,41 @@ impl Vault {
             .collect()
     }
 
-    /// Runs `change` on a fresh copy of the header (under the writer lock), with the master key
-    /// unlocked by `current`, then writes the header atomically and records an event.
+    /// Runs `change` on the header as read under the writer lock, with the master key unlocked
+    /// by `current`, then replaces the header: the log first records the intent to switch to the
+    /// new header (so a crash leaves a header the log vouches for either way), then the header is
+    /// written, then the log confirms it and records the event.
     fn modify_header<R>(
         &self,
         current: &SecretBytes,
         event: &str,
         change: impl FnOnce(&mut VaultHeader, &Key256, u8) -> Result<R>,
     ) -> Result<R> {
-        let _w = sync::lock(&self.writer);
-        let _g = self.backend.lock_exclusive(self.options.lock_timeout)?;
-        let mut st = sync::write(&self.state);
-        self.reload(&mut st, true)?;
-        let mut header = decode_header(&self.backend.read_header()?, &self.backend.location())?;
-        if header.key_epoch != st.keys.epoch {
-            return Err(Error::Rekeyed);
-        }
-        let (master, slot_id) = header.unlock(current).map_err(map_unlock)?;
+        let mut txn = self.begin_write(false)?;
+        let mut header = txn.view.header.clone();
+        let (master, slot_id) = unlock::unlock(&header, current, &self.options.kdf_limit)?;
         let result = change(&mut header, &master, slot_id)?;
         header.seal(&master);
-        self.backend.write_header(&header.encode())?;
-        *sync::write(&self.header) = header;
+        drop(master);
+        let view = HeaderView {
+            bytes: header.encode(),
+            header,
+        };
+        let digest = view.digest();
+        let st = &mut *txn.st;
+        self.append_locked(st, vec![binding(BindingPhase::Intent, digest)], 0)?;
+        self.record_generation(st);
+        self.backend.write_header(&view.bytes)?;
+        *sync::write(&self.header) = view;
         let e = Payload::Event(EventPayload {
             kind: EventKind::KeySlotChanged,
             time_ms: now_ms(),
             text: event.to_string(),
         });
-        // The header change is durable and is what the caller asked for; the audit event is
-        // best effort after it.
-        match self.append_locked(&mut st, vec![e], 0) {
-            Ok(()) => self.record_generation(&st),
+        // The header change is durable and is what the caller asked for; the confirmation (the
+        // next writer confirms it otherwise) and the audit event are best effort after it.
+        match self.append_locked(st, vec![binding(BindingPhase::Confirmed, digest), e], 0) {
+            Ok(()) => self.record_generation(st),
             Err(err) => tracing::warn!(error = %err, "could not record the key-slot event"),
         }
         Ok(result)
@@ -1417,6 +1619,9 @@ impl Vault {
         kdf: Option<KdfParams>,
     ) -> Result<()> {
         let vault_id = self.vault_id;
+        if let Some(k) = &kdf {
+            self.options.kdf_limit.check_new(k)?;
+        }
         self.modify_header(current, "passphrase changed", |h, master, slot_id| {
             let epoch = h.key_epoch;
             let slot = h
@@ -1447,6 +1652,7 @@ impl Vault {
         kdf: KdfParams,
     ) -> Result<u8> {
         let vault_id = self.vault_id;
+        self.options.kdf_limit.check_new(&kdf)?;
         self.modify_header(current, "key slot added", |h, master, _| {
             let id = h
                 .free_slot_id()
@@ -1494,15 +1700,10 @@ impl Vault {
         passphrase: &SecretBytes,
         drop_other_slots: bool,
     ) -> Result<()> {
-        let _w = sync::lock(&self.writer);
-        let _g = self.backend.lock_exclusive(self.options.lock_timeout)?;
-        let mut st = sync::write(&self.state);
-        self.reload(&mut st, true)?;
-        let header = decode_header(&self.backend.read_header()?, &self.backend.location())?;
-        if header.key_epoch != st.keys.epoch {
-            return Err(Error::Rekeyed);
-        }
-        let (_old_master, slot_id) = header.unlock(passphrase).map_err(map_unlock)?;
+        let mut txn = self.begin_write(false)?;
+        let header = txn.view.header.clone();
+        let st = &mut *txn.st;
+        let (_old_master, slot_id) = unlock::unlock(&header, passphrase, &self.options.kdf_limit)?;
         let old_slot = header
             .slot(slot_id)
             .ok_or_else(|| Error::integrity("vault header", "unlocked slot vanished"))?
@@ -1522,8 +1723,26 @@ impl Vault {
             .ok_or_else(|| Error::invalid("key epoch", "no more key epochs"))?;
         let master = Key256::generate()?;
         let keys = Keys::derive(&master, &self.vault_id, epoch, slot_id);
+        let slot = KeySlot::create(
+            slot_id,
+            passphrase.expose_secret(),
+            old_slot.kdf,
+            &master,
+            &self.vault_id,
+            epoch,
+        )?;
+        let new_header = VaultHeader::new(self.vault_id, epoch, vec![slot], &master)?;
+        drop(master);
+        let view = HeaderView {
+            bytes: new_header.encode(),
+            header: new_header,
+        };
         let mut records = Vec::new();
         for env in st.index.live() {
+            // The new log vouches for the new header only.
+            if env.kind == vault_format::RecordKind::HeaderBinding {
+                continue;
+            }
             let p = payload_of(&env, &st.keys, &self.vault_id)?;
             records.push(RecordEnvelope::seal(
                 &keys.record,
@@ -1538,13 +1757,16 @@ impl Vault {
             time_ms: now_ms(),
             text: format!("master key rotated to key epoch {epoch}"),
         });
-        records.push(RecordEnvelope::seal(
-            &keys.record,
-            &self.vault_id,
-            event.kind(),
-            st.max_seq + 1,
-            &event.encode()?,
-        )?);
+        let bound = binding(BindingPhase::Confirmed, view.digest());
+        for (seq, p) in (st.max_seq + 1..).zip([&event, &bound]) {
+            records.push(RecordEnvelope::seal(
+                &keys.record,
+                &self.vault_id,
+                p.kind(),
+                seq,
+                &p.encode()?,
+            )?);
+        }
         let generation = st.generation + 1;
         let frame = Frame::seal(
             &keys.mac,
@@ -1555,30 +1777,18 @@ impl Vault {
             generation,
             records,
         );
-        let slot = KeySlot::create(
-            slot_id,
-            passphrase.expose_secret(),
-            old_slot.kdf,
-            &master,
-            &self.vault_id,
-            epoch,
-        )?;
-        let new_header = VaultHeader::new(self.vault_id, epoch, vec![slot], &master)?;
-        drop(master);
-        if let Err(e) = self
-            .backend
-            .rekey(epoch, &frame.encode()?, &new_header.encode())
-        {
+        if let Err(e) = self.backend.rekey(epoch, &frame.encode()?, &view.bytes) {
             // The header may or may not have switched to the new key: this handle can no longer
             // tell which log is current, so it stops; reopening resolves it from the header.
             st.poisoned = true;
             return Err(e);
         }
-        *sync::write(&self.header) = new_header;
+        *sync::write(&self.header) = view;
         let mut fresh = State::empty(Arc::new(keys));
+        fresh.cleaned = true;
         self.reload(&mut fresh, true)?;
         *st = fresh;
-        self.record_generation(&st);
+        self.record_generation(st);
         Ok(())
     }
 
@@ -1590,31 +1800,41 @@ impl Vault {
     pub fn verify(&self) -> Result<VerifyReport> {
         let _g = self.backend.lock_shared(self.options.lock_timeout)?;
         let keys = sync::read(&self.state).keys.clone();
-        let out = self.backend.read(keys.epoch, &Position::default())?;
-        let frames = out.frames.len() as u64;
-        let records = out
-            .frames
-            .iter()
-            .map(|f| Frame::decode(&f.body).map(|fr| fr.records.len() as u64))
-            .sum::<std::result::Result<u64, _>>()
-            .map_err(|e| Error::integrity("log", e.to_string()))?;
-        if out.torn_tail {
+        let view = self.current_header(&keys)?;
+        let mut st = State::empty(keys.clone());
+        let mut frames = 0u64;
+        let mut records = 0u64;
+        let mut failure = None;
+        let out =
+            self.backend
+                .read(keys.epoch, &Position::default(), &mut |f| match self
+                    .check_frame(&st, &f.body)
+                {
+                    Ok((frame, decoded)) => {
+                        frames += 1;
+                        records += decoded.len() as u64;
+                        apply_frame(&mut st, &frame, decoded, f.end);
+                        Ok(Visit::Continue)
+                    }
+                    Err(FrameError::Unauthentic(e)) => {
+                        failure = Some(e);
+                        Ok(Visit::Stop)
+                    }
+                    Err(FrameError::Invalid(e)) => Err(e),
+                })
+                .map_err(|e| self.rekeyed_or(e, keys.epoch))?;
+        let location = self.backend.location();
+        // A torn tail is what a crash leaves, not damage: reported, not an error.
+        if out.tail == Tail::Damaged {
+            return Err(damage(failure, &location));
+        }
+        if st.generation == 0 {
             return Err(Error::integrity(
-                format!("log in {}", self.backend.location()),
-                "the log ends with an incomplete frame (an interrupted commit; the next write discards it)",
+                format!("log in {location}"),
+                "the log holds no snapshot frame",
             ));
         }
-        let mut st = State::empty(keys.clone());
-        // Strict: every frame must authenticate, including the last.
-        for f in out.frames {
-            let (frame, decoded) = self.check_frame(&st, &f.body)?;
-            for (env, p) in decoded {
-                st.max_seq = st.max_seq.max(env.sequence);
-                st.index.apply(env, &p);
-            }
-            st.generation = frame.generation;
-            st.last_mac = frame.mac;
-        }
+        st.index.header_binding(&view.digest())?;
         let recorded = match self
             .rollback
             .load(&self.vault_id, &keys.rollback, keys.epoch)?
@@ -1644,6 +1864,7 @@ impl Vault {
             secrets: st.index.secrets.len(),
             keys: st.index.keys.len(),
             superseded_bytes: st.index.dead_bytes,
+            torn_tail: out.tail == Tail::Torn,
         })
     }
 }

@@ -101,7 +101,7 @@ fn compaction_syncs_the_new_log_before_the_rename_and_the_directory_after() {
 }
 
 #[test]
-fn a_passphrase_change_replaces_the_header_durably_before_logging_the_event() {
+fn a_passphrase_change_logs_its_intent_then_replaces_the_header_durably_then_confirms() {
     let d = TestDir::new();
     drop(d.create());
     let (v, io) = traced(&d);
@@ -110,6 +110,8 @@ fn a_passphrase_change_replaces_the_header_durably_before_logging_the_event() {
     assert_eq!(
         since(&io, n),
         [
+            "Write log.0",
+            "Sync log.0",
             "Create header.tmp",
             "Write header.tmp",
             "Sync header.tmp",

@@ -21,11 +21,12 @@ use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
 
 use vault_format::log::{
-    FRAME_PREFIX_LEN, LOG_HEADER_LEN, MAX_FRAME_LEN, decode_log_header, encode_log_header,
+    FRAME_PREFIX_LEN, LOG_HEADER_LEN, MAX_FRAME_LEN, MAX_TORN_TAIL_LEN, Tail, classify_tail,
+    decode_log_header, encode_log_header, frame_len_from_prefix,
 };
 
-use super::{Backend, LockGuard, Position, ReadOutcome, StoredFrame};
-use crate::io::{Io, RealIo};
+use super::{Backend, CHECK_LEN, LockGuard, Position, ReadOutcome, StoredFrame, Visit, check_of};
+use crate::io::{Io, IoFile, RealIo};
 use crate::{Error, Result};
 
 const HEADER: &str = "header";
@@ -128,18 +129,27 @@ impl FileBackend {
 
     fn lock(&self, exclusive: bool, timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
         let path = self.path(LOCK);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Error::NoVault(self.dir.clone())
-                } else {
-                    Error::io("opening", &path, e)
+        let open = |create: bool| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(create)
+                .mode(0o600)
+                .open(&path)
+        };
+        let f = match open(false) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !self.exists()? {
+                    return Err(Error::NoVault(self.dir.clone()));
                 }
-            })?;
+                // Someone removed the lock file of an existing vault. It holds no data, so it is
+                // recreated (never exclusively: two processes doing this at once share one file).
+                tracing::warn!(file = %path.display(), "the lock file was missing; recreating it");
+                open(true).map_err(|e| Error::io("creating", &path, e))?
+            }
+            Err(e) => return Err(Error::io("opening", &path, e)),
+        };
         let start = Instant::now();
         let mut pause = Duration::from_micros(200);
         loop {
@@ -164,8 +174,9 @@ impl FileBackend {
         }
     }
 
-    /// Opens the log of `epoch`, mapping its absence after a rotation to [`Error::Rekeyed`].
-    fn open_log(&self, epoch: u32, write: bool) -> Result<Box<dyn crate::io::IoFile>> {
+    /// Opens the log of `epoch`. A missing log is an integrity failure here; the engine turns it
+    /// into [`Error::Rekeyed`] when the header shows that a rotation moved on to a newer epoch.
+    fn open_log(&self, epoch: u32, write: bool) -> Result<Box<dyn IoFile>> {
         let path = self.log_path(epoch);
         let r = if write {
             self.io.open_rw(&path)
@@ -174,15 +185,39 @@ impl FileBackend {
         };
         r.map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                if self.path(HEADER).exists() {
-                    Error::Rekeyed
-                } else {
-                    Error::NoVault(self.dir.clone())
-                }
+                Error::integrity(
+                    path.display().to_string(),
+                    format!("the log of key epoch {epoch} is missing"),
+                )
             } else {
                 Error::io("opening", &path, e)
             }
         })
+    }
+
+    /// Whether the log open as `f`, `len` bytes long, still holds what `at` consumed: the bytes
+    /// before `at.offset` end with `at.check`.
+    fn holds(&self, f: &dyn IoFile, len: u64, at: &Position, path: &Path) -> Result<bool> {
+        let min = (LOG_HEADER_LEN + CHECK_LEN) as u64;
+        if at.offset < min || at.offset > len {
+            return Ok(false);
+        }
+        let mut check = [0u8; CHECK_LEN];
+        f.read_exact_at(&mut check, at.offset - CHECK_LEN as u64)
+            .map_err(self.io_err("reading", path))?;
+        Ok(check == at.check)
+    }
+
+    /// Names of the log files in the directory.
+    fn log_names(&self) -> Result<Vec<String>> {
+        match self.io.list_dir(&self.dir) {
+            Ok(names) => Ok(names
+                .into_iter()
+                .filter(|n| log_epoch(n).is_some())
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::io("listing", &self.dir, e)),
+        }
     }
 
     /// Atomically (re)writes the log of `epoch` holding only `snapshot`.
@@ -198,6 +233,7 @@ impl FileBackend {
         Ok(Position {
             instance: stamp.ino,
             offset: bytes.len() as u64,
+            check: check_of(&bytes),
         })
     }
 
@@ -208,6 +244,11 @@ impl FileBackend {
         out.extend_from_slice(snapshot);
         Ok(out)
     }
+}
+
+/// The epoch of a log file's name (`log.<epoch>`).
+fn log_epoch(name: &str) -> Option<u32> {
+    name.strip_prefix("log.")?.parse().ok()
 }
 
 fn frame_len(body: &[u8]) -> Result<u32> {
@@ -229,7 +270,13 @@ impl Backend for FileBackend {
     }
 
     fn exists(&self) -> Result<bool> {
-        Ok(self.path(HEADER).exists())
+        let header = self.path(HEADER);
+        match self.io.stamp(&header) {
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("checking", &header, e)),
+        }
+        Ok(!self.log_names()?.is_empty())
     }
 
     fn create(&self, header: &[u8], key_epoch: u32, snapshot: &[u8]) -> Result<()> {
@@ -254,23 +301,37 @@ impl Backend for FileBackend {
         if self.exists()? {
             return Err(Error::AlreadyExists(self.dir.clone()));
         }
-        self.replace_file(
-            &format!("log.{key_epoch}"),
-            &Self::log_bytes(key_epoch, snapshot)?,
-        )?;
-        // The header goes last: until it exists there is no vault, and a retry starts over.
-        self.replace_file(HEADER, header)
+        // The header goes last: until it exists there is no vault. A failure before it is in
+        // place removes the log again, so that a retry starts over (and a log without a header
+        // otherwise means a lost header, which `create` refuses to paper over).
+        let log_name = format!("log.{key_epoch}");
+        let result = self
+            .replace_file(&log_name, &Self::log_bytes(key_epoch, snapshot)?)
+            .and_then(|()| self.replace_file(HEADER, header));
+        if result.is_err() && !self.path(HEADER).exists() {
+            let _ = self.io.remove(&self.path(&log_name));
+        }
+        result
     }
 
     fn read_header(&self) -> Result<Vec<u8>> {
         let path = self.path(HEADER);
-        let f = self.io.open_read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::NoVault(self.dir.clone())
-            } else {
-                Error::io("opening", &path, e)
+        let f = match self.io.open_read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let logs = self.log_names()?;
+                return Err(match logs.first() {
+                    None => Error::NoVault(self.dir.clone()),
+                    Some(log) => Error::integrity(
+                        path.display().to_string(),
+                        format!(
+                            "the header file is missing but {log} is there: the header was lost (restore it from a backup) or a vault creation was killed midway (then remove the directory); a new vault will not be created over it"
+                        ),
+                    ),
+                });
             }
-        })?;
+            Err(e) => return Err(Error::io("opening", &path, e)),
+        };
         let len = f.stamp().map_err(self.io_err("reading", &path))?.len;
         if len > vault_format::MAX_HEADER_LEN as u64 {
             return Err(Error::integrity(
@@ -281,7 +342,10 @@ impl Backend for FileBackend {
                 ),
             ));
         }
-        f.read_from(0).map_err(self.io_err("reading", &path))
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, 0)
+            .map_err(self.io_err("reading", &path))?;
+        Ok(buf)
     }
 
     fn write_header(&self, header: &[u8]) -> Result<()> {
@@ -298,73 +362,99 @@ impl Backend for FileBackend {
 
     fn changed(&self, key_epoch: u32, since: &Position) -> Result<bool> {
         let path = self.log_path(key_epoch);
-        match self.io.stamp(&path) {
-            Ok(s) => Ok(s.ino != since.instance || s.len != since.offset),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-            Err(e) => Err(Error::io("checking", &path, e)),
-        }
+        let f = match self.io.open_read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(Error::io("checking", &path, e)),
+        };
+        let len = f.stamp().map_err(self.io_err("checking", &path))?.len;
+        Ok(len != since.offset || !self.holds(&*f, len, since, &path)?)
     }
 
-    fn read(&self, key_epoch: u32, since: &Position) -> Result<ReadOutcome> {
+    fn read(
+        &self,
+        key_epoch: u32,
+        since: &Position,
+        visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
+    ) -> Result<ReadOutcome> {
         let path = self.log_path(key_epoch);
+        let object = || path.display().to_string();
         let f = self.open_log(key_epoch, false)?;
         let stamp = f.stamp().map_err(self.io_err("reading", &path))?;
-        let reset = stamp.ino != since.instance || stamp.len < since.offset;
-        let from = if reset { 0 } else { since.offset };
-        let bytes = f.read_from(from).map_err(self.io_err("reading", &path))?;
-        let mut rest: &[u8] = &bytes;
-        let mut offset = from;
+        let len = stamp.len;
+        let reset = !self.holds(&*f, len, since, &path)?;
+        let mut end = *since;
         if reset {
-            let (head, tail) = rest.split_at_checked(LOG_HEADER_LEN).ok_or_else(|| {
-                Error::integrity(
-                    path.display().to_string(),
+            end = Position::default();
+            let mut head = [0u8; LOG_HEADER_LEN];
+            if len < LOG_HEADER_LEN as u64 {
+                return Err(Error::integrity(
+                    object(),
                     "log file is shorter than its header",
-                )
-            })?;
-            let epoch = decode_log_header(head)?;
+                ));
+            }
+            f.read_exact_at(&mut head, 0)
+                .map_err(self.io_err("reading", &path))?;
+            let epoch = decode_log_header(&head)?;
             if epoch != key_epoch {
                 return Err(Error::integrity(
-                    path.display().to_string(),
+                    object(),
                     format!("log is for key epoch {epoch}, the header says {key_epoch}"),
                 ));
             }
-            rest = tail;
-            offset = LOG_HEADER_LEN as u64;
         }
-        let mut frames = Vec::new();
-        let mut torn_tail = false;
-        while !rest.is_empty() {
-            let Some((prefix, after)) = rest.split_at_checked(FRAME_PREFIX_LEN) else {
-                torn_tail = true;
-                break;
-            };
-            let mut len_bytes = [0u8; FRAME_PREFIX_LEN];
-            len_bytes.copy_from_slice(prefix);
-            let len = u32::from_le_bytes(len_bytes) as usize;
-            if len == 0 || len > MAX_FRAME_LEN || len > after.len() {
-                torn_tail = true;
+        // Frames are read one at a time, each only after its length was checked against the
+        // format's maximum and the file's size: memory stays bounded by one frame whatever the
+        // file claims.
+        let mut offset = if reset {
+            LOG_HEADER_LEN as u64
+        } else {
+            since.offset
+        };
+        loop {
+            let remaining = len - offset;
+            if remaining < FRAME_PREFIX_LEN as u64 {
                 break;
             }
-            let (body, next) = after.split_at(len);
-            offset += (FRAME_PREFIX_LEN + len) as u64;
-            frames.push(StoredFrame {
-                body: body.to_vec(),
-                end: Position {
-                    instance: stamp.ino,
-                    offset,
-                },
-            });
-            rest = next;
-        }
-        Ok(ReadOutcome {
-            reset,
-            frames,
-            end: Position {
+            let mut prefix = [0u8; FRAME_PREFIX_LEN];
+            f.read_exact_at(&mut prefix, offset)
+                .map_err(self.io_err("reading", &path))?;
+            let Some(body_len) = frame_len_from_prefix(prefix) else {
+                break;
+            };
+            if (FRAME_PREFIX_LEN + body_len) as u64 > remaining {
+                break;
+            }
+            let mut body = vec![0u8; body_len];
+            f.read_exact_at(&mut body, offset + FRAME_PREFIX_LEN as u64)
+                .map_err(self.io_err("reading", &path))?;
+            let frame_end = Position {
                 instance: stamp.ino,
-                offset,
-            },
-            torn_tail,
-        })
+                offset: offset + (FRAME_PREFIX_LEN + body_len) as u64,
+                check: check_of(&body),
+            };
+            match visit(StoredFrame {
+                body,
+                end: frame_end,
+                from_start: reset,
+            })? {
+                Visit::Continue => {
+                    end = frame_end;
+                    offset = frame_end.offset;
+                }
+                Visit::Stop => break,
+            }
+        }
+        let tail_len = len - offset;
+        let tail = if tail_len > MAX_TORN_TAIL_LEN {
+            Tail::Damaged
+        } else {
+            let mut bytes = vec![0u8; tail_len as usize];
+            f.read_exact_at(&mut bytes, offset)
+                .map_err(self.io_err("reading", &path))?;
+            classify_tail(&bytes, offset)
+        };
+        Ok(ReadOutcome { reset, end, tail })
     }
 
     fn append(&self, key_epoch: u32, at: &Position, body: &[u8]) -> Result<Position> {
@@ -372,7 +462,7 @@ impl Backend for FileBackend {
         let len = frame_len(body)?;
         let f = self.open_log(key_epoch, true)?;
         let stamp = f.stamp().map_err(self.io_err("reading", &path))?;
-        if stamp.ino != at.instance || stamp.len != at.offset {
+        if stamp.len != at.offset || !self.holds(&*f, stamp.len, at, &path)? {
             return Err(Error::integrity(
                 path.display().to_string(),
                 "the log changed while the writer lock was held",
@@ -388,23 +478,31 @@ impl Backend for FileBackend {
         drop(f);
         if let Err(e) = written {
             // Cut the partial or unacknowledged frame off through a fresh descriptor. If even
-            // that fails, the next writer's read finds it as a torn tail (or, if it is complete,
-            // as an unacknowledged commit above the rollback record).
+            // that fails, the next reader finds it as a torn tail (or, if it is complete, as an
+            // unacknowledged commit).
             let _ = self.truncate(key_epoch, at);
             return Err(e);
         }
         Ok(Position {
-            instance: at.instance,
+            instance: stamp.ino,
             offset: at.offset + buf.len() as u64,
+            check: check_of(body),
         })
     }
 
     fn truncate(&self, key_epoch: u32, at: &Position) -> Result<()> {
         let path = self.log_path(key_epoch);
         let f = self.open_log(key_epoch, true)?;
-        let stamp = f.stamp().map_err(self.io_err("reading", &path))?;
-        if stamp.ino != at.instance || stamp.len <= at.offset {
+        let len = f.stamp().map_err(self.io_err("reading", &path))?.len;
+        if len <= at.offset {
             return Ok(());
+        }
+        // Never cut on the strength of a position alone: the log must still hold what was read.
+        if !self.holds(&*f, len, at, &path)? {
+            return Err(Error::integrity(
+                path.display().to_string(),
+                "refusing to discard the log's tail: the log no longer holds what was read",
+            ));
         }
         f.set_len(at.offset)
             .map_err(self.io_err("truncating", &path))?;
@@ -417,24 +515,41 @@ impl Backend for FileBackend {
 
     fn rekey(&self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Position> {
         let old_epoch = new_epoch.wrapping_sub(1);
-        let pos = self.write_log(new_epoch, snapshot)?;
-        // The commit point: until the new header is in place the old key and log are current,
-        // and the new log is a leftover the next open removes.
-        self.replace_file(HEADER, header)?;
+        let new_log = self.log_path(new_epoch);
+        let pos = match self.write_log(new_epoch, snapshot) {
+            Ok(pos) => pos,
+            Err(e) => {
+                let _ = self.io.remove(&new_log);
+                return Err(e);
+            }
+        };
+        // The commit point: until the new header is in place the old key and log are current.
+        if let Err(e) = self.replace_file(HEADER, header) {
+            // Unless the rename happened (only its directory fsync failed, and the new header may
+            // be current), the new log is garbage under a key nobody has: remove it.
+            if self.read_header().ok().as_deref() != Some(header) {
+                let _ = self.io.remove(&new_log);
+            }
+            return Err(e);
+        }
+        // If this fails, the next writer's cleanup removes the old log.
         let _ = self.io.remove(&self.log_path(old_epoch));
         let _ = self.io.sync_dir(&self.dir);
         Ok(pos)
     }
 
-    fn cleanup(&self, key_epoch: u32) -> Result<()> {
+    fn cleanup(&self, current_epoch: u32) -> Result<()> {
         let names = self
             .io
             .list_dir(&self.dir)
             .map_err(self.io_err("listing", &self.dir))?;
-        let current = format!("log.{key_epoch}");
         let mut removed = false;
         for name in names {
-            let stale = name.ends_with(".tmp") || (name.starts_with("log.") && name != current);
+            // A log of a newer epoch than the header's is an interrupted rotation's; it is left
+            // for the next rotation to overwrite rather than deleted on the word of a header
+            // that might itself be an old copy.
+            let stale =
+                name.ends_with(".tmp") || log_epoch(&name).is_some_and(|e| e < current_epoch);
             if stale {
                 let p = self.path(&name);
                 tracing::info!(file = %p.display(), "removing leftover of an interrupted operation");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Backend, LockGuard, Position, ReadOutcome, StoredFrame};
+use super::{Backend, LockGuard, Position, ReadOutcome, StoredFrame, Tail, Visit, check_of};
 use crate::sync::{Arc, Mutex, lock};
 use crate::{Error, Result};
 
@@ -12,6 +12,18 @@ struct Store {
     epoch: u32,
     instance: u64,
     frames: Vec<Arc<Vec<u8>>>,
+}
+
+impl Store {
+    /// Whether the log still holds what `at` consumed.
+    fn holds(&self, at: &Position) -> bool {
+        at.offset >= 1
+            && at.instance == self.instance
+            && self
+                .frames
+                .get(at.offset as usize - 1)
+                .is_some_and(|f| check_of(f) == at.check)
+    }
 }
 
 /// Keeps the vault in memory. Cloning gives another handle to the same storage, as two processes
@@ -99,38 +111,50 @@ impl Backend for MemoryBackend {
         if s.epoch != key_epoch {
             return Err(Error::Rekeyed);
         }
-        Ok(s.instance != since.instance || s.frames.len() as u64 != since.offset)
+        Ok(!s.holds(since) || s.frames.len() as u64 != since.offset)
     }
 
-    fn read(&self, key_epoch: u32, since: &Position) -> Result<ReadOutcome> {
-        let s = lock(&self.store);
-        if s.epoch != key_epoch {
-            return Err(Error::Rekeyed);
-        }
-        let reset = s.instance != since.instance;
-        let start = if reset { 0 } else { since.offset as usize };
-        let frames = s
-            .frames
-            .iter()
-            .enumerate()
-            .skip(start)
-            .map(|(i, f)| StoredFrame {
+    fn read(
+        &self,
+        key_epoch: u32,
+        since: &Position,
+        visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
+    ) -> Result<ReadOutcome> {
+        // Copy the frames out so `visit` runs without the store's lock held.
+        let (reset, instance, frames) = {
+            let s = lock(&self.store);
+            if s.epoch != key_epoch {
+                return Err(Error::Rekeyed);
+            }
+            let reset = !s.holds(since);
+            let start = if reset { 0 } else { since.offset as usize };
+            let frames: Vec<Arc<Vec<u8>>> = s.frames.iter().skip(start).cloned().collect();
+            (reset, s.instance, (start, frames))
+        };
+        let (start, frames) = frames;
+        let mut end = if reset { Position::default() } else { *since };
+        // Whole frames are stored whole: a frame that does not authenticate is never a torn
+        // write here.
+        let mut tail = Tail::Clean;
+        for (i, f) in frames.iter().enumerate() {
+            let pos = Position {
+                instance,
+                offset: (start + i + 1) as u64,
+                check: check_of(f),
+            };
+            match visit(StoredFrame {
                 body: f.as_ref().clone(),
-                end: Position {
-                    instance: s.instance,
-                    offset: i as u64 + 1,
-                },
-            })
-            .collect();
-        Ok(ReadOutcome {
-            reset,
-            frames,
-            end: Position {
-                instance: s.instance,
-                offset: s.frames.len() as u64,
-            },
-            torn_tail: false,
-        })
+                end: pos,
+                from_start: reset,
+            })? {
+                Visit::Continue => end = pos,
+                Visit::Stop => {
+                    tail = Tail::Damaged;
+                    break;
+                }
+            }
+        }
+        Ok(ReadOutcome { reset, end, tail })
     }
 
     fn append(&self, key_epoch: u32, at: &Position, body: &[u8]) -> Result<Position> {
@@ -138,7 +162,7 @@ impl Backend for MemoryBackend {
         if s.epoch != key_epoch {
             return Err(Error::Rekeyed);
         }
-        if s.instance != at.instance || s.frames.len() as u64 != at.offset {
+        if !s.holds(at) || s.frames.len() as u64 != at.offset {
             return Err(Error::integrity(
                 "memory log",
                 "append position is not the end of the log",
@@ -148,12 +172,13 @@ impl Backend for MemoryBackend {
         Ok(Position {
             instance: s.instance,
             offset: s.frames.len() as u64,
+            check: check_of(body),
         })
     }
 
     fn truncate(&self, _key_epoch: u32, at: &Position) -> Result<()> {
         let mut s = lock(&self.store);
-        if s.instance == at.instance {
+        if s.holds(at) {
             let keep = at.offset as usize;
             s.frames.truncate(keep);
         }
@@ -170,6 +195,7 @@ impl Backend for MemoryBackend {
         Ok(Position {
             instance: s.instance,
             offset: 1,
+            check: check_of(snapshot),
         })
     }
 
@@ -182,10 +208,11 @@ impl Backend for MemoryBackend {
         Ok(Position {
             instance: s.instance,
             offset: 1,
+            check: check_of(snapshot),
         })
     }
 
-    fn cleanup(&self, _key_epoch: u32) -> Result<()> {
+    fn cleanup(&self, _current_epoch: u32) -> Result<()> {
         Ok(())
     }
 }

@@ -1,0 +1,122 @@
+//! Unlocking a header's master key with a passphrase, refusing key slots whose Argon2id cost
+//! exceeds the caller's limit before running them (a hostile header could otherwise make every
+//! open take hours).
+
+use vault_crypto::kdf::KdfParams;
+use vault_crypto::{Key256, SecretBytes};
+use vault_format::VaultHeader;
+
+use crate::{Error, Result};
+
+/// The most Argon2id work accepted from a vault file before trying a key slot, as age's
+/// `--max-work-factor` does for scrypt. The defaults admit every vault this crate's own defaults
+/// and calibration produce for targets up to about 15 seconds on a current machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KdfLimit {
+    /// Most memory, in KiB.
+    pub max_memory_kib: u32,
+    /// Most memory × passes, in KiB × passes.
+    pub max_cost: u64,
+}
+
+impl KdfLimit {
+    /// 1 GiB of memory, and memory × passes up to 32 GiB (256 MiB × 128 passes).
+    pub const DEFAULT: Self = Self {
+        max_memory_kib: 1024 * 1024,
+        max_cost: 32 * 1024 * 1024,
+    };
+
+    /// No limit beyond the format's own bounds.
+    pub const UNLIMITED: Self = Self {
+        max_memory_kib: u32::MAX,
+        max_cost: u64::MAX,
+    };
+
+    /// Why `params` exceed this limit, if they do.
+    pub fn refusal(&self, params: &KdfParams) -> Option<String> {
+        let memory = params.memory_kib();
+        let cost = u64::from(memory) * u64::from(params.iterations());
+        if memory > self.max_memory_kib {
+            Some(format!(
+                "Argon2id memory {} MiB is over the limit of {} MiB",
+                memory / 1024,
+                self.max_memory_kib / 1024
+            ))
+        } else if cost > self.max_cost {
+            Some(format!(
+                "Argon2id cost {} MiB x {} passes = {} MiB-passes is over the limit of {} MiB-passes",
+                memory / 1024,
+                params.iterations(),
+                cost / 1024,
+                self.max_cost / 1024
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Refuses `params` for a new key slot that this limit could not open.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the parameter.
+    pub fn check_new(&self, params: &KdfParams) -> Result<()> {
+        match self.refusal(params) {
+            Some(reason) => Err(Error::invalid(
+                "KDF parameters",
+                format!(
+                    "{reason}: a vault opened under this limit could not use the slot; raise the limit"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Default for KdfLimit {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Tries each slot within `limit` with `passphrase`; returns the master key and the id of the
+/// slot that opened, after verifying the header MAC.
+///
+/// # Errors
+/// [`Error::WrongPassphrase`] if no slot opens and none was refused; [`Error::KdfLimit`] naming
+/// the first refused slot if none opens and some were refused; an integrity error if a slot
+/// opens but the header MAC fails (a slot was inserted or changed).
+pub(crate) fn unlock(
+    header: &VaultHeader,
+    passphrase: &SecretBytes,
+    limit: &KdfLimit,
+) -> Result<(Key256, u8)> {
+    let mut refused: Option<(u8, String)> = None;
+    for slot in &header.slots {
+        if let Some(reason) = limit.refusal(&slot.kdf) {
+            tracing::warn!(slot = slot.id, %reason, "not trying a key slot over the KDF limit");
+            refused.get_or_insert((slot.id, reason));
+            continue;
+        }
+        match slot.unlock(
+            passphrase.expose_secret(),
+            &header.vault_id,
+            header.key_epoch,
+        ) {
+            Ok(master) => {
+                header.verify_mac(&master).map_err(|_| {
+                    Error::integrity(
+                        "vault header",
+                        "the header MAC does not verify: the header was modified",
+                    )
+                })?;
+                return Ok((master, slot.id));
+            }
+            Err(vault_format::Error::Authentication { .. }) => continue,
+            Err(e) => return Err(Error::Format(e)),
+        }
+    }
+    match refused {
+        Some((slot, detail)) => Err(Error::KdfLimit { slot, detail }),
+        None => Err(Error::WrongPassphrase),
+    }
+}
