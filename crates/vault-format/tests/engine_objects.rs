@@ -103,10 +103,52 @@ fn arb_payload() -> impl Strategy<Value = Payload> {
                 time_ms,
                 text
             })),
+        (
+            prop::sample::select(vec![BindingPhase::Intent, BindingPhase::Confirmed]),
+            any::<[u8; 32]>()
+        )
+            .prop_map(
+                |(phase, digest)| Payload::HeaderBinding(HeaderBindingPayload { phase, digest })
+            ),
     ]
 }
 
 proptest! {
+    /// What an interrupted append can leave after a good frame — any strict prefix of a frame,
+    /// or the whole frame with one of its pages zeroed — is a torn tail; a complete frame with
+    /// any byte of its body changed (and no zero page) is damage.
+    #[test]
+    fn torn_tails_and_damage_are_told_apart(
+        body in prop::collection::vec(1u8..=255, 48..9000),
+        at in 24u64..20_000,
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        page in any::<prop::sample::Index>(),
+    ) {
+        use vault_format::log::{Tail, classify_tail, PAGE_LEN};
+        let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        prop_assert_eq!(classify_tail(&frame, at), Tail::Damaged);
+        let n = cut.index(frame.len());
+        prop_assert_eq!(classify_tail(&frame[..n], at), if n == 0 { Tail::Clean } else { Tail::Torn });
+        let mut flipped = frame.clone();
+        let i = 4 + flip.index(body.len());
+        flipped[i] ^= 0x80;
+        if flipped[i] != 0 {
+            prop_assert_eq!(classify_tail(&flipped, at), Tail::Damaged);
+        }
+        // Zero one page of the file (cut to the frame).
+        let first_page = at / PAGE_LEN;
+        let last_page = (at + frame.len() as u64 - 1) / PAGE_LEN;
+        let p = first_page + page.index((last_page - first_page + 1) as usize) as u64;
+        let (from, to) = ((p * PAGE_LEN).max(at), ((p + 1) * PAGE_LEN).min(at + frame.len() as u64));
+        let mut zeroed = frame.clone();
+        for b in &mut zeroed[(from - at) as usize..(to - at) as usize] {
+            *b = 0;
+        }
+        prop_assert_eq!(classify_tail(&zeroed, at), Tail::Torn);
+    }
+
     #[test]
     fn payloads_round_trip(p in arb_payload()) {
         let bytes = p.encode().unwrap();
