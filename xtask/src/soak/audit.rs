@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::child::{Input, NewPassphrase, Outcome, VaultCmd};
-use super::ledger::{Ledger, NAMES};
+use super::ledger::{Expect, Ledger, NAMES};
 use super::report::{Problem, Stats};
 use super::worker::{GetVerdict, check_get, check_list, check_verify};
 
@@ -23,6 +23,10 @@ pub fn audit(vault: &VaultCmd, ledgers: &[Ledger], start: Instant) -> Stats {
     };
 
     let o = run(&mut stats, "final verify", &["verify"]);
+    stats.final_verify = Some(match o.stdout_text().lines().next() {
+        Some(line) if o.is(0) => line.to_string(),
+        _ => format!("FAILED, {}: {}", o.status(), o.stderr.trim()),
+    });
     if o.is(6) {
         let detail = "busy with no writer running".into();
         fail(&mut stats, Problem::Unexpected, &["verify"], &o, detail);
@@ -38,6 +42,13 @@ pub fn audit(vault: &VaultCmd, ledgers: &[Ledger], start: Instant) -> Stats {
             match check_get(&mut stats, ledger, k, &o) {
                 None => {}
                 Some(GetVerdict::Lost(d)) => fail(&mut stats, Problem::Lost, &args, &o, d),
+                // At the end an acknowledged value that cannot be read back (the vault is
+                // damaged) is lost, whatever the exit code says.
+                Some(GetVerdict::Unexpected) if matches!(ledger.expect(k), Expect::Value(_)) => {
+                    stats.checked += 1;
+                    let detail = "the acknowledged value cannot be read back".into();
+                    fail(&mut stats, Problem::Lost, &args, &o, detail);
+                }
                 Some(GetVerdict::Unexpected) => {
                     fail(&mut stats, Problem::Unexpected, &args, &o, String::new())
                 }

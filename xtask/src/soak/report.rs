@@ -56,6 +56,8 @@ pub struct Stats {
     pub lost: u64,
     /// Reads whose expected answer came from acknowledged writes, and were compared.
     pub checked: u64,
+    /// The first line of the final `vault verify`, or how it failed.
+    pub final_verify: Option<String>,
 }
 
 impl Stats {
@@ -137,6 +139,7 @@ impl Stats {
         self.unexpected += other.unexpected;
         self.lost += other.lost;
         self.checked += other.checked;
+        self.final_verify = self.final_verify.take().or(other.final_verify);
     }
 
     pub fn failed(&self) -> bool {
@@ -175,6 +178,9 @@ impl Stats {
             s,
             "   compactions succeeded: {compactions} of {compact_runs}; rotations succeeded: {rotations} of {rotate_runs}"
         );
+        if let Some(v) = &self.final_verify {
+            let _ = writeln!(s, "   final verify: {v}");
+        }
         let first = self.failures.first().map_or(String::new(), |f| {
             format!(" (first at {:.1} s)", f.at.as_secs_f64())
         });
