@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::child::{Input, NewPassphrase, Outcome, VaultCmd};
-use super::ledger::{Expect, Ledger, NAMES};
+use super::ledger::{Ledger, NAMES};
 use super::report::{Problem, Stats};
 use super::worker::{GetVerdict, check_get, check_list, check_verify};
 
@@ -42,11 +42,11 @@ pub fn audit(vault: &VaultCmd, ledgers: &[Ledger], start: Instant) -> Stats {
             match check_get(&mut stats, ledger, k, &o) {
                 None => {}
                 Some(GetVerdict::Lost(d)) => fail(&mut stats, Problem::Lost, &args, &o, d),
-                // At the end an acknowledged value that cannot be read back (the vault is
-                // damaged) is lost, whatever the exit code says.
-                Some(GetVerdict::Unexpected) if matches!(ledger.expect(k), Expect::Value(_)) => {
+                // At the end, a name whose acknowledged writes cannot be read back (the vault
+                // is damaged) has lost them, whatever the exit code says.
+                Some(GetVerdict::Unexpected) if ledger.acked(k) => {
                     stats.checked += 1;
-                    let detail = "the acknowledged value cannot be read back".into();
+                    let detail = "its acknowledged writes cannot be read back".into();
                     fail(&mut stats, Problem::Lost, &args, &o, detail);
                 }
                 Some(GetVerdict::Unexpected) => {

@@ -32,6 +32,10 @@ pub enum Expect<'a> {
 pub struct Ledger {
     worker: usize,
     entries: Vec<Entry>,
+    /// Names with at least one acknowledged write. Unlike `entries`, never forgotten: if the
+    /// vault ends up unreadable, those writes are lost even when a later failed write made
+    /// the exact state unknown.
+    acked: Vec<bool>,
 }
 
 impl Ledger {
@@ -39,6 +43,7 @@ impl Ledger {
         Ledger {
             worker,
             entries: vec![Entry::Absent; NAMES],
+            acked: vec![false; NAMES],
         }
     }
 
@@ -58,10 +63,23 @@ impl Ledger {
         self.entries.get(k).unwrap_or(&Entry::Unknown)
     }
 
-    fn put(&mut self, k: usize, e: Entry) {
+    fn set_entry(&mut self, k: usize, e: Entry) {
         if let Some(slot) = self.entries.get_mut(k) {
             *slot = e;
         }
+    }
+
+    /// Records the state an acknowledged write left.
+    fn put(&mut self, k: usize, e: Entry) {
+        self.set_entry(k, e);
+        if let Some(a) = self.acked.get_mut(k) {
+            *a = true;
+        }
+    }
+
+    /// Whether name `k` ever had an acknowledged write.
+    pub fn acked(&self, k: usize) -> bool {
+        self.acked.get(k).copied().unwrap_or(false)
     }
 
     /// Indices of names in a state `pred` accepts.
@@ -130,6 +148,11 @@ impl Ledger {
 
     /// A write whose outcome is unknown, or a read that contradicted the ledger (counted once).
     pub fn forget(&mut self, k: usize) {
-        self.put(k, Entry::Unknown);
+        self.set_entry(k, Entry::Unknown);
+    }
+
+    /// `destroy` found no such name: whatever the ledger knew, it is absent now.
+    pub fn observed_absent(&mut self, k: usize) {
+        self.set_entry(k, Entry::Absent);
     }
 }

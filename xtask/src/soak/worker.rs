@@ -458,7 +458,11 @@ impl<'a> Worker<'a> {
             }
         }
         // Either way the name is gone now, which resolves an unknown state too.
-        self.ledger.destroy_acked(k);
+        if o.is(0) {
+            self.ledger.destroy_acked(k);
+        } else {
+            self.ledger.observed_absent(k);
+        }
     }
 
     /// Adds a slot for the second passphrase; returns its id when one was added.
