@@ -5,6 +5,9 @@
 //! - `cargo xtask bench [crypto|store]`: run the benchmarks and print their figures.
 //! - `cargo xtask coverage`: line coverage of the workspace tests (cargo-llvm-cov).
 //! - `cargo xtask release`: the release binary with its SHA-256 checksum in `target/dist/`.
+//! - `cargo xtask soak concurrency [--short]`: many `vault` processes racing on ext4 and tmpfs.
+
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +26,7 @@ fn main() -> Result<()> {
         "bench" => bench(rest),
         "coverage" => coverage(),
         "release" => release(),
+        "soak" => soak::main(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -40,7 +44,11 @@ commands:
   fuzz --list                     list fuzz targets
   bench [crypto|store]            run benchmarks and print their figures
   coverage                        line coverage of the workspace tests (installs cargo-llvm-cov)
-  release                         build the release binary and its checksum into target/dist/";
+  release                         build the release binary and its checksum into target/dist/
+  soak concurrency [--secs N] [--procs N] [--fs ext4|tmpfs|both|here] [--bin PATH] [--seed N]
+                                  vault processes mixing every command on ext4 and tmpfs, checked
+                                  against a ledger (120 s per filesystem, 8 processes)
+  soak concurrency --short        the CI-sized soak: 25 s on ext4 + 25 s on tmpfs, 6 processes";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
