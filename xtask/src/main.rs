@@ -126,6 +126,10 @@ fn ci() -> Result<()> {
             .env("CARGO_TARGET_DIR", root().join("target").join("loom"))
             .args(["test", "--release", "-p", "vault-store", "--test", "loom"]),
     )?;
+    // The CI-sized concurrency soak: many `vault` processes mixing every command on a
+    // loop-mounted ext4 and a tmpfs (the filesystem at hand, said so, where mounting is refused).
+    eprintln!("\n==> concurrency soak (short)");
+    soak::concurrency(&["--short".to_string()])?;
     if has_cargo_subcommand("deny") {
         // cargo-deny reads the metadata of every platform's dependencies (windows-sys included)
         // and runs offline (the advisory database is not checked here), so fetch them first.
