@@ -4,9 +4,10 @@
 //! them): `set` reads stdin when it is not a terminal, else asks twice at a hidden prompt. `get`
 //! writes exactly the stored bytes to stdout.
 
+mod output;
 mod passphrase;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use vault_crypto::SecretBytes;
 use vault_crypto::kdf::{self, KdfParams};
 use vault_format::payload::MAX_VALUE_LEN;
 use vault_store::{Error, FileBackend, SetOptions, Tag, Vault, VaultOptions};
+
+use crate::output::{Stdout, stderr_line, stdout_failure, stdout_line};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -163,10 +166,22 @@ fn parse_tag(s: &str) -> Result<Tag, String> {
     })
 }
 
-/// A failure with its exit code and one-line message.
+/// Why a command stopped early: its exit code and one-line message.
 struct Failure {
     code: u8,
-    message: String,
+    /// `None` only when there is nothing to say: stdout's reader went away.
+    message: Option<String>,
+}
+
+impl Failure {
+    /// Stdout's reader went away (EPIPE): whatever it wanted it has, so stop quietly with
+    /// success, as `head` expects of the command feeding it.
+    fn reader_gone() -> Self {
+        Failure {
+            code: 0,
+            message: None,
+        }
+    }
 }
 
 impl From<Error> for Failure {
@@ -184,32 +199,41 @@ impl From<Error> for Failure {
         if matches!(e, Error::RollbackDetected { .. }) {
             message.push_str(" with `vault accept-rollback`");
         }
-        Failure { code, message }
+        Failure {
+            code,
+            message: Some(message),
+        }
     }
 }
 
 fn fail(code: u8, message: impl Into<String>) -> Failure {
     Failure {
         code,
-        message: message.into(),
+        message: Some(message.into()),
     }
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(2);
         }
+        // --help and --version: their text goes to stdout, under stdout's rule.
+        Err(e) => return exit(e.print().map_err(|e| stdout_failure(&e))),
     };
     init_logging(cli.verbose);
-    match run(cli) {
+    exit(run(cli))
+}
+
+fn exit(result: Result<(), Failure>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            let msg = f.message.replace('\n', " ");
-            eprintln!("vault: {msg}");
+            if let Some(message) = f.message {
+                stderr_line(format!("vault: {}", message.replace('\n', " ")));
+            }
             ExitCode::from(f.code)
         }
     }
@@ -226,6 +250,9 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // On a failed write the subscriber would otherwise report it with `eprintln!`, which
+        // panics when stderr is what failed.
+        .log_internal_errors(false)
         .without_time()
         .try_init();
 }
@@ -287,7 +314,9 @@ fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failur
 fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
     let lanes = a.kdf_parallelism.unwrap_or(KdfParams::DEFAULT.lanes());
     let params = if let Some(ms) = a.kdf_target_ms {
-        eprintln!("calibrating Argon2id for {ms} ms on this machine...");
+        stderr_line(format!(
+            "calibrating Argon2id for {ms} ms on this machine..."
+        ));
         kdf::calibrate(
             Duration::from_millis(ms),
             KdfParams::DEFAULT
@@ -311,13 +340,13 @@ fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
         .map_err(|e| fail(2, format!("invalid KDF parameters: {e}")))?
     };
     if params.is_below_recommended() {
-        eprintln!(
+        stderr_line(format!(
             "warning: Argon2id parameters ({} KiB, {} iterations) are below the recommended floor ({} MiB, {} iterations); fine for tests, weak for real secrets",
             params.memory_kib(),
             params.iterations(),
             KdfParams::RECOMMENDED_MIN_MEMORY_KIB / 1024,
             KdfParams::RECOMMENDED_MIN_ITERATIONS
-        );
+        ));
     }
     Ok(params)
 }
@@ -354,14 +383,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let pass = passphrase::new_for_init()?;
             let backend = Arc::new(FileBackend::new(&dir));
             let v = Vault::create(backend, &pass, params, options(&cli, false)?)?;
-            eprintln!(
+            stderr_line(format!(
                 "created vault {} at {} (Argon2id {} MiB, {} iterations, {} lanes)",
                 v.vault_id(),
                 dir.display(),
                 params.memory_kib() / 1024,
                 params.iterations(),
                 params.lanes()
-            );
+            ));
         }
         Command::Set {
             name,
@@ -378,7 +407,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     tags: tags.clone(),
                 },
             )?;
-            eprintln!("stored {name} version {version}");
+            stderr_line(format!("stored {name} version {version}"));
         }
         Command::Get { name, version } => {
             let (v, _) = open(&cli, false)?;
@@ -386,41 +415,43 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Some(n) => v.get_version(name, *n)?,
                 None => v.get(name)?,
             };
-            let mut out = std::io::stdout().lock();
-            let tty = std::io::stdout().is_terminal();
-            out.write_all(s.value.expose_secret())
-                .and_then(|()| if tty { out.write_all(b"\n") } else { Ok(()) })
-                .and_then(|()| out.flush())
-                .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+            let mut out = Stdout::lock();
+            out.write(s.value.expose_secret())?;
+            if std::io::stdout().is_terminal() {
+                out.write(b"\n")?;
+            }
+            out.finish()?;
         }
         Command::List { all } => {
             let (v, _) = open(&cli, false)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = Stdout::lock();
             for s in v.list(*all)? {
                 let line = if s.deleted {
                     format!("{}\t(deleted)\n", s.name)
                 } else {
                     format!("{}\n", s.name)
                 };
-                out.write_all(line.as_bytes())
-                    .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+                out.write(line.as_bytes())?;
             }
+            out.finish()?;
         }
         Command::Rm { name } => {
             open(&cli, false)?.0.delete(name)?;
-            eprintln!("deleted {name} (history kept; `vault undelete {name}` restores it)");
+            stderr_line(format!(
+                "deleted {name} (history kept; `vault undelete {name}` restores it)"
+            ));
         }
         Command::Undelete { name } => {
             open(&cli, false)?.0.undelete(name)?;
-            eprintln!("restored {name}");
+            stderr_line(format!("restored {name}"));
         }
         Command::Destroy { name } => {
             open(&cli, false)?.0.destroy(name)?;
-            eprintln!("destroyed {name} and all its versions");
+            stderr_line(format!("destroyed {name} and all its versions"));
         }
         Command::History { name } => {
             let (v, _) = open(&cli, false)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = Stdout::lock();
             for h in v.history(name)? {
                 let tags: Vec<String> = h
                     .tags
@@ -434,19 +465,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     h.size,
                     tags.join(",")
                 );
-                out.write_all(line.as_bytes())
-                    .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+                out.write(line.as_bytes())?;
             }
+            out.finish()?;
         }
         Command::ChangePassphrase => {
             let (v, current) = open(&cli, false)?;
             let new = passphrase::new_passphrase()?;
             v.change_passphrase(&current, &new, None)?;
-            eprintln!("passphrase changed");
+            stderr_line("passphrase changed");
         }
         Command::MaxVersions { count } => {
             open(&cli, false)?.0.set_max_versions(*count)?;
-            eprintln!("keeping at most {count} versions of each secret");
+            stderr_line(format!("keeping at most {count} versions of each secret"));
         }
         Command::AddPassphrase => {
             let (v, current) = open(&cli, false)?;
@@ -457,16 +488,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .find(|s| s.in_use)
                 .map_or(KdfParams::DEFAULT, |s| s.kdf);
             let id = v.add_passphrase(&current, &new, kdf)?;
-            eprintln!("added key slot {id}");
+            stderr_line(format!("added key slot {id}"));
         }
         Command::RemovePassphrase { slot } => {
             let (v, current) = open(&cli, false)?;
             v.remove_slot(&current, *slot)?;
-            eprintln!("removed key slot {slot}");
+            stderr_line(format!("removed key slot {slot}"));
         }
         Command::Slots => {
             let (v, _) = open(&cli, false)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = Stdout::lock();
             for s in v.slots() {
                 let line = format!(
                     "{}	argon2id m={} MiB t={} p={}{}\n",
@@ -476,19 +507,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     s.kdf.lanes(),
                     if s.in_use { "\t(unlocked with)" } else { "" }
                 );
-                out.write_all(line.as_bytes())
-                    .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+                out.write(line.as_bytes())?;
             }
+            out.finish()?;
         }
         Command::RotateMasterKey { drop_other_slots } => {
             let (v, current) = open(&cli, false)?;
             v.rotate_master_key(&current, *drop_other_slots)?;
-            eprintln!("master key rotated; every record re-encrypted");
+            stderr_line("master key rotated; every record re-encrypted");
         }
         Command::Verify => {
             let (v, _) = open(&cli, false)?;
             let r = v.verify()?;
-            println!(
+            stdout_line(format!(
                 "ok: {} frames, {} records authenticated; generation {} (rollback record: {}); {} secrets, {} keys; {} bytes reclaimable by compaction",
                 r.frames,
                 r.records,
@@ -498,18 +529,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 r.secrets,
                 r.keys,
                 r.superseded_bytes
-            );
+            ))?;
         }
         Command::Compact => {
             open(&cli, false)?.0.compact()?;
-            eprintln!("compacted");
+            stderr_line("compacted");
         }
         Command::AcceptRollback => {
             let (v, _) = open(&cli, true)?;
-            eprintln!(
+            stderr_line(format!(
                 "accepted the vault's current state at generation {}; the acceptance is recorded in the vault",
                 v.generation()
-            );
+            ));
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use vault_crypto::SecretBytes;
 
+use crate::output::stderr_line;
 use crate::{Failure, fail};
 
 /// The most bytes read from a passphrase source.
@@ -33,11 +34,11 @@ fn from_env(prefix: &str) -> Result<Option<SecretBytes>, Failure> {
         if let Ok(meta) = f.metadata() {
             use std::os::unix::fs::PermissionsExt;
             if meta.permissions().mode() & 0o077 != 0 {
-                eprintln!(
+                stderr_line(format!(
                     "warning: {prefix}_FILE {} is readable by other users (mode {:o}); chmod 600 it",
                     path.to_string_lossy(),
                     meta.permissions().mode() & 0o777
-                );
+                ));
             }
         }
         let mut buf = Vec::with_capacity(256);
