@@ -73,6 +73,10 @@ enum Command {
         /// Metadata, as key=value; repeatable.
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<Tag>,
+        /// Store an empty value (refused otherwise: an empty or closed stdin is usually a
+        /// mistake).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Write a secret's value to stdout.
     Get {
@@ -352,7 +356,22 @@ fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
 }
 
 /// Reads a secret value: all of stdin when it is not a terminal, else a hidden prompt, twice.
-fn read_value(name: &str) -> Result<SecretBytes, Failure> {
+/// An empty value is refused unless `allow_empty`: `vault set NAME </dev/null` is a mistake far
+/// more often than a wish to store nothing.
+fn read_value(name: &str, allow_empty: bool) -> Result<SecretBytes, Failure> {
+    let value = read_value_from_user(name)?;
+    if value.is_empty() && !allow_empty {
+        return Err(fail(
+            2,
+            format!(
+                "refusing to store an empty value for {name} (empty or closed stdin, or nothing typed); pass --allow-empty to store one"
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn read_value_from_user(name: &str) -> Result<SecretBytes, Failure> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         // Full capacity up front: a buffer grown while reading leaves copies of the secret in
@@ -396,9 +415,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             name,
             expect_version,
             tags,
+            allow_empty,
         } => {
             let (v, _) = open(&cli, false)?;
-            let value = read_value(name)?;
+            let value = read_value(name, *allow_empty)?;
             let version = v.set(
                 name,
                 value,
