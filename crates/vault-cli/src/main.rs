@@ -297,7 +297,8 @@ fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, Failure> {
     })
 }
 
-fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failure> {
+/// The existing vault's backend, not yet opened: checked before anything is asked of the user.
+fn existing_backend(cli: &Cli) -> Result<Arc<FileBackend>, Failure> {
     let dir = vault_dir(cli)?;
     let backend = Arc::new(FileBackend::new(&dir));
     use vault_store::Backend;
@@ -310,6 +311,11 @@ fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failur
             ),
         ));
     }
+    Ok(backend)
+}
+
+fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failure> {
+    let backend = existing_backend(cli)?;
     let pass = passphrase::current()?;
     let vault = Vault::open(backend, &pass, options(cli, accept_rollback)?)?;
     Ok((vault, pass))
@@ -417,8 +423,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             tags,
             allow_empty,
         } => {
-            let (v, _) = open(&cli, false)?;
+            let backend = existing_backend(&cli)?;
+            let pass = passphrase::current()?;
+            // The whole value before the vault is opened: a slow producer must not keep an
+            // unlocked handle waiting on a master key and log that another process can rotate
+            // or compact meanwhile.
             let value = read_value(name, *allow_empty)?;
+            let v = Vault::open(backend, &pass, options(&cli, false)?)?;
             let version = v.set(
                 name,
                 value,
