@@ -36,7 +36,9 @@ Passphrase: a hidden prompt on a terminal; for scripts VAULT_PASSPHRASE_FILE (a 
 VAULT_PASSPHRASE_COMMAND (a command printing it) or VAULT_PASSPHRASE (least safe: the environment
 leaks to child processes and crash reports). New passphrases (init, change-passphrase) come from
 VAULT_NEW_PASSPHRASE_FILE / _COMMAND / VAULT_NEW_PASSPHRASE, or for init the same variables as
-above.";
+above. From each of these, exactly one trailing newline (\\n or \\r\\n) is stripped; anything else,
+other whitespace included, is part of the passphrase. A passphrase file that yields nothing for
+30 s (a FIFO no one writes to) is an error; VAULT_PASSPHRASE_TIMEOUT_MS sets that wait.";
 
 /// Keep secrets and keys in a passphrase-protected, crash-safe vault.
 #[derive(Parser, Debug)]

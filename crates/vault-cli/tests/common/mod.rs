@@ -48,8 +48,13 @@ impl Env {
         } else {
             Command::new(bin)
         };
-        cmd.args(args)
-            .env_clear()
+        cmd.args(args);
+        self.configure(&mut cmd);
+        cmd
+    }
+    /// The clean environment every run gets, for commands that run `vault` indirectly.
+    pub fn configure(&self, cmd: &mut Command) {
+        cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             // Coverage runs need the profile path the instrumented binary writes to.
             .envs(std::env::var_os("LLVM_PROFILE_FILE").map(|v| ("LLVM_PROFILE_FILE", v)))
@@ -57,7 +62,6 @@ impl Env {
             .env("VAULT_DIR", self.vault_dir())
             .env("VAULT_STATE_DIR", self.state_dir())
             .env("VAULT_PASSPHRASE_FILE", self.pass_file());
-        cmd
     }
     /// Runs `vault ARGS` with stdin from `input` (closed at once when `None`).
     pub fn run_with(&self, args: &[&str], input: Option<&[u8]>, envs: &[(&str, &OsStr)]) -> Output {
