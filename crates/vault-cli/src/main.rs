@@ -6,6 +6,7 @@
 
 mod output;
 mod passphrase;
+mod terminal;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;

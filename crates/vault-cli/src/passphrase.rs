@@ -11,6 +11,7 @@ use std::time::Duration;
 use vault_crypto::SecretBytes;
 
 use crate::output::stderr_line;
+use crate::terminal;
 use crate::{Failure, fail};
 
 /// The most bytes read from a passphrase source.
@@ -141,9 +142,12 @@ fn has_terminal() -> bool {
 }
 
 fn prompt(label: &str) -> Result<SecretBytes, Failure> {
-    rpassword::prompt_password(label)
-        .map(|s| SecretBytes::new(s.into_bytes()))
-        .map_err(|e| fail(1, format!("cannot read from the terminal: {e}")))
+    let _restore_on_signal = terminal::before_prompt();
+    match rpassword::prompt_password(label) {
+        Ok(s) => Ok(SecretBytes::new(s.into_bytes())),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => terminal::interrupted(),
+        Err(e) => Err(fail(1, format!("cannot read from the terminal: {e}"))),
+    }
 }
 
 /// Asks twice at a hidden prompt; the answers must match.
