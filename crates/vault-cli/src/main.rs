@@ -6,10 +6,11 @@
 
 mod output;
 mod passphrase;
+mod permissions;
 mod terminal;
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -314,7 +315,15 @@ fn existing_backend(cli: &Cli) -> Result<Arc<FileBackend>, Failure> {
             ),
         ));
     }
+    warn_if_shared_dirs(cli, &dir)?;
     Ok(backend)
+}
+
+/// Warns about a vault or state directory that already exists and other users can reach.
+fn warn_if_shared_dirs(cli: &Cli, vault_dir: &Path) -> Result<(), Failure> {
+    permissions::warn_if_shared_dir("vault directory", vault_dir);
+    permissions::warn_if_shared_dir("state directory", &state_dir(cli)?);
+    Ok(())
 }
 
 fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failure> {
@@ -407,6 +416,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Init(a) => {
             let dir = vault_dir(&cli)?;
+            warn_if_shared_dirs(&cli, &dir)?;
             let params = kdf_params(a)?;
             let pass = passphrase::new_for_init()?;
             let backend = Arc::new(FileBackend::new(&dir));

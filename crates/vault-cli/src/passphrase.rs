@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use vault_crypto::SecretBytes;
 
-use crate::output::stderr_line;
+use crate::permissions;
 use crate::terminal;
 use crate::{Failure, fail};
 
@@ -92,13 +92,7 @@ fn read_file_blocking(var: &str, path: &Path) -> Result<SecretBytes, Failure> {
     let shown = format!("{var} {}", path.display());
     let f = std::fs::File::open(path).map_err(|e| fail(1, format!("cannot read {shown}: {e}")))?;
     if let Ok(meta) = f.metadata() {
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o077 != 0 {
-            stderr_line(format!(
-                "warning: {shown} is readable by other users (mode {:o}); chmod 600 it",
-                meta.permissions().mode() & 0o777
-            ));
-        }
+        permissions::warn_if_shared_file(&shown, &meta);
     }
     let mut buf = Vec::with_capacity(256);
     f.take(MAX_PASSPHRASE)
