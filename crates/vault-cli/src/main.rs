@@ -40,7 +40,8 @@ leaks to child processes and crash reports). New passphrases (init, change-passp
 VAULT_NEW_PASSPHRASE_FILE / _COMMAND / VAULT_NEW_PASSPHRASE, or for init the same variables as
 above. From each of these, exactly one trailing newline (\\n or \\r\\n) is stripped; anything else,
 other whitespace included, is part of the passphrase. A passphrase file that yields nothing for
-30 s (a FIFO no one writes to) is an error; VAULT_PASSPHRASE_TIMEOUT_MS sets that wait.";
+30 s (a FIFO no one writes to) is an error; VAULT_PASSPHRASE_TIMEOUT_MS sets that wait (0: no
+limit).";
 
 /// Keep secrets and keys in a passphrase-protected, crash-safe vault.
 #[derive(Parser, Debug)]

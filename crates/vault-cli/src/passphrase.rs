@@ -34,14 +34,15 @@ fn trim_newline(mut v: Vec<u8>) -> SecretBytes {
     SecretBytes::new(v)
 }
 
-fn file_timeout() -> Result<Duration, Failure> {
+/// The wait for a passphrase file; `None` (from 0) waits as long as it takes.
+fn file_timeout() -> Result<Option<Duration>, Failure> {
     let var = "VAULT_PASSPHRASE_TIMEOUT_MS";
     match std::env::var_os(var).filter(|v| !v.is_empty()) {
-        None => Ok(Duration::from_millis(DEFAULT_FILE_TIMEOUT_MS)),
+        None => Ok(Some(Duration::from_millis(DEFAULT_FILE_TIMEOUT_MS))),
         Some(v) => v
             .to_str()
             .and_then(|s| s.parse::<u64>().ok())
-            .map(Duration::from_millis)
+            .map(|ms| (ms > 0).then(|| Duration::from_millis(ms)))
             .ok_or_else(|| {
                 fail(
                     2,
@@ -73,6 +74,11 @@ fn read_file(var: String, path: PathBuf) -> Result<SecretBytes, Failure> {
                 format!("cannot read {shown}: no thread to read it on: {e}"),
             )
         })?;
+    let Some(timeout) = timeout else {
+        return rx
+            .recv()
+            .unwrap_or_else(|_| Err(fail(1, format!("cannot read {shown}: the reader stopped"))));
+    };
     match rx.recv_timeout(timeout) {
         Ok(result) => result,
         Err(RecvTimeoutError::Timeout) => Err(fail(

@@ -183,10 +183,14 @@ fn a_fifo_or_pipe_with_a_writer_works() {
         // Opening for writing blocks until vault opens the FIFO for reading.
         std::thread::spawn(move || std::fs::write(fifo, format!("{PASSPHRASE}\n")).unwrap())
     };
+    // 0: no time limit.
     let out = e.run_with(
         &["get", "k"],
         None,
-        &[("VAULT_PASSPHRASE_FILE", fifo.as_os_str())],
+        &[
+            ("VAULT_PASSPHRASE_FILE", fifo.as_os_str()),
+            ("VAULT_PASSPHRASE_TIMEOUT_MS", OsStr::new("0")),
+        ],
     );
     assert_eq!(out.stdout, b"v", "{}", stderr(&out));
     writer.join().unwrap();
