@@ -4,10 +4,13 @@
 //! them): `set` reads stdin when it is not a terminal, else asks twice at a hidden prompt. `get`
 //! writes exactly the stored bytes to stdout.
 
+mod output;
 mod passphrase;
+mod permissions;
+mod terminal;
 
-use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,8 @@ use vault_crypto::SecretBytes;
 use vault_crypto::kdf::{self, KdfParams};
 use vault_format::payload::MAX_VALUE_LEN;
 use vault_store::{Error, FileBackend, SetOptions, Tag, Vault, VaultOptions};
+
+use crate::output::{Stdout, stderr_line, stdout_failure, stdout_line};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -33,7 +38,10 @@ Passphrase: a hidden prompt on a terminal; for scripts VAULT_PASSPHRASE_FILE (a 
 VAULT_PASSPHRASE_COMMAND (a command printing it) or VAULT_PASSPHRASE (least safe: the environment
 leaks to child processes and crash reports). New passphrases (init, change-passphrase) come from
 VAULT_NEW_PASSPHRASE_FILE / _COMMAND / VAULT_NEW_PASSPHRASE, or for init the same variables as
-above.";
+above. From each of these, exactly one trailing newline (\\n or \\r\\n) is stripped; anything else,
+other whitespace included, is part of the passphrase. A passphrase file that yields nothing for
+30 s (a FIFO no one writes to) is an error; VAULT_PASSPHRASE_TIMEOUT_MS sets that wait (0: no
+limit).";
 
 /// Keep secrets and keys in a passphrase-protected, crash-safe vault.
 #[derive(Parser, Debug)]
@@ -70,6 +78,10 @@ enum Command {
         /// Metadata, as key=value; repeatable.
         #[arg(long = "tag", value_parser = parse_tag)]
         tags: Vec<Tag>,
+        /// Store an empty value (refused otherwise: an empty or closed stdin is usually a
+        /// mistake).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Write a secret's value to stdout.
     Get {
@@ -163,10 +175,22 @@ fn parse_tag(s: &str) -> Result<Tag, String> {
     })
 }
 
-/// A failure with its exit code and one-line message.
+/// Why a command stopped early: its exit code and one-line message.
 struct Failure {
     code: u8,
-    message: String,
+    /// `None` only when there is nothing to say: stdout's reader went away.
+    message: Option<String>,
+}
+
+impl Failure {
+    /// Stdout's reader went away (EPIPE): whatever it wanted it has, so stop quietly with
+    /// success, as `head` expects of the command feeding it.
+    fn reader_gone() -> Self {
+        Failure {
+            code: 0,
+            message: None,
+        }
+    }
 }
 
 impl From<Error> for Failure {
@@ -184,32 +208,41 @@ impl From<Error> for Failure {
         if matches!(e, Error::RollbackDetected { .. }) {
             message.push_str(" with `vault accept-rollback`");
         }
-        Failure { code, message }
+        Failure {
+            code,
+            message: Some(message),
+        }
     }
 }
 
 fn fail(code: u8, message: impl Into<String>) -> Failure {
     Failure {
         code,
-        message: message.into(),
+        message: Some(message.into()),
     }
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(2);
         }
+        // --help and --version: their text goes to stdout, under stdout's rule.
+        Err(e) => return exit(e.print().map_err(|e| stdout_failure(&e))),
     };
     init_logging(cli.verbose);
-    match run(cli) {
+    exit(run(cli))
+}
+
+fn exit(result: Result<(), Failure>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            let msg = f.message.replace('\n', " ");
-            eprintln!("vault: {msg}");
+            if let Some(message) = f.message {
+                stderr_line(format!("vault: {}", message.replace('\n', " ")));
+            }
             ExitCode::from(f.code)
         }
     }
@@ -226,6 +259,9 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // On a failed write the subscriber would otherwise report it with `eprintln!`, which
+        // panics when stderr is what failed.
+        .log_internal_errors(false)
         .without_time()
         .try_init();
 }
@@ -266,7 +302,8 @@ fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, Failure> {
     })
 }
 
-fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failure> {
+/// The existing vault's backend, not yet opened: checked before anything is asked of the user.
+fn existing_backend(cli: &Cli) -> Result<Arc<FileBackend>, Failure> {
     let dir = vault_dir(cli)?;
     let backend = Arc::new(FileBackend::new(&dir));
     use vault_store::Backend;
@@ -279,6 +316,19 @@ fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failur
             ),
         ));
     }
+    warn_if_shared_dirs(cli, &dir)?;
+    Ok(backend)
+}
+
+/// Warns about a vault or state directory that already exists and other users can reach.
+fn warn_if_shared_dirs(cli: &Cli, vault_dir: &Path) -> Result<(), Failure> {
+    permissions::warn_if_shared_dir("vault directory", vault_dir);
+    permissions::warn_if_shared_dir("state directory", &state_dir(cli)?);
+    Ok(())
+}
+
+fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failure> {
+    let backend = existing_backend(cli)?;
     let pass = passphrase::current()?;
     let vault = Vault::open(backend, &pass, options(cli, accept_rollback)?)?;
     Ok((vault, pass))
@@ -287,7 +337,9 @@ fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failur
 fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
     let lanes = a.kdf_parallelism.unwrap_or(KdfParams::DEFAULT.lanes());
     let params = if let Some(ms) = a.kdf_target_ms {
-        eprintln!("calibrating Argon2id for {ms} ms on this machine...");
+        stderr_line(format!(
+            "calibrating Argon2id for {ms} ms on this machine..."
+        ));
         kdf::calibrate(
             Duration::from_millis(ms),
             KdfParams::DEFAULT
@@ -311,19 +363,34 @@ fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
         .map_err(|e| fail(2, format!("invalid KDF parameters: {e}")))?
     };
     if params.is_below_recommended() {
-        eprintln!(
+        stderr_line(format!(
             "warning: Argon2id parameters ({} KiB, {} iterations) are below the recommended floor ({} MiB, {} iterations); fine for tests, weak for real secrets",
             params.memory_kib(),
             params.iterations(),
             KdfParams::RECOMMENDED_MIN_MEMORY_KIB / 1024,
             KdfParams::RECOMMENDED_MIN_ITERATIONS
-        );
+        ));
     }
     Ok(params)
 }
 
 /// Reads a secret value: all of stdin when it is not a terminal, else a hidden prompt, twice.
-fn read_value(name: &str) -> Result<SecretBytes, Failure> {
+/// An empty value is refused unless `allow_empty`: `vault set NAME </dev/null` is a mistake far
+/// more often than a wish to store nothing.
+fn read_value(name: &str, allow_empty: bool) -> Result<SecretBytes, Failure> {
+    let value = read_value_from_user(name)?;
+    if value.is_empty() && !allow_empty {
+        return Err(fail(
+            2,
+            format!(
+                "refusing to store an empty value for {name} (empty or closed stdin, or nothing typed); pass --allow-empty to store one"
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn read_value_from_user(name: &str) -> Result<SecretBytes, Failure> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         // Full capacity up front: a buffer grown while reading leaves copies of the secret in
@@ -350,26 +417,33 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Init(a) => {
             let dir = vault_dir(&cli)?;
+            warn_if_shared_dirs(&cli, &dir)?;
             let params = kdf_params(a)?;
             let pass = passphrase::new_for_init()?;
             let backend = Arc::new(FileBackend::new(&dir));
             let v = Vault::create(backend, &pass, params, options(&cli, false)?)?;
-            eprintln!(
+            stderr_line(format!(
                 "created vault {} at {} (Argon2id {} MiB, {} iterations, {} lanes)",
                 v.vault_id(),
                 dir.display(),
                 params.memory_kib() / 1024,
                 params.iterations(),
                 params.lanes()
-            );
+            ));
         }
         Command::Set {
             name,
             expect_version,
             tags,
+            allow_empty,
         } => {
-            let (v, _) = open(&cli, false)?;
-            let value = read_value(name)?;
+            let backend = existing_backend(&cli)?;
+            let pass = passphrase::current()?;
+            // The whole value before the vault is opened: a slow producer must not keep an
+            // unlocked handle waiting on a master key and log that another process can rotate
+            // or compact meanwhile.
+            let value = read_value(name, *allow_empty)?;
+            let v = Vault::open(backend, &pass, options(&cli, false)?)?;
             let version = v.set(
                 name,
                 value,
@@ -378,7 +452,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     tags: tags.clone(),
                 },
             )?;
-            eprintln!("stored {name} version {version}");
+            stderr_line(format!("stored {name} version {version}"));
         }
         Command::Get { name, version } => {
             let (v, _) = open(&cli, false)?;
@@ -386,41 +460,43 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Some(n) => v.get_version(name, *n)?,
                 None => v.get(name)?,
             };
-            let mut out = std::io::stdout().lock();
-            let tty = std::io::stdout().is_terminal();
-            out.write_all(s.value.expose_secret())
-                .and_then(|()| if tty { out.write_all(b"\n") } else { Ok(()) })
-                .and_then(|()| out.flush())
-                .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+            let mut out = Stdout::lock();
+            out.write(s.value.expose_secret())?;
+            if std::io::stdout().is_terminal() {
+                out.write(b"\n")?;
+            }
+            out.finish()?;
         }
         Command::List { all } => {
             let (v, _) = open(&cli, false)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = Stdout::lock();
             for s in v.list(*all)? {
                 let line = if s.deleted {
                     format!("{}\t(deleted)\n", s.name)
                 } else {
                     format!("{}\n", s.name)
                 };
-                out.write_all(line.as_bytes())
-                    .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+                out.write(line.as_bytes())?;
             }
+            out.finish()?;
         }
         Command::Rm { name } => {
             open(&cli, false)?.0.delete(name)?;
-            eprintln!("deleted {name} (history kept; `vault undelete {name}` restores it)");
+            stderr_line(format!(
+                "deleted {name} (history kept; `vault undelete {name}` restores it)"
+            ));
         }
         Command::Undelete { name } => {
             open(&cli, false)?.0.undelete(name)?;
-            eprintln!("restored {name}");
+            stderr_line(format!("restored {name}"));
         }
         Command::Destroy { name } => {
             open(&cli, false)?.0.destroy(name)?;
-            eprintln!("destroyed {name} and all its versions");
+            stderr_line(format!("destroyed {name} and all its versions"));
         }
         Command::History { name } => {
             let (v, _) = open(&cli, false)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = Stdout::lock();
             for h in v.history(name)? {
                 let tags: Vec<String> = h
                     .tags
@@ -434,19 +510,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     h.size,
                     tags.join(",")
                 );
-                out.write_all(line.as_bytes())
-                    .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+                out.write(line.as_bytes())?;
             }
+            out.finish()?;
         }
         Command::ChangePassphrase => {
             let (v, current) = open(&cli, false)?;
             let new = passphrase::new_passphrase()?;
             v.change_passphrase(&current, &new, None)?;
-            eprintln!("passphrase changed");
+            stderr_line("passphrase changed");
         }
         Command::MaxVersions { count } => {
             open(&cli, false)?.0.set_max_versions(*count)?;
-            eprintln!("keeping at most {count} versions of each secret");
+            stderr_line(format!("keeping at most {count} versions of each secret"));
         }
         Command::AddPassphrase => {
             let (v, current) = open(&cli, false)?;
@@ -457,16 +533,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .find(|s| s.in_use)
                 .map_or(KdfParams::DEFAULT, |s| s.kdf);
             let id = v.add_passphrase(&current, &new, kdf)?;
-            eprintln!("added key slot {id}");
+            stderr_line(format!("added key slot {id}"));
         }
         Command::RemovePassphrase { slot } => {
             let (v, current) = open(&cli, false)?;
             v.remove_slot(&current, *slot)?;
-            eprintln!("removed key slot {slot}");
+            stderr_line(format!("removed key slot {slot}"));
         }
         Command::Slots => {
             let (v, _) = open(&cli, false)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = Stdout::lock();
             for s in v.slots() {
                 let line = format!(
                     "{}	argon2id m={} MiB t={} p={}{}\n",
@@ -476,19 +552,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     s.kdf.lanes(),
                     if s.in_use { "\t(unlocked with)" } else { "" }
                 );
-                out.write_all(line.as_bytes())
-                    .map_err(|e| fail(1, format!("cannot write to stdout: {e}")))?;
+                out.write(line.as_bytes())?;
             }
+            out.finish()?;
         }
         Command::RotateMasterKey { drop_other_slots } => {
             let (v, current) = open(&cli, false)?;
             v.rotate_master_key(&current, *drop_other_slots)?;
-            eprintln!("master key rotated; every record re-encrypted");
+            stderr_line("master key rotated; every record re-encrypted");
         }
         Command::Verify => {
             let (v, _) = open(&cli, false)?;
             let r = v.verify()?;
-            println!(
+            stdout_line(format!(
                 "ok: {} frames, {} records authenticated; generation {} (rollback record: {}); {} secrets, {} keys; {} bytes reclaimable by compaction",
                 r.frames,
                 r.records,
@@ -498,18 +574,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 r.secrets,
                 r.keys,
                 r.superseded_bytes
-            );
+            ))?;
         }
         Command::Compact => {
             open(&cli, false)?.0.compact()?;
-            eprintln!("compacted");
+            stderr_line("compacted");
         }
         Command::AcceptRollback => {
             let (v, _) = open(&cli, true)?;
-            eprintln!(
+            stderr_line(format!(
                 "accepted the vault's current state at generation {}; the acceptance is recorded in the vault",
                 v.generation()
-            );
+            ));
         }
     }
     Ok(())

@@ -2,16 +2,28 @@
 //! command or (least safe) an environment variable. Never from the command line.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
 
 use vault_crypto::SecretBytes;
 
+use crate::permissions;
+use crate::terminal;
 use crate::{Failure, fail};
 
 /// The most bytes read from a passphrase source.
 const MAX_PASSPHRASE: u64 = 64 * 1024;
 
-/// Strips one trailing newline (`\n` or `\r\n`), as files and commands usually end with one.
+/// How long a passphrase file may take to yield its contents, unless
+/// `VAULT_PASSPHRASE_TIMEOUT_MS` says otherwise: a FIFO with no writer would block forever.
+const DEFAULT_FILE_TIMEOUT_MS: u64 = 30_000;
+
+/// Strips one trailing newline (`\n` or `\r\n`), as files and command output usually end with
+/// one. Every source follows the same rule, the variables too, so a passphrase moved from one
+/// source to another still opens the vault.
 fn trim_newline(mut v: Vec<u8>) -> SecretBytes {
     if v.last() == Some(&b'\n') {
         v.pop();
@@ -22,29 +34,83 @@ fn trim_newline(mut v: Vec<u8>) -> SecretBytes {
     SecretBytes::new(v)
 }
 
-fn from_env(prefix: &str) -> Result<Option<SecretBytes>, Failure> {
-    if let Some(path) = std::env::var_os(format!("{prefix}_FILE")).filter(|v| !v.is_empty()) {
-        let f = std::fs::File::open(&path).map_err(|e| {
+/// The wait for a passphrase file; `None` (from 0) waits as long as it takes.
+fn file_timeout() -> Result<Option<Duration>, Failure> {
+    let var = "VAULT_PASSPHRASE_TIMEOUT_MS";
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        None => Ok(Some(Duration::from_millis(DEFAULT_FILE_TIMEOUT_MS))),
+        Some(v) => v
+            .to_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(|ms| (ms > 0).then(|| Duration::from_millis(ms)))
+            .ok_or_else(|| {
+                fail(
+                    2,
+                    format!(
+                        "{var} must be a whole number of milliseconds, not {:?}",
+                        v.to_string_lossy()
+                    ),
+                )
+            }),
+    }
+}
+
+/// Reads the passphrase file `path` (named by the variable `var`), waiting at most
+/// [`file_timeout`]. Opening a FIFO blocks until a writer comes, and so can reading, with no way
+/// to give up from the same thread: the helper thread is left blocked on a timeout, and dies
+/// with the process, which is about to exit with the error.
+fn read_file(var: String, path: PathBuf) -> Result<SecretBytes, Failure> {
+    let timeout = file_timeout()?;
+    let shown = format!("{var} {}", path.display());
+    let (tx, rx) = mpsc::sync_channel(1);
+    thread::Builder::new()
+        .name("passphrase-file".into())
+        .spawn(move || {
+            let _ = tx.send(read_file_blocking(&var, &path));
+        })
+        .map_err(|e| {
             fail(
                 1,
-                format!("cannot read {prefix}_FILE {}: {e}", path.to_string_lossy()),
+                format!("cannot read {shown}: no thread to read it on: {e}"),
             )
         })?;
-        if let Ok(meta) = f.metadata() {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.permissions().mode() & 0o077 != 0 {
-                eprintln!(
-                    "warning: {prefix}_FILE {} is readable by other users (mode {:o}); chmod 600 it",
-                    path.to_string_lossy(),
-                    meta.permissions().mode() & 0o777
-                );
-            }
+    let Some(timeout) = timeout else {
+        return rx
+            .recv()
+            .unwrap_or_else(|_| Err(fail(1, format!("cannot read {shown}: the reader stopped"))));
+    };
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(RecvTimeoutError::Timeout) => Err(fail(
+            1,
+            format!(
+                "cannot read {shown}: waited {} ms for a writer (a FIFO no one writes to?); VAULT_PASSPHRASE_TIMEOUT_MS sets the wait",
+                timeout.as_millis()
+            ),
+        )),
+        Err(RecvTimeoutError::Disconnected) => {
+            Err(fail(1, format!("cannot read {shown}: the reader stopped")))
         }
-        let mut buf = Vec::with_capacity(256);
-        f.take(MAX_PASSPHRASE)
-            .read_to_end(&mut buf)
-            .map_err(|e| fail(1, format!("cannot read {prefix}_FILE: {e}")))?;
-        return Ok(Some(trim_newline(buf)));
+    }
+}
+
+fn read_file_blocking(var: &str, path: &Path) -> Result<SecretBytes, Failure> {
+    let shown = format!("{var} {}", path.display());
+    let f = std::fs::File::open(path).map_err(|e| fail(1, format!("cannot read {shown}: {e}")))?;
+    if let Ok(meta) = f.metadata() {
+        permissions::warn_if_shared_file(&shown, &meta);
+    }
+    let mut buf = Vec::with_capacity(256);
+    f.take(MAX_PASSPHRASE)
+        .read_to_end(&mut buf)
+        .map_err(|e| fail(1, format!("cannot read {shown}: {e}")))?;
+    Ok(trim_newline(buf))
+}
+
+fn from_env(prefix: &str) -> Result<Option<SecretBytes>, Failure> {
+    let file_var = format!("{prefix}_FILE");
+    if let Some(path) = std::env::var_os(&file_var).filter(|v| !v.is_empty()) {
+        return read_file(file_var, PathBuf::from(path)).map(Some);
     }
     if let Some(cmd) = std::env::var_os(format!("{prefix}_COMMAND")).filter(|v| !v.is_empty()) {
         let out = Command::new("/bin/sh")
@@ -60,7 +126,7 @@ fn from_env(prefix: &str) -> Result<Option<SecretBytes>, Failure> {
         return Ok(Some(trim_newline(out.stdout)));
     }
     if let Some(v) = std::env::var_os(prefix) {
-        return Ok(Some(SecretBytes::new(
+        return Ok(Some(trim_newline(
             std::os::unix::ffi::OsStringExt::into_vec(v),
         )));
     }
@@ -76,9 +142,12 @@ fn has_terminal() -> bool {
 }
 
 fn prompt(label: &str) -> Result<SecretBytes, Failure> {
-    rpassword::prompt_password(label)
-        .map(|s| SecretBytes::new(s.into_bytes()))
-        .map_err(|e| fail(1, format!("cannot read from the terminal: {e}")))
+    let _restore_on_signal = terminal::before_prompt();
+    match rpassword::prompt_password(label) {
+        Ok(s) => Ok(SecretBytes::new(s.into_bytes())),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => terminal::interrupted(),
+        Err(e) => Err(fail(1, format!("cannot read from the terminal: {e}"))),
+    }
 }
 
 /// Asks twice at a hidden prompt; the answers must match.

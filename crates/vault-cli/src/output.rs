@@ -1,0 +1,54 @@
+//! Writing to stdout and stderr without ever panicking (`println!`/`eprintln!` panic when the
+//! write fails, which turned a durable commit into exit 101 when stderr was full).
+//!
+//! The rule: a failed write to stderr is dropped, as there is nowhere left to report it. On
+//! stdout, a reader that went away (EPIPE, as in `vault list | head -1`) ends the command quietly
+//! with exit 0, as ripgrep and other filters do; any other failure (a full disk) is exit 1 with a
+//! one-line message on stderr. Either way the exit code reflects the operation, never a panic.
+
+use std::fmt::Display;
+use std::io::{self, Write};
+
+use crate::{Failure, fail};
+
+/// Writes `message` and a newline to stderr, best effort.
+pub(crate) fn stderr_line(message: impl Display) {
+    // One formatted buffer, one write: lines from several threads (the logger) do not interleave.
+    let line = format!("{message}\n");
+    let _ = io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// What a failed write to stdout means for the exit code.
+pub(crate) fn stdout_failure(e: &io::Error) -> Failure {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Failure::reader_gone()
+    } else {
+        fail(1, format!("cannot write to stdout: {e}"))
+    }
+}
+
+/// Stdout, locked for a command's output and flushed explicitly: the implicit flush at exit
+/// would drop a write error on the floor.
+pub(crate) struct Stdout(io::StdoutLock<'static>);
+
+impl Stdout {
+    pub(crate) fn lock() -> Self {
+        Self(io::stdout().lock())
+    }
+
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.0.write_all(bytes).map_err(|e| stdout_failure(&e))
+    }
+
+    /// Flushes what is still buffered (a value with no trailing newline, for one).
+    pub(crate) fn finish(mut self) -> Result<(), Failure> {
+        self.0.flush().map_err(|e| stdout_failure(&e))
+    }
+}
+
+/// Writes `line` and a newline to stdout.
+pub(crate) fn stdout_line(line: impl Display) -> Result<(), Failure> {
+    let mut out = Stdout::lock();
+    out.write(format!("{line}\n").as_bytes())?;
+    out.finish()
+}

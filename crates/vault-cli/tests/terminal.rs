@@ -1,0 +1,224 @@
+//! The hidden passphrase prompt on a real (pseudo-)terminal: Ctrl-C, SIGTERM or SIGHUP while
+//! echo is off must leave the terminal as it was, end the process as the signal would, and
+//! never echo what was typed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+use rustix::termios::{LocalModes, tcgetattr};
+
+use common::{Env, PASSPHRASE, stderr, wait_at_most};
+
+const SETSID: &str = "/usr/bin/setsid";
+
+/// A pseudo-terminal: the master end the test types into, the terminal end `vault` gets.
+struct Pty {
+    master: File,
+    terminal: File,
+    /// Everything `vault` wrote to the terminal so far.
+    screen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Pty {
+    fn open() -> std::io::Result<Self> {
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+        grantpt(&master)?;
+        unlockpt(&master)?;
+        let name = ptsname(&master, Vec::new())?;
+        let terminal = OpenOptions::new()
+            .read(true)
+            .write(true)
+            // Not the test process's controlling terminal: only vault's.
+            .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
+            .open(OsStr::from_bytes(name.as_bytes()))?;
+        let master = File::from(master);
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = master.try_clone()?;
+        let sink = Arc::clone(&screen);
+        // Drains the master end so vault's writes never block; ends when the test process does.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Ok(Self {
+            master,
+            terminal,
+            screen,
+        })
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
+    }
+
+    fn echo(&self) -> bool {
+        tcgetattr(&self.terminal)
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ECHO)
+    }
+
+    fn wait_for(&self, what: &str, done: impl Fn(&Self) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}; screen: {:?}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Why this machine cannot run the test, if it cannot.
+fn unsupported() -> Option<String> {
+    let help = Command::new(SETSID).arg("--help").output();
+    match help {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).contains("--ctty") => None,
+        Ok(_) => Some(format!("{SETSID} has no --ctty")),
+        Err(e) => Some(format!("no {SETSID}: {e}")),
+    }
+}
+
+/// `vault ARGS` in a new session whose controlling terminal is `pty`, with no passphrase
+/// variable, so it prompts; stdout is a pipe, as in `$(vault get ...)`.
+fn spawn_on(e: &Env, pty: &Pty, args: &[&str]) -> Child {
+    let mut cmd = Command::new(SETSID);
+    e.configure(&mut cmd);
+    cmd.arg("--ctty")
+        .arg(env!("CARGO_BIN_EXE_vault"))
+        .args(args)
+        .env_remove("VAULT_PASSPHRASE_FILE")
+        .stdin(pty.terminal.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// What a shell would show as `$?`.
+fn shell_status(status: std::process::ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap())
+}
+
+fn prompt_then(action: impl FnOnce(&Pty, &Child)) -> Option<(Pty, std::process::Output)> {
+    if let Some(why) = unsupported() {
+        println!("skipped: {why}");
+        return None;
+    }
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "k"], Some(b"v"));
+    let pty = Pty::open().unwrap();
+    assert!(pty.echo(), "a new terminal echoes");
+    let mut child = spawn_on(&e, &pty, &["get", "k"]);
+    pty.wait_for("the prompt", |p| p.screen().contains("vault passphrase: "));
+    pty.wait_for("echo to go off", |p| !p.echo());
+    action(&pty, &child);
+    assert!(
+        wait_at_most(&mut child, Duration::from_secs(20)).is_some(),
+        "vault did not end; screen: {:?}",
+        pty.screen()
+    );
+    let out = child.wait_with_output().unwrap();
+    // Let the reader catch up with anything written last.
+    std::thread::sleep(Duration::from_millis(100));
+    Some((pty, out))
+}
+
+fn type_keys(pty: &Pty, keys: &[u8]) {
+    (&pty.master).write_all(keys).unwrap();
+}
+
+fn kill(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn assert_restored(pty: &Pty, out: &std::process::Output, signal: i32) {
+    let status = shell_status(out.status);
+    assert_eq!(status, 128 + signal, "stderr: {}", stderr(out));
+    assert!(pty.echo(), "echo is still off; screen: {:?}", pty.screen());
+    let modes = tcgetattr(&pty.terminal).unwrap().local_modes;
+    assert!(
+        modes.contains(LocalModes::ICANON | LocalModes::ISIG),
+        "{modes:?}"
+    );
+    assert!(
+        !pty.screen().contains("sekrit"),
+        "typed text was echoed: {:?}",
+        pty.screen()
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn ctrl_c_at_the_prompt_restores_echo_and_exits_130() {
+    let Some((pty, out)) = prompt_then(|pty, _| type_keys(pty, b"sekrit\x03")) else {
+        return;
+    };
+    assert_restored(&pty, &out, 2);
+}
+
+#[test]
+fn sigterm_at_the_prompt_restores_echo() {
+    let Some((pty, out)) = prompt_then(|pty, child| {
+        type_keys(pty, b"sekrit");
+        kill(child, "TERM");
+    }) else {
+        return;
+    };
+    assert_restored(&pty, &out, 15);
+}
+
+#[test]
+fn sighup_at_the_prompt_restores_echo() {
+    let Some((pty, out)) = prompt_then(|pty, child| {
+        type_keys(pty, b"sekrit");
+        kill(child, "HUP");
+    }) else {
+        return;
+    };
+    assert_restored(&pty, &out, 1);
+}
+
+#[test]
+fn a_passphrase_typed_at_the_prompt_works() {
+    let Some((pty, out)) = prompt_then(|pty, _| {
+        type_keys(pty, format!("{PASSPHRASE}\r").as_bytes());
+    }) else {
+        return;
+    };
+    assert_eq!(out.stdout, b"v", "{}", stderr(&out));
+    assert!(out.status.success());
+    assert!(pty.echo());
+    assert!(!pty.screen().contains(PASSPHRASE), "{:?}", pty.screen());
+}
