@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use vault_crypto::SecretBytes;
 use vault_crypto::kdf::{self, KdfParams};
 use vault_format::payload::MAX_VALUE_LEN;
-use vault_store::{Error, FileBackend, SetOptions, Tag, Vault, VaultOptions};
+use vault_store::{Error, FileBackend, KdfLimit, SetOptions, Tag, Vault, VaultOptions};
 
 use crate::output::{Stdout, stderr_line, stdout_failure, stdout_line};
 
@@ -57,6 +57,18 @@ struct Cli {
     /// How long to wait for another process's write lock, in milliseconds.
     #[arg(long, global = true, default_value_t = 10_000)]
     lock_timeout_ms: u64,
+    /// Most Argon2id memory, in MiB, a key slot may ask for before it is tried (a hostile vault
+    /// file can ask for hours of work); also the most `init` and `add-passphrase` will use.
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_MAX_KDF_MEMORY_MIB",
+        default_value_t = 1024
+    )]
+    max_kdf_memory_mib: u32,
+    /// Most Argon2id work, as memory in MiB × passes, a key slot may ask for before it is tried.
+    #[arg(long, global = true, env = "VAULT_MAX_KDF_COST", default_value_t = 32 * 1024)]
+    max_kdf_cost: u64,
     /// More log output on stderr (never secret values); repeat for more.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -205,8 +217,17 @@ impl From<Error> for Failure {
             _ => 1,
         };
         let mut message = e.to_string();
-        if matches!(e, Error::RollbackDetected { .. }) {
-            message.push_str(" with `vault accept-rollback`");
+        match e {
+            Error::RollbackDetected { .. } => message.push_str(" with `vault accept-rollback`"),
+            Error::NoVault(_) => message.push_str(" (create one with `vault init`)"),
+            Error::KdfLimit { .. } => message.push_str(
+                "; raise --max-kdf-memory-mib / --max-kdf-cost (or VAULT_MAX_KDF_MEMORY_MIB / VAULT_MAX_KDF_COST)",
+            ),
+            Error::Invalid {
+                what: "KDF parameters",
+                ..
+            } => message.push_str(" with --max-kdf-memory-mib / --max-kdf-cost"),
+            _ => {}
         }
         Failure {
             code,
@@ -298,6 +319,10 @@ fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, Failure> {
         lock_timeout: Duration::from_millis(cli.lock_timeout_ms),
         rollback_dir: Some(state_dir(cli)?.join("rollback")),
         accept_rollback,
+        kdf_limit: KdfLimit {
+            max_memory_kib: cli.max_kdf_memory_mib.saturating_mul(1024),
+            max_cost: cli.max_kdf_cost.saturating_mul(1024),
+        },
         ..VaultOptions::default()
     })
 }
@@ -327,11 +352,38 @@ fn warn_if_shared_dirs(cli: &Cli, vault_dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn open(cli: &Cli, accept_rollback: bool) -> Result<(Vault, SecretBytes), Failure> {
-    let backend = existing_backend(cli)?;
-    let pass = passphrase::current()?;
-    let vault = Vault::open(backend, &pass, options(cli, accept_rollback)?)?;
-    Ok((vault, pass))
+/// How many times a command starts over when another process rotated the master key between
+/// its open and its operation (nothing was written: the operation is refused before any write).
+const REKEYED_ATTEMPTS: usize = 3;
+
+/// Opens the vault with `pass` and runs `op` on it, starting over if another process rotated
+/// the master key meanwhile.
+fn with_vault<R>(
+    cli: &Cli,
+    pass: &SecretBytes,
+    accept_rollback: bool,
+    op: impl Fn(&Vault) -> vault_store::Result<R>,
+) -> Result<R, Failure> {
+    let dir = vault_dir(cli)?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let backend = Arc::new(FileBackend::new(&dir));
+        let result =
+            Vault::open(backend, pass, options(cli, accept_rollback)?).and_then(|v| op(&v));
+        match result {
+            Err(Error::Rekeyed) if attempt < REKEYED_ATTEMPTS => {
+                tracing::info!("the master key was rotated meanwhile; opening again");
+            }
+            other => return other.map_err(Failure::from),
+        }
+    }
+}
+
+/// The current passphrase of the existing vault, after checking there is one.
+fn current_passphrase(cli: &Cli) -> Result<SecretBytes, Failure> {
+    existing_backend(cli)?;
+    passphrase::current()
 }
 
 fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
@@ -437,29 +489,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
             tags,
             allow_empty,
         } => {
-            let backend = existing_backend(&cli)?;
-            let pass = passphrase::current()?;
+            let pass = current_passphrase(&cli)?;
             // The whole value before the vault is opened: a slow producer must not keep an
             // unlocked handle waiting on a master key and log that another process can rotate
             // or compact meanwhile.
             let value = read_value(name, *allow_empty)?;
-            let v = Vault::open(backend, &pass, options(&cli, false)?)?;
-            let version = v.set(
-                name,
-                value,
-                SetOptions {
-                    expected_version: *expect_version,
-                    tags: tags.clone(),
-                },
-            )?;
+            let version = with_vault(&cli, &pass, false, |v| {
+                v.set(
+                    name,
+                    value.duplicate(),
+                    SetOptions {
+                        expected_version: *expect_version,
+                        tags: tags.clone(),
+                    },
+                )
+            })?;
             stderr_line(format!("stored {name} version {version}"));
         }
         Command::Get { name, version } => {
-            let (v, _) = open(&cli, false)?;
-            let s = match version {
-                Some(n) => v.get_version(name, *n)?,
-                None => v.get(name)?,
-            };
+            let pass = current_passphrase(&cli)?;
+            let s = with_vault(&cli, &pass, false, |v| match version {
+                Some(n) => v.get_version(name, *n),
+                None => v.get(name),
+            })?;
             let mut out = Stdout::lock();
             out.write(s.value.expose_secret())?;
             if std::io::stdout().is_terminal() {
@@ -468,9 +520,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out.finish()?;
         }
         Command::List { all } => {
-            let (v, _) = open(&cli, false)?;
+            let pass = current_passphrase(&cli)?;
+            let listed = with_vault(&cli, &pass, false, |v| v.list(*all))?;
             let mut out = Stdout::lock();
-            for s in v.list(*all)? {
+            for s in listed {
                 let line = if s.deleted {
                     format!("{}\t(deleted)\n", s.name)
                 } else {
@@ -481,23 +534,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out.finish()?;
         }
         Command::Rm { name } => {
-            open(&cli, false)?.0.delete(name)?;
+            let pass = current_passphrase(&cli)?;
+            with_vault(&cli, &pass, false, |v| v.delete(name))?;
             stderr_line(format!(
                 "deleted {name} (history kept; `vault undelete {name}` restores it)"
             ));
         }
         Command::Undelete { name } => {
-            open(&cli, false)?.0.undelete(name)?;
+            let pass = current_passphrase(&cli)?;
+            with_vault(&cli, &pass, false, |v| v.undelete(name))?;
             stderr_line(format!("restored {name}"));
         }
         Command::Destroy { name } => {
-            open(&cli, false)?.0.destroy(name)?;
+            let pass = current_passphrase(&cli)?;
+            with_vault(&cli, &pass, false, |v| v.destroy(name))?;
             stderr_line(format!("destroyed {name} and all its versions"));
         }
         Command::History { name } => {
-            let (v, _) = open(&cli, false)?;
+            let pass = current_passphrase(&cli)?;
+            let history = with_vault(&cli, &pass, false, |v| v.history(name))?;
             let mut out = Stdout::lock();
-            for h in v.history(name)? {
+            for h in history {
                 let tags: Vec<String> = h
                     .tags
                     .iter()
@@ -515,35 +572,41 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out.finish()?;
         }
         Command::ChangePassphrase => {
-            let (v, current) = open(&cli, false)?;
+            let current = current_passphrase(&cli)?;
             let new = passphrase::new_passphrase()?;
-            v.change_passphrase(&current, &new, None)?;
+            with_vault(&cli, &current, false, |v| {
+                v.change_passphrase(&current, &new, None)
+            })?;
             stderr_line("passphrase changed");
         }
         Command::MaxVersions { count } => {
-            open(&cli, false)?.0.set_max_versions(*count)?;
+            let pass = current_passphrase(&cli)?;
+            with_vault(&cli, &pass, false, |v| v.set_max_versions(*count))?;
             stderr_line(format!("keeping at most {count} versions of each secret"));
         }
         Command::AddPassphrase => {
-            let (v, current) = open(&cli, false)?;
+            let current = current_passphrase(&cli)?;
             let new = passphrase::new_passphrase()?;
-            let kdf = v
-                .slots()
-                .into_iter()
-                .find(|s| s.in_use)
-                .map_or(KdfParams::DEFAULT, |s| s.kdf);
-            let id = v.add_passphrase(&current, &new, kdf)?;
+            let id = with_vault(&cli, &current, false, |v| {
+                let kdf = v
+                    .slots()
+                    .into_iter()
+                    .find(|s| s.in_use)
+                    .map_or(KdfParams::DEFAULT, |s| s.kdf);
+                v.add_passphrase(&current, &new, kdf)
+            })?;
             stderr_line(format!("added key slot {id}"));
         }
         Command::RemovePassphrase { slot } => {
-            let (v, current) = open(&cli, false)?;
-            v.remove_slot(&current, *slot)?;
+            let current = current_passphrase(&cli)?;
+            with_vault(&cli, &current, false, |v| v.remove_slot(&current, *slot))?;
             stderr_line(format!("removed key slot {slot}"));
         }
         Command::Slots => {
-            let (v, _) = open(&cli, false)?;
+            let pass = current_passphrase(&cli)?;
+            let slots = with_vault(&cli, &pass, false, |v| Ok(v.slots()))?;
             let mut out = Stdout::lock();
-            for s in v.slots() {
+            for s in slots {
                 let line = format!(
                     "{}	argon2id m={} MiB t={} p={}{}\n",
                     s.id,
@@ -557,15 +620,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out.finish()?;
         }
         Command::RotateMasterKey { drop_other_slots } => {
-            let (v, current) = open(&cli, false)?;
-            v.rotate_master_key(&current, *drop_other_slots)?;
+            let current = current_passphrase(&cli)?;
+            with_vault(&cli, &current, false, |v| {
+                v.rotate_master_key(&current, *drop_other_slots)
+            })?;
             stderr_line("master key rotated; every record re-encrypted");
         }
         Command::Verify => {
-            let (v, _) = open(&cli, false)?;
-            let r = v.verify()?;
+            let pass = current_passphrase(&cli)?;
+            let r = with_vault(&cli, &pass, false, |v| v.verify())?;
+            let torn = if r.torn_tail {
+                "; the log ends with the torn tail of an interrupted commit (never acknowledged; the next write discards it)"
+            } else {
+                ""
+            };
             stdout_line(format!(
-                "ok: {} frames, {} records authenticated; generation {} (rollback record: {}); {} secrets, {} keys; {} bytes reclaimable by compaction",
+                "ok: {} frames, {} records authenticated; generation {} (rollback record: {}); {} secrets, {} keys; {} bytes reclaimable by compaction{torn}",
                 r.frames,
                 r.records,
                 r.generation,
@@ -577,14 +647,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ))?;
         }
         Command::Compact => {
-            open(&cli, false)?.0.compact()?;
+            let pass = current_passphrase(&cli)?;
+            with_vault(&cli, &pass, false, |v| v.compact())?;
             stderr_line("compacted");
         }
         Command::AcceptRollback => {
-            let (v, _) = open(&cli, true)?;
+            let pass = current_passphrase(&cli)?;
+            let generation = with_vault(&cli, &pass, true, |v| Ok(v.generation()))?;
             stderr_line(format!(
-                "accepted the vault's current state at generation {}; the acceptance is recorded in the vault",
-                v.generation()
+                "accepted the vault's current state at generation {generation}; the acceptance is recorded in the vault"
             ));
         }
     }
