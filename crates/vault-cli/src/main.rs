@@ -354,7 +354,7 @@ fn warn_if_shared_dirs(cli: &Cli, vault_dir: &Path) -> Result<(), Failure> {
 
 /// How many times a command starts over when another process rotated the master key between
 /// its open and its operation (nothing was written: the operation is refused before any write).
-const REKEYED_ATTEMPTS: usize = 3;
+const REKEYED_ATTEMPTS: usize = 10;
 
 /// Opens the vault with `pass` and runs `op` on it, starting over if another process rotated
 /// the master key meanwhile.

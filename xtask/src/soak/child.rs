@@ -97,7 +97,10 @@ impl VaultCmd {
         let home = dir.join("home");
         let state = dir.join("state");
         for d in [&secrets, &home, &state] {
-            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            // Owner-only, as a user's would be: vault warns about shared directories.
+            std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+                .create(d)
+                .with_context(|| format!("creating {}", d.display()))?;
         }
         let first = secrets.join("passphrase");
         let second = secrets.join("second-passphrase");
