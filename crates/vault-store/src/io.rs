@@ -61,6 +61,24 @@ pub trait Io: Send + Sync + 'static {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
 }
 
+/// Opens an existing regular file. `O_NONBLOCK` keeps a FIFO (or device) put in a vault file's
+/// place from blocking the open forever; such a file is then refused. On a regular file the flag
+/// changes nothing.
+pub(crate) fn open_regular(path: &Path, write: bool) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (something else was put in its place)",
+        ));
+    }
+    Ok(f)
+}
+
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealIo;
@@ -115,12 +133,10 @@ impl Io for RealIo {
         Ok(Box::new(RealFile(f)))
     }
     fn open_rw(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
-        Ok(Box::new(RealFile(
-            OpenOptions::new().read(true).write(true).open(path)?,
-        )))
+        Ok(Box::new(RealFile(open_regular(path, true)?)))
     }
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
-        Ok(Box::new(RealFile(File::open(path)?)))
+        Ok(Box::new(RealFile(open_regular(path, false)?)))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         fs::rename(from, to)

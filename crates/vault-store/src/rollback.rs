@@ -49,7 +49,7 @@ impl RollbackFile {
     }
 
     fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
-        let mut f = match File::open(path) {
+        let mut f = match crate::io::open_regular(path, false) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("opening", path, e)),

@@ -539,3 +539,44 @@ fn deceptive_names_are_refused() {
     v.set("ordinary name/é", secret(b"1"), SetOptions::default())
         .unwrap();
 }
+
+/// Found by the hostile tester after the fixes: a FIFO put in place of the header (or the log,
+/// or the rollback record) made every command block forever in `open`.
+#[test]
+fn a_fifo_in_place_of_a_vault_file_is_refused_without_blocking() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    drop(v);
+    let record = std::fs::read_dir(d.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rollback"))
+        .unwrap();
+    for file in [
+        d.vault_dir().join("header"),
+        log_path(&d.vault_dir()),
+        record,
+    ] {
+        let saved = d.tmp.path().join("saved");
+        std::fs::rename(&file, &saved).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let start = Instant::now();
+        let r = d
+            .open()
+            .map(|v| v.get("a").map(|s| s.value.expose_secret().to_vec()));
+        assert!(
+            matches!(&r, Err(Error::Io { .. })),
+            "{}: {r:?}",
+            file.display()
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::fs::remove_file(&file).unwrap();
+        std::fs::rename(&saved, &file).unwrap();
+    }
+    assert_eq!(get(&d.open().unwrap(), "a"), b"1");
+}
