@@ -47,7 +47,8 @@ limit).";
 #[derive(Parser, Debug)]
 #[command(name = "vault", version, after_help = EXIT_CODES)]
 struct Cli {
-    /// Vault directory [default: $VAULT_DIR, else the XDG data directory's `vault`].
+    /// Vault location: a directory path or a file:///path URL [default: $VAULT_DIR, else the
+    /// XDG data directory's `vault`]. Other URL schemes are refused (exit 2).
     #[arg(long, global = true, env = "VAULT_DIR")]
     vault: Option<PathBuf>,
     /// Directory for rollback records, kept outside the vault directory [default: the XDG
@@ -289,7 +290,7 @@ fn init_logging(verbose: u8) {
 
 fn vault_dir(cli: &Cli) -> Result<PathBuf, Failure> {
     if let Some(d) = &cli.vault {
-        return Ok(d.clone());
+        return location_path(d);
     }
     directories::BaseDirs::new()
         .map(|b| b.data_dir().join("vault"))
@@ -299,6 +300,36 @@ fn vault_dir(cli: &Cli) -> Result<PathBuf, Failure> {
                 "cannot find a home directory; pass --vault DIR or set VAULT_DIR",
             )
         })
+}
+
+/// The directory a `--vault` location names: a path, or a `file://` URL. Any other `scheme://`
+/// is refused before anything is created (a directory named `postgres:` helps nobody).
+fn location_path(location: &Path) -> Result<PathBuf, Failure> {
+    let Some(text) = location.to_str() else {
+        return Ok(location.to_path_buf());
+    };
+    match text.split_once("://") {
+        None => Ok(location.to_path_buf()),
+        Some(("file", path)) if path.starts_with('/') => Ok(PathBuf::from(path)),
+        Some(("file", _)) => Err(fail(
+            2,
+            format!("vault location {text:?}: a file:// URL needs an absolute path (file:///path)"),
+        )),
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            Err(fail(
+                2,
+                format!(
+                    "vault location {text:?}: the {scheme}:// scheme is not supported by this build; give a directory path (or file:///path)"
+                ),
+            ))
+        }
+        Some(_) => Ok(location.to_path_buf()),
+    }
 }
 
 fn state_dir(cli: &Cli) -> Result<PathBuf, Failure> {

@@ -344,3 +344,41 @@ fn a_readable_passphrase_file_is_warned_about() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("readable by other users"));
 }
+
+#[test]
+fn an_unknown_location_scheme_is_a_usage_error_and_creates_nothing() {
+    let e = Env::new();
+    for url in ["postgres://host/db", "foo://x"] {
+        for args in [&["list"][..], &["init"][..]] {
+            let mut full = vec!["--vault", url];
+            full.extend_from_slice(args);
+            let o = e.run_with(&full, None, &[]);
+            assert_eq!(code(&o), 2, "{url} {args:?}: {}", one_line(&o));
+            assert!(one_line(&o).contains("not supported"), "{}", one_line(&o));
+        }
+    }
+    // Nothing was created, neither here nor under the working directory.
+    assert!(!std::path::Path::new("postgres:").exists());
+    assert!(!std::path::Path::new("foo:").exists());
+    assert!(!e.vault_dir().exists());
+    // file:///path is a path.
+    let dir = e.vault_dir();
+    let url = format!("file://{}", dir.display());
+    let o = e.run_with(
+        &[
+            "--vault",
+            &url,
+            "init",
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", one_line(&o));
+    assert!(dir.join("header").exists());
+}
