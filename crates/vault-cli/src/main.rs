@@ -16,10 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use vault_crypto::SecretBytes;
-use vault_crypto::kdf::{self, KdfParams};
-use vault_format::payload::MAX_VALUE_LEN;
+use vault_store::kdf::{self, KdfParams};
 use vault_store::{Error, FileBackend, KdfLimit, SetOptions, Tag, Vault, VaultOptions};
+use vault_store::{MAX_VALUE_LEN, SecretBytes};
 
 use crate::output::{Stdout, stderr_line, stdout_failure, stdout_line};
 

@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::Duration;
 
-use vault_crypto::SecretBytes;
+use vault_store::SecretBytes;
 
 use crate::permissions;
 use crate::terminal;

@@ -48,4 +48,8 @@ pub use vault::{
     Batch, DEFAULT_MAX_VERSIONS, KeyVersionInfo, Secret, SecretInfo, SetOptions, SlotInfo, Vault,
     VaultOptions, VerifyReport, VersionInfo,
 };
-pub use vault_format::payload::{KeyState, Tag};
+// What this crate's API takes and returns, re-exported so that a user needs no second vault
+// crate kept in step with this one.
+pub use vault_crypto::SecretBytes;
+pub use vault_crypto::kdf::{self, KdfParams};
+pub use vault_format::payload::{KeyState, MAX_NAME_LEN, MAX_VALUE_LEN, Tag};
