@@ -4,6 +4,7 @@
 //! them): `set` reads stdin when it is not a terminal, else asks twice at a hidden prompt. `get`
 //! writes exactly the stored bytes to stdout.
 
+mod exit;
 mod output;
 mod passphrase;
 mod permissions;
@@ -20,19 +21,10 @@ use vault_store::kdf::{self, KdfParams};
 use vault_store::{Error, FileBackend, KdfLimit, SetOptions, Tag, Vault, VaultOptions};
 use vault_store::{MAX_VALUE_LEN, SecretBytes};
 
+use crate::exit::Exit;
 use crate::output::{Stdout, stderr_line, stdout_failure, stdout_line};
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  1  other error
-  2  usage error (bad arguments, invalid name or value)
-  3  wrong passphrase
-  4  not found (no such secret, version or vault)
-  5  integrity failure (tampering, corruption or rollback)
-  6  busy (another process held the write lock past the timeout)
-  7  conflict (check-and-set found a different version)
-
+const PASSPHRASE_HELP: &str = "\
 Passphrase: a hidden prompt on a terminal; for scripts VAULT_PASSPHRASE_FILE (a file holding it),
 VAULT_PASSPHRASE_COMMAND (a command printing it) or VAULT_PASSPHRASE (least safe: the environment
 leaks to child processes and crash reports). New passphrases (init, change-passphrase) come from
@@ -44,7 +36,7 @@ limit).";
 
 /// Keep secrets and keys in a passphrase-protected, crash-safe vault.
 #[derive(Parser, Debug)]
-#[command(name = "vault", version, after_help = EXIT_CODES)]
+#[command(name = "vault", version, after_help = format!("{}\n{PASSPHRASE_HELP}", Exit::help()))]
 struct Cli {
     /// Vault location: a directory path or a file:///path URL [default: $VAULT_DIR, else the
     /// XDG data directory's `vault`]. Other URL schemes are refused (exit 2).
@@ -189,7 +181,7 @@ fn parse_tag(s: &str) -> Result<Tag, String> {
 
 /// Why a command stopped early: its exit code and one-line message.
 struct Failure {
-    code: u8,
+    code: Exit,
     /// `None` only when there is nothing to say: stdout's reader went away.
     message: Option<String>,
 }
@@ -199,7 +191,7 @@ impl Failure {
     /// success, as `head` expects of the command feeding it.
     fn reader_gone() -> Self {
         Failure {
-            code: 0,
+            code: Exit::Success,
             message: None,
         }
     }
@@ -208,13 +200,13 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match &e {
-            Error::WrongPassphrase => 3,
-            Error::NotFound { .. } | Error::NoVault(_) => 4,
-            e if e.is_integrity() => 5,
-            Error::Busy { .. } => 6,
-            Error::Conflict { .. } => 7,
-            Error::Invalid { .. } => 2,
-            _ => 1,
+            Error::WrongPassphrase => Exit::WrongPassphrase,
+            Error::NotFound { .. } | Error::NoVault(_) => Exit::NotFound,
+            e if e.is_integrity() => Exit::Integrity,
+            Error::Busy { .. } => Exit::Busy,
+            Error::Conflict { .. } => Exit::Conflict,
+            Error::Invalid { .. } => Exit::Usage,
+            _ => Exit::Other,
         };
         let mut message = e.to_string();
         match e {
@@ -236,7 +228,7 @@ impl From<Error> for Failure {
     }
 }
 
-fn fail(code: u8, message: impl Into<String>) -> Failure {
+fn fail(code: Exit, message: impl Into<String>) -> Failure {
     Failure {
         code,
         message: Some(message.into()),
@@ -248,7 +240,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) if e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(2);
+            return Exit::Usage.into();
         }
         // --help and --version: their text goes to stdout, under stdout's rule.
         Err(e) => return exit(e.print().map_err(|e| stdout_failure(&e))),
@@ -295,7 +287,7 @@ fn vault_dir(cli: &Cli) -> Result<PathBuf, Failure> {
         .map(|b| b.data_dir().join("vault"))
         .ok_or_else(|| {
             fail(
-                1,
+                Exit::Other,
                 "cannot find a home directory; pass --vault DIR or set VAULT_DIR",
             )
         })
@@ -311,7 +303,7 @@ fn location_path(location: &Path) -> Result<PathBuf, Failure> {
         None => Ok(location.to_path_buf()),
         Some(("file", path)) if path.starts_with('/') => Ok(PathBuf::from(path)),
         Some(("file", _)) => Err(fail(
-            2,
+            Exit::Usage,
             format!("vault location {text:?}: a file:// URL needs an absolute path (file:///path)"),
         )),
         Some((scheme, _))
@@ -321,7 +313,7 @@ fn location_path(location: &Path) -> Result<PathBuf, Failure> {
                     .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
         {
             Err(fail(
-                2,
+                Exit::Usage,
                 format!(
                     "vault location {text:?}: the {scheme}:// scheme is not supported by this build; give a directory path (or file:///path)"
                 ),
@@ -341,7 +333,12 @@ fn state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
                 .unwrap_or_else(|| b.data_local_dir())
                 .join("vault")
         })
-        .ok_or_else(|| fail(1, "cannot find a home directory; pass --state-dir DIR"))
+        .ok_or_else(|| {
+            fail(
+                Exit::Other,
+                "cannot find a home directory; pass --state-dir DIR",
+            )
+        })
 }
 
 fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, Failure> {
@@ -364,7 +361,7 @@ fn existing_backend(cli: &Cli) -> Result<Arc<FileBackend>, Failure> {
     use vault_store::Backend;
     if !backend.exists()? {
         return Err(fail(
-            4,
+            Exit::NotFound,
             format!(
                 "no vault at {} (create one with `vault init`)",
                 dir.display()
@@ -429,12 +426,12 @@ fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
                 .max(KdfParams::RECOMMENDED_MIN_MEMORY_KIB),
             lanes,
         )
-        .map_err(|e| fail(2, format!("cannot calibrate: {e}")))?
+        .map_err(|e| fail(Exit::Usage, format!("cannot calibrate: {e}")))?
     } else {
         let mem_kib = match a.kdf_memory_mib {
             Some(m) => m
                 .checked_mul(1024)
-                .ok_or_else(|| fail(2, "--kdf-memory-mib is too large"))?,
+                .ok_or_else(|| fail(Exit::Usage, "--kdf-memory-mib is too large"))?,
             None => KdfParams::DEFAULT.memory_kib(),
         };
         KdfParams::for_key(
@@ -442,7 +439,7 @@ fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
             a.kdf_iterations.unwrap_or(KdfParams::DEFAULT.iterations()),
             lanes,
         )
-        .map_err(|e| fail(2, format!("invalid KDF parameters: {e}")))?
+        .map_err(|e| fail(Exit::Usage, format!("invalid KDF parameters: {e}")))?
     };
     if params.is_below_recommended() {
         stderr_line(format!(
@@ -463,7 +460,7 @@ fn read_value(name: &str, allow_empty: bool) -> Result<SecretBytes, Failure> {
     let value = read_value_from_user(name)?;
     if value.is_empty() && !allow_empty {
         return Err(fail(
-            2,
+            Exit::Usage,
             format!(
                 "refusing to store an empty value for {name} (empty or closed stdin, or nothing typed); pass --allow-empty to store one"
             ),
@@ -482,11 +479,16 @@ fn read_value_from_user(name: &str) -> Result<SecretBytes, Failure> {
             .lock()
             .take(MAX_VALUE_LEN as u64 + 1)
             .read_to_end(&mut buf)
-            .map_err(|e| fail(1, format!("cannot read the value from stdin: {e}")))?;
+            .map_err(|e| {
+                fail(
+                    Exit::Other,
+                    format!("cannot read the value from stdin: {e}"),
+                )
+            })?;
         let value = SecretBytes::new(buf);
         if value.len() > MAX_VALUE_LEN {
             return Err(fail(
-                2,
+                Exit::Usage,
                 format!("the value is larger than the limit of {MAX_VALUE_LEN} bytes"),
             ));
         }

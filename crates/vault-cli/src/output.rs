@@ -9,6 +9,7 @@
 use std::fmt::Display;
 use std::io::{self, Write};
 
+use crate::exit::Exit;
 use crate::{Failure, fail};
 
 /// Writes `message` and a newline to stderr, best effort.
@@ -23,7 +24,7 @@ pub(crate) fn stdout_failure(e: &io::Error) -> Failure {
     if e.kind() == io::ErrorKind::BrokenPipe {
         Failure::reader_gone()
     } else {
-        fail(1, format!("cannot write to stdout: {e}"))
+        fail(Exit::Other, format!("cannot write to stdout: {e}"))
     }
 }
 

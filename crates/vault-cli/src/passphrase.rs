@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use vault_store::SecretBytes;
 
+use crate::exit::Exit;
 use crate::permissions;
 use crate::terminal;
 use crate::{Failure, fail};
@@ -45,7 +46,7 @@ fn file_timeout() -> Result<Option<Duration>, Failure> {
             .map(|ms| (ms > 0).then(|| Duration::from_millis(ms)))
             .ok_or_else(|| {
                 fail(
-                    2,
+                    Exit::Usage,
                     format!(
                         "{var} must be a whole number of milliseconds, not {:?}",
                         v.to_string_lossy()
@@ -70,40 +71,45 @@ fn read_file(var: String, path: PathBuf) -> Result<SecretBytes, Failure> {
         })
         .map_err(|e| {
             fail(
-                1,
+                Exit::Other,
                 format!("cannot read {shown}: no thread to read it on: {e}"),
             )
         })?;
     let Some(timeout) = timeout else {
-        return rx
-            .recv()
-            .unwrap_or_else(|_| Err(fail(1, format!("cannot read {shown}: the reader stopped"))));
+        return rx.recv().unwrap_or_else(|_| {
+            Err(fail(
+                Exit::Other,
+                format!("cannot read {shown}: the reader stopped"),
+            ))
+        });
     };
     match rx.recv_timeout(timeout) {
         Ok(result) => result,
         Err(RecvTimeoutError::Timeout) => Err(fail(
-            1,
+            Exit::Other,
             format!(
                 "cannot read {shown}: waited {} ms for a writer (a FIFO no one writes to?); VAULT_PASSPHRASE_TIMEOUT_MS sets the wait",
                 timeout.as_millis()
             ),
         )),
-        Err(RecvTimeoutError::Disconnected) => {
-            Err(fail(1, format!("cannot read {shown}: the reader stopped")))
-        }
+        Err(RecvTimeoutError::Disconnected) => Err(fail(
+            Exit::Other,
+            format!("cannot read {shown}: the reader stopped"),
+        )),
     }
 }
 
 fn read_file_blocking(var: &str, path: &Path) -> Result<SecretBytes, Failure> {
     let shown = format!("{var} {}", path.display());
-    let f = std::fs::File::open(path).map_err(|e| fail(1, format!("cannot read {shown}: {e}")))?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| fail(Exit::Other, format!("cannot read {shown}: {e}")))?;
     if let Ok(meta) = f.metadata() {
         permissions::warn_if_shared_file(&shown, &meta);
     }
     let mut buf = Vec::with_capacity(256);
     f.take(MAX_PASSPHRASE)
         .read_to_end(&mut buf)
-        .map_err(|e| fail(1, format!("cannot read {shown}: {e}")))?;
+        .map_err(|e| fail(Exit::Other, format!("cannot read {shown}: {e}")))?;
     Ok(trim_newline(buf))
 }
 
@@ -119,9 +125,12 @@ fn from_env(prefix: &str) -> Result<Option<SecretBytes>, Failure> {
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
             .output()
-            .map_err(|e| fail(1, format!("cannot run {prefix}_COMMAND: {e}")))?;
+            .map_err(|e| fail(Exit::Other, format!("cannot run {prefix}_COMMAND: {e}")))?;
         if !out.status.success() {
-            return Err(fail(1, format!("{prefix}_COMMAND failed ({})", out.status)));
+            return Err(fail(
+                Exit::Other,
+                format!("{prefix}_COMMAND failed ({})", out.status),
+            ));
         }
         return Ok(Some(trim_newline(out.stdout)));
     }
@@ -146,19 +155,22 @@ fn prompt(label: &str) -> Result<SecretBytes, Failure> {
     match rpassword::prompt_password(label) {
         Ok(s) => Ok(SecretBytes::new(s.into_bytes())),
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => terminal::interrupted(),
-        Err(e) => Err(fail(1, format!("cannot read from the terminal: {e}"))),
+        Err(e) => Err(fail(
+            Exit::Other,
+            format!("cannot read from the terminal: {e}"),
+        )),
     }
 }
 
 /// Asks twice at a hidden prompt; the answers must match.
 pub(crate) fn prompt_twice(first: &str, second: &str) -> Result<SecretBytes, Failure> {
     if !has_terminal() {
-        return Err(fail(1, "no terminal to prompt on"));
+        return Err(fail(Exit::Other, "no terminal to prompt on"));
     }
     let a = prompt(first)?;
     let b = prompt(second)?;
     if a != b {
-        return Err(fail(2, "the two entries do not match"));
+        return Err(fail(Exit::Usage, "the two entries do not match"));
     }
     Ok(a)
 }
@@ -171,14 +183,14 @@ pub(crate) fn current() -> Result<SecretBytes, Failure> {
         return Ok(p);
     }
     if !has_terminal() {
-        return Err(fail(1, NO_SOURCE));
+        return Err(fail(Exit::Other, NO_SOURCE));
     }
     prompt("vault passphrase: ")
 }
 
 fn check_new(p: SecretBytes) -> Result<SecretBytes, Failure> {
     if p.is_empty() {
-        return Err(fail(2, "the passphrase cannot be empty"));
+        return Err(fail(Exit::Usage, "the passphrase cannot be empty"));
     }
     Ok(p)
 }
@@ -192,7 +204,7 @@ pub(crate) fn new_for_init() -> Result<SecretBytes, Failure> {
         return check_new(p);
     }
     if !has_terminal() {
-        return Err(fail(1, NO_SOURCE));
+        return Err(fail(Exit::Other, NO_SOURCE));
     }
     check_new(prompt_twice(
         "new vault passphrase: ",
@@ -207,7 +219,7 @@ pub(crate) fn new_passphrase() -> Result<SecretBytes, Failure> {
     }
     if !has_terminal() {
         return Err(fail(
-            1,
+            Exit::Other,
             "no new passphrase: there is no terminal to prompt on and none of VAULT_NEW_PASSPHRASE_FILE, VAULT_NEW_PASSPHRASE_COMMAND or VAULT_NEW_PASSPHRASE is set",
         ));
     }
