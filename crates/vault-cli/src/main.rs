@@ -31,8 +31,9 @@ leaks to child processes and crash reports). New passphrases (init, change-passp
 VAULT_NEW_PASSPHRASE_FILE / _COMMAND / VAULT_NEW_PASSPHRASE, or for init the same variables as
 above. From each of these, exactly one trailing newline (\\n or \\r\\n) is stripped; anything else,
 other whitespace included, is part of the passphrase. A passphrase file that yields nothing for
-30 s (a FIFO no one writes to) is an error; VAULT_PASSPHRASE_TIMEOUT_MS sets that wait (0: no
-limit).";
+30 s (a FIFO no one writes to), or a passphrase command that has not finished by then, is an
+error; VAULT_PASSPHRASE_TIMEOUT_MS sets that wait (0: no limit). With several sources set, the
+first in the order above that is set is used, with a warning.";
 
 /// Keep secrets and keys in a passphrase-protected, crash-safe vault.
 #[derive(Parser, Debug)]
@@ -166,6 +167,7 @@ struct InitArgs {
     kdf_parallelism: Option<u32>,
     /// Calibrate Argon2id to take about this long on this machine.
     #[arg(long)]
+    #[arg(value_parser = clap::value_parser!(u64).range(10..))]
     kdf_target_ms: Option<u64>,
 }
 
@@ -276,6 +278,8 @@ fn init_logging(verbose: u8) {
         // panics when stderr is what failed.
         .log_internal_errors(false)
         .without_time()
+        // Module paths mean nothing to a user; they help a developer asking for more output.
+        .with_target(verbose > 0)
         .try_init();
 }
 
@@ -442,12 +446,24 @@ fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
         .map_err(|e| fail(Exit::Usage, format!("invalid KDF parameters: {e}")))?
     };
     if params.is_below_recommended() {
+        let mut weak = Vec::new();
+        if params.memory_kib() < KdfParams::RECOMMENDED_MIN_MEMORY_KIB {
+            weak.push(format!(
+                "memory {} is below {} MiB",
+                kib_text(params.memory_kib()),
+                KdfParams::RECOMMENDED_MIN_MEMORY_KIB / 1024
+            ));
+        }
+        if params.iterations() < KdfParams::RECOMMENDED_MIN_ITERATIONS {
+            weak.push(format!(
+                "{} pass(es) is below {}",
+                params.iterations(),
+                KdfParams::RECOMMENDED_MIN_ITERATIONS
+            ));
+        }
         stderr_line(format!(
-            "warning: Argon2id parameters ({} KiB, {} iterations) are below the recommended floor ({} MiB, {} iterations); fine for tests, weak for real secrets",
-            params.memory_kib(),
-            params.iterations(),
-            KdfParams::RECOMMENDED_MIN_MEMORY_KIB / 1024,
-            KdfParams::RECOMMENDED_MIN_ITERATIONS
+            "warning: Argon2id {}: fine for tests, weak for real secrets",
+            weak.join(" and ")
         ));
     }
     Ok(params)
@@ -507,10 +523,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let backend = Arc::new(FileBackend::new(&dir));
             let v = Vault::create(backend, &pass, params, options(&cli, false)?)?;
             stderr_line(format!(
-                "created vault {} at {} (Argon2id {} MiB, {} iterations, {} lanes)",
+                "created vault {} at {} (Argon2id {}, {} iterations, {} lanes)",
                 v.vault_id(),
                 dir.display(),
-                params.memory_kib() / 1024,
+                kib_text(params.memory_kib()),
                 params.iterations(),
                 params.lanes()
             ));
@@ -640,9 +656,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let mut out = Stdout::lock();
             for s in slots {
                 let line = format!(
-                    "{}	argon2id m={} MiB t={} p={}{}\n",
+                    "{}\targon2id m={} t={} p={}{}\n",
                     s.id,
-                    s.kdf.memory_kib() / 1024,
+                    kib_text(s.kdf.memory_kib()),
                     s.kdf.iterations(),
                     s.kdf.lanes(),
                     if s.in_use { "\t(unlocked with)" } else { "" }
@@ -685,13 +701,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::AcceptRollback => {
             let pass = current_passphrase(&cli)?;
-            let generation = with_vault(&cli, &pass, true, |v| Ok(v.generation()))?;
-            stderr_line(format!(
-                "accepted the vault's current state at generation {generation}; the acceptance is recorded in the vault"
-            ));
+            let (generation, accepted) = with_vault(&cli, &pass, true, |v| {
+                Ok((v.generation(), v.accepted_rollback()))
+            })?;
+            match accepted {
+                Some(what) => stderr_line(format!(
+                    "{what}; now at generation {generation}, and the acceptance is recorded in the vault"
+                )),
+                None => stderr_line(format!(
+                    "nothing to accept: the vault (generation {generation}) is not behind its rollback record and its log vouches for its header"
+                )),
+            }
         }
     }
     Ok(())
+}
+
+/// Argon2id memory for people: whole MiB when it is, KiB otherwise (a test vault's 32 KiB is not
+/// "0 MiB").
+fn kib_text(kib: u32) -> String {
+    if kib.is_multiple_of(1024) {
+        format!("{} MiB", kib / 1024)
+    } else {
+        format!("{kib} KiB")
+    }
 }
 
 /// UTC time as RFC 3339 to the second, `YYYY-MM-DDTHH:MM:SSZ`; a time outside the calendar's

@@ -113,26 +113,102 @@ fn read_file_blocking(var: &str, path: &Path) -> Result<SecretBytes, Failure> {
     Ok(trim_newline(buf))
 }
 
+/// Runs a passphrase command (named by the variable `var`) and takes its standard output,
+/// giving up after the same wait as for a file: a command that hangs (or keeps running after it
+/// printed) is killed rather than blocking the vault forever.
+fn run_command(var: &str, cmd: &std::ffi::OsStr) -> Result<SecretBytes, Failure> {
+    let timeout = file_timeout()?;
+    // Not in a process group of its own: a command that prompts on the terminal must stay in
+    // the foreground. On a timeout only the shell is killed; what it started may outlive it.
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| fail(Exit::Other, format!("cannot run {var}: {e}")))?;
+    let stdout = child.stdout.take();
+    let (tx, rx) = mpsc::sync_channel(1);
+    thread::Builder::new()
+        .name("passphrase-command".into())
+        .spawn(move || {
+            let mut buf = Vec::with_capacity(256);
+            let read = stdout.map_or(Ok(0), |o| o.take(MAX_PASSPHRASE).read_to_end(&mut buf));
+            let _ = tx.send(read.map(|_| buf));
+        })
+        .map_err(|e| fail(Exit::Other, format!("cannot run {var}: no thread: {e}")))?;
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let gave_up = |child: &mut std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+        fail(
+            Exit::Other,
+            format!(
+                "{var} did not finish within {} ms; VAULT_PASSPHRASE_TIMEOUT_MS sets the wait (0: no limit)",
+                timeout.map_or(0, |t| t.as_millis())
+            ),
+        )
+    };
+    let output = match deadline {
+        None => rx.recv().ok(),
+        Some(d) => match rx.recv_timeout(d.saturating_duration_since(std::time::Instant::now())) {
+            Ok(o) => Some(o),
+            Err(RecvTimeoutError::Timeout) => return Err(gave_up(&mut child)),
+            Err(RecvTimeoutError::Disconnected) => None,
+        },
+    };
+    let output = output
+        .ok_or_else(|| fail(Exit::Other, format!("cannot read the output of {var}")))?
+        .map_err(|e| fail(Exit::Other, format!("cannot read the output of {var}: {e}")))?;
+    let output = SecretBytes::new(output);
+    // The output is complete; the command must still finish, successfully, in time.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if deadline.is_some_and(|d| std::time::Instant::now() >= d) => {
+                return Err(gave_up(&mut child));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(fail(Exit::Other, format!("cannot wait for {var}: {e}"))),
+        }
+    };
+    if !status.success() {
+        return Err(fail(Exit::Other, format!("{var} failed ({status})")));
+    }
+    Ok(trim_newline(output.expose_secret().to_vec()))
+}
+
+/// Warns when more than one source for the same passphrase is set: only the first is used, and
+/// a user who set two probably expects the other.
+fn warn_if_several(prefix: &str) {
+    let set: Vec<String> = [
+        format!("{prefix}_FILE"),
+        format!("{prefix}_COMMAND"),
+        prefix.to_string(),
+    ]
+    .into_iter()
+    .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    .collect();
+    if let [used, ignored @ ..] = set.as_slice()
+        && !ignored.is_empty()
+    {
+        crate::output::stderr_line(format!(
+            "warning: {} set; using {used} and ignoring {}",
+            set.join(", "),
+            ignored.join(", ")
+        ));
+    }
+}
+
 fn from_env(prefix: &str) -> Result<Option<SecretBytes>, Failure> {
+    warn_if_several(prefix);
     let file_var = format!("{prefix}_FILE");
     if let Some(path) = std::env::var_os(&file_var).filter(|v| !v.is_empty()) {
         return read_file(file_var, PathBuf::from(path)).map(Some);
     }
     if let Some(cmd) = std::env::var_os(format!("{prefix}_COMMAND")).filter(|v| !v.is_empty()) {
-        let out = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&cmd)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| fail(Exit::Other, format!("cannot run {prefix}_COMMAND: {e}")))?;
-        if !out.status.success() {
-            return Err(fail(
-                Exit::Other,
-                format!("{prefix}_COMMAND failed ({})", out.status),
-            ));
-        }
-        return Ok(Some(trim_newline(out.stdout)));
+        return run_command(&format!("{prefix}_COMMAND"), &cmd).map(Some);
     }
     if let Some(v) = std::env::var_os(prefix) {
         return Ok(Some(trim_newline(

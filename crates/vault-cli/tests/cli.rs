@@ -382,3 +382,54 @@ fn an_unknown_location_scheme_is_a_usage_error_and_creates_nothing() {
     assert_eq!(code(&o), 0, "{}", one_line(&o));
     assert!(dir.join("header").exists());
 }
+
+/// Findings of the second hostile pass: what the CLI says must be true.
+#[test]
+fn messages_say_what_happened() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    // accept-rollback on a healthy vault accepts nothing and says so.
+    let o = e.run(&["accept-rollback"]);
+    assert_eq!(code(&o), 0);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("nothing to accept"), "{err}");
+    // The slot listing shows a test vault's 1 MiB, and KiB where it is not whole MiB.
+    let slots = String::from_utf8(e.ok(&["slots"], None)).unwrap();
+    assert!(slots.contains("m=1 MiB"), "{slots}");
+    // Two passphrase sources: the file is used, with a warning naming both.
+    let o = e.run_with(
+        &["get", "a"],
+        None,
+        &[("VAULT_PASSPHRASE", Path::new("ignored"))],
+    );
+    assert_eq!(code(&o), 0);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("using VAULT_PASSPHRASE_FILE and ignoring VAULT_PASSPHRASE"),
+        "{err}"
+    );
+    // Warnings name no Rust module at the default verbosity.
+    assert!(!err.contains("vault_store::"), "{err}");
+    // init over a vault that lost its header: refused as exactly that, files untouched.
+    std::fs::remove_file(e.vault_dir().join("header")).unwrap();
+    let log = std::fs::read(e.vault_dir().join("log.0")).unwrap();
+    let o = e.run(&["init", "--kdf-memory-mib", "1", "--kdf-iterations", "1"]);
+    assert_eq!(code(&o), 5, "{}", one_line(&o));
+    assert!(
+        one_line(&o).contains("header file is missing"),
+        "{}",
+        one_line(&o)
+    );
+    assert_eq!(std::fs::read(e.vault_dir().join("log.0")).unwrap(), log);
+    // A weak-KDF warning names what is weak, and only that.
+    let e2 = Env::new();
+    let o = e2.run(&["init", "--kdf-memory-mib", "128", "--kdf-iterations", "1"]);
+    assert_eq!(code(&o), 0);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("1 pass(es) is below 2") && !err.contains("memory"),
+        "{err}"
+    );
+    assert_eq!(code(&e2.run(&["init", "--kdf-target-ms", "0"])), 2);
+}

@@ -171,6 +171,43 @@ fn a_fifo_with_no_writer_times_out_with_a_clear_message() {
     }
 }
 
+/// Found by the second hostile pass: a passphrase command that hangs, or keeps running after it
+/// printed the passphrase, blocked vault forever.
+#[test]
+fn a_passphrase_command_that_does_not_finish_is_killed_after_the_timeout() {
+    let e = Env::new();
+    e.init();
+    for cmd in [
+        "exec sleep 100",
+        "echo pw; exec sleep 100",
+        "echo pw; exec >&-; exec sleep 100",
+    ] {
+        let start = Instant::now();
+        // stderr into a file: a process the command started may outlive vault and hold it.
+        let err_path = e.path("command-stderr");
+        let mut child = e
+            .command(&["list"])
+            .env_remove("VAULT_PASSPHRASE_FILE")
+            .env("VAULT_PASSPHRASE_COMMAND", cmd)
+            .env("VAULT_PASSPHRASE_TIMEOUT_MS", "500")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        let status = wait_at_most(&mut child, Duration::from_secs(20));
+        assert!(status.is_some(), "{cmd}: vault hung on the command");
+        assert_eq!(status.unwrap().code(), Some(1), "{cmd}");
+        let err = std::fs::read_to_string(&err_path).unwrap();
+        let line = err.lines().last().unwrap_or_default().to_string();
+        assert!(
+            line.contains("VAULT_PASSPHRASE_COMMAND did not finish within 500 ms"),
+            "{line}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(10), "{cmd}");
+    }
+}
+
 #[test]
 fn a_fifo_or_pipe_with_a_writer_works() {
     let e = Env::new();

@@ -79,7 +79,9 @@ impl Default for KdfLimit {
 }
 
 /// Tries each slot within `limit` with `passphrase`; returns the master key and the id of the
-/// slot that opened, after verifying the header MAC.
+/// slot that opened, after verifying the header MAC. The cost limit bounds the whole open, not
+/// each slot: a slot is not tried if its cost added to that of the slots tried before it would
+/// exceed the limit (so extra slots, each within the limit, cannot add up to hours).
 ///
 /// # Errors
 /// [`Error::WrongPassphrase`] if no slot opens and none was refused; [`Error::KdfLimit`] naming
@@ -91,12 +93,22 @@ pub(crate) fn unlock(
     limit: &KdfLimit,
 ) -> Result<(Key256, u8)> {
     let mut refused: Option<(u8, String)> = None;
+    let mut spent = 0u64;
     for slot in &header.slots {
-        if let Some(reason) = limit.refusal(&slot.kdf) {
+        let cost = u64::from(slot.kdf.memory_kib()) * u64::from(slot.kdf.iterations());
+        let over_budget = (spent.saturating_add(cost) > limit.max_cost).then(|| {
+            format!(
+                "with the slots tried before it the Argon2id cost would reach {} MiB-passes, over the limit of {} MiB-passes for one open",
+                spent.saturating_add(cost) / 1024,
+                limit.max_cost / 1024
+            )
+        });
+        if let Some(reason) = limit.refusal(&slot.kdf).or(over_budget) {
             tracing::warn!(slot = slot.id, %reason, "not trying a key slot over the KDF limit");
             refused.get_or_insert((slot.id, reason));
             continue;
         }
+        spent = spent.saturating_add(cost);
         match slot.unlock(
             passphrase.expose_secret(),
             &header.vault_id,

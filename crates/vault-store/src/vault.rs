@@ -476,6 +476,8 @@ pub struct Vault {
     state: RwLock<State>,
     /// Serialises this handle's writers; the backend's lock serialises processes.
     writer: Mutex<()>,
+    /// What opening with `accept_rollback` accepted, if anything (the event's text).
+    accepted: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -599,7 +601,11 @@ impl Vault {
     ) -> Result<Self> {
         options.kdf_limit.check_new(&kdf)?;
         if backend.exists()? {
-            return Err(Error::AlreadyExists(backend.location().into()));
+            // A vault that lost its header is reported as that, not as "a vault exists".
+            return Err(match backend.read_header() {
+                Err(e @ Error::Integrity { .. }) => e,
+                _ => Error::AlreadyExists(backend.location().into()),
+            });
         }
         let vault_id = VaultId::random()?;
         let master = Key256::generate()?;
@@ -661,6 +667,7 @@ impl Vault {
             header: RwLock::new(view),
             state: RwLock::new(State::empty(Arc::new(keys))),
             writer: Mutex::new(()),
+            accepted: Mutex::new(None),
         }
     }
 
@@ -846,6 +853,7 @@ impl Vault {
                 text.push_str(", and a header the log did not record");
             }
             tracing::warn!("{text}");
+            *sync::lock(&self.accepted) = Some(text.clone());
             payloads.push(Payload::Event(EventPayload {
                 kind: EventKind::RollbackAccepted,
                 time_ms: now_ms(),
@@ -1104,6 +1112,12 @@ impl Vault {
             tracing::warn!(error = %e, "automatic compaction failed");
         }
         Ok(result)
+    }
+
+    /// What opening with [`VaultOptions::accept_rollback`] accepted and recorded in the vault (an
+    /// older state, a header the log did not record), or `None` if there was nothing to accept.
+    pub fn accepted_rollback(&self) -> Option<String> {
+        sync::lock(&self.accepted).clone()
     }
 
     /// The vault's id.

@@ -491,6 +491,55 @@ fn a_hostile_kdf_slot_is_refused_before_running_it() {
     assert!(limit.refusal(&KdfParams::DEFAULT).is_none());
 }
 
+/// Found by the second hostile pass: the work limit was per slot, so several inserted slots,
+/// each within it, added up (two of 1 GiB x 4 passes took 9.5 s). The limit now bounds one open.
+#[test]
+fn extra_slots_cannot_add_up_past_the_work_limit() {
+    let d = TestDir::new();
+    drop(d.create());
+    let header_path = d.vault_dir().join("header");
+    let mut header = VaultHeader::decode(&std::fs::read(&header_path).unwrap()).unwrap();
+    // Each slot costs 16 MiB x 2 passes; the limit allows 40 MiB-passes for one open.
+    let each = KdfParams::for_key(16 * 1024, 2, 1).unwrap();
+    for id in [5, 6] {
+        let slot = KeySlot::create_with(
+            id,
+            &Key256::generate().unwrap(),
+            each,
+            [0; 16],
+            &Key256::generate().unwrap(),
+            &header.vault_id,
+            header.key_epoch,
+            None,
+        )
+        .unwrap();
+        header.slots.insert(0, slot);
+    }
+    std::fs::write(&header_path, header.encode()).unwrap();
+    let limit = KdfLimit {
+        max_memory_kib: 1024 * 1024,
+        max_cost: 40 * 1024,
+    };
+    assert!(
+        limit.refusal(&each).is_none(),
+        "each slot alone is within the limit"
+    );
+    let r = Vault::open(
+        d.backend(),
+        &secret(b"wrong"),
+        VaultOptions {
+            kdf_limit: limit,
+            ..d.options()
+        },
+    );
+    match r {
+        Err(Error::KdfLimit { slot: 5, detail }) => {
+            assert!(detail.contains("for one open"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Defect 8: a removed lock file made every command say "no vault"; a missing header made
 /// `create` overwrite the log; a deleted log was reported as a rotation.
 #[test]
@@ -512,7 +561,10 @@ fn missing_files_are_reported_exactly() {
     assert!(matches!(&r, Err(e) if e.is_integrity()), "{r:?}");
     let log_before = std::fs::read(log_path(&d.vault_dir())).unwrap();
     let r = Vault::create(d.backend(), &pass(), cheap_kdf(), d.options());
-    assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
+    assert!(
+        matches!(&r, Err(Error::Integrity { detail, .. }) if detail.contains("header file is missing")),
+        "{r:?}"
+    );
     assert_eq!(std::fs::read(log_path(&d.vault_dir())).unwrap(), log_before);
     std::fs::write(&header, &saved).unwrap();
 

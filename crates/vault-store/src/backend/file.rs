@@ -208,6 +208,14 @@ impl FileBackend {
         Ok(check == at.check)
     }
 
+    /// Why a vault cannot be created here: one exists, or one that lost its header does.
+    fn existing(&self) -> Error {
+        match self.read_header() {
+            Err(e @ Error::Integrity { .. }) => e,
+            _ => Error::AlreadyExists(self.dir.clone()),
+        }
+    }
+
     /// Names of the log files in the directory.
     fn log_names(&self) -> Result<Vec<String>> {
         match self.io.list_dir(&self.dir) {
@@ -281,7 +289,7 @@ impl Backend for FileBackend {
 
     fn create(&self, header: &[u8], key_epoch: u32, snapshot: &[u8]) -> Result<()> {
         if self.exists()? {
-            return Err(Error::AlreadyExists(self.dir.clone()));
+            return Err(self.existing());
         }
         self.io
             .create_dir_all(&self.dir)
@@ -299,7 +307,7 @@ impl Backend for FileBackend {
         }
         let _guard = self.lock(true, Duration::from_secs(10))?;
         if self.exists()? {
-            return Err(Error::AlreadyExists(self.dir.clone()));
+            return Err(self.existing());
         }
         // The header goes last: until it exists there is no vault. A failure before it is in
         // place removes the log again, so that a retry starts over (and a log without a header
