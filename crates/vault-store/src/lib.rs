@@ -31,23 +31,32 @@
 //! ```
 
 mod backend;
+mod batch;
+mod engine;
 mod error;
 pub mod io;
+mod keys;
 mod rollback;
+mod rotation;
+mod secrets;
+mod slots;
 mod sync;
-mod unlock;
 mod vault;
+mod verify;
 
 pub use backend::{
     Backend, CHECK_LEN, FileBackend, FileBackendOptions, LockGuard, MemoryBackend, Position,
     ReadOutcome, StoredFrame, Tail, Visit,
 };
+pub use batch::Batch;
+pub use engine::index::DEFAULT_MAX_VERSIONS;
+pub use engine::unlock::KdfLimit;
 pub use error::{Error, Result};
-pub use unlock::KdfLimit;
-pub use vault::{
-    Batch, DEFAULT_MAX_VERSIONS, KeyVersionInfo, Secret, SecretInfo, SetOptions, SlotInfo, Vault,
-    VaultOptions, VerifyReport, VersionInfo,
-};
+pub use keys::KeyVersionInfo;
+pub use secrets::{Secret, SecretInfo, SetOptions, VersionInfo};
+pub use slots::SlotInfo;
+pub use vault::{Vault, VaultOptions};
+pub use verify::VerifyReport;
 // What this crate's API takes and returns, re-exported so that a user needs no second vault
 // crate kept in step with this one.
 pub use vault_crypto::SecretBytes;

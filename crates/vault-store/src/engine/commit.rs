@@ -1,0 +1,221 @@
+//! The write transaction: every mutation starts in [`Engine::begin_write`], which takes the locks
+//! in the one documented order and checks the header, the log and the rollback record under
+//! them; commits are sealed into one frame and appended; compaction rewrites the log.
+
+use vault_crypto::mac::MAC_LEN;
+use vault_format::RecordEnvelope;
+use vault_format::log::{Frame, FrameType};
+use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
+
+use super::replay::State;
+use super::{Engine, HeaderView, binding, now_ms};
+use crate::backend::LockGuard;
+use crate::sync::{self, Arc, MutexGuard, RwLockWriteGuard};
+use crate::{Error, Result};
+
+/// A change prepared by a writer: payloads to seal and commit.
+pub(crate) type Prepared = Vec<Payload>;
+
+/// The locks of one write, taken in the one documented order (this handle's writer mutex, the
+/// backend's exclusive lock, the state lock) and released in reverse (fields drop in order).
+pub(crate) struct WriteTxn<'a> {
+    pub(crate) st: RwLockWriteGuard<'a, State>,
+    pub(crate) _backend: Box<dyn LockGuard + 'a>,
+    pub(crate) _writer: MutexGuard<'a, ()>,
+    /// The header as read under the lock.
+    pub(crate) view: HeaderView,
+}
+
+impl Engine {
+    /// Starts a write: takes the locks, re-reads the header under them, removes leftovers of
+    /// interrupted operations (once per handle), catches up with the log (discarding a torn
+    /// tail), and refuses to write over a rollback or a replaced header unless `accept`, in
+    /// which case the acceptance is committed here. Every mutation starts here.
+    pub(crate) fn begin_write(&self, accept: bool) -> Result<WriteTxn<'_>> {
+        let writer = sync::lock(&self.writer);
+        let guard = self.backend.lock_exclusive(self.options.lock_timeout)?;
+        let mut st = sync::write(&self.state);
+        if st.poisoned {
+            return Err(Error::Rekeyed);
+        }
+        let view = self.current_header(&st.keys)?;
+        if !st.cleaned {
+            self.backend.cleanup(view.header.key_epoch)?;
+            st.cleaned = true;
+        }
+        self.reload(&mut st, true)?;
+        // Checked before anything is written: a write must never overwrite the evidence.
+        let behind = self.rollback_behind(&st, accept)?;
+        if let (Some(r), false) = (behind, accept) {
+            return Err(Error::RollbackDetected {
+                vault_generation: st.generation,
+                recorded_generation: r,
+                record: self.rollback.path(),
+            });
+        }
+        let digest = view.digest();
+        let (confirm, foreign_header) = match st.index.header_binding(&digest) {
+            Ok(confirm) => (confirm, false),
+            Err(e) if accept => {
+                tracing::warn!(error = %e, "accepting the header as it is, as asked");
+                (true, true)
+            }
+            Err(e) => return Err(e),
+        };
+        let mut txn = WriteTxn {
+            st,
+            _backend: guard,
+            _writer: writer,
+            view,
+        };
+        let mut payloads = Vec::new();
+        if confirm {
+            payloads.push(binding(BindingPhase::Confirmed, digest));
+        }
+        let mut min_generation = 0;
+        if behind.is_some() || foreign_header {
+            let mut text = format!(
+                "accepted an older state: vault generation {}",
+                txn.st.generation
+            );
+            if let Some(r) = behind {
+                text.push_str(&format!(", rollback record {r}"));
+                // Continue above the recorded generation so the record stays monotonic.
+                min_generation = r + 1;
+            }
+            if foreign_header {
+                text.push_str(", and a header the log did not record");
+            }
+            tracing::warn!("{text}");
+            *sync::lock(&self.accepted) = Some(text.clone());
+            payloads.push(Payload::Event(EventPayload {
+                kind: EventKind::RollbackAccepted,
+                time_ms: now_ms(),
+                text,
+            }));
+        }
+        let wrote = !payloads.is_empty();
+        if wrote {
+            self.append_locked(&mut txn.st, payloads, min_generation)?;
+        }
+        if wrote || accept {
+            self.record_generation(&txn.st);
+        }
+        Ok(txn)
+    }
+
+    pub(crate) fn record_generation(&self, st: &State) {
+        if let Err(e) = self.rollback.store(
+            &self.vault_id,
+            &st.keys.rollback,
+            st.keys.epoch,
+            st.generation,
+        ) {
+            // The commit itself is durable; only rollback detection is weakened until the next
+            // successful update.
+            tracing::warn!(error = %e, "could not update the rollback record");
+        }
+    }
+
+    /// Seals `payloads` into one commit frame and appends it. Caller holds the writer lock and
+    /// an up-to-date `st`.
+    pub(crate) fn append_locked(
+        &self,
+        st: &mut State,
+        payloads: Prepared,
+        min_generation: u64,
+    ) -> Result<()> {
+        let keys = st.keys.clone();
+        let mut seq = st.max_seq;
+        let mut envs = Vec::with_capacity(payloads.len());
+        for p in &payloads {
+            seq += 1;
+            envs.push(RecordEnvelope::seal(
+                &keys.record,
+                &self.vault_id,
+                p.kind(),
+                seq,
+                &p.encode()?,
+            )?);
+        }
+        let generation = (st.generation + 1).max(min_generation);
+        let frame = Frame::seal(
+            &keys.mac,
+            &self.vault_id,
+            keys.epoch,
+            &st.last_mac,
+            FrameType::Commit,
+            generation,
+            envs,
+        );
+        let body = frame.encode()?;
+        match self.backend.append(keys.epoch, &st.pos, &body) {
+            Ok(pos) => {
+                let Frame { records, mac, .. } = frame;
+                for (env, p) in records.into_iter().zip(&payloads) {
+                    st.index.apply(Arc::new(env), p);
+                }
+                st.max_seq = seq;
+                st.generation = generation;
+                st.last_mac = mac;
+                st.pos = pos;
+                Ok(())
+            }
+            Err(e) => {
+                st.needs_reload = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs a write: takes the locks, catches up with the log, lets `prepare` validate against
+    /// the current state and produce payloads, commits them durably, then applies them.
+    pub(crate) fn write_txn<R>(
+        &self,
+        prepare: impl FnOnce(&State) -> Result<(Prepared, R)>,
+    ) -> Result<R> {
+        let mut txn = self.begin_write(false)?;
+        let st = &mut *txn.st;
+        let (payloads, result) = prepare(st)?;
+        if payloads.is_empty() {
+            return Ok(result);
+        }
+        self.append_locked(st, payloads, 0)?;
+        self.record_generation(st);
+        let compact = st.index.dead_bytes > self.options.auto_compact_bytes
+            && st.index.dead_bytes * 2 > st.index.total_bytes;
+        if compact && let Err(e) = self.compact_locked(st) {
+            // The commit is durable; compaction is an optimisation that will be retried.
+            tracing::warn!(error = %e, "automatic compaction failed");
+        }
+        Ok(result)
+    }
+
+    pub(crate) fn compact_locked(&self, st: &mut State) -> Result<()> {
+        let live = st.index.live();
+        let records: Vec<RecordEnvelope> = live.iter().map(|e| e.as_ref().clone()).collect();
+        let frame = Frame::seal(
+            &st.keys.mac,
+            &self.vault_id,
+            st.keys.epoch,
+            &[0; MAC_LEN],
+            FrameType::Snapshot,
+            st.generation,
+            records,
+        );
+        let body = frame.encode()?;
+        match self.backend.replace(st.keys.epoch, &body) {
+            Ok(pos) => {
+                st.pos = pos;
+                st.last_mac = frame.mac;
+                st.index.total_bytes = live.iter().map(|e| e.encoded_len() as u64).sum();
+                st.index.dead_bytes = 0;
+                Ok(())
+            }
+            Err(e) => {
+                st.needs_reload = true;
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The engine under the [`crate::Vault`] handle: the replicated view of the log and everything
+//! that reads, writes and recovers it. Modules here import only each other and lower crates,
+//! never the public API modules above them:
+//!
+//! - [`index`]: what the log says, as an in-memory index (pure).
+//! - [`subkeys`]: the per-purpose keys derived from the master key.
+//! - [`unlock`]: opening a header's key slots within the limit on key-derivation work.
+//! - [`replay`]: the view of the log ([`replay::State`]), catching up, frame checks, torn tails.
+//! - [`commit`]: the write transaction (locks in one order, catch-up, checks, append), compaction.
+//! - [`options`]: [`options::VaultOptions`], how a vault is opened.
+//! - [`recovery`]: the read-only open: header under the lock, header binding, rollback record.
+
+pub(crate) mod commit;
+pub(crate) mod index;
+pub(crate) mod options;
+pub(crate) mod recovery;
+pub(crate) mod replay;
+pub(crate) mod subkeys;
+pub(crate) mod unlock;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use vault_crypto::hash;
+use vault_format::payload::{BindingPhase, HeaderBindingPayload, Payload};
+use vault_format::{RecordEnvelope, VaultHeader, VaultId};
+
+use crate::backend::Backend;
+use crate::rollback::RollbackFile;
+use crate::sync::{Arc, Mutex, RwLock};
+use crate::{Error, Result};
+use options::VaultOptions;
+
+use replay::State;
+use subkeys::Keys;
+
+/// An open vault. `Send + Sync`: share it between threads behind an `Arc`.
+pub(crate) struct Engine {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) vault_id: VaultId,
+    pub(crate) options: VaultOptions,
+    pub(crate) rollback: RollbackFile,
+    pub(crate) header: RwLock<HeaderView>,
+    pub(crate) state: RwLock<State>,
+    /// Serialises this handle's writers; the backend's lock serialises processes.
+    pub(crate) writer: Mutex<()>,
+    /// What opening with `accept_rollback` accepted, if anything (the event's text).
+    pub(crate) accepted: Mutex<Option<String>>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) fn decode_header(bytes: &[u8], location: &str) -> Result<VaultHeader> {
+    VaultHeader::decode(bytes).map_err(|e| match e {
+        vault_format::Error::UnsupportedVersion { .. } => Error::Format(e),
+        other => Error::integrity(format!("vault header in {location}"), other.to_string()),
+    })
+}
+
+/// The header as this handle knows it, with the bytes it was decoded from.
+#[derive(Clone)]
+pub(crate) struct HeaderView {
+    pub(crate) header: VaultHeader,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl HeaderView {
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        hash::sha256(&[&self.bytes])
+    }
+}
+
+pub(crate) fn binding(phase: BindingPhase, digest: [u8; 32]) -> Payload {
+    Payload::HeaderBinding(HeaderBindingPayload { phase, digest })
+}
+
+pub(crate) fn payload_of(env: &RecordEnvelope, keys: &Keys, vault_id: &VaultId) -> Result<Payload> {
+    let plain = env.open(&keys.record, vault_id).map_err(|_| {
+        Error::integrity(
+            format!("record {}", env.sequence),
+            "the record does not authenticate: it was modified or does not belong to this vault",
+        )
+    })?;
+    Payload::decode(env.kind, plain.expose_secret()).map_err(|e| match e {
+        vault_format::Error::UnsupportedVersion { .. } => Error::Format(e),
+        other => Error::integrity(format!("record {}", env.sequence), other.to_string()),
+    })
+}
+
+impl Engine {
+    pub(crate) fn new(
+        backend: Arc<dyn Backend>,
+        view: HeaderView,
+        keys: Keys,
+        options: VaultOptions,
+    ) -> Self {
+        let vault_id = view.header.vault_id;
+        let rollback = RollbackFile::new(options.rollback_dir.as_deref(), &vault_id);
+        Self {
+            backend,
+            vault_id,
+            options,
+            rollback,
+            header: RwLock::new(view),
+            state: RwLock::new(State::empty(Arc::new(keys))),
+            writer: Mutex::new(()),
+            accepted: Mutex::new(None),
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! How a vault is opened or created: lock timeout, rollback checking, automatic compaction and
+//! the limit on key-derivation work.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::engine::unlock::KdfLimit;
+
+/// How a vault is opened or created.
+#[derive(Clone, Debug)]
+pub struct VaultOptions {
+    /// How long a writer waits for another process's write lock before [`Error::Busy`].
+    pub lock_timeout: Duration,
+    /// Directory holding rollback records; `None` turns rollback detection off (in-memory vaults).
+    pub rollback_dir: Option<PathBuf>,
+    /// Accept a vault older than its rollback record (after a deliberate restore). The acceptance
+    /// is recorded in the vault as an event.
+    pub accept_rollback: bool,
+    /// Compact automatically when the log holds more than this many bytes of superseded records
+    /// and they outweigh the live ones.
+    pub auto_compact_bytes: u64,
+    /// The most Argon2id work a key slot may ask for before it is tried (and the most a new
+    /// slot may be given).
+    pub kdf_limit: KdfLimit,
+}
+
+impl Default for VaultOptions {
+    fn default() -> Self {
+        Self {
+            lock_timeout: Duration::from_secs(10),
+            rollback_dir: None,
+            accept_rollback: false,
+            auto_compact_bytes: 8 << 20,
+            kdf_limit: KdfLimit::DEFAULT,
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Opening read-only: the header re-read under a reader lock, the log caught up, the header
+//! binding and the rollback record checked. Nothing in the vault is changed here.
+
+use super::replay::State;
+use super::subkeys::Keys;
+use super::{Engine, HeaderView, decode_header};
+use crate::rollback::Recorded;
+use crate::sync;
+use crate::{Error, Result};
+
+impl Engine {
+    /// Reads the log under a reader lock and checks the header binding and the rollback record.
+    pub(crate) fn open_log(&self) -> Result<()> {
+        if self.options.accept_rollback {
+            return self.begin_write(true).map(drop);
+        }
+        let _w = sync::lock(&self.writer);
+        let _g = self.backend.lock_shared(self.options.lock_timeout)?;
+        let mut st = sync::write(&self.state);
+        let view = self.current_header(&st.keys)?;
+        self.reload(&mut st, false)?;
+        st.index.header_binding(&view.digest())?;
+        match self.rollback_behind(&st, false)? {
+            Some(r) => Err(Error::RollbackDetected {
+                vault_generation: st.generation,
+                recorded_generation: r,
+                record: self.rollback.path(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the header (holding a backend lock) and checks it against this handle's keys,
+    /// adopting it if another process changed a key slot.
+    pub(crate) fn current_header(&self, keys: &Keys) -> Result<HeaderView> {
+        let bytes = self.backend.read_header()?;
+        {
+            let known = sync::read(&self.header);
+            if known.bytes == bytes {
+                return Ok(known.clone());
+            }
+        }
+        let header = decode_header(&bytes, &self.backend.location())?;
+        if header.vault_id != self.vault_id {
+            return Err(Error::integrity(
+                "vault header",
+                format!(
+                    "the header is of vault {}, not {}",
+                    header.vault_id, self.vault_id
+                ),
+            ));
+        }
+        if header.key_epoch > keys.epoch {
+            return Err(Error::Rekeyed);
+        }
+        if header.key_epoch < keys.epoch {
+            return Err(Error::integrity(
+                "vault header",
+                format!(
+                    "the header is of key epoch {}, older than epoch {} this vault was opened at: an older header was put back",
+                    header.key_epoch, keys.epoch
+                ),
+            ));
+        }
+        header.verify_mac_with_subkey(&keys.mac).map_err(|_| {
+            Error::integrity(
+                "vault header",
+                "the header MAC does not verify: the header was modified",
+            )
+        })?;
+        let view = HeaderView { header, bytes };
+        *sync::write(&self.header) = view.clone();
+        Ok(view)
+    }
+
+    /// The generation the rollback record shows as committed, if the vault is behind it.
+    /// `lenient`: an unreadable record is ignored (when accepting a rollback).
+    pub(crate) fn rollback_behind(&self, st: &State, lenient: bool) -> Result<Option<u64>> {
+        let recorded = match self
+            .rollback
+            .load(&self.vault_id, &st.keys.rollback, st.keys.epoch)
+        {
+            Ok(r) => r,
+            Err(e) if lenient => {
+                tracing::warn!(error = %e, "ignoring an unreadable rollback record, as asked");
+                Recorded::Nothing
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(match recorded {
+            Recorded::Generation(r) if r > st.generation => Some(r),
+            Recorded::NewerEpoch { generation, .. } => Some(generation.max(st.generation + 1)),
+            _ => None,
+        })
+    }
+}

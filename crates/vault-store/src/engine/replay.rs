@@ -1,0 +1,252 @@
+//! The replicated view of the log ([`State`]) and bringing it up to date: streaming the frames
+//! after a proven position, checking each against the chain, and judging the tail (torn or
+//! damaged, by `vault_format::log::classify_tail`).
+
+use vault_crypto::mac::MAC_LEN;
+use vault_format::RecordEnvelope;
+use vault_format::VaultHeader;
+use vault_format::log::{Frame, FrameType};
+use vault_format::payload::Payload;
+
+use super::index::Index;
+use super::subkeys::Keys;
+use super::{Engine, payload_of};
+use crate::backend::{Position, Tail, Visit};
+use crate::sync::{self, Arc};
+use crate::{Error, Result};
+
+/// The replicated view of the log.
+pub(crate) struct State {
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) index: Index,
+    pub(crate) pos: Position,
+    pub(crate) generation: u64,
+    pub(crate) last_mac: [u8; MAC_LEN],
+    /// Highest record sequence seen.
+    pub(crate) max_seq: u64,
+    /// Set after a failed commit: the next operation re-reads the log from the start.
+    pub(crate) needs_reload: bool,
+    /// Set after a master-key rotation failed midway: only reopening can tell which key is
+    /// current, so every operation fails with [`Error::Rekeyed`].
+    pub(crate) poisoned: bool,
+    /// Leftovers of interrupted operations were removed by this handle (once is enough).
+    pub(crate) cleaned: bool,
+}
+
+impl State {
+    pub(crate) fn empty(keys: Arc<Keys>) -> Self {
+        Self {
+            keys,
+            index: Index::default(),
+            pos: Position::default(),
+            generation: 0,
+            last_mac: [0; MAC_LEN],
+            max_seq: 0,
+            needs_reload: false,
+            poisoned: false,
+            cleaned: false,
+        }
+    }
+}
+
+/// Why a frame was not accepted.
+pub(crate) enum FrameError {
+    /// It does not parse or does not authenticate: damage, or part of a torn tail.
+    Unauthentic(Error),
+    /// It authenticates but breaks a rule of the log: written by a holder of the key, never torn.
+    Invalid(Error),
+}
+
+/// Applies an accepted frame to `st`.
+pub(crate) fn apply_frame(
+    st: &mut State,
+    frame: &Frame,
+    decoded: Vec<(Arc<RecordEnvelope>, Payload)>,
+    end: Position,
+) {
+    for (env, p) in decoded {
+        st.max_seq = st.max_seq.max(env.sequence);
+        st.index.apply(env, &p);
+    }
+    st.generation = frame.generation;
+    st.last_mac = frame.mac;
+    st.pos = end;
+}
+
+/// The error for a damaged log tail: the frame that failed, or the bytes that no interrupted
+/// commit can leave.
+pub(crate) fn damage(failure: Option<Error>, location: &str) -> Error {
+    failure.unwrap_or_else(|| {
+        Error::integrity(
+            format!("log in {location}"),
+            "the log continues after its last frame with more bytes than an interrupted commit can leave",
+        )
+    })
+}
+
+impl Engine {
+    /// `e`, or [`Error::Rekeyed`] if the header shows that the master key was rotated past
+    /// `epoch` (which explains a missing or replaced log).
+    pub(crate) fn rekeyed_or(&self, e: Error, epoch: u32) -> Error {
+        if matches!(e, Error::Rekeyed) {
+            return e;
+        }
+        match self
+            .backend
+            .read_header()
+            .ok()
+            .and_then(|b| VaultHeader::decode(&b).ok())
+        {
+            Some(h) if h.key_epoch > epoch => Error::Rekeyed,
+            _ => e,
+        }
+    }
+
+    /// Brings `st` up to date with the backend. `writer`: the caller holds the writer lock, so a
+    /// torn tail is cut off; a reader leaves it (a read-only command never modifies the vault).
+    pub(crate) fn reload(&self, st: &mut State, writer: bool) -> Result<()> {
+        if st.poisoned {
+            return Err(Error::Rekeyed);
+        }
+        let since = if st.needs_reload {
+            Position::default()
+        } else {
+            st.pos
+        };
+        let keys = st.keys.clone();
+        // A read from the start builds the new view aside, so a failure leaves the old one.
+        let mut fresh: Option<State> = None;
+        let mut failure: Option<Error> = None;
+        let out = self.backend.read(keys.epoch, &since, &mut |f| {
+            let target: &mut State = if f.from_start {
+                fresh.get_or_insert_with(|| State::empty(keys.clone()))
+            } else {
+                &mut *st
+            };
+            match self.check_frame(target, &f.body) {
+                Ok((frame, decoded)) => {
+                    apply_frame(target, &frame, decoded, f.end);
+                    Ok(Visit::Continue)
+                }
+                Err(FrameError::Unauthentic(e)) => {
+                    failure = Some(e);
+                    Ok(Visit::Stop)
+                }
+                Err(FrameError::Invalid(e)) => Err(e),
+            }
+        });
+        let out = out.map_err(|e| self.rekeyed_or(e, keys.epoch))?;
+        let location = self.backend.location();
+        if out.reset {
+            let mut f = fresh.unwrap_or_else(|| State::empty(keys.clone()));
+            f.cleaned = st.cleaned;
+            if f.generation == 0 {
+                let why = failure.map_or_else(String::new, |e| format!(" ({e})"));
+                return Err(Error::integrity(
+                    format!("log in {location}"),
+                    format!("the log holds no snapshot frame{why}"),
+                ));
+            }
+            if out.tail == Tail::Damaged {
+                return Err(damage(failure, &location));
+            }
+            *st = f;
+        } else if out.tail == Tail::Damaged {
+            return Err(damage(failure, &location));
+        }
+        if out.tail == Tail::Torn {
+            if writer {
+                tracing::warn!(
+                    at = st.pos.offset,
+                    "discarding a torn log tail left by an interrupted commit"
+                );
+                self.backend.truncate(st.keys.epoch, &st.pos)?;
+            } else {
+                tracing::debug!("log has a torn tail; the next writer will discard it");
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes, authenticates and decrypts one frame against the chain so far.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn check_frame(
+        &self,
+        st: &State,
+        body: &[u8],
+    ) -> std::result::Result<(Frame, Vec<(Arc<RecordEnvelope>, Payload)>), FrameError> {
+        let keys = &st.keys;
+        let frame = Frame::decode(body)
+            .map_err(|e| FrameError::Unauthentic(Error::integrity("log frame", e.to_string())))?;
+        frame
+            .verify(body, &keys.mac, &self.vault_id, keys.epoch, &st.last_mac)
+            .map_err(|_| {
+                FrameError::Unauthentic(Error::integrity(
+                    format!("log frame at generation {}", frame.generation),
+                    "the frame does not authenticate: the log was modified, reordered or truncated in the middle",
+                ))
+            })?;
+        let invalid =
+            |object: String, detail: String| FrameError::Invalid(Error::integrity(object, detail));
+        let first = st.generation == 0;
+        match (first, frame.frame_type) {
+            (true, FrameType::Snapshot) | (false, FrameType::Commit) => {}
+            (true, FrameType::Commit) => {
+                return Err(invalid(
+                    "log".into(),
+                    "the log does not start with a snapshot".into(),
+                ));
+            }
+            (false, FrameType::Snapshot) => {
+                return Err(invalid(
+                    "log".into(),
+                    "a snapshot frame in the middle of the log".into(),
+                ));
+            }
+        }
+        if frame.generation <= st.generation {
+            return Err(invalid(
+                "log".into(),
+                format!(
+                    "generation {} does not follow generation {}",
+                    frame.generation, st.generation
+                ),
+            ));
+        }
+        let mut max_seq = st.max_seq;
+        let mut decoded = Vec::with_capacity(frame.records.len());
+        for env in &frame.records {
+            if env.sequence <= max_seq {
+                return Err(invalid(
+                    format!("record {}", env.sequence),
+                    "record sequence numbers are not increasing".into(),
+                ));
+            }
+            max_seq = env.sequence;
+            let p = payload_of(env, keys, &self.vault_id).map_err(FrameError::Invalid)?;
+            decoded.push((Arc::new(env.clone()), p));
+        }
+        Ok((frame, decoded))
+    }
+
+    /// Notices commits by other handles or processes before a read.
+    pub(crate) fn refresh(&self) -> Result<()> {
+        let (epoch, pos, needs) = {
+            let st = sync::read(&self.state);
+            if st.poisoned {
+                return Err(Error::Rekeyed);
+            }
+            (st.keys.epoch, st.pos, st.needs_reload)
+        };
+        if !needs && !self.backend.changed(epoch, &pos)? {
+            return Ok(());
+        }
+        // Backend lock before the state lock, always: a writer holds them in that order.
+        let _g = self.backend.lock_shared(self.options.lock_timeout)?;
+        let mut st = sync::write(&self.state);
+        if st.pos != pos && !st.needs_reload {
+            return Ok(()); // another thread caught up meanwhile
+        }
+        self.reload(&mut st, false)
+    }
+}

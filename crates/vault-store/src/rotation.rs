@@ -1,0 +1,124 @@
+//! Master-key rotation: every live record re-encrypted under a new master key into the log of a
+//! new key epoch, and the header switched to it atomically.
+
+use vault_crypto::mac::MAC_LEN;
+use vault_crypto::{Key256, SecretBytes};
+use vault_format::log::{Frame, FrameType};
+use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
+use vault_format::{KeySlot, RecordEnvelope, VaultHeader};
+
+use crate::engine::replay::State;
+use crate::engine::subkeys::Keys;
+use crate::engine::unlock;
+use crate::engine::{HeaderView, binding, now_ms, payload_of};
+use crate::sync::{self, Arc};
+use crate::vault::Vault;
+use crate::{Error, Result};
+
+impl Vault {
+    /// Replaces the master key: re-encrypts every live record under a new one, writes them as
+    /// the log of a new key epoch and switches the header to it atomically. Only the slot that
+    /// `passphrase` opens can be carried over; other slots are refused unless
+    /// `drop_other_slots`.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`]; [`Error::Invalid`] if other slots exist; storage errors (the
+    /// old key and log then stay current).
+    pub fn rotate_master_key(
+        &self,
+        passphrase: &SecretBytes,
+        drop_other_slots: bool,
+    ) -> Result<()> {
+        let mut txn = self.e.begin_write(false)?;
+        let header = txn.view.header.clone();
+        let st = &mut *txn.st;
+        let (_old_master, slot_id) =
+            unlock::unlock(&header, passphrase, &self.e.options.kdf_limit)?;
+        let old_slot = header
+            .slot(slot_id)
+            .ok_or_else(|| Error::integrity("vault header", "unlocked slot vanished"))?
+            .clone();
+        let others = header.slots.len() - 1;
+        if others > 0 && !drop_other_slots {
+            return Err(Error::invalid(
+                "key slots",
+                format!(
+                    "{others} other key slot(s) cannot be carried over to a new master key without their passphrases; remove them first or drop them explicitly"
+                ),
+            ));
+        }
+        let epoch = header
+            .key_epoch
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("key epoch", "no more key epochs"))?;
+        let master = Key256::generate()?;
+        let keys = Keys::derive(&master, &self.e.vault_id, epoch, slot_id);
+        let slot = KeySlot::create(
+            slot_id,
+            passphrase.expose_secret(),
+            old_slot.kdf,
+            &master,
+            &self.e.vault_id,
+            epoch,
+        )?;
+        let new_header = VaultHeader::new(self.e.vault_id, epoch, vec![slot], &master)?;
+        drop(master);
+        let view = HeaderView {
+            bytes: new_header.encode(),
+            header: new_header,
+        };
+        let mut records = Vec::new();
+        for env in st.index.live() {
+            // The new log vouches for the new header only.
+            if env.kind == vault_format::RecordKind::HeaderBinding {
+                continue;
+            }
+            let p = payload_of(&env, &st.keys, &self.e.vault_id)?;
+            records.push(RecordEnvelope::seal(
+                &keys.record,
+                &self.e.vault_id,
+                env.kind,
+                env.sequence,
+                &p.encode()?,
+            )?);
+        }
+        let event = Payload::Event(EventPayload {
+            kind: EventKind::MasterKeyRotated,
+            time_ms: now_ms(),
+            text: format!("master key rotated to key epoch {epoch}"),
+        });
+        let bound = binding(BindingPhase::Confirmed, view.digest());
+        for (seq, p) in (st.max_seq + 1..).zip([&event, &bound]) {
+            records.push(RecordEnvelope::seal(
+                &keys.record,
+                &self.e.vault_id,
+                p.kind(),
+                seq,
+                &p.encode()?,
+            )?);
+        }
+        let generation = st.generation + 1;
+        let frame = Frame::seal(
+            &keys.mac,
+            &self.e.vault_id,
+            epoch,
+            &[0; MAC_LEN],
+            FrameType::Snapshot,
+            generation,
+            records,
+        );
+        if let Err(e) = self.e.backend.rekey(epoch, &frame.encode()?, &view.bytes) {
+            // The header may or may not have switched to the new key: this handle can no longer
+            // tell which log is current, so it stops; reopening resolves it from the header.
+            st.poisoned = true;
+            return Err(e);
+        }
+        *sync::write(&self.e.header) = view;
+        let mut fresh = State::empty(Arc::new(keys));
+        fresh.cleaned = true;
+        self.e.reload(&mut fresh, true)?;
+        *st = fresh;
+        self.e.record_generation(st);
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! Key slots: listing them, and header changes (passphrase changed, slot added or removed), each
+//! logged as an intent, written, then confirmed (docs/FORMAT.md, "Header binding").
+
+use vault_crypto::kdf::KdfParams;
+use vault_crypto::{Key256, SecretBytes};
+use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
+use vault_format::{KeySlot, VaultHeader};
+
+use crate::engine::unlock;
+use crate::engine::{HeaderView, binding, now_ms};
+use crate::sync;
+use crate::vault::Vault;
+use crate::{Error, Result};
+
+/// A key slot as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// Slot id.
+    pub id: u8,
+    /// Its Argon2id parameters.
+    pub kdf: KdfParams,
+    /// Whether this handle was unlocked with it.
+    pub in_use: bool,
+}
+
+impl Vault {
+    /// The key slots.
+    pub fn slots(&self) -> Vec<SlotInfo> {
+        let in_use = sync::read(&self.e.state).keys.slot_id;
+        sync::read(&self.e.header)
+            .header
+            .slots
+            .iter()
+            .map(|s| SlotInfo {
+                id: s.id,
+                kdf: s.kdf,
+                in_use: s.id == in_use,
+            })
+            .collect()
+    }
+
+    /// Runs `change` on the header as read under the writer lock, with the master key unlocked
+    /// by `current`, then replaces the header: the log first records the intent to switch to the
+    /// new header (so a crash leaves a header the log vouches for either way), then the header is
+    /// written, then the log confirms it and records the event.
+    fn modify_header<R>(
+        &self,
+        current: &SecretBytes,
+        event: &str,
+        change: impl FnOnce(&mut VaultHeader, &Key256, u8) -> Result<R>,
+    ) -> Result<R> {
+        let mut txn = self.e.begin_write(false)?;
+        let mut header = txn.view.header.clone();
+        let (master, slot_id) = unlock::unlock(&header, current, &self.e.options.kdf_limit)?;
+        let result = change(&mut header, &master, slot_id)?;
+        header.seal(&master);
+        drop(master);
+        let view = HeaderView {
+            bytes: header.encode(),
+            header,
+        };
+        let digest = view.digest();
+        let st = &mut *txn.st;
+        self.e
+            .append_locked(st, vec![binding(BindingPhase::Intent, digest)], 0)?;
+        self.e.record_generation(st);
+        self.e.backend.write_header(&view.bytes)?;
+        *sync::write(&self.e.header) = view;
+        let e = Payload::Event(EventPayload {
+            kind: EventKind::KeySlotChanged,
+            time_ms: now_ms(),
+            text: event.to_string(),
+        });
+        // The header change is durable and is what the caller asked for; the confirmation (the
+        // next writer confirms it otherwise) and the audit event are best effort after it.
+        match self
+            .e
+            .append_locked(st, vec![binding(BindingPhase::Confirmed, digest), e], 0)
+        {
+            Ok(()) => self.e.record_generation(st),
+            Err(err) => tracing::warn!(error = %err, "could not record the key-slot event"),
+        }
+        Ok(result)
+    }
+
+    /// Changes the passphrase of the slot that `current` opens (no data is re-encrypted).
+    /// `kdf` defaults to the slot's current parameters.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`]; storage errors (the old header then stays in place).
+    pub fn change_passphrase(
+        &self,
+        current: &SecretBytes,
+        new: &SecretBytes,
+        kdf: Option<KdfParams>,
+    ) -> Result<()> {
+        let vault_id = self.e.vault_id;
+        if let Some(k) = &kdf {
+            self.e.options.kdf_limit.check_new(k)?;
+        }
+        self.modify_header(current, "passphrase changed", |h, master, slot_id| {
+            let epoch = h.key_epoch;
+            let slot = h
+                .slots
+                .iter_mut()
+                .find(|s| s.id == slot_id)
+                .ok_or_else(|| Error::integrity("vault header", "unlocked slot vanished"))?;
+            *slot = KeySlot::create(
+                slot_id,
+                new.expose_secret(),
+                kdf.unwrap_or(slot.kdf),
+                master,
+                &vault_id,
+                epoch,
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Adds a key slot for another passphrase (e.g. a recovery passphrase); returns its id.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`] for `current`; [`Error::Invalid`] if all 8 slots are used.
+    pub fn add_passphrase(
+        &self,
+        current: &SecretBytes,
+        new: &SecretBytes,
+        kdf: KdfParams,
+    ) -> Result<u8> {
+        let vault_id = self.e.vault_id;
+        self.e.options.kdf_limit.check_new(&kdf)?;
+        self.modify_header(current, "key slot added", |h, master, _| {
+            let id = h
+                .free_slot_id()
+                .ok_or_else(|| Error::invalid("key slot", "all 8 key slots are in use"))?;
+            let slot =
+                KeySlot::create(id, new.expose_secret(), kdf, master, &vault_id, h.key_epoch)?;
+            h.slots.push(slot);
+            Ok(id)
+        })
+    }
+
+    /// Removes key slot `id`. The last slot cannot be removed.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`] for `current`; [`Error::NotFound`]; [`Error::Invalid`] for the
+    /// last slot.
+    pub fn remove_slot(&self, current: &SecretBytes, id: u8) -> Result<()> {
+        self.modify_header(current, &format!("key slot {id} removed"), |h, _, _| {
+            if h.slot(id).is_none() {
+                return Err(Error::NotFound {
+                    what: format!("key slot {id}"),
+                });
+            }
+            if h.slots.len() == 1 {
+                return Err(Error::invalid(
+                    "key slot",
+                    "the last key slot cannot be removed",
+                ));
+            }
+            h.slots.retain(|s| s.id != id);
+            Ok(())
+        })
+    }
+}
