@@ -9,7 +9,7 @@ use crate::engine::unlock::KdfLimit;
 /// How a vault is opened or created.
 #[derive(Clone, Debug)]
 pub struct VaultOptions {
-    /// How long a writer waits for another process's write lock before [`Error::Busy`].
+    /// How long a writer waits for another process's write lock before [`crate::Error::Busy`].
     pub lock_timeout: Duration,
     /// Directory holding rollback records; `None` turns rollback detection off (in-memory vaults).
     pub rollback_dir: Option<PathBuf>,
