@@ -59,6 +59,32 @@ pub trait Io: Send + Sync + 'static {
     fn stamp(&self, path: &Path) -> io::Result<FileStamp>;
     /// Names of the entries in a directory.
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Opens the lock file read-write (creating it, mode 0600, if `create`), for `flock`.
+    fn open_lock(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoLock>>;
+}
+
+/// An open lock file.
+pub trait IoLock: Send + Sync {
+    /// Takes the `flock` (exclusive or shared) without waiting: `Ok(false)` if another holder
+    /// prevents it. Released when this is dropped.
+    fn try_lock(&self, exclusive: bool) -> io::Result<bool>;
+}
+
+struct RealLock(File);
+
+impl IoLock for RealLock {
+    fn try_lock(&self, exclusive: bool) -> io::Result<bool> {
+        let r = if exclusive {
+            self.0.try_lock()
+        } else {
+            self.0.try_lock_shared()
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(fs::TryLockError::WouldBlock) => Ok(false),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
 }
 
 /// Opens an existing regular file. `O_NONBLOCK` keeps a FIFO (or device) put in a vault file's
@@ -155,6 +181,15 @@ impl Io for RealIo {
     }
     fn stamp(&self, path: &Path) -> io::Result<FileStamp> {
         Ok(stamp_of(&fs::metadata(path)?))
+    }
+    fn open_lock(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoLock>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Box::new(RealLock(f)))
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
@@ -372,5 +407,8 @@ impl Io for SharedFaultyIo {
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         self.0.inner.list_dir(path)
+    }
+    fn open_lock(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoLock>> {
+        self.0.inner.open_lock(path, create)
     }
 }

@@ -1,8 +1,5 @@
 //! Keeping the rollback record (FORMAT.md §8) in a state directory outside the vault directory.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use vault_crypto::Key256;
@@ -12,6 +9,7 @@ use vault_format::rollback::{
     decode_rollback_file, encode_rollback_file,
 };
 
+use crate::io::{Io, RealIo};
 use crate::{Error, Result};
 
 /// What the rollback record says about a vault.
@@ -49,15 +47,15 @@ impl RollbackFile {
     }
 
     fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
-        let mut f = match crate::io::open_regular(path, false) {
+        let f = match RealIo.open_read(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("opening", path, e)),
         };
-        let mut buf = Vec::with_capacity(ROLLBACK_FILE_LEN);
-        (&mut f)
-            .take(ROLLBACK_FILE_LEN as u64 + 1)
-            .read_to_end(&mut buf)
+        let len = f.stamp().map_err(|e| Error::io("reading", path, e))?.len;
+        // One byte more than the format's length is enough to tell the file is too long.
+        let mut buf = vec![0u8; len.min(ROLLBACK_FILE_LEN as u64 + 1) as usize];
+        f.read_exact_at(&mut buf, 0)
             .map_err(|e| Error::io("reading", path, e))?;
         Ok(Some(buf))
     }
@@ -152,9 +150,8 @@ impl RollbackFile {
             })
         });
         if both_current {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(path)
+            let f = RealIo
+                .open_rw(path)
                 .map_err(|e| Error::io("opening", path, e))?;
             let offset = ROLLBACK_SLOTS_OFFSET + (counter % 2) as usize * ROLLBACK_SLOT_LEN;
             return f
@@ -162,26 +159,23 @@ impl RollbackFile {
                 .map_err(|e| Error::io("writing", path, e));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
+        RealIo
+            .create_dir_all(dir)
             .map_err(|e| Error::io("creating directory", dir, e))?;
         let bytes = encode_rollback_file(vault_id, [&slot, &slot]);
         let tmp = path.with_extension("rollback.tmp");
-        let _ = fs::remove_file(&tmp);
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
+        let _ = RealIo.remove(&tmp);
+        let f = RealIo
+            .create_new(&tmp)
             .map_err(|e| Error::io("creating", &tmp, e))?;
         f.write_all_at(&bytes, 0)
             .and_then(|()| f.sync_all())
             .map_err(|e| Error::io("writing", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| Error::io("renaming", path, e))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
+        RealIo
+            .rename(&tmp, path)
+            .map_err(|e| Error::io("renaming", path, e))?;
+        RealIo
+            .sync_dir(dir)
             .map_err(|e| Error::io("syncing directory", dir, e))
     }
 }

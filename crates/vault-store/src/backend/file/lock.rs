@@ -1,0 +1,53 @@
+//! Locking a vault directory: `flock` on the `lock` file, which is never renamed (locking a file
+//! that a rename replaces excludes no one), retried with backoff until a timeout.
+
+use std::time::{Duration, Instant};
+
+use super::{FileBackend, LOCK};
+use crate::backend::{Backend, LockGuard};
+use crate::io::IoLock;
+use crate::{Error, Result};
+
+/// Held while alive: closing the descriptor releases the `flock`.
+struct FileLock(#[allow(dead_code)] Box<dyn IoLock>);
+
+impl FileBackend {
+    pub(super) fn lock(
+        &self,
+        exclusive: bool,
+        timeout: Duration,
+    ) -> Result<Box<dyn LockGuard + '_>> {
+        let path = self.path(LOCK);
+        let open = |create: bool| self.io.open_lock(&path, create);
+        let f = match open(false) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !self.exists()? {
+                    return Err(Error::NoVault(self.dir.clone()));
+                }
+                // Someone removed the lock file of an existing vault. It holds no data, so it is
+                // recreated (never exclusively: two processes doing this at once share one file).
+                tracing::warn!(file = %path.display(), "the lock file was missing; recreating it");
+                open(true).map_err(|e| Error::io("creating", &path, e))?
+            }
+            Err(e) => return Err(Error::io("opening", &path, e)),
+        };
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            match f.try_lock(exclusive) {
+                Ok(true) => return Ok(Box::new(FileLock(f))),
+                Ok(false) => {}
+                Err(e) => return Err(Error::io("locking", &path, e)),
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(Error::Busy {
+                    waited_ms: waited.as_millis() as u64,
+                });
+            }
+            std::thread::sleep(pause.min(timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+}

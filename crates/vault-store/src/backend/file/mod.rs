@@ -1,0 +1,279 @@
+//! The vault in a directory:
+//!
+//! ```text
+//! DIR/            0700
+//!   header        the vault header (VHDR); replaced atomically when a key slot changes
+//!   log.<epoch>   the log (VLOG) of the current key epoch: commit frames, appended and fsynced
+//!   lock          never renamed: flock'ed exclusive by writers, shared by readers
+//!   *.tmp         a compaction, rotation or header write in progress (removed by the next
+//!                 writer)
+//! ```
+//!
+//! [`lock`] takes the directory's lock, [`log`] reads and writes the log, [`leftovers`] tells what
+//! is in the directory and cleans up after interrupted operations.
+//!
+//! Commit protocol: under the exclusive lock, write the frame at the end of the log with one
+//! `pwrite`, then `fdatasync`; only then is the commit acknowledged. If either fails, the
+//! partial frame is cut off through a fresh descriptor (fsync is never retried on the descriptor
+//! whose fsync failed: after a failed fsync the kernel may have dropped the dirty pages and a
+//! second fsync would report success for data that is not on disk), and the commit fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc as StdArc;
+use std::time::Duration;
+
+use super::{Backend, LockGuard, Position, ReadOutcome, StoredFrame, Visit};
+use crate::io::{Io, RealIo};
+use crate::{Error, Result};
+
+mod leftovers;
+mod lock;
+mod log;
+
+const HEADER: &str = "header";
+const LOCK: &str = "lock";
+
+/// Options for a [`FileBackend`].
+#[derive(Clone)]
+pub struct FileBackendOptions {
+    /// The I/O layer (tests inject faults here).
+    pub io: StdArc<dyn Io>,
+}
+
+impl Default for FileBackendOptions {
+    fn default() -> Self {
+        Self {
+            io: StdArc::new(RealIo),
+        }
+    }
+}
+
+/// A vault stored in a directory (see the module docs for the layout and commit protocol).
+pub struct FileBackend {
+    dir: PathBuf,
+    io: StdArc<dyn Io>,
+}
+
+impl std::fmt::Debug for FileBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileBackend")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl FileBackend {
+    /// A backend for the vault in `dir` (which need not exist yet).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self::with_options(dir, FileBackendOptions::default())
+    }
+
+    /// As [`FileBackend::new`], with options.
+    pub fn with_options(dir: impl Into<PathBuf>, options: FileBackendOptions) -> Self {
+        Self {
+            dir: dir.into(),
+            io: options.io,
+        }
+    }
+
+    /// The vault directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the log of `epoch`.
+    pub fn log_path(&self, epoch: u32) -> PathBuf {
+        self.dir.join(format!("log.{epoch}"))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn io_err(&self, op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.to_path_buf();
+        move |e| Error::io(op, path, e)
+    }
+
+    /// Writes `bytes` to `name.tmp`, fsyncs it, renames it over `name`, fsyncs the directory.
+    fn replace_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let tmp = self.path(&format!("{name}.tmp"));
+        let dst = self.path(name);
+        // A stale temp file is from an interrupted operation of a writer that no longer holds
+        // the lock (we do); create_new below must not follow or reuse it.
+        let _ = self.io.remove(&tmp);
+        let result = (|| {
+            let f = self
+                .io
+                .create_new(&tmp)
+                .map_err(self.io_err("creating", &tmp))?;
+            f.write_all_at(bytes, 0)
+                .map_err(self.io_err("writing", &tmp))?;
+            f.sync_all().map_err(self.io_err("syncing", &tmp))?;
+            drop(f);
+            self.io
+                .rename(&tmp, &dst)
+                .map_err(self.io_err("renaming into place", &dst))
+        })();
+        if let Err(e) = result {
+            let _ = self.io.remove(&tmp);
+            return Err(e);
+        }
+        // The rename happened; if the directory fsync fails we cannot know whether it is durable,
+        // so report the failure (the caller does not acknowledge).
+        self.io
+            .sync_dir(&self.dir)
+            .map_err(self.io_err("syncing directory", &self.dir))
+    }
+}
+
+impl Backend for FileBackend {
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn exists(&self) -> Result<bool> {
+        let header = self.path(HEADER);
+        match self.io.stamp(&header) {
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("checking", &header, e)),
+        }
+        Ok(!self.log_names()?.is_empty())
+    }
+
+    fn create(&self, header: &[u8], key_epoch: u32, snapshot: &[u8]) -> Result<()> {
+        if self.exists()? {
+            return Err(self.existing());
+        }
+        self.io
+            .create_dir_all(&self.dir)
+            .map_err(self.io_err("creating directory", &self.dir))?;
+        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.io
+                .sync_dir(parent)
+                .map_err(self.io_err("syncing directory", parent))?;
+        }
+        let lock_path = self.path(LOCK);
+        match self.io.create_new(&lock_path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("creating", &lock_path, e)),
+        }
+        let _guard = self.lock(true, Duration::from_secs(10))?;
+        if self.exists()? {
+            return Err(self.existing());
+        }
+        // The header goes last: until it exists there is no vault. A failure before it is in
+        // place removes the log again, so that a retry starts over (and a log without a header
+        // otherwise means a lost header, which `create` refuses to paper over).
+        let log_name = format!("log.{key_epoch}");
+        let result = self
+            .replace_file(&log_name, &Self::log_bytes(key_epoch, snapshot)?)
+            .and_then(|()| self.replace_file(HEADER, header));
+        if result.is_err() && !self.path(HEADER).exists() {
+            let _ = self.io.remove(&self.path(&log_name));
+        }
+        result
+    }
+
+    fn read_header(&self) -> Result<Vec<u8>> {
+        let path = self.path(HEADER);
+        let f = match self.io.open_read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let logs = self.log_names()?;
+                return Err(match logs.first() {
+                    None => Error::NoVault(self.dir.clone()),
+                    Some(log) => Error::integrity(
+                        path.display().to_string(),
+                        format!(
+                            "the header file is missing but {log} is there: the header was lost (restore it from a backup) or a vault creation was killed midway (then remove the directory); a new vault will not be created over it"
+                        ),
+                    ),
+                });
+            }
+            Err(e) => return Err(Error::io("opening", &path, e)),
+        };
+        let len = f.stamp().map_err(self.io_err("reading", &path))?.len;
+        if len > vault_format::MAX_HEADER_LEN as u64 {
+            return Err(Error::integrity(
+                path.display().to_string(),
+                format!(
+                    "header file is {len} bytes, over the format's maximum of {}",
+                    vault_format::MAX_HEADER_LEN
+                ),
+            ));
+        }
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, 0)
+            .map_err(self.io_err("reading", &path))?;
+        Ok(buf)
+    }
+
+    fn write_header(&self, header: &[u8]) -> Result<()> {
+        self.replace_file(HEADER, header)
+    }
+
+    fn lock_exclusive(&self, timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
+        self.lock(true, timeout)
+    }
+
+    fn lock_shared(&self, timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
+        self.lock(false, timeout)
+    }
+
+    fn replace(&self, key_epoch: u32, snapshot: &[u8]) -> Result<Position> {
+        self.write_log(key_epoch, snapshot)
+    }
+
+    fn rekey(&self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Position> {
+        let old_epoch = new_epoch.wrapping_sub(1);
+        let new_log = self.log_path(new_epoch);
+        let pos = match self.write_log(new_epoch, snapshot) {
+            Ok(pos) => pos,
+            Err(e) => {
+                let _ = self.io.remove(&new_log);
+                return Err(e);
+            }
+        };
+        // The commit point: until the new header is in place the old key and log are current.
+        if let Err(e) = self.replace_file(HEADER, header) {
+            // Unless the rename happened (only its directory fsync failed, and the new header may
+            // be current), the new log is garbage under a key nobody has: remove it.
+            if self.read_header().ok().as_deref() != Some(header) {
+                let _ = self.io.remove(&new_log);
+            }
+            return Err(e);
+        }
+        // If this fails, the next writer's cleanup removes the old log.
+        let _ = self.io.remove(&self.log_path(old_epoch));
+        let _ = self.io.sync_dir(&self.dir);
+        Ok(pos)
+    }
+
+    fn changed(&self, key_epoch: u32, since: &Position) -> Result<bool> {
+        self.changed_log(key_epoch, since)
+    }
+
+    fn read(
+        &self,
+        key_epoch: u32,
+        since: &Position,
+        visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
+    ) -> Result<ReadOutcome> {
+        self.read_log(key_epoch, since, visit)
+    }
+
+    fn append(&self, key_epoch: u32, at: &Position, body: &[u8]) -> Result<Position> {
+        self.append_frame(key_epoch, at, body)
+    }
+
+    fn truncate(&self, key_epoch: u32, at: &Position) -> Result<()> {
+        self.truncate_log(key_epoch, at)
+    }
+
+    fn cleanup(&self, current_epoch: u32) -> Result<()> {
+        self.remove_leftovers(current_epoch)
+    }
+}
