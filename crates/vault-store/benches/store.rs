@@ -2,6 +2,8 @@
 //! same run, open and get latency, and batched throughput. Prints Markdown rows for
 //! docs/BENCHMARKS.md. Not a test: nothing here asserts a time.
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

@@ -1,5 +1,7 @@
 //! Hostile and unlucky conditions: rollback, tampering, truncation, many threads, a full disk.
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

@@ -4,6 +4,8 @@
 //! failure the "device" heals and the vault is reopened with real I/O: it must open, hold exactly
 //! the last acknowledged state, and have no leftover temp files.
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

@@ -1,5 +1,7 @@
 //! Behaviour of the engine through its public API, on both backends.
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

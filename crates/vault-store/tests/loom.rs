@@ -3,6 +3,8 @@
 //! when every lock in the crate is loom's.
 #![cfg(vault_loom)]
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

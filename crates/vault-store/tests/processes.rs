@@ -2,6 +2,8 @@
 //! points. The children are this test binary re-run with an environment variable naming their
 //! job, so they use exactly the public API under test.
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

@@ -2,6 +2,8 @@
 //! failed on the engine before its fix. Races are made deterministic with a backend wrapper that
 //! runs another handle's operation at the moment the engine asks for a lock.
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

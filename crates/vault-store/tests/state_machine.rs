@@ -3,6 +3,8 @@
 //! undelete, destroy, compact, reopen (a fresh handle reading the storage back), passphrase
 //! change and max-versions changes.
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

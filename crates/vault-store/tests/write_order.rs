@@ -2,6 +2,8 @@
 //! A missing fsync cannot be seen by a kill test on a machine that never loses power (or under
 //! eatmydata); this test sees it.
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

@@ -1,5 +1,7 @@
 //! Helpers shared by the vault-store integration tests.
 #![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
     dead_code,
     clippy::unwrap_used,
     clippy::expect_used,
