@@ -2,6 +2,7 @@
 //! binding and the rollback record compared.
 
 use crate::backend::{Position, Tail, Visit};
+use crate::engine::LockKind;
 use crate::engine::replay::{FrameError, State, apply_frame, damage};
 use crate::rollback::Recorded;
 use crate::sync;
@@ -37,7 +38,7 @@ impl Vault {
     /// # Errors
     /// The first integrity failure found, or [`Error::RollbackDetected`].
     pub fn verify(&self) -> Result<VerifyReport> {
-        let _g = self.e.backend.lock_shared(self.e.options.lock_timeout)?;
+        let _g = self.e.backend_lock(LockKind::Shared)?;
         let keys = sync::read(&self.e.state).keys.clone();
         let view = self.e.current_header(&keys)?;
         let mut st = State::empty(keys.clone());

@@ -7,6 +7,7 @@ use vault_format::RecordEnvelope;
 use vault_format::log::{Frame, FrameType};
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 
+use super::LockKind;
 use super::replay::State;
 use super::{Engine, HeaderView, binding, now_ms};
 use crate::backend::LockGuard;
@@ -33,7 +34,7 @@ impl Engine {
     /// which case the acceptance is committed here. Every mutation starts here.
     pub(crate) fn begin_write(&self, accept: bool) -> Result<WriteTxn<'_>> {
         let writer = sync::lock(&self.writer);
-        let guard = self.backend.lock_exclusive(self.options.lock_timeout)?;
+        let guard = self.backend_lock(LockKind::Exclusive)?;
         let mut st = sync::write(&self.state);
         if st.poisoned {
             return Err(Error::Rekeyed);

@@ -24,7 +24,7 @@ use vault_crypto::hash;
 use vault_format::payload::{BindingPhase, HeaderBindingPayload, Payload};
 use vault_format::{RecordEnvelope, VaultHeader, VaultId};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, LockGuard};
 use crate::rollback::RollbackFile;
 use crate::sync::{Arc, Mutex, RwLock};
 use crate::{Error, Result};
@@ -90,7 +90,27 @@ pub(crate) fn payload_of(env: &RecordEnvelope, keys: &Keys, vault_id: &VaultId) 
     })
 }
 
+/// Which backend lock to take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    /// Readers: many at once, none while a writer holds it.
+    Shared,
+    /// The writer: alone.
+    Exclusive,
+}
+
 impl Engine {
+    /// Takes the backend's lock, waiting at most the configured timeout. The one place the engine
+    /// locks the backend: writers through [`commit::WriteTxn`], readers around a catch-up or a
+    /// strict re-read. Always before the state lock, never while holding it.
+    pub(crate) fn backend_lock(&self, kind: LockKind) -> Result<Box<dyn LockGuard + '_>> {
+        let timeout = self.options.lock_timeout;
+        match kind {
+            LockKind::Shared => self.backend.lock_shared(timeout),
+            LockKind::Exclusive => self.backend.lock_exclusive(timeout),
+        }
+    }
+
     pub(crate) fn new(
         backend: Arc<dyn Backend>,
         view: HeaderView,

@@ -1,6 +1,7 @@
 //! Opening read-only: the header re-read under a reader lock, the log caught up, the header
 //! binding and the rollback record checked. Nothing in the vault is changed here.
 
+use super::LockKind;
 use super::replay::State;
 use super::subkeys::Keys;
 use super::{Engine, HeaderView, decode_header};
@@ -15,7 +16,7 @@ impl Engine {
             return self.begin_write(true).map(drop);
         }
         let _w = sync::lock(&self.writer);
-        let _g = self.backend.lock_shared(self.options.lock_timeout)?;
+        let _g = self.backend_lock(LockKind::Shared)?;
         let mut st = sync::write(&self.state);
         let view = self.current_header(&st.keys)?;
         self.reload(&mut st, false)?;

@@ -8,6 +8,7 @@ use vault_format::VaultHeader;
 use vault_format::log::{Frame, FrameType};
 use vault_format::payload::Payload;
 
+use super::LockKind;
 use super::index::Index;
 use super::subkeys::Keys;
 use super::{Engine, payload_of};
@@ -242,7 +243,7 @@ impl Engine {
             return Ok(());
         }
         // Backend lock before the state lock, always: a writer holds them in that order.
-        let _g = self.backend.lock_shared(self.options.lock_timeout)?;
+        let _g = self.backend_lock(LockKind::Shared)?;
         let mut st = sync::write(&self.state);
         if st.pos != pos && !st.needs_reload {
             return Ok(()); // another thread caught up meanwhile
