@@ -15,6 +15,17 @@ struct Store {
 }
 
 impl Store {
+    /// Replaces the log with a new incarnation holding only `snapshot`.
+    fn start_log(&mut self, snapshot: &[u8]) -> Position {
+        self.instance += 1;
+        self.frames = vec![Arc::new(snapshot.to_vec())];
+        Position {
+            instance: self.instance,
+            offset: 1,
+            check: check_of(snapshot),
+        }
+    }
+
     /// Whether the log still holds what `at` consumed.
     fn holds(&self, at: &Position) -> bool {
         at.offset >= 1
@@ -190,26 +201,14 @@ impl Backend for MemoryBackend {
         if s.epoch != key_epoch {
             return Err(Error::Rekeyed);
         }
-        s.instance += 1;
-        s.frames = vec![Arc::new(snapshot.to_vec())];
-        Ok(Position {
-            instance: s.instance,
-            offset: 1,
-            check: check_of(snapshot),
-        })
+        Ok(s.start_log(snapshot))
     }
 
     fn rekey(&self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Position> {
         let mut s = lock(&self.store);
         s.epoch = new_epoch;
         s.header = Some(header.to_vec());
-        s.instance += 1;
-        s.frames = vec![Arc::new(snapshot.to_vec())];
-        Ok(Position {
-            instance: s.instance,
-            offset: 1,
-            check: check_of(snapshot),
-        })
+        Ok(s.start_log(snapshot))
     }
 
     fn cleanup(&self, _current_epoch: u32) -> Result<()> {
