@@ -37,3 +37,15 @@ pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     #[cfg(not(vault_loom))]
     m.write()
 }
+
+/// Locks `m`, waiting at most `timeout` (`None` if that passed). Under loom, which has no timed
+/// locks, it waits as long as it takes.
+pub(crate) fn lock_for<T>(m: &Mutex<T>, timeout: std::time::Duration) -> Option<MutexGuard<'_, T>> {
+    #[cfg(vault_loom)]
+    {
+        let _ = timeout;
+        return Some(lock(m));
+    }
+    #[cfg(not(vault_loom))]
+    m.try_lock_for(timeout)
+}

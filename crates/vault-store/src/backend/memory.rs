@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Backend, LockGuard, Position, ReadOutcome, StoredFrame, Tail, Visit, check_of};
-use crate::sync::{Arc, Mutex, lock};
+use crate::sync::{Arc, Mutex, lock, lock_for};
 use crate::{Error, Result};
 
 #[derive(Default)]
@@ -107,9 +107,13 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn lock_exclusive(&self, _timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
-        // Contended only within this process, where holders never wait on anything else.
-        Ok(Box::new(lock(&self.writer)))
+    fn lock_exclusive(&self, timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
+        match lock_for(&self.writer, timeout) {
+            Some(guard) => Ok(Box::new(guard)),
+            None => Err(Error::Busy {
+                waited_ms: timeout.as_millis() as u64,
+            }),
+        }
     }
 
     fn lock_shared(&self, _timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
