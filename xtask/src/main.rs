@@ -42,7 +42,7 @@ commands:
   ci                              fmt, clippy, tests, doc tests, rustdoc, loom models, fuzz-corpus replay, cargo-deny
   fuzz <target> [--time SECONDS]  run one cargo-fuzz target (nightly if present, else stable -s none)
   fuzz --list                     list fuzz targets
-  bench [crypto|store]            run benchmarks and print their figures
+  bench [crypto|store|micro]      run benchmarks and print their figures (micro: criterion)
   coverage                        line coverage of the workspace tests (installs cargo-llvm-cov)
   release                         build the release binary and its checksum into target/dist/
   soak concurrency [--secs N] [--procs N] [--fs ext4|tmpfs|both|here] [--bin PATH] [--seed N]
@@ -245,15 +245,27 @@ fn bench(args: &[String]) -> Result<()> {
             "bench crypto",
             cargo().args(["bench", "-p", "vault-crypto", "--bench", "crypto"]),
         ),
+        "micro" => {
+            // criterion micro-benchmarks; the process-level figures are `crypto` and `store`.
+            run(
+                "bench micro (vault-crypto)",
+                cargo().args(["bench", "-p", "vault-crypto", "--bench", "micro"]),
+            )?;
+            run(
+                "bench micro (vault-store)",
+                cargo().args(["bench", "-p", "vault-store", "--bench", "micro"]),
+            )
+        }
         "all" => {
             bench(&["crypto".to_string()])?;
-            bench(&["store".to_string()])
+            bench(&["store".to_string()])?;
+            bench(&["micro".to_string()])
         }
         "store" => run(
             "bench store",
             cargo().args(["bench", "-p", "vault-store", "--bench", "store"]),
         ),
-        other => bail!("unknown bench suite `{other}` (crypto, store, all)"),
+        other => bail!("unknown bench suite `{other}` (crypto, store, micro, all)"),
     }
 }
 
