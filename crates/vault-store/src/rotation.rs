@@ -1,13 +1,12 @@
 //! Master-key rotation: every live record re-encrypted under a new master key into the log of a
 //! new key epoch, and the header switched to it atomically.
 
-use vault_crypto::mac::MAC_LEN;
 use vault_crypto::{Key256, SecretBytes};
-use vault_format::log::{Frame, FrameType};
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
-use vault_format::{KeySlot, RecordEnvelope, VaultHeader};
+use vault_format::{KeySlot, VaultHeader};
 
 use crate::engine::replay::State;
+use crate::engine::seal::{self, Chain};
 use crate::engine::subkeys::Keys;
 use crate::engine::unlock;
 use crate::engine::{HeaderView, binding, now_ms, payload_of};
@@ -74,13 +73,7 @@ impl Vault {
                 continue;
             }
             let p = payload_of(&env, &st.keys, &self.e.vault_id)?;
-            records.push(RecordEnvelope::seal(
-                &keys.record,
-                &self.e.vault_id,
-                env.kind,
-                env.sequence,
-                &p.encode()?,
-            )?);
+            records.push(seal::record(&keys, &self.e.vault_id, &p, env.sequence)?);
         }
         let event = Payload::Event(EventPayload {
             kind: EventKind::MasterKeyRotated,
@@ -88,23 +81,17 @@ impl Vault {
             text: format!("master key rotated to key epoch {epoch}"),
         });
         let bound = binding(BindingPhase::Confirmed, view.digest());
-        for (seq, p) in (st.max_seq + 1..).zip([&event, &bound]) {
-            records.push(RecordEnvelope::seal(
-                &keys.record,
-                &self.e.vault_id,
-                p.kind(),
-                seq,
-                &p.encode()?,
-            )?);
-        }
-        let generation = st.generation + 1;
-        let frame = Frame::seal(
-            &keys.mac,
+        records.extend(seal::records(
+            &keys,
             &self.e.vault_id,
-            epoch,
-            &[0; MAC_LEN],
-            FrameType::Snapshot,
-            generation,
+            [&event, &bound],
+            st.max_seq + 1,
+        )?);
+        let frame = seal::frame(
+            &keys,
+            &self.e.vault_id,
+            Chain::Snapshot,
+            st.generation + 1,
             records,
         );
         if let Err(e) = self.e.backend.rekey(epoch, &frame.encode()?, &view.bytes) {

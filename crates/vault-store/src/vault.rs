@@ -3,14 +3,13 @@
 //! [`crate::verify`]) builds on. The work is done by the engine ([`crate::engine`]).
 
 use vault_crypto::kdf::KdfParams;
-use vault_crypto::mac::MAC_LEN;
 use vault_crypto::{Key256, SecretBytes};
-use vault_format::log::{Frame, FrameType};
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload, SettingsPayload};
-use vault_format::{KeySlot, RecordEnvelope, VaultHeader, VaultId};
+use vault_format::{KeySlot, VaultHeader, VaultId};
 
 use crate::backend::Backend;
 use crate::engine::index::DEFAULT_MAX_VERSIONS;
+use crate::engine::seal::{self, Chain};
 use crate::engine::subkeys::Keys;
 use crate::engine::unlock;
 use crate::engine::{Engine, HeaderView, binding, decode_header, now_ms};
@@ -77,25 +76,8 @@ impl Vault {
             }),
             binding(BindingPhase::Confirmed, view.digest()),
         ];
-        let mut records = Vec::new();
-        for (seq, p) in (1u64..).zip(&initial) {
-            records.push(RecordEnvelope::seal(
-                &keys.record,
-                &vault_id,
-                p.kind(),
-                seq,
-                &p.encode()?,
-            )?);
-        }
-        let frame = Frame::seal(
-            &keys.mac,
-            &vault_id,
-            0,
-            &[0; MAC_LEN],
-            FrameType::Snapshot,
-            1,
-            records,
-        );
+        let records = seal::records(&keys, &vault_id, &initial, 1)?;
+        let frame = seal::frame(&keys, &vault_id, Chain::Snapshot, 1, records);
         backend.create(&view.bytes, 0, &frame.encode()?)?;
         let vault = Self {
             e: Engine::new(backend, view, keys, options),

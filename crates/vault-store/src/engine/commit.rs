@@ -2,13 +2,13 @@
 //! in the one documented order and checks the header, the log and the rollback record under
 //! them; commits are sealed into one frame and appended; compaction rewrites the log.
 
-use vault_crypto::mac::MAC_LEN;
 use vault_format::RecordEnvelope;
-use vault_format::log::{Frame, FrameType};
+use vault_format::log::Frame;
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 
 use super::LockKind;
 use super::replay::State;
+use super::seal::{self, Chain};
 use super::{Engine, HeaderView, binding, now_ms};
 use crate::backend::LockGuard;
 use crate::sync::{self, Arc, MutexGuard, RwLockWriteGuard};
@@ -127,25 +127,13 @@ impl Engine {
         min_generation: u64,
     ) -> Result<()> {
         let keys = st.keys.clone();
-        let mut seq = st.max_seq;
-        let mut envs = Vec::with_capacity(payloads.len());
-        for p in &payloads {
-            seq += 1;
-            envs.push(RecordEnvelope::seal(
-                &keys.record,
-                &self.vault_id,
-                p.kind(),
-                seq,
-                &p.encode()?,
-            )?);
-        }
+        let envs = seal::records(&keys, &self.vault_id, &payloads, st.max_seq + 1)?;
+        let seq = st.max_seq + payloads.len() as u64;
         let generation = (st.generation + 1).max(min_generation);
-        let frame = Frame::seal(
-            &keys.mac,
+        let frame = seal::frame(
+            &keys,
             &self.vault_id,
-            keys.epoch,
-            &st.last_mac,
-            FrameType::Commit,
+            Chain::After(&st.last_mac),
             generation,
             envs,
         );
@@ -195,12 +183,10 @@ impl Engine {
     pub(crate) fn compact_locked(&self, st: &mut State) -> Result<()> {
         let live = st.index.live();
         let records: Vec<RecordEnvelope> = live.iter().map(|e| e.as_ref().clone()).collect();
-        let frame = Frame::seal(
-            &st.keys.mac,
+        let frame = seal::frame(
+            &st.keys,
             &self.vault_id,
-            st.keys.epoch,
-            &[0; MAC_LEN],
-            FrameType::Snapshot,
+            Chain::Snapshot,
             st.generation,
             records,
         );

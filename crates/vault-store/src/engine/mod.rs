@@ -8,6 +8,7 @@
 //! - [`replay`]: the view of the log ([`replay::State`]), catching up, frame checks, torn tails.
 //! - [`commit`]: the write transaction (locks in one order, catch-up, checks, append), compaction.
 //! - [`options`]: [`options::VaultOptions`], how a vault is opened.
+//! - [`seal`]: the one place payloads are sealed into records and records into frames.
 //! - [`recovery`]: the read-only open: header under the lock, header binding, rollback record.
 
 pub(crate) mod commit;
@@ -15,6 +16,7 @@ pub(crate) mod index;
 pub(crate) mod options;
 pub(crate) mod recovery;
 pub(crate) mod replay;
+pub(crate) mod seal;
 pub(crate) mod subkeys;
 pub(crate) mod unlock;
 
