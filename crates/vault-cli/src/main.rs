@@ -682,8 +682,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 ""
             };
+            let warnings: String = r
+                .warnings
+                .iter()
+                .map(|w| format!("; warning: {w} (the next write rewrites it)"))
+                .collect();
             stdout_line(format!(
-                "ok: {} frames, {} records authenticated; generation {} (rollback record: {}); {} secrets, {} keys; {} bytes reclaimable by compaction{torn}",
+                "{}: {} frames, {} records authenticated; generation {} (rollback record: {}); {} secrets, {} keys; {} bytes reclaimable by compaction{torn}{warnings}",
+                if r.warnings.is_empty() {
+                    "ok"
+                } else {
+                    "ok, with warnings"
+                },
                 r.frames,
                 r.records,
                 r.generation,

@@ -76,6 +76,39 @@ impl RollbackFile {
         Ok(Some(slots))
     }
 
+    /// What is wrong with the record's slots, short of making it unusable: a slot that does not
+    /// parse or does not authenticate under this epoch's key (a torn write or tampering; the
+    /// other slot still serves, and the next write rewrites the file), or a slot of another
+    /// epoch. Empty when both slots are valid, or when there is no record.
+    pub(crate) fn damaged_slots(
+        &self,
+        vault_id: &VaultId,
+        key: &Key256,
+        epoch: u32,
+    ) -> Result<Vec<String>> {
+        let Some(path) = &self.path else {
+            return Ok(Vec::new());
+        };
+        let Some(slots) = Self::slots(path, vault_id)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (i, slot) in slots.iter().enumerate() {
+            match slot {
+                None => out.push(format!("rollback record slot {i} does not parse")),
+                Some(s) if s.key_epoch != epoch => out.push(format!(
+                    "rollback record slot {i} is of key epoch {}, not {epoch}",
+                    s.key_epoch
+                )),
+                Some(s) if !s.verify(key, vault_id) => {
+                    out.push(format!("rollback record slot {i} does not authenticate"))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads the record, checking its MAC under `key` (the current epoch's rollback subkey).
     pub(crate) fn load(&self, vault_id: &VaultId, key: &Key256, epoch: u32) -> Result<Recorded> {
         let Some(path) = &self.path else {

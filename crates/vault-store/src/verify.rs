@@ -29,6 +29,9 @@ pub struct VerifyReport {
     /// The log ends with the torn tail of an interrupted commit (never acknowledged); the next
     /// write discards it.
     pub torn_tail: bool,
+    /// Damage the engine tolerates but a user should know of: a slot of the rollback record that
+    /// does not parse or authenticate (the other slot still serves; the next write rewrites it).
+    pub warnings: Vec<String>,
 }
 
 impl Vault {
@@ -108,6 +111,11 @@ impl Vault {
             keys: st.index.keys.len(),
             superseded_bytes: st.index.dead_bytes,
             torn_tail: out.tail == Tail::Torn,
+            warnings: self.e.rollback.damaged_slots(
+                &self.e.vault_id,
+                &keys.rollback,
+                keys.epoch,
+            )?,
         })
     }
 }

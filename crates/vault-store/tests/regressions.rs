@@ -634,3 +634,33 @@ fn a_fifo_in_place_of_a_vault_file_is_refused_without_blocking() {
     }
     assert_eq!(get(&d.open().unwrap(), "a"), b"1");
 }
+
+/// A damaged slot of the rollback record is survivable (the other slot serves), but `verify`
+/// says so rather than a plain ok; the next write rewrites the record.
+#[test]
+fn verify_reports_a_damaged_rollback_slot() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    v.set("a", secret(b"2"), SetOptions::default()).unwrap();
+    drop(v);
+    assert!(d.open().unwrap().verify().unwrap().warnings.is_empty());
+    let record = std::fs::read_dir(d.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rollback"))
+        .unwrap();
+    let mut bytes = std::fs::read(&record).unwrap();
+    bytes[32 + 40] ^= 0xff; // inside slot 0's MAC
+    std::fs::write(&record, &bytes).unwrap();
+    let v = d.open().unwrap();
+    let report = v.verify().unwrap();
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("slot 0"),
+        "{:?}",
+        report.warnings
+    );
+    v.set("a", secret(b"3"), SetOptions::default()).unwrap();
+    assert!(v.verify().unwrap().warnings.is_empty());
+}
