@@ -20,8 +20,7 @@ use std::sync::Arc;
 
 use common::*;
 use vault_crypto::SecretBytes;
-use vault_store::io::{FaultKind, FaultOp, FaultyIo, SharedFaultyIo};
-use vault_store::{Batch, Error, FileBackend, FileBackendOptions, SetOptions, Vault, VaultOptions};
+use vault_store::{Error, FileBackend, FileBackendOptions, SetOptions, Vault, VaultOptions};
 
 type Snapshot = BTreeMap<String, (bool, Vec<(u32, Vec<u8>)>)>;
 
@@ -50,53 +49,18 @@ fn snapshot(v: &Vault) -> Snapshot {
     out
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Scenario {
-    Set,
-    Batch,
-    Delete,
-    Compact,
-    ChangePassphrase,
-    AddPassphrase,
-    Rotate,
-}
-
-const NEW_PASS: &[u8] = b"the new passphrase";
+// The operations come from the shared list in vault-testkit, so a new one is crash-tested here
+// without touching this file.
+use vault_testkit::MutatingOp as Scenario;
+use vault_testkit::ops::NEW_PASS;
 
 fn run(s: Scenario, v: &Vault) -> vault_store::Result<()> {
-    match s {
-        Scenario::Set => v
-            .set("new", secret(b"new value"), SetOptions::default())
-            .map(|_| ()),
-        Scenario::Batch => {
-            let mut b = Batch::new();
-            for i in 0..3 {
-                b.set(
-                    &format!("batch{i}"),
-                    secret(&[i; 100]),
-                    SetOptions::default(),
-                );
-            }
-            b.set("base0", secret(b"overwritten"), SetOptions::default());
-            v.commit(b).map(|_| ())
-        }
-        Scenario::Delete => v.delete("base1"),
-        Scenario::Compact => v.compact(),
-        Scenario::ChangePassphrase => v.change_passphrase(&pass(), &secret(NEW_PASS), None),
-        Scenario::AddPassphrase => v
-            .add_passphrase(&pass(), &secret(NEW_PASS), cheap_kdf())
-            .map(|_| ()),
-        Scenario::Rotate => v.rotate_master_key(&pass(), false),
-    }
+    s.run(v)
 }
 
-/// Which passphrases open the vault after the scenario succeeded.
+/// Which passphrases open the vault after the scenario, depending on whether it took effect.
 fn passes_after(s: Scenario, succeeded: bool) -> Vec<&'static [u8]> {
-    match (s, succeeded) {
-        (Scenario::ChangePassphrase, true) => vec![NEW_PASS],
-        (Scenario::AddPassphrase, true) => vec![b"test passphrase", NEW_PASS],
-        _ => vec![b"test passphrase"],
-    }
+    s.passphrases_after(succeeded)
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -172,6 +136,7 @@ fn check_scenario(scenario: Scenario) -> u64 {
         }
         v.set("base0", secret(b"second"), SetOptions::default())
             .unwrap();
+        scenario.prepare(&v);
     }
     let before = snapshot(&template.open().unwrap());
     // A fault-free run gives the operation count and the state after success.
@@ -237,6 +202,16 @@ fn check_scenario(scenario: Scenario) -> u64 {
         }
     }
     trials
+}
+
+/// Every operation of the shared list, including those without a test of their own here
+/// (undelete, destroy, max versions, slot removal, managed keys).
+#[test]
+fn every_mutating_operation_survives_every_fault() {
+    for op in Scenario::ALL {
+        let trials = check_scenario(op);
+        assert!(trials >= 4, "{op:?}: {trials} trials");
+    }
 }
 
 #[test]

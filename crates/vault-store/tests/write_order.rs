@@ -15,7 +15,6 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use vault_store::io::{FaultKind, FaultyIo, SharedFaultyIo};
 use vault_store::{FileBackend, FileBackendOptions, SetOptions, Vault};
 
 fn traced(d: &TestDir) -> (Vault, Arc<FaultyIo>) {
@@ -150,4 +149,38 @@ fn rotation_makes_the_new_log_durable_before_the_header_switches_to_it() {
         ]
     );
     assert!(!d.vault_dir().join("log.0").exists());
+}
+
+/// For every operation of the shared list: whatever it wrote is synced before it returns (its
+/// last counted step is an fsync of a file or a directory), and every file renamed into place was
+/// synced before the rename.
+#[test]
+fn every_mutating_operation_syncs_before_it_returns_and_before_each_rename() {
+    for op in vault_testkit::MutatingOp::ALL {
+        let d = TestDir::new();
+        {
+            let v = d.create();
+            op.prepare(&v);
+        }
+        let (v, io) = traced(&d);
+        let n = io.trace().len();
+        op.run(&v).unwrap();
+        let trace = since(&io, n);
+        let last = trace
+            .last()
+            .unwrap_or_else(|| panic!("{op:?} wrote nothing"));
+        assert!(
+            last.starts_with("Sync"),
+            "{op:?}: ends with {last:?}: {trace:?}"
+        );
+        for (i, step) in trace.iter().enumerate() {
+            if let Some(renamed) = step.strip_prefix("Rename ") {
+                let tmp = renamed.split(" -> ").next().unwrap();
+                assert!(
+                    trace[..i].iter().any(|s| s == &format!("Sync {tmp}")),
+                    "{op:?}: {tmp} renamed before it was synced: {trace:?}"
+                );
+            }
+        }
+    }
 }

@@ -1,0 +1,160 @@
+//! The one list of operations that change a vault. The crash harness fails each I/O step of each
+//! in turn; the write-order harness checks each leaves nothing unsynced when it returns. A new
+//! mutating operation (a key rotation, a restore) is added here once and every harness picks it
+//! up.
+
+use vault_store::{Batch, KeyState, SetOptions, Vault};
+
+use crate::dirs::{cheap_kdf, pass, secret};
+
+/// A passphrase a successful passphrase change or slot addition installs.
+pub const NEW_PASS: &[u8] = b"the new passphrase";
+/// The passphrase of the spare slot that [`MutatingOp::RemovePassphrase`] removes.
+pub const SPARE_PASS: &[u8] = b"a spare passphrase";
+/// The passphrase every test vault starts with ([`crate::pass`]).
+pub const PASS: &[u8] = b"test passphrase";
+
+/// An operation that changes a vault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MutatingOp {
+    /// A new secret.
+    Set,
+    /// Several sets in one commit, one of them overwriting.
+    Batch,
+    /// A soft delete.
+    Delete,
+    /// Restoring a soft-deleted secret.
+    Undelete,
+    /// Destroying a secret and its versions.
+    Destroy,
+    /// Changing how many versions are kept.
+    MaxVersions,
+    /// Rewriting the log.
+    Compact,
+    /// Changing the passphrase of the slot in use.
+    ChangePassphrase,
+    /// Adding a key slot.
+    AddPassphrase,
+    /// Removing a key slot.
+    RemovePassphrase,
+    /// Master-key rotation.
+    Rotate,
+    /// A new managed-key version.
+    AddKeyVersion,
+    /// A managed key's state change.
+    SetKeyState,
+}
+
+impl MutatingOp {
+    /// Every mutating operation.
+    pub const ALL: [MutatingOp; 13] = [
+        MutatingOp::Set,
+        MutatingOp::Batch,
+        MutatingOp::Delete,
+        MutatingOp::Undelete,
+        MutatingOp::Destroy,
+        MutatingOp::MaxVersions,
+        MutatingOp::Compact,
+        MutatingOp::ChangePassphrase,
+        MutatingOp::AddPassphrase,
+        MutatingOp::RemovePassphrase,
+        MutatingOp::Rotate,
+        MutatingOp::AddKeyVersion,
+        MutatingOp::SetKeyState,
+    ];
+
+    /// Brings a vault holding `base0`..`base3` into the state this operation needs (a deleted
+    /// secret to undelete, a spare slot to remove, a key to change).
+    pub fn prepare(self, v: &Vault) {
+        for i in 0..4u8 {
+            if v.get(&format!("base{i}")).is_err() {
+                v.set(&format!("base{i}"), secret(&[i; 50]), SetOptions::default())
+                    .unwrap();
+            }
+        }
+        match self {
+            MutatingOp::Undelete => v.delete("base2").unwrap(),
+            MutatingOp::RemovePassphrase => {
+                v.add_passphrase(&pass(), &secret(SPARE_PASS), cheap_kdf())
+                    .unwrap();
+            }
+            MutatingOp::SetKeyState => {
+                v.add_key_version("signing", "ed25519", secret(&[7; 32]), KeyState::Active)
+                    .unwrap();
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs the operation on a prepared vault.
+    ///
+    /// # Errors
+    /// Whatever the vault returns.
+    pub fn run(self, v: &Vault) -> vault_store::Result<()> {
+        match self {
+            MutatingOp::Set => v
+                .set("new", secret(b"new value"), SetOptions::default())
+                .map(|_| ()),
+            MutatingOp::Batch => {
+                let mut b = Batch::new();
+                for i in 0..3 {
+                    b.set(
+                        &format!("batch{i}"),
+                        secret(&[i; 100]),
+                        SetOptions::default(),
+                    );
+                }
+                b.set("base0", secret(b"overwritten"), SetOptions::default());
+                v.commit(b).map(|_| ())
+            }
+            MutatingOp::Delete => v.delete("base1"),
+            MutatingOp::Undelete => v.undelete("base2"),
+            MutatingOp::Destroy => v.destroy("base3"),
+            MutatingOp::MaxVersions => v.set_max_versions(1),
+            MutatingOp::Compact => v.compact(),
+            MutatingOp::ChangePassphrase => v.change_passphrase(&pass(), &secret(NEW_PASS), None),
+            MutatingOp::AddPassphrase => v
+                .add_passphrase(&pass(), &secret(NEW_PASS), cheap_kdf())
+                .map(|_| ()),
+            MutatingOp::RemovePassphrase => {
+                let spare = v
+                    .slots()
+                    .into_iter()
+                    .find(|s| !s.in_use)
+                    .map(|s| s.id)
+                    .unwrap_or(u8::MAX);
+                v.remove_slot(&pass(), spare)
+            }
+            MutatingOp::Rotate => v.rotate_master_key(&pass(), false),
+            MutatingOp::AddKeyVersion => v
+                .add_key_version("new-key", "ed25519", secret(&[9; 32]), KeyState::Pending)
+                .map(|_| ()),
+            MutatingOp::SetKeyState => v.set_key_state("signing", 1, KeyState::Deactivated),
+        }
+    }
+
+    /// The passphrases that must open the vault afterwards, whether the operation took effect
+    /// (`succeeded`) or not.
+    pub fn passphrases_after(self, succeeded: bool) -> Vec<&'static [u8]> {
+        match (self, succeeded) {
+            (MutatingOp::ChangePassphrase, true) => vec![NEW_PASS],
+            (MutatingOp::AddPassphrase, true) => vec![PASS, NEW_PASS],
+            (MutatingOp::RemovePassphrase, false) => vec![PASS, SPARE_PASS],
+            _ => vec![PASS],
+        }
+    }
+
+    /// Whether the operation changes the secrets a listing shows (the crash harness checks that
+    /// such an operation did change them).
+    pub fn changes_secrets(self) -> bool {
+        matches!(
+            self,
+            MutatingOp::Set
+                | MutatingOp::Batch
+                | MutatingOp::Delete
+                | MutatingOp::Undelete
+                | MutatingOp::Destroy
+                | MutatingOp::MaxVersions
+        )
+    }
+}
