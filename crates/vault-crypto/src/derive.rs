@@ -73,6 +73,60 @@ pub fn subkey(master: &Key256, purpose: Purpose, context: &[u8]) -> Key256 {
     key
 }
 
+/// Declares a key type for one purpose: it can only be derived for that purpose (or wrapped from
+/// raw bytes explicitly, for vectors and tests), so passing a key meant for one use to another
+/// does not compile.
+macro_rules! purpose_key {
+    ($(#[$doc:meta])* $name:ident => $purpose:expr) => {
+        $(#[$doc])*
+        pub struct $name(Key256);
+
+        impl $name {
+            /// Derives this key from `master` for `context` (the vault id).
+            pub fn derive(master: &Key256, context: &[u8]) -> Self {
+                Self(subkey(master, $purpose, context))
+            }
+
+            /// Treats `key` as this kind of key: for test vectors and fixed examples.
+            pub fn from_key(key: Key256) -> Self {
+                Self(key)
+            }
+
+            /// The key itself, for the primitive that uses it.
+            pub fn key(&self) -> &Key256 {
+                &self.0
+            }
+        }
+
+        impl core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+    };
+}
+
+purpose_key!(
+    /// Encrypts record payloads ([`Purpose::RecordEncryption`]).
+    RecordKey => Purpose::RecordEncryption
+);
+purpose_key!(
+    /// Authenticates the header and chains the log's frames ([`Purpose::RecordMac`]).
+    ChainMacKey => Purpose::RecordMac
+);
+purpose_key!(
+    /// Authenticates the rollback record ([`Purpose::RollbackRecord`]).
+    RollbackKey => Purpose::RollbackRecord
+);
+purpose_key!(
+    /// Authenticates audit entries ([`Purpose::Audit`]).
+    AuditKey => Purpose::Audit
+);
+purpose_key!(
+    /// Wraps managed key material ([`Purpose::KeyWrap`]).
+    KeyWrapKey => Purpose::KeyWrap
+);
+
 /// Plain HKDF-SHA256 (RFC 5869): extract with `salt` (none means a zero-filled salt), then
 /// expand `len` bytes with `info`.
 ///

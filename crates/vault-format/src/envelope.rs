@@ -16,8 +16,9 @@
 //! LE) ‖ kind (u8) ‖ envelope version (u8)`, so a record cannot be moved to another vault, renumbered
 //! or relabelled without failing to open.
 
+use vault_crypto::SecretBytes;
 use vault_crypto::aead::{self, NONCE_LEN, Nonce, TAG_LEN};
-use vault_crypto::{Key256, SecretBytes};
+use vault_crypto::derive::RecordKey;
 
 use crate::reader::Reader;
 use crate::{Error, Result, VaultId};
@@ -104,7 +105,7 @@ impl RecordEnvelope {
     /// [`Error::TooLong`] if the plaintext exceeds [`MAX_PLAINTEXT_LEN`]; [`Error::Crypto`] if
     /// the RNG fails.
     pub fn seal(
-        key: &Key256,
+        key: &RecordKey,
         vault_id: &VaultId,
         kind: RecordKind,
         sequence: u64,
@@ -122,7 +123,7 @@ impl RecordEnvelope {
     /// # Errors
     /// As [`RecordEnvelope::seal`].
     pub fn seal_with_nonce(
-        key: &Key256,
+        key: &RecordKey,
         vault_id: &VaultId,
         kind: RecordKind,
         sequence: u64,
@@ -139,9 +140,11 @@ impl RecordEnvelope {
         }
         let aad = aad(vault_id, kind, sequence);
         let ciphertext =
-            aead::seal_with_nonce(key, nonce, &aad, plaintext).map_err(|source| Error::Crypto {
-                object: OBJECT,
-                source,
+            aead::seal_with_nonce(key.key(), nonce, &aad, plaintext).map_err(|source| {
+                Error::Crypto {
+                    object: OBJECT,
+                    source,
+                }
             })?;
         Ok(Self {
             kind,
@@ -155,9 +158,9 @@ impl RecordEnvelope {
     ///
     /// # Errors
     /// [`Error::Authentication`] if the key or vault id is wrong or any byte was modified.
-    pub fn open(&self, key: &Key256, vault_id: &VaultId) -> Result<SecretBytes> {
+    pub fn open(&self, key: &RecordKey, vault_id: &VaultId) -> Result<SecretBytes> {
         let aad = aad(vault_id, self.kind, self.sequence);
-        aead::open(key, &self.nonce, &aad, &self.ciphertext)
+        aead::open(key.key(), &self.nonce, &aad, &self.ciphertext)
             .map_err(|_| Error::Authentication { object: OBJECT })
     }
 

@@ -27,7 +27,7 @@
 //!     32    72  master key wrapped under the slot's KEK: nonce(24) ‖ ciphertext(32) ‖ tag(16)
 //! ```
 
-use vault_crypto::derive::{self, Purpose};
+use vault_crypto::derive::ChainMacKey;
 use vault_crypto::hash::{self, SHA256_LEN};
 use vault_crypto::kdf::{KdfParams, SALT_LEN};
 use vault_crypto::mac::{self, MAC_LEN};
@@ -384,20 +384,19 @@ impl VaultHeader {
     ///
     /// # Errors
     /// [`Error::Authentication`] if the header was not written by a holder of the master key.
-    pub fn verify_mac_with_subkey(&self, mac_subkey: &Key256) -> Result<()> {
+    pub fn verify_mac_with_subkey(&self, mac_subkey: &ChainMacKey) -> Result<()> {
         self.compute_mac_with(mac_subkey)
             .verify_against(&self.mac)
             .map_err(|_| Error::Authentication { object: KIND.name })
     }
 
     fn compute_mac(&self, master: &Key256) -> vault_crypto::mac::MacTag {
-        let key = derive::subkey(master, Purpose::RecordMac, self.vault_id.as_bytes());
-        self.compute_mac_with(&key)
+        self.compute_mac_with(&ChainMacKey::derive(master, self.vault_id.as_bytes()))
     }
 
-    fn compute_mac_with(&self, key: &Key256) -> vault_crypto::mac::MacTag {
+    fn compute_mac_with(&self, key: &ChainMacKey) -> vault_crypto::mac::MacTag {
         mac::hmac_sha256(
-            key.expose_secret(),
+            key.key().expose_secret(),
             &[HEADER_MAC_LABEL, &self.encode_unauthenticated()],
         )
     }

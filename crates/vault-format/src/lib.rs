@@ -25,7 +25,7 @@
 //! assert_eq!((unlocked == master, slot_id), (true, 0));
 //!
 //! // Records are sealed under a subkey and bound to the vault id, kind and sequence.
-//! let key = vault_crypto::derive::subkey(&master, vault_crypto::derive::Purpose::RecordEncryption, id.as_bytes());
+//! let key = vault_crypto::derive::RecordKey::derive(&master, id.as_bytes());
 //! let env = RecordEnvelope::seal(&key, &id, RecordKind::SecretVersion, 1, b"payload")?;
 //! let back = RecordEnvelope::decode(&env.encode())?;
 //! assert_eq!(back.open(&key, &id)?.expose_secret(), b"payload");

@@ -10,7 +10,7 @@
 //!             ‖ previous frame's chain MAC (32 zero bytes for a snapshot) ‖ body without the MAC)
 //! ```
 
-use vault_crypto::Key256;
+use vault_crypto::derive::ChainMacKey;
 use vault_crypto::mac::{self, MAC_LEN};
 
 use crate::preamble::{self, ObjectKind};
@@ -81,7 +81,7 @@ pub struct Frame {
 impl Frame {
     /// Builds a frame and computes its chain MAC.
     pub fn seal(
-        mac_key: &Key256,
+        mac_key: &ChainMacKey,
         vault_id: &VaultId,
         key_epoch: u32,
         prev_mac: &[u8; MAC_LEN],
@@ -194,7 +194,7 @@ impl Frame {
     pub fn verify(
         &self,
         body: &[u8],
-        mac_key: &Key256,
+        mac_key: &ChainMacKey,
         vault_id: &VaultId,
         key_epoch: u32,
         prev_mac: &[u8; MAC_LEN],
@@ -209,7 +209,7 @@ impl Frame {
             prev_mac
         };
         mac::verify(
-            mac_key.expose_secret(),
+            mac_key.key().expose_secret(),
             &[
                 CHAIN_LABEL,
                 vault_id.as_bytes(),
@@ -224,7 +224,7 @@ impl Frame {
 }
 
 fn chain_mac(
-    mac_key: &Key256,
+    mac_key: &ChainMacKey,
     vault_id: &VaultId,
     key_epoch: u32,
     prev_mac: &[u8; MAC_LEN],
@@ -238,7 +238,7 @@ fn chain_mac(
         prev_mac
     };
     *mac::hmac_sha256(
-        mac_key.expose_secret(),
+        mac_key.key().expose_secret(),
         &[
             CHAIN_LABEL,
             vault_id.as_bytes(),

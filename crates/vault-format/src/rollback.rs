@@ -10,7 +10,7 @@
 //! Writers overwrite the slot with the older counter, so a torn write leaves the other slot
 //! intact.
 
-use vault_crypto::Key256;
+use vault_crypto::derive::RollbackKey;
 use vault_crypto::mac::{self, MAC_LEN};
 
 use crate::preamble::{self, ObjectKind};
@@ -47,7 +47,7 @@ pub struct RollbackSlot {
 impl RollbackSlot {
     /// A slot with its MAC computed.
     pub fn seal(
-        key: &Key256,
+        key: &RollbackKey,
         vault_id: &VaultId,
         counter: u64,
         key_epoch: u32,
@@ -60,7 +60,7 @@ impl RollbackSlot {
             mac: [0; MAC_LEN],
         };
         s.mac = *mac::hmac_sha256(
-            key.expose_secret(),
+            key.key().expose_secret(),
             &[LABEL, vault_id.as_bytes(), &s.body()],
         )
         .as_bytes();
@@ -76,9 +76,9 @@ impl RollbackSlot {
     }
 
     /// Checks the MAC.
-    pub fn verify(&self, key: &Key256, vault_id: &VaultId) -> bool {
+    pub fn verify(&self, key: &RollbackKey, vault_id: &VaultId) -> bool {
         mac::verify(
-            key.expose_secret(),
+            key.key().expose_secret(),
             &[LABEL, vault_id.as_bytes(), &self.body()],
             &self.mac,
         )

@@ -169,7 +169,7 @@ proptest! {
         prev in any::<[u8; 32]>(),
         snapshot in any::<bool>(),
     ) {
-        let key = Key256::from_slice(&[9; 32]).unwrap();
+        let key = vault_crypto::derive::ChainMacKey::from_key(Key256::from_slice(&[9; 32]).unwrap());
         let id = VaultId::from_bytes([3; 16]);
         let t = if snapshot { FrameType::Snapshot } else { FrameType::Commit };
         let f = Frame::seal(&key, &id, epoch, &prev, t, generation, records);
@@ -194,7 +194,7 @@ proptest! {
 
     #[test]
     fn rollback_records_round_trip(counter in any::<u64>(), epoch in any::<u32>(), generation in any::<u64>(), id in any::<[u8; 16]>()) {
-        let key = Key256::from_slice(&[5; 32]).unwrap();
+        let key = vault_crypto::derive::RollbackKey::from_key(Key256::from_slice(&[5; 32]).unwrap());
         let id = VaultId::from_bytes(id);
         let s = RollbackSlot::seal(&key, &id, counter, epoch, generation);
         let bytes = encode_rollback_file(&id, [&s, &s]);

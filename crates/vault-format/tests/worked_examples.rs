@@ -90,7 +90,7 @@ fn envelope_example_matches_spec_byte_for_byte() {
 #[test]
 fn subkey_example_matches_spec() {
     assert_eq!(
-        record_key().expose_secret().to_vec(),
+        record_key().key().expose_secret().to_vec(),
         spec_example("record-key")
     );
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vault_crypto::Key256;
+use vault_crypto::derive::RollbackKey;
 use vault_format::VaultId;
 use vault_format::rollback::{
     ROLLBACK_FILE_LEN, ROLLBACK_SLOT_LEN, ROLLBACK_SLOTS_OFFSET, RollbackSlot,
@@ -83,7 +83,7 @@ impl RollbackFile {
     pub(crate) fn damaged_slots(
         &self,
         vault_id: &VaultId,
-        key: &Key256,
+        key: &RollbackKey,
         epoch: u32,
     ) -> Result<Vec<String>> {
         let Some(path) = &self.path else {
@@ -110,7 +110,12 @@ impl RollbackFile {
     }
 
     /// Reads the record, checking its MAC under `key` (the current epoch's rollback subkey).
-    pub(crate) fn load(&self, vault_id: &VaultId, key: &Key256, epoch: u32) -> Result<Recorded> {
+    pub(crate) fn load(
+        &self,
+        vault_id: &VaultId,
+        key: &RollbackKey,
+        epoch: u32,
+    ) -> Result<Recorded> {
         let Some(path) = &self.path else {
             return Ok(Recorded::Nothing);
         };
@@ -158,7 +163,7 @@ impl RollbackFile {
     pub(crate) fn store(
         &self,
         vault_id: &VaultId,
-        key: &Key256,
+        key: &RollbackKey,
         epoch: u32,
         generation: u64,
     ) -> Result<()> {

@@ -51,12 +51,8 @@ pub fn example_header() -> VaultHeader {
     VaultHeader::new(vault_id(), 0, vec![slot], &master()).unwrap()
 }
 
-pub fn record_key() -> Key256 {
-    derive::subkey(
-        &master(),
-        derive::Purpose::RecordEncryption,
-        vault_id().as_bytes(),
-    )
+pub fn record_key() -> derive::RecordKey {
+    derive::RecordKey::derive(&master(), vault_id().as_bytes())
 }
 
 pub fn example_envelope() -> RecordEnvelope {
@@ -123,8 +119,8 @@ pub fn arb_envelope() -> impl proptest::strategy::Strategy<Value = RecordEnvelop
 }
 
 /// The record-MAC subkey of the example master key.
-pub fn mac_key() -> Key256 {
-    derive::subkey(&master(), derive::Purpose::RecordMac, vault_id().as_bytes())
+pub fn mac_key() -> derive::ChainMacKey {
+    derive::ChainMacKey::derive(&master(), vault_id().as_bytes())
 }
 
 /// A second record for the example log: kind 1, sequence 2, nonce `e0 … f7`.
@@ -191,11 +187,7 @@ pub fn example_payload() -> vault_format::payload::Payload {
 /// generation 2.
 pub fn example_rollback() -> Vec<u8> {
     use vault_format::rollback::{RollbackSlot, encode_rollback_file};
-    let key = derive::subkey(
-        &master(),
-        derive::Purpose::RollbackRecord,
-        vault_id().as_bytes(),
-    );
+    let key = derive::RollbackKey::derive(&master(), vault_id().as_bytes());
     let slot = RollbackSlot::seal(&key, &vault_id(), 1, 0, 2);
     encode_rollback_file(&vault_id(), [&slot, &slot])
 }

@@ -1,14 +1,15 @@
-//! The keys derived from the master key, one per purpose (HKDF-SHA256, docs/FORMAT.md §2).
+//! The keys derived from the master key, one per purpose (HKDF-SHA256, docs/FORMAT.md §2), each
+//! of its own type so that one cannot be passed where another is meant.
 
 use vault_crypto::Key256;
-use vault_crypto::derive::{self, Purpose};
+use vault_crypto::derive::{ChainMacKey, RecordKey, RollbackKey};
 use vault_format::VaultId;
 
 pub(crate) struct Keys {
     pub(crate) epoch: u32,
-    pub(crate) record: Key256,
-    pub(crate) mac: Key256,
-    pub(crate) rollback: Key256,
+    pub(crate) record: RecordKey,
+    pub(crate) mac: ChainMacKey,
+    pub(crate) rollback: RollbackKey,
     pub(crate) slot_id: u8,
 }
 
@@ -17,9 +18,9 @@ impl Keys {
         let ctx = vault_id.as_bytes();
         Self {
             epoch,
-            record: derive::subkey(master, Purpose::RecordEncryption, ctx),
-            mac: derive::subkey(master, Purpose::RecordMac, ctx),
-            rollback: derive::subkey(master, Purpose::RollbackRecord, ctx),
+            record: RecordKey::derive(master, ctx),
+            mac: ChainMacKey::derive(master, ctx),
+            rollback: RollbackKey::derive(master, ctx),
             slot_id,
         }
     }
