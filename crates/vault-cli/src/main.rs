@@ -134,7 +134,7 @@ enum Command {
     /// Remove a key slot (see `slots`); the last one cannot be removed.
     RemovePassphrase {
         /// Slot id.
-        slot: u8,
+        slot: u16,
     },
     /// List the key slots and their Argon2id parameters.
     Slots,
@@ -640,7 +640,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     .slots()
                     .into_iter()
                     .find(|s| s.in_use)
-                    .map_or(KdfParams::DEFAULT, |s| s.kdf);
+                    .and_then(|s| s.kdf)
+                    .unwrap_or(KdfParams::DEFAULT);
                 v.add_passphrase(&current, &new, kdf)
             })?;
             stderr_line(format!("added key slot {id}"));
@@ -655,12 +656,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let slots = with_vault(&cli, &pass, false, |v| Ok(v.slots()))?;
             let mut out = Stdout::lock();
             for s in slots {
+                let what = match s.kdf {
+                    Some(k) => format!(
+                        "argon2id m={} t={} p={}",
+                        kib_text(k.memory_kib()),
+                        k.iterations(),
+                        k.lanes()
+                    ),
+                    None => format!("kind {} (not used by this version)", s.kind),
+                };
                 let line = format!(
-                    "{}\targon2id m={} t={} p={}{}\n",
+                    "{}\t{what}{}\n",
                     s.id,
-                    kib_text(s.kdf.memory_kib()),
-                    s.kdf.iterations(),
-                    s.kdf.lanes(),
                     if s.in_use { "\t(unlocked with)" } else { "" }
                 );
                 out.write(line.as_bytes())?;

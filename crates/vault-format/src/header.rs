@@ -1,39 +1,32 @@
-//! The vault header file: vault id, key epoch and key slots, MAC'd under the master key and
-//! check-summed so accidental corruption is told apart from a wrong passphrase.
+//! The vault header file: vault id, key epoch and a table of key slots, MAC'd under the master
+//! key and check-summed so accidental corruption is told apart from a wrong passphrase.
 //!
 //! ```text
 //! offset        size    field
 //!      0          16    preamble: magic, "VHDR", version 1, flags 0
 //!     16          16    vault id
 //!     32           4    key epoch (u32 LE): bumped by every master-key rotation
-//!     36           1    slot count N (1..=8)
-//!     37           3    reserved, zero
-//!     40     N × 104    key slots (below)
-//!  40+104N        32    header MAC: HMAC-SHA256(header MAC key, "vault v1 header" ‖ bytes 0..40+104N)
-//!  72+104N        32    checksum: SHA-256(bytes 0..72+104N)
+//!     36           2    slot count N (u16 LE, 1..=MAX_KEY_SLOTS)
+//!     38           2    reserved, zero
+//!     40           …    N slot entries: id (u16) ‖ kind (u8) ‖ reserved (u8, zero)
+//!                       ‖ body length L (u16, 1..=MAX_SLOT_BODY_LEN) ‖ body (L bytes)
+//!      …          32    header MAC: HMAC-SHA256(chain-MAC subkey, "vault v1 header" ‖ all before)
+//!      …          32    checksum: SHA-256(all before)
 //! ```
 //!
-//! A key slot:
-//!
-//! ```text
-//! offset  size  field
-//!      0     1  slot id (unique within the header)
-//!      1     1  slot kind: 1 = passphrase through Argon2id
-//!      2     2  reserved, zero
-//!      4     4  Argon2id memory (KiB, u32 LE)
-//!      8     4  Argon2id iterations (u32 LE)
-//!     12     4  Argon2id lanes (u32 LE)
-//!     16    16  Argon2id salt
-//!     32    72  master key wrapped under the slot's KEK: nonce(24) ‖ ciphertext(32) ‖ tag(16)
-//! ```
+//! Kind 1 is a passphrase through Argon2id ([`crate::passphrase_slot`]). A slot of a kind this
+//! build does not know is kept byte for byte (and never tried), so a header a newer version wrote
+//! still opens with a passphrase slot and is rewritten without losing the other slot.
 
 use vault_crypto::derive::ChainMacKey;
 use vault_crypto::hash::{self, SHA256_LEN};
-use vault_crypto::kdf::{KdfParams, SALT_LEN};
+use vault_crypto::kdf::KdfParams;
 use vault_crypto::mac::{self, MAC_LEN};
-use vault_crypto::wrap::{self, WRAPPED_KEY_LEN, WrappedKey};
-use vault_crypto::{Key256, SecretBytes, kdf};
+use vault_crypto::{Key256, SecretBytes};
 
+use crate::passphrase_slot::{
+    FixedPassphraseSlot, KIND_PASSPHRASE, PASSPHRASE_BODY_LEN, PassphraseSlot,
+};
 use crate::preamble::{self, ObjectKind, PREAMBLE_LEN};
 use crate::reader::Reader;
 use crate::{Error, Result, VaultId};
@@ -44,32 +37,45 @@ pub(crate) const KIND: ObjectKind = ObjectKind {
     current_version: 1,
 };
 
-/// Encoded size of one key slot.
-pub const KEY_SLOT_LEN: usize = 104;
-/// Most key slots a header may hold.
-pub const MAX_KEY_SLOTS: usize = 8;
+/// Most key slots a header may hold (team vaults need one per member).
+pub const MAX_KEY_SLOTS: usize = 256;
+/// Longest body of one key slot.
+pub const MAX_SLOT_BODY_LEN: usize = 1024;
+/// Length of a slot entry's header (id, kind, reserved, body length).
+pub const SLOT_ENTRY_HEADER_LEN: usize = 6;
+/// Encoded size of one passphrase slot entry.
+pub const KEY_SLOT_LEN: usize = SLOT_ENTRY_HEADER_LEN + PASSPHRASE_BODY_LEN;
 /// Size of the fixed part before the slots.
 pub const HEADER_FIXED_LEN: usize = 40;
 /// Largest possible header.
-pub const MAX_HEADER_LEN: usize =
-    HEADER_FIXED_LEN + MAX_KEY_SLOTS * KEY_SLOT_LEN + MAC_LEN + SHA256_LEN;
+pub const MAX_HEADER_LEN: usize = HEADER_FIXED_LEN
+    + MAX_KEY_SLOTS * (SLOT_ENTRY_HEADER_LEN + MAX_SLOT_BODY_LEN)
+    + MAC_LEN
+    + SHA256_LEN;
 
-const SLOT_KIND_PASSPHRASE: u8 = 1;
 const HEADER_MAC_LABEL: &[u8] = b"vault v1 header";
-const SLOT_WRAP_LABEL: &[u8] = b"vault v1 key-slot";
 
-/// One way to unlock the master key: a passphrase run through Argon2id gives a key-encryption
-/// key (KEK) that unwraps the master key.
+/// What a key slot holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlotBody {
+    /// A passphrase through Argon2id (kind 1).
+    Passphrase(PassphraseSlot),
+    /// A kind this build does not know: kept as it is, never tried.
+    Unknown {
+        /// The kind byte.
+        kind: u8,
+        /// The body, as read.
+        body: Vec<u8>,
+    },
+}
+
+/// One way to unlock the master key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeySlot {
     /// Identifies the slot within its header.
-    pub id: u8,
-    /// Argon2id parameters for this slot's passphrase.
-    pub kdf: KdfParams,
-    /// Argon2id salt.
-    pub salt: [u8; SALT_LEN],
-    /// The master key, wrapped under this slot's KEK.
-    pub wrapped_key: WrappedKey,
+    pub id: u16,
+    /// The slot's kind and contents.
+    pub body: SlotBody,
 }
 
 /// The decoded vault header.
@@ -86,67 +92,68 @@ pub struct VaultHeader {
 }
 
 impl KeySlot {
-    /// Creates a slot: derives a KEK from `passphrase` with a fresh salt and wraps `master`.
+    /// Creates a passphrase slot: derives a KEK from `passphrase` with a fresh salt and wraps
+    /// `master`.
     ///
     /// # Errors
     /// [`Error::Crypto`] if the RNG or Argon2 fails.
     pub fn create(
-        id: u8,
+        id: u16,
         passphrase: &[u8],
         kdf_params: KdfParams,
         master: &Key256,
         vault_id: &VaultId,
         key_epoch: u32,
     ) -> Result<Self> {
-        let salt = vault_crypto::rng::bytes::<SALT_LEN>().map_err(crypto)?;
-        let kek = kdf::derive_key(passphrase, &salt, &kdf_params).map_err(crypto)?;
-        Self::create_with(
-            id, &kek, kdf_params, salt, master, vault_id, key_epoch, None,
-        )
+        Ok(Self {
+            id,
+            body: SlotBody::Passphrase(PassphraseSlot::create(
+                id, passphrase, kdf_params, master, vault_id, key_epoch,
+            )?),
+        })
     }
 
-    /// Builds a slot from an already-derived KEK and fixed salt (and optionally a fixed nonce):
-    /// for worked examples and tests.
+    /// Builds a passphrase slot from an already-derived KEK and fixed salt (and optionally a fixed
+    /// nonce): for worked examples and tests.
     ///
     /// # Errors
     /// [`Error::Crypto`] if the RNG fails.
-    #[allow(clippy::too_many_arguments)]
-    pub fn create_with(
-        id: u8,
-        kek: &Key256,
-        kdf: KdfParams,
-        salt: [u8; SALT_LEN],
-        master: &Key256,
-        vault_id: &VaultId,
-        key_epoch: u32,
-        nonce: Option<vault_crypto::aead::Nonce>,
-    ) -> Result<Self> {
-        let mut slot = Self {
-            id,
-            kdf,
-            salt,
-            wrapped_key: WrappedKey::from_bytes([0; WRAPPED_KEY_LEN]),
-        };
-        let aad = slot.wrap_aad(vault_id, key_epoch);
-        slot.wrapped_key = match nonce {
-            Some(n) => wrap::wrap_key_with_nonce(kek, master, &aad, &n),
-            None => wrap::wrap_key(kek, master, &aad),
+    pub fn create_with(fixed: &FixedPassphraseSlot<'_>) -> Result<Self> {
+        Ok(Self {
+            id: fixed.id,
+            body: SlotBody::Passphrase(PassphraseSlot::with_kek(fixed)?),
+        })
+    }
+
+    /// The Argon2id parameters, for a passphrase slot.
+    pub fn kdf(&self) -> Option<KdfParams> {
+        match &self.body {
+            SlotBody::Passphrase(p) => Some(p.kdf),
+            SlotBody::Unknown { .. } => None,
         }
-        .map_err(crypto)?;
-        Ok(slot)
+    }
+
+    /// The kind byte.
+    pub fn kind(&self) -> u8 {
+        match &self.body {
+            SlotBody::Passphrase(_) => KIND_PASSPHRASE,
+            SlotBody::Unknown { kind, .. } => *kind,
+        }
     }
 
     /// Tries to unlock this slot with `passphrase` (runs Argon2id).
     ///
     /// # Errors
-    /// [`Error::Authentication`] if the passphrase is wrong (or the slot was modified);
-    /// [`Error::Crypto`] if Argon2 fails.
+    /// [`Error::Authentication`] if the passphrase is wrong, the slot was modified, or it is not
+    /// a passphrase slot; [`Error::Crypto`] if Argon2 fails.
     pub fn unlock(&self, passphrase: &[u8], vault_id: &VaultId, key_epoch: u32) -> Result<Key256> {
-        let kek = kdf::derive_key(passphrase, &self.salt, &self.kdf).map_err(crypto)?;
-        self.unlock_with_kek(&kek, vault_id, key_epoch)
+        match &self.body {
+            SlotBody::Passphrase(p) => p.unlock(self.id, passphrase, vault_id, key_epoch),
+            SlotBody::Unknown { .. } => Err(Error::Authentication { object: "key slot" }),
+        }
     }
 
-    /// Unwraps the master key with an already-derived KEK.
+    /// Unwraps the master key with an already-derived KEK (a passphrase slot).
     ///
     /// # Errors
     /// [`Error::Authentication`] if the KEK does not open the slot.
@@ -156,63 +163,59 @@ impl KeySlot {
         vault_id: &VaultId,
         key_epoch: u32,
     ) -> Result<Key256> {
-        wrap::unwrap_key(kek, &self.wrapped_key, &self.wrap_aad(vault_id, key_epoch)).map_err(|e| {
-            match e {
-                vault_crypto::Error::Decrypt => Error::Authentication { object: "key slot" },
-                other => crypto(other),
-            }
-        })
-    }
-
-    /// Associated data for the wrapped key: label ‖ vault id ‖ key epoch ‖ the slot's first 32
-    /// bytes (id, kind, KDF parameters, salt), so no cleartext slot field can be swapped.
-    fn wrap_aad(&self, vault_id: &VaultId, key_epoch: u32) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(SLOT_WRAP_LABEL.len() + 16 + 4 + 32);
-        aad.extend_from_slice(SLOT_WRAP_LABEL);
-        aad.extend_from_slice(vault_id.as_bytes());
-        aad.extend_from_slice(&key_epoch.to_le_bytes());
-        self.encode_params(&mut aad);
-        aad
-    }
-
-    fn encode_params(&self, out: &mut Vec<u8>) {
-        out.push(self.id);
-        out.push(SLOT_KIND_PASSPHRASE);
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&self.kdf.memory_kib().to_le_bytes());
-        out.extend_from_slice(&self.kdf.iterations().to_le_bytes());
-        out.extend_from_slice(&self.kdf.lanes().to_le_bytes());
-        out.extend_from_slice(&self.salt);
+        match &self.body {
+            SlotBody::Passphrase(p) => p.unlock_with_kek(self.id, kek, vault_id, key_epoch),
+            SlotBody::Unknown { .. } => Err(Error::Authentication { object: "key slot" }),
+        }
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        self.encode_params(out);
-        out.extend_from_slice(&self.wrapped_key.to_bytes());
+        let mut body = Vec::with_capacity(PASSPHRASE_BODY_LEN);
+        match &self.body {
+            SlotBody::Passphrase(p) => p.encode_body(&mut body),
+            SlotBody::Unknown { body: b, .. } => body.extend_from_slice(b),
+        }
+        encode_entry_header(out, self.id, self.kind(), body.len());
+        out.extend_from_slice(&body);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
-        let id = r.u8("slot id")?;
+        let id = r.u16("slot id")?;
         let kind = r.u8("slot kind")?;
-        if kind != SLOT_KIND_PASSPHRASE {
-            return Err(r.invalid("slot kind", format!("unknown slot kind {kind}")));
+        r.zero("slot reserved", 1)?;
+        let len = usize::from(r.u16("slot body length")?);
+        if !(1..=MAX_SLOT_BODY_LEN).contains(&len) {
+            return Err(r.invalid(
+                "slot body length",
+                format!("{len} is outside 1..={MAX_SLOT_BODY_LEN}"),
+            ));
         }
-        r.zero("slot reserved", 2)?;
-        let (m, t, p) = (
-            r.u32("kdf memory")?,
-            r.u32("kdf iterations")?,
-            r.u32("kdf lanes")?,
-        );
-        let kdf =
-            KdfParams::for_key(m, t, p).map_err(|e| r.invalid("kdf parameters", e.to_string()))?;
-        let salt = r.array("kdf salt")?;
-        let wrapped_key = WrappedKey::from_bytes(r.array("wrapped key")?);
-        Ok(Self {
-            id,
-            kdf,
-            salt,
-            wrapped_key,
-        })
+        let body = r.bytes("slot body", len)?;
+        let body = match kind {
+            0 => return Err(r.invalid("slot kind", "kind 0 does not exist")),
+            KIND_PASSPHRASE if len != PASSPHRASE_BODY_LEN => {
+                return Err(r.invalid(
+                    "slot body length",
+                    format!("a passphrase slot is {PASSPHRASE_BODY_LEN} bytes, not {len}"),
+                ));
+            }
+            KIND_PASSPHRASE => SlotBody::Passphrase(PassphraseSlot::decode_body(body)?),
+            other => SlotBody::Unknown {
+                kind: other,
+                body: body.to_vec(),
+            },
+        };
+        Ok(Self { id, body })
     }
+}
+
+/// Appends a slot entry's header: id, kind, reserved, body length.
+pub(crate) fn encode_entry_header(out: &mut Vec<u8>, id: u16, kind: u8, body_len: usize) {
+    out.extend_from_slice(&id.to_le_bytes());
+    out.push(kind);
+    out.push(0);
+    // Body lengths are bounded by MAX_SLOT_BODY_LEN, far below u16::MAX.
+    out.extend_from_slice(&u16::try_from(body_len).unwrap_or(u16::MAX).to_le_bytes());
 }
 
 impl VaultHeader {
@@ -258,7 +261,7 @@ impl VaultHeader {
     /// # Errors
     /// [`Error::Authentication`] with object "key slot" if no slot opens (a wrong passphrase);
     /// [`Error::Authentication`] with object "vault header" if a slot opens but the MAC fails.
-    pub fn unlock(&self, passphrase: &SecretBytes) -> Result<(Key256, u8)> {
+    pub fn unlock(&self, passphrase: &SecretBytes) -> Result<(Key256, u16)> {
         for slot in &self.slots {
             match slot.unlock(passphrase.expose_secret(), &self.vault_id, self.key_epoch) {
                 Ok(master) => {
@@ -306,14 +309,14 @@ impl VaultHeader {
         }
         let vault_id = VaultId::from_bytes(r.array("vault id")?);
         let key_epoch = r.u32("key epoch")?;
-        let count = r.u8("slot count")? as usize;
+        let count = usize::from(r.u16("slot count")?);
         if !(1..=MAX_KEY_SLOTS).contains(&count) {
             return Err(r.invalid(
                 "slot count",
                 format!("{count} is outside 1..={MAX_KEY_SLOTS}"),
             ));
         }
-        r.zero("reserved", 3)?;
+        r.zero("reserved", 2)?;
         let mut slots = Vec::with_capacity(count);
         for _ in 0..count {
             slots.push(KeySlot::decode(&mut r)?);
@@ -332,16 +335,16 @@ impl VaultHeader {
     }
 
     /// The slot with id `id`.
-    pub fn slot(&self, id: u8) -> Option<&KeySlot> {
+    pub fn slot(&self, id: u16) -> Option<&KeySlot> {
         self.slots.iter().find(|s| s.id == id)
     }
 
     /// The lowest slot id not in use, if any slot is free.
-    pub fn free_slot_id(&self) -> Option<u8> {
+    pub fn free_slot_id(&self) -> Option<u16> {
         if self.slots.len() >= MAX_KEY_SLOTS {
             return None;
         }
-        (0..=u8::MAX).find(|id| self.slot(*id).is_none())
+        (0..=u16::MAX).find(|id| self.slot(*id).is_none())
     }
 
     fn check_slots(&self) -> Result<()> {
@@ -365,13 +368,17 @@ impl VaultHeader {
     }
 
     fn encode_unauthenticated(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(MAX_HEADER_LEN);
+        let mut out = Vec::with_capacity(HEADER_FIXED_LEN + self.slots.len() * KEY_SLOT_LEN);
         preamble::write(&mut out, KIND);
         out.extend_from_slice(self.vault_id.as_bytes());
         out.extend_from_slice(&self.key_epoch.to_le_bytes());
-        // Slot count is bounded by check_slots (at most 8), so it fits a byte.
-        out.push(u8::try_from(self.slots.len()).unwrap_or(u8::MAX));
-        out.extend_from_slice(&[0, 0, 0]);
+        // The slot count is bounded by check_slots (at most MAX_KEY_SLOTS), so it fits a u16.
+        out.extend_from_slice(
+            &u16::try_from(self.slots.len())
+                .unwrap_or(u16::MAX)
+                .to_le_bytes(),
+        );
+        out.extend_from_slice(&[0, 0]);
         for s in &self.slots {
             s.encode(&mut out);
         }
@@ -399,12 +406,5 @@ impl VaultHeader {
             key.key().expose_secret(),
             &[HEADER_MAC_LABEL, &self.encode_unauthenticated()],
         )
-    }
-}
-
-fn crypto(source: vault_crypto::Error) -> Error {
-    Error::Crypto {
-        object: KIND.name,
-        source,
     }
 }

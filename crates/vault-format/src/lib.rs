@@ -37,6 +37,7 @@ mod envelope;
 mod error;
 mod header;
 pub mod log;
+pub mod passphrase_slot;
 pub mod payload;
 mod preamble;
 mod reader;
@@ -50,8 +51,10 @@ pub use envelope::{
 };
 pub use error::{Error, Result};
 pub use header::{
-    HEADER_FIXED_LEN, KEY_SLOT_LEN, KeySlot, MAX_HEADER_LEN, MAX_KEY_SLOTS, VaultHeader,
+    HEADER_FIXED_LEN, KEY_SLOT_LEN, KeySlot, MAX_HEADER_LEN, MAX_KEY_SLOTS, MAX_SLOT_BODY_LEN,
+    SLOT_ENTRY_HEADER_LEN, SlotBody, VaultHeader,
 };
+pub use passphrase_slot::{FixedPassphraseSlot, PassphraseSlot};
 pub use preamble::{MAGIC, PREAMBLE_LEN};
 
 /// A vault's random 128-bit identifier. Public; bound into every record's associated data.

@@ -22,25 +22,36 @@ fn arb_kdf() -> impl Strategy<Value = KdfParams> {
     })
 }
 
-fn arb_slot(id: u8) -> impl Strategy<Value = KeySlot> {
-    (
-        arb_kdf(),
-        any::<[u8; 16]>(),
-        proptest::collection::vec(any::<u8>(), 72),
-    )
-        .prop_map(move |(kdf, salt, w)| KeySlot {
-            id,
-            kdf,
-            salt,
-            wrapped_key: WrappedKey::from_bytes(w.try_into().unwrap()),
-        })
+fn arb_slot(id: u16) -> impl Strategy<Value = KeySlot> {
+    prop_oneof![
+        4 => (
+            arb_kdf(),
+            any::<[u8; 16]>(),
+            proptest::collection::vec(any::<u8>(), 72),
+        )
+            .prop_map(move |(kdf, salt, w)| KeySlot {
+                id,
+                body: SlotBody::Passphrase(PassphraseSlot {
+                    kdf,
+                    salt,
+                    wrapped_key: WrappedKey::from_bytes(w.try_into().unwrap()),
+                }),
+            }),
+        // A kind this build does not know is kept byte for byte.
+        1 => (2u8..=255, proptest::collection::vec(any::<u8>(), 1..200)).prop_map(
+            move |(kind, body)| KeySlot {
+                id,
+                body: SlotBody::Unknown { kind, body },
+            }
+        ),
+    ]
 }
 
 fn arb_header() -> impl Strategy<Value = VaultHeader> {
     (
         any::<[u8; 16]>(),
         any::<u32>(),
-        proptest::sample::subsequence((0u8..=255).collect::<Vec<_>>(), 1..=MAX_KEY_SLOTS),
+        proptest::sample::subsequence((0u16..=300).collect::<Vec<_>>(), 1..=12),
         any::<[u8; 32]>(),
     )
         .prop_flat_map(|(id, epoch, ids, mac)| {
@@ -58,7 +69,15 @@ proptest! {
     #[test]
     fn header_round_trips(h in arb_header()) {
         let bytes = h.encode();
-        prop_assert_eq!(bytes.len(), HEADER_FIXED_LEN + h.slots.len() * KEY_SLOT_LEN + 64);
+        let slots_len: usize = h
+            .slots
+            .iter()
+            .map(|s| match &s.body {
+                SlotBody::Passphrase(_) => KEY_SLOT_LEN,
+                SlotBody::Unknown { body, .. } => SLOT_ENTRY_HEADER_LEN + body.len(),
+            })
+            .sum();
+        prop_assert_eq!(bytes.len(), HEADER_FIXED_LEN + slots_len + 64);
         prop_assert_eq!(VaultHeader::decode(&bytes).unwrap(), h);
     }
 
@@ -193,6 +212,7 @@ fn structural_errors_behind_a_valid_checksum_are_precise() {
     let good = example_header().encode();
     let mut zero_slots = good.clone();
     zero_slots[36] = 0;
+    zero_slots[37] = 0;
     assert!(matches!(
         VaultHeader::decode(&with_checksum(zero_slots)),
         Err(Error::InvalidField {
@@ -200,14 +220,15 @@ fn structural_errors_behind_a_valid_checksum_are_precise() {
             ..
         })
     ));
+    // More slots than the format allows.
     let mut nine = good.clone();
-    nine[36] = 9;
+    nine[36..38].copy_from_slice(&(MAX_KEY_SLOTS as u16 + 1).to_le_bytes());
     assert!(matches!(
         VaultHeader::decode(&with_checksum(nine)),
         Err(Error::InvalidField { .. })
     ));
     let mut kind = good.clone();
-    kind[41] = 7;
+    kind[42] = 0;
     assert!(matches!(
         VaultHeader::decode(&with_checksum(kind)),
         Err(Error::InvalidField {
@@ -215,8 +236,18 @@ fn structural_errors_behind_a_valid_checksum_are_precise() {
             ..
         })
     ));
+    // A passphrase slot must be exactly 100 bytes.
+    let mut length = good.clone();
+    length[44..46].copy_from_slice(&99u16.to_le_bytes());
+    assert!(matches!(
+        VaultHeader::decode(&with_checksum(length)),
+        Err(Error::InvalidField {
+            field: "slot body length",
+            ..
+        })
+    ));
     let mut memory = good.clone();
-    memory[44..48].copy_from_slice(&u32::MAX.to_le_bytes());
+    memory[46..50].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(
         VaultHeader::decode(&with_checksum(memory)),
         Err(Error::InvalidField {
@@ -255,7 +286,7 @@ fn forged_header_fields_fail_authentication() {
         Err(Error::Authentication { .. })
     ));
     let mut mac = good.clone();
-    mac[0x90] ^= 1;
+    mac[HEADER_FIXED_LEN + KEY_SLOT_LEN] ^= 1; // the first byte of the header MAC
     assert_eq!(
         VaultHeader::decode(&with_checksum(mac))
             .unwrap()

@@ -16,7 +16,7 @@ pub enum Error {
     )]
     KdfLimit {
         /// The refused slot.
-        slot: u8,
+        slot: u16,
         /// Which parameter, its value and the limit.
         detail: String,
     },

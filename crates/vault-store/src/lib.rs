@@ -50,7 +50,7 @@ pub use backend::{
 };
 pub use batch::Batch;
 pub use engine::index::DEFAULT_MAX_VERSIONS;
-pub use engine::unlock::KdfLimit;
+pub use engine::unlock::{KdfLimit, Unlock};
 pub use error::{Error, Result};
 pub use keys::KeyVersionInfo;
 pub use secrets::{Secret, SecretInfo, SetOptions, VersionInfo};

@@ -31,8 +31,11 @@ impl Vault {
         let mut txn = self.e.begin_write(false)?;
         let header = txn.view.header.clone();
         let st = &mut *txn.st;
-        let (_old_master, slot_id) =
-            unlock::unlock(&header, passphrase, &self.e.options.kdf_limit)?;
+        let (_old_master, slot_id) = unlock::unlock(
+            &header,
+            unlock::Unlock::Passphrase(passphrase),
+            &self.e.options.kdf_limit,
+        )?;
         let old_slot = header
             .slot(slot_id)
             .ok_or_else(|| Error::integrity("vault header", "unlocked slot vanished"))?
@@ -55,7 +58,12 @@ impl Vault {
         let slot = KeySlot::create(
             slot_id,
             passphrase.expose_secret(),
-            old_slot.kdf,
+            old_slot.kdf().ok_or_else(|| {
+                Error::integrity(
+                    "vault header",
+                    "the unlocking slot is not a passphrase slot",
+                )
+            })?,
             &master,
             &self.e.vault_id,
             epoch,

@@ -16,9 +16,12 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotInfo {
     /// Slot id.
-    pub id: u8,
-    /// Its Argon2id parameters.
-    pub kdf: KdfParams,
+    pub id: u16,
+    /// The slot kind (1: passphrase through Argon2id; others are kept but not used by this
+    /// build).
+    pub kind: u8,
+    /// Its Argon2id parameters (a passphrase slot).
+    pub kdf: Option<KdfParams>,
     /// Whether this handle was unlocked with it.
     pub in_use: bool,
 }
@@ -33,7 +36,8 @@ impl Vault {
             .iter()
             .map(|s| SlotInfo {
                 id: s.id,
-                kdf: s.kdf,
+                kind: s.kind(),
+                kdf: s.kdf(),
                 in_use: s.id == in_use,
             })
             .collect()
@@ -47,11 +51,15 @@ impl Vault {
         &self,
         current: &SecretBytes,
         event: &str,
-        change: impl FnOnce(&mut VaultHeader, &Key256, u8) -> Result<R>,
+        change: impl FnOnce(&mut VaultHeader, &Key256, u16) -> Result<R>,
     ) -> Result<R> {
         let mut txn = self.e.begin_write(false)?;
         let mut header = txn.view.header.clone();
-        let (master, slot_id) = unlock::unlock(&header, current, &self.e.options.kdf_limit)?;
+        let (master, slot_id) = unlock::unlock(
+            &header,
+            unlock::Unlock::Passphrase(current),
+            &self.e.options.kdf_limit,
+        )?;
         let result = change(&mut header, &master, slot_id)?;
         header.seal(&master);
         drop(master);
@@ -108,7 +116,15 @@ impl Vault {
             *slot = KeySlot::create(
                 slot_id,
                 new.expose_secret(),
-                kdf.unwrap_or(slot.kdf),
+                match kdf.or(slot.kdf()) {
+                    Some(k) => k,
+                    None => {
+                        return Err(Error::integrity(
+                            "vault header",
+                            "the unlocking slot is not a passphrase slot",
+                        ));
+                    }
+                },
                 master,
                 &vault_id,
                 epoch,
@@ -120,19 +136,22 @@ impl Vault {
     /// Adds a key slot for another passphrase (e.g. a recovery passphrase); returns its id.
     ///
     /// # Errors
-    /// [`Error::WrongPassphrase`] for `current`; [`Error::Invalid`] if all 8 slots are used.
+    /// [`Error::WrongPassphrase`] for `current`; [`Error::Invalid`] if every slot id is used.
     pub fn add_passphrase(
         &self,
         current: &SecretBytes,
         new: &SecretBytes,
         kdf: KdfParams,
-    ) -> Result<u8> {
+    ) -> Result<u16> {
         let vault_id = self.e.vault_id;
         self.e.options.kdf_limit.check_new(&kdf)?;
         self.modify_header(current, "key slot added", |h, master, _| {
-            let id = h
-                .free_slot_id()
-                .ok_or_else(|| Error::invalid("key slot", "all 8 key slots are in use"))?;
+            let id = h.free_slot_id().ok_or_else(|| {
+                Error::invalid(
+                    "key slot",
+                    format!("all {} key slots are in use", vault_format::MAX_KEY_SLOTS),
+                )
+            })?;
             let slot =
                 KeySlot::create(id, new.expose_secret(), kdf, master, &vault_id, h.key_epoch)?;
             h.slots.push(slot);
@@ -145,7 +164,7 @@ impl Vault {
     /// # Errors
     /// [`Error::WrongPassphrase`] for `current`; [`Error::NotFound`]; [`Error::Invalid`] for the
     /// last slot.
-    pub fn remove_slot(&self, current: &SecretBytes, id: u8) -> Result<()> {
+    pub fn remove_slot(&self, current: &SecretBytes, id: u16) -> Result<()> {
         self.modify_header(current, &format!("key slot {id} removed"), |h, _, _| {
             if h.slot(id).is_none() {
                 return Err(Error::NotFound {

@@ -101,13 +101,26 @@ impl Vault {
         passphrase: &SecretBytes,
         options: VaultOptions,
     ) -> Result<Self> {
+        Self::open_with(backend, unlock::Unlock::Passphrase(passphrase), options)
+    }
+
+    /// Opens an existing vault with whatever `input` is (today a passphrase; later a member key
+    /// or material from an agent).
+    ///
+    /// # Errors
+    /// As [`Vault::open`].
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        input: unlock::Unlock<'_>,
+        options: VaultOptions,
+    ) -> Result<Self> {
         let mut last = Error::Rekeyed;
         for _ in 0..OPEN_ATTEMPTS {
             // Read and unlock without a lock (Argon2 takes long; writers must not wait on it),
             // then check under the lock that the header is still the one unlocked.
             let bytes = backend.read_header()?;
             let header = decode_header(&bytes, &backend.location())?;
-            let (master, slot_id) = unlock::unlock(&header, passphrase, &options.kdf_limit)?;
+            let (master, slot_id) = unlock::unlock(&header, input, &options.kdf_limit)?;
             let keys = Keys::derive(&master, &header.vault_id, header.key_epoch, slot_id);
             drop(master);
             let vault = Self {

@@ -461,16 +461,16 @@ fn a_hostile_kdf_slot_is_refused_before_running_it() {
     let header_path = d.vault_dir().join("header");
     let mut header = VaultHeader::decode(&std::fs::read(&header_path).unwrap()).unwrap();
     let hostile = KdfParams::for_key(4 * 1024 * 1024, 1024, 1).unwrap();
-    let slot = KeySlot::create_with(
-        7,
-        &Key256::generate().unwrap(),
-        hostile,
-        [0; 16],
-        &Key256::generate().unwrap(),
-        &header.vault_id,
-        header.key_epoch,
-        None,
-    )
+    let slot = KeySlot::create_with(&vault_format::FixedPassphraseSlot {
+        id: 7,
+        kek: &Key256::generate().unwrap(),
+        kdf: hostile,
+        salt: [0; 16],
+        master: &Key256::generate().unwrap(),
+        vault_id: &header.vault_id,
+        key_epoch: header.key_epoch,
+        nonce: None,
+    })
     .unwrap();
     header.slots.insert(0, slot);
     std::fs::write(&header_path, header.encode()).unwrap();
@@ -504,16 +504,16 @@ fn extra_slots_cannot_add_up_past_the_work_limit() {
     // Each slot costs 16 MiB x 2 passes; the limit allows 40 MiB-passes for one open.
     let each = KdfParams::for_key(16 * 1024, 2, 1).unwrap();
     for id in [5, 6] {
-        let slot = KeySlot::create_with(
+        let slot = KeySlot::create_with(&vault_format::FixedPassphraseSlot {
             id,
-            &Key256::generate().unwrap(),
-            each,
-            [0; 16],
-            &Key256::generate().unwrap(),
-            &header.vault_id,
-            header.key_epoch,
-            None,
-        )
+            kek: &Key256::generate().unwrap(),
+            kdf: each,
+            salt: [0; 16],
+            master: &Key256::generate().unwrap(),
+            vault_id: &header.vault_id,
+            key_epoch: header.key_epoch,
+            nonce: None,
+        })
         .unwrap();
         header.slots.insert(0, slot);
     }

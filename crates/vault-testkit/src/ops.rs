@@ -122,7 +122,7 @@ impl MutatingOp {
                     .into_iter()
                     .find(|s| !s.in_use)
                     .map(|s| s.id)
-                    .unwrap_or(u8::MAX);
+                    .unwrap_or(u16::MAX);
                 v.remove_slot(&pass(), spare)
             }
             MutatingOp::Rotate => v.rotate_master_key(&pass(), false),

@@ -37,16 +37,16 @@ pub fn salt() -> [u8; 16] {
 pub fn example_header() -> VaultHeader {
     let kek = kdf::derive_key(PASSPHRASE, &salt(), &example_kdf()).unwrap();
     let nonce = Nonce::from_slice(&seq(0xb0, 24)).unwrap();
-    let slot = KeySlot::create_with(
-        0,
-        &kek,
-        example_kdf(),
-        salt(),
-        &master(),
-        &vault_id(),
-        0,
-        Some(nonce),
-    )
+    let slot = KeySlot::create_with(&vault_format::FixedPassphraseSlot {
+        id: 0,
+        kek: &kek,
+        kdf: example_kdf(),
+        salt: salt(),
+        master: &master(),
+        vault_id: &vault_id(),
+        key_epoch: 0,
+        nonce: Some(nonce),
+    })
     .unwrap();
     VaultHeader::new(vault_id(), 0, vec![slot], &master()).unwrap()
 }

@@ -10,11 +10,11 @@ pub(crate) struct Keys {
     pub(crate) record: RecordKey,
     pub(crate) mac: ChainMacKey,
     pub(crate) rollback: RollbackKey,
-    pub(crate) slot_id: u8,
+    pub(crate) slot_id: u16,
 }
 
 impl Keys {
-    pub(crate) fn derive(master: &Key256, vault_id: &VaultId, epoch: u32, slot_id: u8) -> Self {
+    pub(crate) fn derive(master: &Key256, vault_id: &VaultId, epoch: u32, slot_id: u16) -> Self {
         let ctx = vault_id.as_bytes();
         Self {
             epoch,

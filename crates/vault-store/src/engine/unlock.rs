@@ -78,7 +78,16 @@ impl Default for KdfLimit {
     }
 }
 
-/// Tries each slot within `limit` with `passphrase`; returns the master key and the id of the
+/// What opens a vault: a passphrase today; a member's key or material from an agent are other
+/// kinds of key slot to come, and will be other variants here.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum Unlock<'a> {
+    /// A passphrase, tried against the passphrase slots.
+    Passphrase(&'a SecretBytes),
+}
+
+/// Tries each slot that `input` can open, within `limit`; returns the master key and the id of the
 /// slot that opened, after verifying the header MAC. The cost limit bounds the whole open, not
 /// each slot: a slot is not tried if its cost added to that of the slots tried before it would
 /// exceed the limit (so extra slots, each within the limit, cannot add up to hours).
@@ -89,13 +98,18 @@ impl Default for KdfLimit {
 /// opens but the header MAC fails (a slot was inserted or changed).
 pub(crate) fn unlock(
     header: &VaultHeader,
-    passphrase: &SecretBytes,
+    input: Unlock<'_>,
     limit: &KdfLimit,
-) -> Result<(Key256, u8)> {
-    let mut refused: Option<(u8, String)> = None;
+) -> Result<(Key256, u16)> {
+    let Unlock::Passphrase(passphrase) = input;
+    let mut refused: Option<(u16, String)> = None;
     let mut spent = 0u64;
     for slot in &header.slots {
-        let cost = u64::from(slot.kdf.memory_kib()) * u64::from(slot.kdf.iterations());
+        // Only passphrase slots open with a passphrase; other kinds are never tried here.
+        let Some(kdf) = slot.kdf() else {
+            continue;
+        };
+        let cost = u64::from(kdf.memory_kib()) * u64::from(kdf.iterations());
         let over_budget = (spent.saturating_add(cost) > limit.max_cost).then(|| {
             format!(
                 "with the slots tried before it the Argon2id cost would reach {} MiB-passes, over the limit of {} MiB-passes for one open",
@@ -103,7 +117,7 @@ pub(crate) fn unlock(
                 limit.max_cost / 1024
             )
         });
-        if let Some(reason) = limit.refusal(&slot.kdf).or(over_budget) {
+        if let Some(reason) = limit.refusal(&kdf).or(over_budget) {
             tracing::warn!(slot = slot.id, %reason, "not trying a key slot over the KDF limit");
             refused.get_or_insert((slot.id, reason));
             continue;
