@@ -1,0 +1,157 @@
+//! Golden files: a vault written by format version 1 (`tests/data/v1/vault`, with its passphrase
+//! and contents in `tests/data/v1/README.md`) must open, read back exactly and accept writes in
+//! every later build. A format change that breaks old vaults cannot land silently. Golden files
+//! are never regenerated: a new version adds `data/v2` beside this one.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use vault_store::{FileBackend, KeyState, SecretBytes, SetOptions, Vault, VaultOptions};
+
+const PASSPHRASE: &[u8] = b"golden passphrase v1";
+const RECOVERY: &[u8] = b"golden recovery v1";
+
+fn golden_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1/vault")
+}
+
+/// Writes the golden vault. Run once, by hand, when the version-1 format was frozen:
+/// `cargo test -p vault-store --test golden -- --ignored write_golden_v1`. Never again.
+#[test]
+#[ignore = "writes the golden files; they are never regenerated"]
+fn write_golden_v1() {
+    let dir = golden_dir();
+    assert!(!dir.exists(), "golden files are never regenerated");
+    let v = Vault::create(
+        Arc::new(FileBackend::new(&dir)),
+        &SecretBytes::from_slice(PASSPHRASE),
+        cheap_kdf(),
+        VaultOptions::default(),
+    )
+    .unwrap();
+    let tags = |k: &str, v: &str| SetOptions {
+        tags: vec![vault_store::Tag {
+            key: k.into(),
+            value: v.into(),
+        }],
+        ..SetOptions::default()
+    };
+    v.set("db/password", secret(b"hunter2"), tags("env", "prod"))
+        .unwrap();
+    v.set(
+        "db/password",
+        secret(b"correct horse"),
+        SetOptions::default(),
+    )
+    .unwrap();
+    v.set("api/token", secret(&[0, 1, 2, 255]), SetOptions::default())
+        .unwrap();
+    v.set("old/secret", secret(b"gone"), SetOptions::default())
+        .unwrap();
+    v.delete("old/secret").unwrap();
+    v.add_key_version("signing", "ed25519", secret(&[7; 32]), KeyState::Active)
+        .unwrap();
+    v.add_passphrase(
+        &SecretBytes::from_slice(PASSPHRASE),
+        &SecretBytes::from_slice(RECOVERY),
+        cheap_kdf(),
+    )
+    .unwrap();
+    v.compact().unwrap();
+    v.rotate_master_key(&SecretBytes::from_slice(PASSPHRASE), true)
+        .unwrap();
+    v.set(
+        "after/rotation",
+        secret(b"still here"),
+        SetOptions::default(),
+    )
+    .unwrap();
+}
+
+fn check(v: &Vault) {
+    let get = |n: &str| v.get(n).unwrap().value.expose_secret().to_vec();
+    assert_eq!(get("db/password"), b"correct horse");
+    assert_eq!(
+        v.get_version("db/password", 1)
+            .unwrap()
+            .value
+            .expose_secret(),
+        b"hunter2"
+    );
+    let history = v.history("db/password").unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].tags[0].key, "env");
+    assert_eq!(get("api/token"), [0, 1, 2, 255]);
+    assert_eq!(get("after/rotation"), b"still here");
+    assert!(v.get("old/secret").is_err());
+    let names: Vec<_> = v.list(true).unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        ["after/rotation", "api/token", "db/password", "old/secret"]
+    );
+    let versions = v.key_versions("signing").unwrap();
+    assert_eq!(versions[0].state, KeyState::Active);
+    let report = v.verify().unwrap();
+    assert!(!report.torn_tail);
+}
+
+#[test]
+fn the_version_1_golden_vault_opens_reads_back_and_takes_writes() {
+    // Opened where it lies: reading changes nothing in it.
+    let before: Vec<_> = file_names(&golden_dir())
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read(golden_dir().join(&n)).unwrap()))
+        .collect();
+    let v = Vault::open(
+        Arc::new(FileBackend::new(golden_dir())),
+        &SecretBytes::from_slice(PASSPHRASE),
+        VaultOptions::default(),
+    )
+    .unwrap();
+    check(&v);
+    drop(v);
+    for (name, bytes) in &before {
+        assert_eq!(
+            &std::fs::read(golden_dir().join(name)).unwrap(),
+            bytes,
+            "{name}"
+        );
+    }
+    // A copy takes writes, and its slot count and epoch are as written.
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&golden_dir(), &tmp.path().join("vault"));
+    let v = Vault::open(
+        Arc::new(FileBackend::new(tmp.path().join("vault"))),
+        &SecretBytes::from_slice(PASSPHRASE),
+        VaultOptions {
+            rollback_dir: Some(tmp.path().join("state")),
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(v.slots().len(), 1, "the rotation dropped the recovery slot");
+    v.set("new", secret(b"written later"), SetOptions::default())
+        .unwrap();
+    v.compact().unwrap();
+    check(&v);
+    // The recovery passphrase was dropped by the rotation, as written.
+    assert!(
+        Vault::open(
+            Arc::new(FileBackend::new(tmp.path().join("vault"))),
+            &SecretBytes::from_slice(RECOVERY),
+            VaultOptions::default(),
+        )
+        .is_err()
+    );
+}
