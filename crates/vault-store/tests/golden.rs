@@ -141,10 +141,19 @@ fn the_version_1_golden_vault_opens_reads_back_and_takes_writes() {
     )
     .unwrap();
     assert_eq!(v.slots().len(), 1, "the rotation dropped the recovery slot");
+    check(&v);
     v.set("new", secret(b"written later"), SetOptions::default())
         .unwrap();
     v.compact().unwrap();
-    check(&v);
+    assert_eq!(
+        v.get("new").unwrap().value.expose_secret(),
+        b"written later"
+    );
+    assert_eq!(
+        v.get("db/password").unwrap().value.expose_secret(),
+        b"correct horse"
+    );
+    v.verify().unwrap();
     // The recovery passphrase was dropped by the rotation, as written.
     assert!(
         Vault::open(
