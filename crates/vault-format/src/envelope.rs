@@ -21,6 +21,7 @@ use vault_crypto::aead::{self, NONCE_LEN, Nonce, TAG_LEN};
 use vault_crypto::derive::RecordKey;
 
 use crate::reader::Reader;
+use crate::wire::wire_enum;
 use crate::{Error, Result, VaultId};
 
 const OBJECT: &str = "record envelope";
@@ -38,50 +39,21 @@ pub const MAX_CIPHERTEXT_LEN: usize = MAX_PLAINTEXT_LEN + TAG_LEN;
 /// Largest encoded envelope.
 pub const MAX_ENVELOPE_LEN: usize = ENVELOPE_FIXED_LEN + MAX_CIPHERTEXT_LEN;
 
-/// What a record holds. The numbering is part of the format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum RecordKind {
-    /// A new version of a secret.
-    SecretVersion,
-    /// A secret's lifecycle change: soft delete, undelete, destroy.
-    SecretState,
-    /// A version of a managed key.
-    KeyVersion,
-    /// Vault-wide settings (such as `max_versions`).
-    Settings,
-    /// An audited event recorded in the vault itself (such as accepting a rolled-back state).
-    Event,
-    /// Which vault header the log vouches for (docs/FORMAT.md, "Header binding").
-    HeaderBinding,
-}
-
-impl RecordKind {
-    /// Every kind, in numbering order.
-    pub const ALL: [RecordKind; 6] = [
-        RecordKind::SecretVersion,
-        RecordKind::SecretState,
-        RecordKind::KeyVersion,
-        RecordKind::Settings,
-        RecordKind::Event,
-        RecordKind::HeaderBinding,
-    ];
-
-    /// The kind's byte on disk.
-    pub const fn to_byte(self) -> u8 {
-        match self {
-            RecordKind::SecretVersion => 1,
-            RecordKind::SecretState => 2,
-            RecordKind::KeyVersion => 3,
-            RecordKind::Settings => 4,
-            RecordKind::Event => 5,
-            RecordKind::HeaderBinding => 6,
-        }
-    }
-
-    /// The kind for a byte read from disk.
-    pub fn from_byte(b: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.to_byte() == b)
+wire_enum! {
+    /// What a record holds. The numbering is part of the format.
+    pub enum RecordKind {
+        /// A new version of a secret.
+        SecretVersion = 1,
+        /// A secret's lifecycle change: soft delete, undelete, destroy.
+        SecretState = 2,
+        /// A version of a managed key.
+        KeyVersion = 3,
+        /// Vault-wide settings (such as `max_versions`).
+        Settings = 4,
+        /// An audited event recorded in the vault itself (such as accepting a rolled-back state).
+        Event = 5,
+        /// Which vault header the log vouches for (docs/FORMAT.md, "Header binding").
+        HeaderBinding = 6,
     }
 }
 

@@ -42,6 +42,7 @@ pub mod payload;
 mod preamble;
 mod reader;
 pub mod rollback;
+mod wire;
 
 use core::fmt;
 

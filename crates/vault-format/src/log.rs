@@ -15,6 +15,7 @@ use vault_crypto::mac::{self, MAC_LEN};
 
 use crate::preamble::{self, ObjectKind};
 use crate::reader::Reader;
+use crate::wire::wire_enum;
 use crate::{Error, RecordEnvelope, Result, VaultId};
 
 const KIND: ObjectKind = ObjectKind {
@@ -56,13 +57,14 @@ pub fn decode_log_header(bytes: &[u8]) -> Result<u32> {
     Ok(epoch)
 }
 
-/// Whether a frame starts a log (a snapshot, written by creation and compaction) or adds to it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FrameType {
-    /// Records appended by one commit.
-    Commit = 1,
-    /// The whole live state; only as the first frame of a log.
-    Snapshot = 2,
+wire_enum! {
+    /// Whether a frame starts a log (a snapshot, written by creation and compaction) or adds to it.
+    pub enum FrameType {
+        /// Records appended by one commit.
+        Commit = 1,
+        /// The whole live state; only as the first frame of a log.
+        Snapshot = 2,
+    }
 }
 
 /// A decoded frame body.
@@ -110,7 +112,7 @@ impl Frame {
                 .sum::<usize>()
             + MAC_LEN;
         let mut out = Vec::with_capacity(len);
-        out.push(self.frame_type as u8);
+        out.push(self.frame_type.to_byte());
         out.extend_from_slice(&[0; 3]);
         out.extend_from_slice(&self.generation.to_le_bytes());
         out.extend_from_slice(&(self.records.len() as u32).to_le_bytes());
@@ -152,11 +154,8 @@ impl Frame {
             });
         }
         let mut r = Reader::new(FRAME, body);
-        let frame_type = match r.u8("frame type")? {
-            1 => FrameType::Commit,
-            2 => FrameType::Snapshot,
-            other => return Err(r.invalid("frame type", format!("unknown frame type {other}"))),
-        };
+        let frame_type = FrameType::from_byte(r.u8("frame type")?)
+            .ok_or_else(|| r.invalid("frame type", "unknown frame type"))?;
         r.zero("reserved", 3)?;
         let generation = r.u64("generation")?;
         if generation == 0 {

@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::envelope::RecordKind;
 use crate::reader::Reader;
+use crate::wire::wire_enum;
 use crate::{Error, Result};
 
 const OBJECT: &str = "record payload";
@@ -110,15 +111,16 @@ pub struct SecretVersionPayload {
     pub value: SecretBytes,
 }
 
-/// The lifecycle change a [`SecretStatePayload`] records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SecretState {
-    /// Soft-deleted: hidden from reads, history kept.
-    Deleted = 1,
-    /// Undeleted.
-    Restored = 2,
-    /// Destroyed: every version is gone for good (after the next compaction, also from disk).
-    Destroyed = 3,
+wire_enum! {
+    /// The lifecycle change a [`SecretStatePayload`] records.
+    pub enum SecretState {
+        /// Soft-deleted: hidden from reads, history kept.
+        Deleted = 1,
+        /// Undeleted.
+        Restored = 2,
+        /// Destroyed: every version is gone for good (after the next compaction, also from disk).
+        Destroyed = 3,
+    }
 }
 
 /// A secret's state change.
@@ -132,19 +134,20 @@ pub struct SecretStatePayload {
     pub time_ms: i64,
 }
 
-/// Lifecycle state of a managed key version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyState {
-    /// Created, not yet in use.
-    Pending = 1,
-    /// In use for new operations.
-    Active = 2,
-    /// Usable only to decrypt or verify.
-    Deactivated = 3,
-    /// Known or suspected compromised.
-    Compromised = 4,
-    /// Material destroyed.
-    Destroyed = 5,
+wire_enum! {
+    /// Lifecycle state of a managed key version.
+    pub enum KeyState {
+        /// Created, not yet in use.
+        Pending = 1,
+        /// In use for new operations.
+        Active = 2,
+        /// Usable only to decrypt or verify.
+        Deactivated = 3,
+        /// Known or suspected compromised.
+        Compromised = 4,
+        /// Material destroyed.
+        Destroyed = 5,
+    }
 }
 
 /// One version of a managed key.
@@ -173,17 +176,18 @@ pub struct SettingsPayload {
     pub max_versions: u32,
 }
 
-/// What an [`EventPayload`] records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    /// The vault was created.
-    Created = 1,
-    /// An older state was accepted after rollback detection.
-    RollbackAccepted = 2,
-    /// The master key was rotated.
-    MasterKeyRotated = 3,
-    /// A key slot was added, changed or removed.
-    KeySlotChanged = 4,
+wire_enum! {
+    /// What an [`EventPayload`] records.
+    pub enum EventKind {
+        /// The vault was created.
+        Created = 1,
+        /// An older state was accepted after rollback detection.
+        RollbackAccepted = 2,
+        /// The master key was rotated.
+        MasterKeyRotated = 3,
+        /// A key slot was added, changed or removed.
+        KeySlotChanged = 4,
+    }
 }
 
 /// An audited event.
@@ -197,13 +201,14 @@ pub struct EventPayload {
     pub text: String,
 }
 
-/// Where a header change stands (docs/FORMAT.md, "Header binding").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BindingPhase {
-    /// Written before the header is replaced: the header may be the new one or still the old.
-    Intent = 1,
-    /// The header is this one; any earlier intent is settled.
-    Confirmed = 2,
+wire_enum! {
+    /// Where a header change stands (docs/FORMAT.md, "Header binding").
+    pub enum BindingPhase {
+        /// Written before the header is replaced: the header may be the new one or still the old.
+        Intent = 1,
+        /// The header is this one; any earlier intent is settled.
+        Confirmed = 2,
+    }
 }
 
 /// The SHA-256 of the vault header file that the log vouches for, so that putting back an older
@@ -309,7 +314,7 @@ impl Payload {
             Payload::SecretState(p) => {
                 checked_name(&p.name)?;
                 put_str16(&mut out, &p.name);
-                out.push(p.state as u8);
+                out.push(p.state.to_byte());
                 out.extend_from_slice(&p.time_ms.to_le_bytes());
             }
             Payload::KeyVersion(p) => {
@@ -329,7 +334,7 @@ impl Payload {
                 out.extend_from_slice(&p.version.to_le_bytes());
                 out.push(p.algorithm.len() as u8);
                 out.extend_from_slice(p.algorithm.as_bytes());
-                out.push(p.state as u8);
+                out.push(p.state.to_byte());
                 out.extend_from_slice(&p.created_ms.to_le_bytes());
                 out.extend_from_slice(&p.state_changed_ms.to_le_bytes());
                 put_bytes32(&mut out, p.material.expose_secret());
@@ -342,12 +347,12 @@ impl Payload {
                 if p.text.len() > MAX_EVENT_TEXT_LEN {
                     return Err(too_long("event text", p.text.len(), MAX_EVENT_TEXT_LEN));
                 }
-                out.push(p.kind as u8);
+                out.push(p.kind.to_byte());
                 out.extend_from_slice(&p.time_ms.to_le_bytes());
                 put_str16(&mut out, &p.text);
             }
             Payload::HeaderBinding(p) => {
-                out.push(p.phase as u8);
+                out.push(p.phase.to_byte());
                 out.extend_from_slice(&p.digest);
             }
         }
@@ -427,14 +432,8 @@ impl Payload {
             }
             RecordKind::SecretState => {
                 let name = name(&mut r)?;
-                let state = match r.u8("state")? {
-                    1 => SecretState::Deleted,
-                    2 => SecretState::Restored,
-                    3 => SecretState::Destroyed,
-                    other => {
-                        return Err(r.invalid("state", format!("unknown secret state {other}")));
-                    }
-                };
+                let state = SecretState::from_byte(r.u8("state")?)
+                    .ok_or_else(|| r.invalid("state", "unknown secret state"))?;
                 let time_ms = i64::from_le_bytes(r.array("time")?);
                 Payload::SecretState(SecretStatePayload {
                     name,
@@ -451,16 +450,8 @@ impl Payload {
                 let alen = usize::from(r.u8("algorithm length")?);
                 let algorithm = utf8(r.bytes("algorithm", alen)?, "algorithm")?;
                 check_algorithm(&algorithm)?;
-                let state = match r.u8("key state")? {
-                    1 => KeyState::Pending,
-                    2 => KeyState::Active,
-                    3 => KeyState::Deactivated,
-                    4 => KeyState::Compromised,
-                    5 => KeyState::Destroyed,
-                    other => {
-                        return Err(r.invalid("key state", format!("unknown key state {other}")));
-                    }
-                };
+                let state = KeyState::from_byte(r.u8("key state")?)
+                    .ok_or_else(|| r.invalid("key state", "unknown key state"))?;
                 let created_ms = i64::from_le_bytes(r.array("created")?);
                 let state_changed_ms = i64::from_le_bytes(r.array("state changed")?);
                 let material = SecretBytes::from_slice(
@@ -482,13 +473,8 @@ impl Payload {
                 Payload::Settings(SettingsPayload { max_versions })
             }
             RecordKind::Event => {
-                let kind = match r.u8("event kind")? {
-                    1 => EventKind::Created,
-                    2 => EventKind::RollbackAccepted,
-                    3 => EventKind::MasterKeyRotated,
-                    4 => EventKind::KeySlotChanged,
-                    other => return Err(r.invalid("event kind", format!("unknown event {other}"))),
-                };
+                let kind = EventKind::from_byte(r.u8("event kind")?)
+                    .ok_or_else(|| r.invalid("event kind", "unknown event"))?;
                 let time_ms = i64::from_le_bytes(r.array("time")?);
                 let text = str16(&mut r, "event text", MAX_EVENT_TEXT_LEN)?;
                 Payload::Event(EventPayload {
@@ -498,13 +484,8 @@ impl Payload {
                 })
             }
             RecordKind::HeaderBinding => {
-                let phase = match r.u8("binding phase")? {
-                    1 => BindingPhase::Intent,
-                    2 => BindingPhase::Confirmed,
-                    other => {
-                        return Err(r.invalid("binding phase", format!("unknown phase {other}")));
-                    }
-                };
+                let phase = BindingPhase::from_byte(r.u8("binding phase")?)
+                    .ok_or_else(|| r.invalid("binding phase", "unknown phase"))?;
                 let digest = r.array("header digest")?;
                 Payload::HeaderBinding(HeaderBindingPayload { phase, digest })
             }

@@ -58,13 +58,11 @@ pub(crate) enum FrameError {
     Invalid(Error),
 }
 
+/// A frame's records, each with its decrypted payload.
+pub(crate) type Decoded = Vec<(Arc<RecordEnvelope>, Payload)>;
+
 /// Applies an accepted frame to `st`.
-pub(crate) fn apply_frame(
-    st: &mut State,
-    frame: &Frame,
-    decoded: Vec<(Arc<RecordEnvelope>, Payload)>,
-    end: Position,
-) {
+pub(crate) fn apply_frame(st: &mut State, frame: &Frame, decoded: Decoded, end: Position) {
     for (env, p) in decoded {
         st.max_seq = st.max_seq.max(env.sequence);
         st.index.apply(env, &p);
@@ -170,12 +168,11 @@ impl Engine {
     }
 
     /// Decodes, authenticates and decrypts one frame against the chain so far.
-    #[allow(clippy::type_complexity)]
     pub(crate) fn check_frame(
         &self,
         st: &State,
         body: &[u8],
-    ) -> std::result::Result<(Frame, Vec<(Arc<RecordEnvelope>, Payload)>), FrameError> {
+    ) -> std::result::Result<(Frame, Decoded), FrameError> {
         let keys = &st.keys;
         let frame = Frame::decode(body)
             .map_err(|e| FrameError::Unauthentic(Error::integrity("log frame", e.to_string())))?;
