@@ -1,0 +1,166 @@
+//! The command line: clap's definitions of the global options and every command, and the help
+//! text that is not generated from them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use vault_store::Tag;
+
+use crate::exit::Exit;
+
+pub(crate) const PASSPHRASE_HELP: &str = "\
+Passphrase: a hidden prompt on a terminal; for scripts VAULT_PASSPHRASE_FILE (a file holding it),
+VAULT_PASSPHRASE_COMMAND (a command printing it) or VAULT_PASSPHRASE (least safe: the environment
+leaks to child processes and crash reports). New passphrases (init, change-passphrase) come from
+VAULT_NEW_PASSPHRASE_FILE / _COMMAND / VAULT_NEW_PASSPHRASE, or for init the same variables as
+above. From each of these, exactly one trailing newline (\\n or \\r\\n) is stripped; anything else,
+other whitespace included, is part of the passphrase. A passphrase file that yields nothing for
+30 s (a FIFO no one writes to), or a passphrase command that has not finished by then, is an
+error; VAULT_PASSPHRASE_TIMEOUT_MS sets that wait (0: no limit). With several sources set, the
+first in the order above that is set is used, with a warning.";
+
+/// Keep secrets and keys in a passphrase-protected, crash-safe vault.
+#[derive(Parser, Debug)]
+#[command(name = "vault", version, after_help = format!("{}\n{PASSPHRASE_HELP}", Exit::help()))]
+pub(crate) struct Cli {
+    /// Vault location: a directory path or a file:///path URL [default: $VAULT_DIR, else the
+    /// XDG data directory's `vault`]. Other URL schemes are refused (exit 2).
+    #[arg(long, global = true, env = "VAULT_DIR")]
+    pub(crate) vault: Option<PathBuf>,
+    /// Directory for rollback records, kept outside the vault directory [default: the XDG
+    /// state directory's `vault`].
+    #[arg(long, global = true, env = "VAULT_STATE_DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// How long to wait for another process's write lock, in milliseconds.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    pub(crate) lock_timeout_ms: u64,
+    /// Most Argon2id memory, in MiB, a key slot may ask for before it is tried (a hostile vault
+    /// file can ask for hours of work); also the most `init` and `add-passphrase` will use.
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_MAX_KDF_MEMORY_MIB",
+        default_value_t = 1024
+    )]
+    pub(crate) max_kdf_memory_mib: u32,
+    /// Most Argon2id work, as memory in MiB × passes, a key slot may ask for before it is tried.
+    #[arg(long, global = true, env = "VAULT_MAX_KDF_COST", default_value_t = 32 * 1024)]
+    pub(crate) max_kdf_cost: u64,
+    /// More log output on stderr (never secret values); repeat for more.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Create a new vault.
+    Init(InitArgs),
+    /// Store a new version of a secret, read from stdin or a hidden prompt.
+    Set {
+        /// Secret name.
+        name: String,
+        /// Only write if the secret is at this version (0: only if it does not exist).
+        #[arg(long)]
+        expect_version: Option<u32>,
+        /// Metadata, as key=value; repeatable.
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<Tag>,
+        /// Store an empty value (refused otherwise: an empty or closed stdin is usually a
+        /// mistake).
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// Write a secret's value to stdout.
+    Get {
+        /// Secret name.
+        name: String,
+        /// A specific version instead of the latest.
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// List secret names.
+    List {
+        /// Include soft-deleted secrets.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Soft-delete a secret (history kept; `undelete` restores it).
+    Rm {
+        /// Secret name.
+        name: String,
+    },
+    /// Restore a soft-deleted secret.
+    Undelete {
+        /// Secret name.
+        name: String,
+    },
+    /// Destroy a secret and all its versions (removed from disk at the next compaction).
+    Destroy {
+        /// Secret name.
+        name: String,
+    },
+    /// Show a secret's versions (no values).
+    History {
+        /// Secret name.
+        name: String,
+    },
+    /// Change the passphrase of the key slot the current passphrase opens.
+    ChangePassphrase,
+    /// Set how many versions of each secret are kept (older ones are dropped).
+    MaxVersions {
+        /// 1 to 10000.
+        count: u32,
+    },
+    /// Add a key slot for another passphrase (e.g. a recovery passphrase), read like a new one.
+    AddPassphrase,
+    /// Remove a key slot (see `slots`); the last one cannot be removed.
+    RemovePassphrase {
+        /// Slot id.
+        slot: u16,
+    },
+    /// List the key slots and their Argon2id parameters.
+    Slots,
+    /// Re-encrypt everything under a new master key.
+    RotateMasterKey {
+        /// Drop key slots other than the one used to unlock (they cannot be carried over).
+        #[arg(long)]
+        drop_other_slots: bool,
+    },
+    /// Check every record authenticates, the generation chain is intact and the rollback record
+    /// agrees.
+    Verify,
+    /// Rewrite the log without superseded records.
+    Compact,
+    /// Accept a vault older than its rollback record, after a deliberate restore (recorded in
+    /// the vault as an event).
+    AcceptRollback,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct InitArgs {
+    /// Argon2id memory in MiB [default: 256].
+    #[arg(long, conflicts_with = "kdf_target_ms")]
+    pub(crate) kdf_memory_mib: Option<u32>,
+    /// Argon2id iterations [default: 3].
+    #[arg(long, conflicts_with = "kdf_target_ms")]
+    pub(crate) kdf_iterations: Option<u32>,
+    /// Argon2id lanes [default: 4].
+    #[arg(long)]
+    pub(crate) kdf_parallelism: Option<u32>,
+    /// Calibrate Argon2id to take about this long on this machine.
+    #[arg(long)]
+    #[arg(value_parser = clap::value_parser!(u64).range(10..))]
+    pub(crate) kdf_target_ms: Option<u64>,
+}
+
+pub(crate) fn parse_tag(s: &str) -> Result<Tag, String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("tag {s:?} is not key=value"))?;
+    Ok(Tag {
+        key: k.to_string(),
+        value: v.to_string(),
+    })
+}

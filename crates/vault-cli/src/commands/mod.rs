@@ -1,0 +1,5 @@
+//! One module per group of commands, each command one function taking the parsed arguments.
+
+pub(crate) mod maintenance;
+pub(crate) mod secrets;
+pub(crate) mod slots;

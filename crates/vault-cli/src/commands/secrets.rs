@@ -1,0 +1,174 @@
+//! Commands on secrets: set, get, list, rm, undelete, destroy, history, max-versions.
+
+use std::io::{IsTerminal, Read};
+
+use vault_store::{MAX_VALUE_LEN, SecretBytes, SetOptions, Tag};
+
+use crate::cli::Cli;
+use crate::exit::Exit;
+use crate::location::{current_passphrase, with_vault};
+use crate::output::{Stdout, stderr_line};
+use crate::text::format_time;
+use crate::{Failure, fail, passphrase};
+
+/// Reads a secret value: all of stdin when it is not a terminal, else a hidden prompt, twice.
+/// An empty value is refused unless `allow_empty`: `vault set NAME </dev/null` is a mistake far
+/// more often than a wish to store nothing.
+fn read_value(name: &str, allow_empty: bool) -> Result<SecretBytes, Failure> {
+    let value = read_value_from_user(name)?;
+    if value.is_empty() && !allow_empty {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "refusing to store an empty value for {name} (empty or closed stdin, or nothing typed); pass --allow-empty to store one"
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn read_value_from_user(name: &str) -> Result<SecretBytes, Failure> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        // Full capacity up front: a buffer grown while reading leaves copies of the secret in
+        // freed memory.
+        let mut buf = Vec::with_capacity(MAX_VALUE_LEN + 1);
+        stdin
+            .lock()
+            .take(MAX_VALUE_LEN as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| {
+                fail(
+                    Exit::Other,
+                    format!("cannot read the value from stdin: {e}"),
+                )
+            })?;
+        let value = SecretBytes::new(buf);
+        if value.len() > MAX_VALUE_LEN {
+            return Err(fail(
+                Exit::Usage,
+                format!("the value is larger than the limit of {MAX_VALUE_LEN} bytes"),
+            ));
+        }
+        return Ok(value);
+    }
+    passphrase::prompt_twice(&format!("value for {name}: "), "repeat the value: ")
+}
+
+/// `vault set`: the whole value is read before the vault is opened.
+pub(crate) fn set(
+    cli: &Cli,
+    name: &str,
+    expect_version: &Option<u32>,
+    tags: &[Tag],
+    allow_empty: &bool,
+) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    // The whole value before the vault is opened: a slow producer must not keep an
+    // unlocked handle waiting on a master key and log that another process can rotate
+    // or compact meanwhile.
+    let value = read_value(name, *allow_empty)?;
+    let version = with_vault(cli, &pass, false, |v| {
+        v.set(
+            name,
+            value.duplicate(),
+            SetOptions {
+                expected_version: *expect_version,
+                tags: tags.to_vec(),
+            },
+        )
+    })?;
+    stderr_line(format!("stored {name} version {version}"));
+    Ok(())
+}
+
+/// `vault get`.
+pub(crate) fn get(cli: &Cli, name: &str, version: &Option<u32>) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    let s = with_vault(cli, &pass, false, |v| match version {
+        Some(n) => v.get_version(name, *n),
+        None => v.get(name),
+    })?;
+    let mut out = Stdout::lock();
+    out.write(s.value.expose_secret())?;
+    if std::io::stdout().is_terminal() {
+        out.write(b"\n")?;
+    }
+    out.finish()?;
+    Ok(())
+}
+
+/// `vault list`.
+pub(crate) fn list(cli: &Cli, all: &bool) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    let listed = with_vault(cli, &pass, false, |v| v.list(*all))?;
+    let mut out = Stdout::lock();
+    for s in listed {
+        let line = if s.deleted {
+            format!("{}\t(deleted)\n", s.name)
+        } else {
+            format!("{}\n", s.name)
+        };
+        out.write(line.as_bytes())?;
+    }
+    out.finish()?;
+    Ok(())
+}
+
+/// `vault rm`.
+pub(crate) fn rm(cli: &Cli, name: &str) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    with_vault(cli, &pass, false, |v| v.delete(name))?;
+    stderr_line(format!(
+        "deleted {name} (history kept; `vault undelete {name}` restores it)"
+    ));
+    Ok(())
+}
+
+/// `vault undelete`.
+pub(crate) fn undelete(cli: &Cli, name: &str) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    with_vault(cli, &pass, false, |v| v.undelete(name))?;
+    stderr_line(format!("restored {name}"));
+    Ok(())
+}
+
+/// `vault destroy`.
+pub(crate) fn destroy(cli: &Cli, name: &str) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    with_vault(cli, &pass, false, |v| v.destroy(name))?;
+    stderr_line(format!("destroyed {name} and all its versions"));
+    Ok(())
+}
+
+/// `vault history`.
+pub(crate) fn history(cli: &Cli, name: &str) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    let history = with_vault(cli, &pass, false, |v| v.history(name))?;
+    let mut out = Stdout::lock();
+    for h in history {
+        let tags: Vec<String> = h
+            .tags
+            .iter()
+            .map(|t| format!("{}={}", t.key, t.value))
+            .collect();
+        let line = format!(
+            "{}\t{}\t{} bytes\t{}\n",
+            h.version,
+            format_time(h.created_ms),
+            h.size,
+            tags.join(",")
+        );
+        out.write(line.as_bytes())?;
+    }
+    out.finish()?;
+    Ok(())
+}
+
+/// `vault max-versions`.
+pub(crate) fn max_versions(cli: &Cli, count: &u32) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    with_vault(cli, &pass, false, |v| v.set_max_versions(*count))?;
+    stderr_line(format!("keeping at most {count} versions of each secret"));
+    Ok(())
+}
