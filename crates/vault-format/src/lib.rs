@@ -120,6 +120,29 @@ pub mod fuzzing {
         }
     }
 
+    /// Fuzz the log's tail rule: the first two bytes give the file offset (in pages plus bytes),
+    /// the rest is the tail. It never panics; only an empty tail is clean; a tail longer than one
+    /// frame is never torn; an incomplete frame is always torn.
+    pub fn tail(data: &[u8]) {
+        use crate::log::{FRAME_PREFIX_LEN, MAX_TORN_TAIL_LEN, Tail, classify_tail};
+        let Some((at, tail)) = data.split_first_chunk::<2>() else {
+            return;
+        };
+        let offset = u64::from(at[0]) * crate::log::PAGE_LEN + u64::from(at[1]);
+        let verdict = classify_tail(tail, offset);
+        assert_eq!(verdict == Tail::Clean, tail.is_empty());
+        if tail.len() as u64 > MAX_TORN_TAIL_LEN {
+            assert_eq!(verdict, Tail::Damaged);
+        }
+        let incomplete = tail.first_chunk::<FRAME_PREFIX_LEN>().is_none_or(|p| {
+            let announced = u32::from_le_bytes(*p) as usize;
+            announced == 0 || FRAME_PREFIX_LEN + announced > tail.len()
+        });
+        if !tail.is_empty() && incomplete {
+            assert_eq!(verdict, Tail::Torn);
+        }
+    }
+
     /// Fuzz the log frame parser (and the log file header).
     pub fn frame(data: &[u8]) {
         if let Ok(f) = crate::log::Frame::decode(data) {

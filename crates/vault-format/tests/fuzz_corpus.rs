@@ -37,6 +37,11 @@ fn envelope_corpus() {
 }
 
 #[test]
+fn tail_corpus() {
+    replay("tail", vault_format::fuzzing::tail);
+}
+
+#[test]
 fn frame_corpus() {
     replay("frame", vault_format::fuzzing::frame);
 }
@@ -60,6 +65,7 @@ fn every_fuzz_target_has_a_replay() {
         "frame.rs",
         "payload.rs",
         "rollback.rs",
+        "tail.rs",
     ];
     for entry in std::fs::read_dir(targets).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
