@@ -1,0 +1,68 @@
+//! The managed keys' part of the index: each key's versions and their lifecycle states.
+
+use std::collections::BTreeMap;
+
+use vault_format::RecordEnvelope;
+use vault_format::payload::{KeyState, KeyVersionPayload};
+
+use crate::sync::Arc;
+
+/// Metadata of a managed key version (no material).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyVersionInfo {
+    /// Version.
+    pub version: u32,
+    /// Algorithm.
+    pub algorithm: String,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// Created, ms.
+    pub created_ms: i64,
+    /// Last state change, ms.
+    pub state_changed_ms: i64,
+}
+
+/// One version of a managed key, as indexed.
+#[derive(Clone)]
+pub(crate) struct KeyMeta {
+    pub(crate) info: KeyVersionInfo,
+    pub(crate) env: Arc<RecordEnvelope>,
+}
+
+/// The managed keys, by name, then version.
+#[derive(Clone, Default)]
+pub(crate) struct Keys(BTreeMap<String, BTreeMap<u32, KeyMeta>>);
+
+impl std::ops::Deref for Keys {
+    type Target = BTreeMap<String, BTreeMap<u32, KeyMeta>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Keys {
+    /// Applies a key version (a new one, or a state change of an existing one); returns the bytes
+    /// it made dead.
+    pub(crate) fn apply(&mut self, env: Arc<RecordEnvelope>, p: &KeyVersionPayload) -> u64 {
+        let meta = KeyMeta {
+            info: KeyVersionInfo {
+                version: p.version,
+                algorithm: p.algorithm.clone(),
+                state: p.state,
+                created_ms: p.created_ms,
+                state_changed_ms: p.state_changed_ms,
+            },
+            env,
+        };
+        self.0
+            .entry(p.name.clone())
+            .or_default()
+            .insert(p.version, meta)
+            .map_or(0, |old| old.env.encoded_len() as u64)
+    }
+
+    /// Every live record.
+    pub(crate) fn live(&self) -> impl Iterator<Item = &Arc<RecordEnvelope>> {
+        self.0.values().flat_map(|k| k.values().map(|v| &v.env))
+    }
+}

@@ -1,0 +1,207 @@
+//! The in-memory index: everything the log says about the vault's contents, rebuilt by applying
+//! each record in order. Pure: no I/O, no keys. Each record domain keeps its own part
+//! ([`secrets`], [`keys`], [`vault_records`]); a new record kind adds its part and one line of
+//! dispatch in [`Index::apply`].
+
+pub(crate) mod keys;
+pub(crate) mod secrets;
+pub(crate) mod vault_records;
+
+use vault_format::RecordEnvelope;
+use vault_format::payload::Payload;
+
+pub use keys::KeyVersionInfo;
+
+use crate::Result;
+use crate::sync::Arc;
+
+/// Default number of versions kept per secret.
+pub const DEFAULT_MAX_VERSIONS: u32 = 100;
+
+/// Everything known about the vault's contents, rebuilt from the log.
+#[derive(Clone, Default)]
+pub(crate) struct Index {
+    pub(crate) secrets: secrets::Secrets,
+    pub(crate) keys: keys::Keys,
+    pub(crate) vault: vault_records::VaultRecords,
+    /// Bytes of envelopes appended to the current log.
+    pub(crate) total_bytes: u64,
+    /// Bytes of envelopes no longer live.
+    pub(crate) dead_bytes: u64,
+}
+
+impl Index {
+    /// How many versions of each secret are kept.
+    pub(crate) fn max_versions(&self) -> u32 {
+        self.vault.max_versions()
+    }
+
+    /// Applies one record: the dispatch to its domain.
+    pub(crate) fn apply(&mut self, env: Arc<RecordEnvelope>, payload: &Payload) {
+        self.total_bytes += env.encoded_len() as u64;
+        let max = self.max_versions() as usize;
+        self.dead_bytes += match payload {
+            Payload::SecretVersion(p) => self.secrets.apply_version(env, p, max),
+            Payload::SecretState(p) => self.secrets.apply_state(env, p),
+            Payload::KeyVersion(p) => self.keys.apply(env, p),
+            Payload::Settings(p) => {
+                self.vault.apply_settings(env, p) + self.secrets.prune(p.max_versions as usize)
+            }
+            Payload::Event(_) => self.vault.apply_event(env),
+            Payload::HeaderBinding(p) => self.vault.apply_binding(env, p),
+        };
+    }
+
+    /// See [`vault_records::VaultRecords::header_binding`].
+    pub(crate) fn header_binding(&self, digest: &[u8; 32]) -> Result<bool> {
+        self.vault.header_binding(digest)
+    }
+
+    /// Every live envelope, in sequence order.
+    pub(crate) fn live(&self) -> Vec<Arc<RecordEnvelope>> {
+        let mut out: Vec<Arc<RecordEnvelope>> = self
+            .vault
+            .live()
+            .chain(self.secrets.live())
+            .chain(self.keys.live())
+            .cloned()
+            .collect();
+        out.sort_by_key(|e| e.sequence);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test code
+
+    use vault_crypto::SecretBytes;
+    use vault_crypto::aead::Nonce;
+    use vault_format::RecordKind;
+    use vault_format::payload::{
+        BindingPhase, HeaderBindingPayload, SecretState, SecretStatePayload, SecretVersionPayload,
+        SettingsPayload,
+    };
+
+    use super::*;
+
+    /// An envelope of `len` ciphertext bytes: the index never decrypts, it counts and keeps.
+    fn env(kind: RecordKind, sequence: u64, len: usize) -> Arc<RecordEnvelope> {
+        Arc::new(RecordEnvelope {
+            kind,
+            sequence,
+            nonce: Nonce::from_slice(&[0; 24]).unwrap(),
+            ciphertext: vec![0; len],
+        })
+    }
+
+    fn version(name: &str, version: u32) -> Payload {
+        Payload::SecretVersion(SecretVersionPayload {
+            name: name.into(),
+            version,
+            created_ms: 0,
+            tags: Vec::new(),
+            value: SecretBytes::from_slice(b"v"),
+        })
+    }
+
+    fn state(name: &str, state: SecretState) -> Payload {
+        Payload::SecretState(SecretStatePayload {
+            name: name.into(),
+            state,
+            time_ms: 0,
+        })
+    }
+
+    #[test]
+    fn versions_beyond_the_limit_are_pruned_and_counted_dead() {
+        let mut ix = Index::default();
+        ix.apply(
+            env(RecordKind::Settings, 1, 10),
+            &Payload::Settings(SettingsPayload { max_versions: 2 }),
+        );
+        for v in 1..=3 {
+            ix.apply(
+                env(RecordKind::SecretVersion, 1 + u64::from(v), 100),
+                &version("a", v),
+            );
+        }
+        let a = &ix.secrets["a"];
+        assert_eq!(a.versions.keys().copied().collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(a.latest, 3);
+        assert_eq!(
+            ix.dead_bytes,
+            env(RecordKind::SecretVersion, 0, 100).encoded_len() as u64
+        );
+        // Lowering the limit prunes what is already there.
+        ix.apply(
+            env(RecordKind::Settings, 5, 10),
+            &Payload::Settings(SettingsPayload { max_versions: 1 }),
+        );
+        assert_eq!(ix.secrets["a"].versions.len(), 1);
+        let live: Vec<u64> = ix.live().iter().map(|e| e.sequence).collect();
+        assert_eq!(live, [4, 5], "live records, in sequence order");
+    }
+
+    #[test]
+    fn delete_restore_and_destroy() {
+        let mut ix = Index::default();
+        ix.apply(env(RecordKind::SecretVersion, 1, 50), &version("a", 1));
+        ix.apply(
+            env(RecordKind::SecretState, 2, 20),
+            &state("a", SecretState::Deleted),
+        );
+        assert!(ix.secrets["a"].deleted.is_some());
+        ix.apply(
+            env(RecordKind::SecretState, 3, 20),
+            &state("a", SecretState::Restored),
+        );
+        assert!(ix.secrets["a"].deleted.is_none());
+        ix.apply(
+            env(RecordKind::SecretState, 4, 20),
+            &state("a", SecretState::Destroyed),
+        );
+        assert!(!ix.secrets.contains_key("a"));
+        assert!(ix.live().is_empty());
+        assert_eq!(ix.dead_bytes, ix.total_bytes, "everything applied is dead");
+    }
+
+    #[test]
+    fn the_header_binding_vouches_for_one_header() {
+        let mut ix = Index::default();
+        let bind = |phase, d: u8| {
+            Payload::HeaderBinding(HeaderBindingPayload {
+                phase,
+                digest: [d; 32],
+            })
+        };
+        assert!(
+            ix.header_binding(&[1; 32]).unwrap(),
+            "no binding yet: confirm"
+        );
+        ix.apply(
+            env(RecordKind::HeaderBinding, 1, 40),
+            &bind(BindingPhase::Confirmed, 1),
+        );
+        assert!(!ix.header_binding(&[1; 32]).unwrap());
+        assert!(ix.header_binding(&[2; 32]).is_err());
+        ix.apply(
+            env(RecordKind::HeaderBinding, 2, 40),
+            &bind(BindingPhase::Intent, 2),
+        );
+        assert!(
+            ix.header_binding(&[1; 32]).unwrap(),
+            "the old header, intent pending"
+        );
+        assert!(
+            ix.header_binding(&[2; 32]).unwrap(),
+            "the new header, intent pending"
+        );
+        ix.apply(
+            env(RecordKind::HeaderBinding, 3, 40),
+            &bind(BindingPhase::Confirmed, 2),
+        );
+        assert!(ix.header_binding(&[1; 32]).is_err());
+        assert_eq!(ix.live().len(), 1);
+    }
+}

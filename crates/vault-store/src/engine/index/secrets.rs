@@ -1,0 +1,111 @@
+//! The secrets' part of the index: versions, soft deletes, destruction and pruning.
+
+use std::collections::BTreeMap;
+
+use vault_format::RecordEnvelope;
+use vault_format::payload::{SecretState, SecretStatePayload, SecretVersionPayload, Tag};
+
+use crate::sync::Arc;
+
+/// One kept version of a secret.
+#[derive(Clone)]
+pub(crate) struct VersionMeta {
+    pub(crate) created_ms: i64,
+    pub(crate) tags: Vec<Tag>,
+    pub(crate) size: usize,
+    pub(crate) env: Arc<RecordEnvelope>,
+}
+
+/// A secret: its kept versions, the latest version number, and the record deleting it, if any.
+#[derive(Clone, Default)]
+pub(crate) struct SecretEntry {
+    pub(crate) versions: BTreeMap<u32, VersionMeta>,
+    pub(crate) latest: u32,
+    pub(crate) deleted: Option<Arc<RecordEnvelope>>,
+}
+
+/// The secrets, by name.
+#[derive(Clone, Default)]
+pub(crate) struct Secrets(BTreeMap<String, SecretEntry>);
+
+impl std::ops::Deref for Secrets {
+    type Target = BTreeMap<String, SecretEntry>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+fn len(env: &RecordEnvelope) -> u64 {
+    env.encoded_len() as u64
+}
+
+impl Secrets {
+    /// Applies a new version, keeping at most `max` versions; returns the bytes it made dead.
+    pub(crate) fn apply_version(
+        &mut self,
+        env: Arc<RecordEnvelope>,
+        p: &SecretVersionPayload,
+        max: usize,
+    ) -> u64 {
+        let mut dead = 0;
+        let e = self.0.entry(p.name.clone()).or_default();
+        let meta = VersionMeta {
+            created_ms: p.created_ms,
+            tags: p.tags.clone(),
+            size: p.value.len(),
+            env,
+        };
+        if let Some(old) = e.versions.insert(p.version, meta) {
+            dead += len(&old.env);
+        }
+        e.latest = e.latest.max(p.version);
+        dead + prune_entry(e, max)
+    }
+
+    /// Applies a state change; returns the bytes it made dead.
+    pub(crate) fn apply_state(&mut self, env: Arc<RecordEnvelope>, p: &SecretStatePayload) -> u64 {
+        let size = len(&env);
+        match p.state {
+            SecretState::Deleted => match self.0.get_mut(&p.name) {
+                Some(e) => e.deleted.replace(env).map_or(0, |old| len(&old)),
+                None => size,
+            },
+            SecretState::Restored => {
+                size + self
+                    .0
+                    .get_mut(&p.name)
+                    .and_then(|e| e.deleted.take())
+                    .map_or(0, |old| len(&old))
+            }
+            SecretState::Destroyed => {
+                size + self.0.remove(&p.name).map_or(0, |e| {
+                    e.versions.values().map(|v| len(&v.env)).sum::<u64>()
+                        + e.deleted.map_or(0, |d| len(&d))
+                })
+            }
+        }
+    }
+
+    /// Drops versions beyond `max` of every secret; returns the bytes it made dead.
+    pub(crate) fn prune(&mut self, max: usize) -> u64 {
+        self.0.values_mut().map(|e| prune_entry(e, max)).sum()
+    }
+
+    /// Every live record.
+    pub(crate) fn live(&self) -> impl Iterator<Item = &Arc<RecordEnvelope>> {
+        self.0
+            .values()
+            .flat_map(|e| e.versions.values().map(|v| &v.env).chain(e.deleted.iter()))
+    }
+}
+
+fn prune_entry(e: &mut SecretEntry, max: usize) -> u64 {
+    let mut dead = 0;
+    while e.versions.len() > max {
+        match e.versions.pop_first() {
+            Some((_, old)) => dead += len(&old.env),
+            None => break,
+        }
+    }
+    dead
+}
