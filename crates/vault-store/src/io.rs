@@ -204,3 +204,41 @@ impl Io for RealIo {
         Ok(out)
     }
 }
+
+/// Replaces `dst` atomically with `bytes`: writes `tmp` (created exclusively, owner-only), fsyncs
+/// it, renames it over `dst`, fsyncs `dir`. The one routine for every whole-file write the store
+/// makes (the header, a new log, the rollback record). A crash leaves the old file or the new one;
+/// a failure before the rename removes `tmp`. If only the directory fsync fails, the new file is
+/// in place but may not be durable: the error is reported and the caller does not acknowledge.
+///
+/// # Errors
+/// [`crate::Error::StorageFull`] or [`crate::Error::Io`] naming the step that failed.
+pub(crate) fn replace_atomically(
+    io: &dyn Io,
+    tmp: &Path,
+    dst: &Path,
+    dir: &Path,
+    bytes: &[u8],
+) -> crate::Result<()> {
+    use crate::Error;
+    // A stale temp file is from an interrupted operation of a writer that no longer holds the
+    // lock (the caller does); create_new below must not follow or reuse it.
+    let _ = io.remove(tmp);
+    let result = (|| {
+        let f = io
+            .create_new(tmp)
+            .map_err(|e| Error::io("creating", tmp, e))?;
+        f.write_all_at(bytes, 0)
+            .map_err(|e| Error::io("writing", tmp, e))?;
+        f.sync_all().map_err(|e| Error::io("syncing", tmp, e))?;
+        drop(f);
+        io.rename(tmp, dst)
+            .map_err(|e| Error::io("renaming into place", dst, e))
+    })();
+    if let Err(e) = result {
+        let _ = io.remove(tmp);
+        return Err(e);
+    }
+    io.sync_dir(dir)
+        .map_err(|e| Error::io("syncing directory", dir, e))
+}

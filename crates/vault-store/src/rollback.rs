@@ -201,19 +201,12 @@ impl RollbackFile {
             .create_dir_all(dir)
             .map_err(|e| Error::io("creating directory", dir, e))?;
         let bytes = encode_rollback_file(vault_id, [&slot, &slot]);
-        let tmp = path.with_extension("rollback.tmp");
-        let _ = RealIo.remove(&tmp);
-        let f = RealIo
-            .create_new(&tmp)
-            .map_err(|e| Error::io("creating", &tmp, e))?;
-        f.write_all_at(&bytes, 0)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Error::io("writing", &tmp, e))?;
-        RealIo
-            .rename(&tmp, path)
-            .map_err(|e| Error::io("renaming", path, e))?;
-        RealIo
-            .sync_dir(dir)
-            .map_err(|e| Error::io("syncing directory", dir, e))
+        crate::io::replace_atomically(
+            &RealIo,
+            &path.with_extension("rollback.tmp"),
+            path,
+            dir,
+            &bytes,
+        )
     }
 }

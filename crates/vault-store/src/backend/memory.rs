@@ -50,22 +50,6 @@ impl MemoryBackend {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// The raw frames, for tests that tamper with storage.
-    pub fn frames(&self) -> Vec<Vec<u8>> {
-        lock(&self.store)
-            .frames
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect()
-    }
-
-    /// Replaces the stored frames as they are, for tests that tamper with storage.
-    pub fn set_frames(&self, frames: Vec<Vec<u8>>) {
-        let mut s = lock(&self.store);
-        s.instance += 1;
-        s.frames = frames.into_iter().map(Arc::new).collect();
-    }
 }
 
 impl std::fmt::Debug for MemoryBackend {

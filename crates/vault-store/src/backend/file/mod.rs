@@ -95,35 +95,15 @@ impl FileBackend {
         move |e| Error::io(op, path, e)
     }
 
-    /// Writes `bytes` to `name.tmp`, fsyncs it, renames it over `name`, fsyncs the directory.
+    /// Replaces the file `name` in the vault directory atomically (through `name.tmp`).
     fn replace_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let tmp = self.path(&format!("{name}.tmp"));
-        let dst = self.path(name);
-        // A stale temp file is from an interrupted operation of a writer that no longer holds
-        // the lock (we do); create_new below must not follow or reuse it.
-        let _ = self.io.remove(&tmp);
-        let result = (|| {
-            let f = self
-                .io
-                .create_new(&tmp)
-                .map_err(self.io_err("creating", &tmp))?;
-            f.write_all_at(bytes, 0)
-                .map_err(self.io_err("writing", &tmp))?;
-            f.sync_all().map_err(self.io_err("syncing", &tmp))?;
-            drop(f);
-            self.io
-                .rename(&tmp, &dst)
-                .map_err(self.io_err("renaming into place", &dst))
-        })();
-        if let Err(e) = result {
-            let _ = self.io.remove(&tmp);
-            return Err(e);
-        }
-        // The rename happened; if the directory fsync fails we cannot know whether it is durable,
-        // so report the failure (the caller does not acknowledge).
-        self.io
-            .sync_dir(&self.dir)
-            .map_err(self.io_err("syncing directory", &self.dir))
+        crate::io::replace_atomically(
+            &*self.io,
+            &self.path(&format!("{name}.tmp")),
+            &self.path(name),
+            &self.dir,
+            bytes,
+        )
     }
 }
 
