@@ -45,23 +45,26 @@ fn get(c: &mut Criterion) {
 fn batched_commit(c: &mut Criterion) {
     // A fresh vault of 1 000 secrets for every commit (built outside the timing), so every
     // measured commit meets the same state.
-    c.bench_function("commit of a 100-set batch into 1 000 secrets, in memory", |b| {
-        b.iter_batched(
-            || {
-                let mut batch = Batch::new();
-                for i in 0..100 {
-                    batch.set(
-                        &format!("batch/{i:03}"),
-                        SecretBytes::from_slice(&[1; 64]),
-                        SetOptions::default(),
-                    );
-                }
-                (vault_with(1_000), batch)
-            },
-            |(v, batch)| v.commit(batch).unwrap(),
-            BatchSize::LargeInput,
-        )
-    });
+    c.bench_function(
+        "commit of a 100-set batch into 1 000 secrets, in memory",
+        |b| {
+            b.iter_batched(
+                || {
+                    let mut batch = Batch::new();
+                    for i in 0..100 {
+                        batch.set(
+                            &format!("batch/{i:03}"),
+                            SecretBytes::from_slice(&[1; 64]),
+                            SetOptions::default(),
+                        );
+                    }
+                    (vault_with(1_000), batch)
+                },
+                |(v, batch)| v.commit(batch).unwrap(),
+                BatchSize::LargeInput,
+            )
+        },
+    );
 }
 
 criterion_group!(benches, get, batched_commit);
