@@ -4,15 +4,14 @@
 use std::collections::BTreeMap;
 
 use vault_crypto::SecretBytes;
-use vault_format::payload::{
-    self, KeyState, KeyVersionPayload, Payload, SecretState, SecretStatePayload,
-    SecretVersionPayload, SettingsPayload,
-};
+use vault_format::payload::{self, KeyState, Payload, SecretState, SettingsPayload};
 
 use crate::engine::now_ms;
+use crate::engine::replay::State;
 use crate::secrets::SetOptions;
 use crate::vault::Vault;
 use crate::{Error, Result};
+use crate::{keys, secrets};
 
 /// One change in a batch.
 #[derive(Debug)]
@@ -84,6 +83,33 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
     payload::check_new_name(name).map_err(|r| Error::invalid("name", r))
 }
 
+/// The state a batch is prepared against: the index as committed, the secrets this batch has
+/// already changed, and what it has produced so far. Each record domain turns its requests into
+/// payloads here (`secrets::prepare_*`, `keys::prepare_version`).
+pub(crate) struct Prepare<'a> {
+    pub(crate) st: &'a State,
+    /// Per-name (latest version, deleted) after this batch's earlier changes; `None` = the secret
+    /// does not exist.
+    pub(crate) latest: BTreeMap<String, Option<(u32, bool)>>,
+    pub(crate) time_ms: i64,
+    pub(crate) payloads: Vec<Payload>,
+    /// The version each `set` (and key version) got, in order.
+    pub(crate) versions: Vec<u32>,
+}
+
+impl Prepare<'_> {
+    /// A secret's (latest version, deleted) as this batch sees it.
+    pub(crate) fn secret(&self, name: &str) -> Option<(u32, bool)> {
+        self.latest.get(name).copied().unwrap_or_else(|| {
+            self.st
+                .index
+                .secrets
+                .get(name)
+                .map(|e| (e.latest, e.deleted.is_some()))
+        })
+    }
+}
+
 impl Vault {
     /// Commits a batch atomically with one fsync; returns, for each `set`, the new version.
     ///
@@ -92,96 +118,25 @@ impl Vault {
     pub fn commit(&self, batch: Batch) -> Result<Vec<u32>> {
         let ops = batch.ops;
         self.e.write_txn(move |st| {
-            // Per-name view of (latest version, deleted) including this batch's earlier changes;
-            // `None` = the secret does not exist.
-            let mut latest: BTreeMap<&str, Option<(u32, bool)>> = BTreeMap::new();
-            let mut payloads = Vec::with_capacity(ops.len());
-            let mut versions = Vec::new();
-            let time_ms = now_ms();
+            let mut p = Prepare {
+                st,
+                latest: BTreeMap::new(),
+                time_ms: now_ms(),
+                payloads: Vec::with_capacity(ops.len()),
+                versions: Vec::new(),
+            };
             for op in &ops {
-                let current = |latest: &BTreeMap<&str, Option<(u32, bool)>>, name: &str| {
-                    latest.get(name).copied().unwrap_or_else(|| {
-                        st.index
-                            .secrets
-                            .get(name)
-                            .map(|e| (e.latest, e.deleted.is_some()))
-                    })
-                };
                 match op {
                     Op::Set {
                         name,
                         value,
                         options,
-                    } => {
-                        check_name(name)?;
-                        let (actual, deleted) = current(&latest, name).unwrap_or((0, false));
-                        if let Some(expected) = options.expected_version
-                            && expected != actual
-                        {
-                            return Err(Error::Conflict {
-                                name: name.clone(),
-                                expected,
-                                actual,
-                            });
-                        }
-                        if deleted {
-                            payloads.push(Payload::SecretState(SecretStatePayload {
-                                name: name.clone(),
-                                state: SecretState::Restored,
-                                time_ms,
-                            }));
-                        }
-                        let version = actual.checked_add(1).ok_or_else(|| {
-                            Error::invalid(
-                                "version",
-                                "the secret has reached the last version number",
-                            )
-                        })?;
-                        payloads.push(Payload::SecretVersion(SecretVersionPayload {
-                            name: name.clone(),
-                            version,
-                            created_ms: time_ms,
-                            tags: options.tags.clone(),
-                            value: value.duplicate(),
-                        }));
-                        latest.insert(name, Some((version, false)));
-                        versions.push(version);
-                    }
-                    Op::State { name, state } => {
-                        let (v, deleted) =
-                            current(&latest, name).ok_or_else(|| Error::NotFound {
-                                what: format!("secret {name:?}"),
-                            })?;
-                        match state {
-                            SecretState::Deleted if deleted => {
-                                return Err(Error::NotFound {
-                                    what: format!("secret {name:?} (already deleted)"),
-                                });
-                            }
-                            SecretState::Restored if !deleted => {
-                                return Err(Error::invalid(
-                                    "undelete",
-                                    format!("secret {name:?} is not deleted"),
-                                ));
-                            }
-                            _ => {}
-                        }
-                        payloads.push(Payload::SecretState(SecretStatePayload {
-                            name: name.clone(),
-                            state: *state,
-                            time_ms,
-                        }));
-                        let after = match state {
-                            SecretState::Deleted => Some((v, true)),
-                            SecretState::Restored => Some((v, false)),
-                            SecretState::Destroyed => None,
-                        };
-                        latest.insert(name, after);
-                    }
+                    } => secrets::prepare_set(&mut p, name, value, options)?,
+                    Op::State { name, state } => secrets::prepare_state(&mut p, name, *state)?,
                     Op::Settings { max_versions } => {
-                        payloads.push(Payload::Settings(SettingsPayload {
+                        p.payloads.push(Payload::Settings(SettingsPayload {
                             max_versions: *max_versions,
-                        }));
+                        }))
                     }
                     Op::KeyVersion {
                         name,
@@ -190,39 +145,11 @@ impl Vault {
                         state,
                         version,
                     } => {
-                        check_name(name)?;
-                        let existing = st.index.keys.get(name);
-                        let (version, created_ms) = match version {
-                            Some(v) => {
-                                let meta = existing.and_then(|k| k.get(v)).ok_or_else(|| {
-                                    Error::NotFound {
-                                        what: format!("version {v} of key {name:?}"),
-                                    }
-                                })?;
-                                (*v, meta.info.created_ms)
-                            }
-                            None => (
-                                existing
-                                    .and_then(|k| k.keys().next_back().copied())
-                                    .unwrap_or(0)
-                                    + 1,
-                                time_ms,
-                            ),
-                        };
-                        payloads.push(Payload::KeyVersion(KeyVersionPayload {
-                            name: name.clone(),
-                            version,
-                            algorithm: algorithm.clone(),
-                            state: *state,
-                            created_ms,
-                            state_changed_ms: time_ms,
-                            material: material.duplicate(),
-                        }));
-                        versions.push(version);
+                        keys::prepare_version(&mut p, name, algorithm, material, *state, *version)?
                     }
                 }
             }
-            Ok((payloads, versions))
+            Ok((p.payloads, p.versions))
         })
     }
 }

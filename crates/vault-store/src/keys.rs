@@ -2,9 +2,9 @@
 //! key-management issue adds rotation, policies and the CLI).
 
 use vault_crypto::SecretBytes;
-use vault_format::payload::{KeyState, Payload};
+use vault_format::payload::{KeyState, KeyVersionPayload, Payload};
 
-use crate::batch::{Batch, Op};
+use crate::batch::{Batch, Op, Prepare, check_name};
 use crate::engine::payload_of;
 use crate::sync;
 use crate::vault::Vault;
@@ -108,4 +108,46 @@ impl Vault {
             )),
         }
     }
+}
+
+/// Prepares a key version: a new one (`version` `None`: the next number) or a state change of an
+/// existing one (keeping its creation time).
+pub(crate) fn prepare_version(
+    p: &mut Prepare<'_>,
+    name: &str,
+    algorithm: &str,
+    material: &SecretBytes,
+    state: KeyState,
+    version: Option<u32>,
+) -> Result<()> {
+    check_name(name)?;
+    let existing = p.st.index.keys.get(name);
+    let (version, created_ms) = match version {
+        Some(v) => {
+            let meta = existing
+                .and_then(|k| k.get(&v))
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("version {v} of key {name:?}"),
+                })?;
+            (v, meta.info.created_ms)
+        }
+        None => (
+            existing
+                .and_then(|k| k.keys().next_back().copied())
+                .unwrap_or(0)
+                + 1,
+            p.time_ms,
+        ),
+    };
+    p.payloads.push(Payload::KeyVersion(KeyVersionPayload {
+        name: name.to_string(),
+        version,
+        algorithm: algorithm.to_string(),
+        state,
+        created_ms,
+        state_changed_ms: p.time_ms,
+        material: material.duplicate(),
+    }));
+    p.versions.push(version);
+    Ok(())
 }

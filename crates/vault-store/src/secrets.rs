@@ -2,9 +2,9 @@
 //! many versions are kept.
 
 use vault_crypto::SecretBytes;
-use vault_format::payload::{Payload, SecretState, Tag};
+use vault_format::payload::{Payload, SecretState, SecretStatePayload, SecretVersionPayload, Tag};
 
-use crate::batch::{Batch, Op};
+use crate::batch::{Batch, Op, Prepare, check_name};
 use crate::engine::payload_of;
 use crate::sync;
 use crate::vault::Vault;
@@ -222,4 +222,80 @@ impl Vault {
     pub fn max_versions(&self) -> u32 {
         sync::read(&self.e.state).index.max_versions()
     }
+}
+
+/// Prepares a new version of `name` (restoring it first if it is deleted), checking the
+/// check-and-set expectation against the batch's view.
+pub(crate) fn prepare_set(
+    p: &mut Prepare<'_>,
+    name: &str,
+    value: &SecretBytes,
+    options: &SetOptions,
+) -> Result<()> {
+    check_name(name)?;
+    let (actual, deleted) = p.secret(name).unwrap_or((0, false));
+    if let Some(expected) = options.expected_version
+        && expected != actual
+    {
+        return Err(Error::Conflict {
+            name: name.to_string(),
+            expected,
+            actual,
+        });
+    }
+    if deleted {
+        p.payloads.push(Payload::SecretState(SecretStatePayload {
+            name: name.to_string(),
+            state: SecretState::Restored,
+            time_ms: p.time_ms,
+        }));
+    }
+    let version = actual.checked_add(1).ok_or_else(|| {
+        Error::invalid("version", "the secret has reached the last version number")
+    })?;
+    p.payloads
+        .push(Payload::SecretVersion(SecretVersionPayload {
+            name: name.to_string(),
+            version,
+            created_ms: p.time_ms,
+            tags: options.tags.clone(),
+            value: value.duplicate(),
+        }));
+    p.latest.insert(name.to_string(), Some((version, false)));
+    p.versions.push(version);
+    Ok(())
+}
+
+/// Prepares a state change of `name`: delete (not twice), undelete (only a deleted one),
+/// destroy.
+pub(crate) fn prepare_state(p: &mut Prepare<'_>, name: &str, state: SecretState) -> Result<()> {
+    let (v, deleted) = p.secret(name).ok_or_else(|| Error::NotFound {
+        what: format!("secret {name:?}"),
+    })?;
+    match state {
+        SecretState::Deleted if deleted => {
+            return Err(Error::NotFound {
+                what: format!("secret {name:?} (already deleted)"),
+            });
+        }
+        SecretState::Restored if !deleted => {
+            return Err(Error::invalid(
+                "undelete",
+                format!("secret {name:?} is not deleted"),
+            ));
+        }
+        _ => {}
+    }
+    p.payloads.push(Payload::SecretState(SecretStatePayload {
+        name: name.to_string(),
+        state,
+        time_ms: p.time_ms,
+    }));
+    let after = match state {
+        SecretState::Deleted => Some((v, true)),
+        SecretState::Restored => Some((v, false)),
+        SecretState::Destroyed => None,
+    };
+    p.latest.insert(name.to_string(), after);
+    Ok(())
 }
