@@ -317,10 +317,23 @@ impl VaultHeader {
             ));
         }
         r.zero("reserved", 2)?;
+        // The slot table is everything between the fixed part and the MAC and checksum: a count
+        // larger than the entries present runs out of table (truncated), never into the MAC.
+        let table_len =
+            r.remaining()
+                .checked_sub(MAC_LEN + SHA256_LEN)
+                .ok_or(Error::Truncated {
+                    object: KIND.name,
+                    field: "key slot table",
+                    needed: MAC_LEN + SHA256_LEN,
+                    got: r.remaining(),
+                })?;
+        let mut table = Reader::new(KIND.name, r.bytes("key slot table", table_len)?);
         let mut slots = Vec::with_capacity(count);
         for _ in 0..count {
-            slots.push(KeySlot::decode(&mut r)?);
+            slots.push(KeySlot::decode(&mut table)?);
         }
+        table.finish()?;
         let mac = r.array("header MAC")?;
         let _checksum: [u8; SHA256_LEN] = r.array("checksum")?;
         r.finish()?;

@@ -119,7 +119,8 @@ pub fn encode_rollback_file(vault_id: &VaultId, slots: [&RollbackSlot; 2]) -> Ve
     out
 }
 
-/// Decodes a record file: the vault id and both slots. A slot that does not parse is `None`.
+/// Decodes a record file: the vault id and both slots. A slot that does not parse, or that the
+/// file was cut short inside, is `None`.
 ///
 /// # Errors
 /// A precise [`crate::Error`] if the preamble or vault id is malformed or the file has the wrong length.
@@ -127,14 +128,17 @@ pub fn decode_rollback_file(bytes: &[u8]) -> Result<(VaultId, [Option<RollbackSl
     let mut r = Reader::new(KIND.name, bytes);
     preamble::read(&mut r, KIND)?;
     let id = VaultId::from_bytes(r.array("vault id")?);
-    let mut a = Reader::new(KIND.name, r.bytes("slot 0", ROLLBACK_SLOT_LEN)?);
-    let mut b = Reader::new(KIND.name, r.bytes("slot 1", ROLLBACK_SLOT_LEN)?);
+    // A slot cut short (the file truncated after the vault id) is a slot that does not parse:
+    // the other one may still serve. A file longer than the format is refused.
+    let mut slot = || {
+        let n = r.remaining().min(ROLLBACK_SLOT_LEN);
+        let bytes = r.bytes("slot", n).ok()?;
+        let mut s = Reader::new(KIND.name, bytes);
+        let decoded = RollbackSlot::decode(&mut s).ok()?;
+        s.finish().ok()?;
+        Some(decoded)
+    };
+    let slots = [slot(), slot()];
     r.finish()?;
-    Ok((
-        id,
-        [
-            RollbackSlot::decode(&mut a).ok(),
-            RollbackSlot::decode(&mut b).ok(),
-        ],
-    ))
+    Ok((id, slots))
 }

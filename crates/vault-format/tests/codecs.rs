@@ -412,3 +412,15 @@ fn oversized_plaintext_is_refused_before_sealing() {
     assert_eq!(env.encoded_len(), MAX_ENVELOPE_LEN);
     assert_eq!(RecordEnvelope::decode(&env.encode()).unwrap(), env);
 }
+
+/// Found by the third hostile pass: a slot count larger than the entries present read the MAC as
+/// a slot and reported "reserved bytes must be zero"; it is a truncated slot table.
+#[test]
+fn a_slot_count_beyond_the_entries_present_is_a_truncated_table() {
+    let mut five = example_header().encode();
+    five[36..38].copy_from_slice(&5u16.to_le_bytes());
+    assert!(matches!(
+        VaultHeader::decode(&with_checksum(five)),
+        Err(Error::Truncated { .. })
+    ));
+}

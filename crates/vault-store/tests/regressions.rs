@@ -664,3 +664,45 @@ fn verify_reports_a_damaged_rollback_slot() {
     v.set("a", secret(b"3"), SetOptions::default()).unwrap();
     assert!(v.verify().unwrap().warnings.is_empty());
 }
+
+/// Found by the third hostile pass: a rollback record cut short inside its second slot locked
+/// every command out; the whole first slot still serves. A record that is unreadable as a whole
+/// is an integrity failure until accepted, and accepting says what it accepted.
+#[test]
+fn a_rollback_record_cut_short_in_a_slot_still_serves() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    v.set("a", secret(b"2"), SetOptions::default()).unwrap();
+    drop(v);
+    let record = std::fs::read_dir(d.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rollback"))
+        .unwrap();
+    let full = std::fs::read(&record).unwrap();
+    std::fs::write(&record, &full[..100]).unwrap();
+    let v = d.open().unwrap();
+    assert_eq!(get(&v, "a"), b"2");
+    let report = v.verify().unwrap();
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    v.set("a", secret(b"3"), SetOptions::default()).unwrap();
+    assert!(v.verify().unwrap().warnings.is_empty());
+    drop(v);
+    // Zeroed: unusable as a whole.
+    std::fs::write(&record, vec![0u8; full.len()]).unwrap();
+    assert!(matches!(d.open(), Err(e) if e.is_integrity()));
+    let accepted = Vault::open(
+        d.backend(),
+        &pass(),
+        VaultOptions {
+            accept_rollback: true,
+            ..d.options()
+        },
+    )
+    .unwrap();
+    let what = accepted.accepted_rollback().unwrap();
+    assert!(what.contains("unreadable rollback record"), "{what}");
+    drop(accepted);
+    assert_eq!(get(&d.open().unwrap(), "a"), b"3");
+}

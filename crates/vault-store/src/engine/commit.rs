@@ -46,6 +46,11 @@ impl Engine {
         }
         self.reload(&mut st, true)?;
         // Checked before anything is written: a write must never overwrite the evidence.
+        let unreadable_record = accept
+            && self
+                .rollback
+                .load(&self.vault_id, &st.keys.rollback, st.keys.epoch)
+                .is_err();
         let behind = self.rollback_behind(&st, accept)?;
         if let (Some(r), false) = (behind, accept) {
             return Err(Error::RollbackDetected {
@@ -74,11 +79,18 @@ impl Engine {
             payloads.push(binding(BindingPhase::Confirmed, digest));
         }
         let mut min_generation = 0;
-        if behind.is_some() || foreign_header {
-            let mut text = format!(
-                "accepted an older state: vault generation {}",
-                txn.st.generation
-            );
+        if behind.is_some() || foreign_header || unreadable_record {
+            let mut text = if behind.is_some() || foreign_header {
+                format!(
+                    "accepted an older state: vault generation {}",
+                    txn.st.generation
+                )
+            } else {
+                format!(
+                    "accepted the vault at generation {} over an unreadable rollback record, which is rewritten",
+                    txn.st.generation
+                )
+            };
             if let Some(r) = behind {
                 text.push_str(&format!(", rollback record {r}"));
                 // Continue above the recorded generation so the record stays monotonic.
@@ -86,6 +98,9 @@ impl Engine {
             }
             if foreign_header {
                 text.push_str(", and a header the log did not record");
+            }
+            if unreadable_record && (behind.is_some() || foreign_header) {
+                text.push_str(", over an unreadable rollback record");
             }
             tracing::warn!("{text}");
             *sync::lock(&self.accepted) = Some(text.clone());
