@@ -37,6 +37,7 @@ mod envelope;
 mod error;
 mod header;
 pub mod log;
+mod names;
 pub mod passphrase_slot;
 pub mod payload;
 mod preamble;
@@ -167,6 +168,7 @@ pub mod fuzzing {
             return;
         };
         if let Ok(p) = crate::payload::Payload::decode(kind, rest) {
+            // ok: a fuzz entry point; a payload that decodes but cannot re-encode is the finding.
             let encoded = p.encode().expect("a decoded payload must re-encode");
             assert_eq!(
                 &encoded[..],

@@ -61,4 +61,5 @@ pub use verify::VerifyReport;
 // crate kept in step with this one.
 pub use vault_crypto::SecretBytes;
 pub use vault_crypto::kdf::{self, KdfParams};
+pub use vault_format::log::LOG_HEADER_LEN;
 pub use vault_format::payload::{KeyState, MAX_NAME_LEN, MAX_VALUE_LEN, Tag};

@@ -296,7 +296,7 @@ fn a_header_change_interrupted_after_its_intent_opens_with_either_header() {
     // Drop the confirmation frame: as if the process died right after writing the header.
     let log = log_path(&d.vault_dir());
     let bytes = std::fs::read(&log).unwrap();
-    let frames = frame_offsets(&bytes);
+    let frames = frame_starts(&bytes);
     let last_start = *frames.last().unwrap();
     std::fs::write(&log, &bytes[..last_start]).unwrap();
     std::fs::remove_dir_all(d.state_dir()).ok();
@@ -306,18 +306,6 @@ fn a_header_change_interrupted_after_its_intent_opens_with_either_header() {
     let v = d.open().unwrap();
     v.set("b", secret(b"2"), SetOptions::default()).unwrap();
     d.open().unwrap().verify().unwrap();
-}
-
-/// Start offsets of the frames of a log file.
-fn frame_offsets(log: &[u8]) -> Vec<usize> {
-    let mut at = vault_format::log::LOG_HEADER_LEN;
-    let mut out = Vec::new();
-    while at + 4 <= log.len() {
-        out.push(at);
-        let len = u32::from_le_bytes(log[at..at + 4].try_into().unwrap()) as usize;
-        at += 4 + len;
-    }
-    out
 }
 
 /// Defect 4: accepting a pre-rotation copy rewrote one slot of the rollback record, and the next
@@ -365,7 +353,7 @@ fn a_modified_last_frame_is_damage_even_without_a_rollback_record() {
     drop(v);
     let log = log_path(&d.vault_dir());
     let original = std::fs::read(&log).unwrap();
-    let last = *frame_offsets(&original).last().unwrap();
+    let last = *frame_starts(&original).last().unwrap();
     // Every byte of the last frame's body (its length prefix can only announce more than is
     // there, which is what a crash leaves too: covered by the torn-tail tests).
     for i in last + 4..original.len() {
@@ -396,7 +384,7 @@ fn reading_never_modifies_the_vault() {
     let log = log_path(&d.vault_dir());
     let original = std::fs::read(&log).unwrap();
     // The last frame's cleartext generation set to 2^64-1: damage, reported, nothing cut.
-    let last = *frame_offsets(&original).last().unwrap();
+    let last = *frame_starts(&original).last().unwrap();
     let mut bytes = original.clone();
     bytes[last + 4 + 4..last + 4 + 12].copy_from_slice(&u64::MAX.to_le_bytes());
     std::fs::write(&log, &bytes).unwrap();
@@ -452,6 +440,27 @@ fn a_huge_sparse_log_is_refused_without_allocating_it() {
     }
 }
 
+/// Inserts, before the real slot, passphrase slots with ids `ids` and KDF `kdf` that wrap a key
+/// nobody has (the header MAC is not recomputed: someone without the master key did this).
+fn insert_foreign_slots(header_path: &Path, ids: &[u16], kdf: KdfParams) {
+    let mut header = VaultHeader::decode(&std::fs::read(header_path).unwrap()).unwrap();
+    for &id in ids {
+        let slot = KeySlot::create_with(&vault_format::FixedPassphraseSlot {
+            id,
+            kek: &Key256::generate().unwrap(),
+            kdf,
+            salt: [0; 16],
+            master: &Key256::generate().unwrap(),
+            vault_id: &header.vault_id,
+            key_epoch: header.key_epoch,
+            nonce: None,
+        })
+        .unwrap();
+        header.slots.insert(0, slot);
+    }
+    std::fs::write(header_path, header.encode()).unwrap();
+}
+
 /// Defect 6: a key slot asking for hours of Argon2id is not tried; an inserted slot is caught
 /// by the header MAC once the real slot opens.
 #[test]
@@ -459,21 +468,8 @@ fn a_hostile_kdf_slot_is_refused_before_running_it() {
     let d = TestDir::new();
     drop(d.create());
     let header_path = d.vault_dir().join("header");
-    let mut header = VaultHeader::decode(&std::fs::read(&header_path).unwrap()).unwrap();
     let hostile = KdfParams::for_key(4 * 1024 * 1024, 1024, 1).unwrap();
-    let slot = KeySlot::create_with(&vault_format::FixedPassphraseSlot {
-        id: 7,
-        kek: &Key256::generate().unwrap(),
-        kdf: hostile,
-        salt: [0; 16],
-        master: &Key256::generate().unwrap(),
-        vault_id: &header.vault_id,
-        key_epoch: header.key_epoch,
-        nonce: None,
-    })
-    .unwrap();
-    header.slots.insert(0, slot);
-    std::fs::write(&header_path, header.encode()).unwrap();
+    insert_foreign_slots(&header_path, &[7], hostile);
     let start = Instant::now();
     let r = d.open();
     assert!(matches!(&r, Err(e) if e.is_integrity()), "{r:?}");
@@ -500,24 +496,9 @@ fn extra_slots_cannot_add_up_past_the_work_limit() {
     let d = TestDir::new();
     drop(d.create());
     let header_path = d.vault_dir().join("header");
-    let mut header = VaultHeader::decode(&std::fs::read(&header_path).unwrap()).unwrap();
     // Each slot costs 16 MiB x 2 passes; the limit allows 40 MiB-passes for one open.
     let each = KdfParams::for_key(16 * 1024, 2, 1).unwrap();
-    for id in [5, 6] {
-        let slot = KeySlot::create_with(&vault_format::FixedPassphraseSlot {
-            id,
-            kek: &Key256::generate().unwrap(),
-            kdf: each,
-            salt: [0; 16],
-            master: &Key256::generate().unwrap(),
-            vault_id: &header.vault_id,
-            key_epoch: header.key_epoch,
-            nonce: None,
-        })
-        .unwrap();
-        header.slots.insert(0, slot);
-    }
-    std::fs::write(&header_path, header.encode()).unwrap();
+    insert_foreign_slots(&header_path, &[5, 6], each);
     let limit = KdfLimit {
         max_memory_kib: 1024 * 1024,
         max_cost: 40 * 1024,
@@ -602,11 +583,7 @@ fn a_fifo_in_place_of_a_vault_file_is_refused_without_blocking() {
     let v = d.create();
     v.set("a", secret(b"1"), SetOptions::default()).unwrap();
     drop(v);
-    let record = std::fs::read_dir(d.state_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "rollback"))
-        .unwrap();
+    let record = rollback_record(&d);
     for file in [
         d.vault_dir().join("header"),
         log_path(&d.vault_dir()),
@@ -645,11 +622,7 @@ fn verify_reports_a_damaged_rollback_slot() {
     v.set("a", secret(b"2"), SetOptions::default()).unwrap();
     drop(v);
     assert!(d.open().unwrap().verify().unwrap().warnings.is_empty());
-    let record = std::fs::read_dir(d.state_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "rollback"))
-        .unwrap();
+    let record = rollback_record(&d);
     let mut bytes = std::fs::read(&record).unwrap();
     bytes[32 + 40] ^= 0xff; // inside slot 0's MAC
     std::fs::write(&record, &bytes).unwrap();
@@ -675,11 +648,7 @@ fn a_rollback_record_cut_short_in_a_slot_still_serves() {
     v.set("a", secret(b"1"), SetOptions::default()).unwrap();
     v.set("a", secret(b"2"), SetOptions::default()).unwrap();
     drop(v);
-    let record = std::fs::read_dir(d.state_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "rollback"))
-        .unwrap();
+    let record = rollback_record(&d);
     let full = std::fs::read(&record).unwrap();
     std::fs::write(&record, &full[..100]).unwrap();
     let v = d.open().unwrap();

@@ -66,26 +66,11 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Start offsets of the frames of a log file.
-fn frame_starts(log: &[u8]) -> Vec<usize> {
-    let mut at = vault_format::log::LOG_HEADER_LEN;
-    let mut out = Vec::new();
-    while at + 4 <= log.len() {
-        out.push(at);
-        at += 4 + u32::from_le_bytes(log[at..at + 4].try_into().unwrap()) as usize;
-    }
-    out
-}
-
 fn target(d: &TestDir, which: &str) -> PathBuf {
     match which {
         "header" => d.vault_dir().join("header"),
         "log" => log_path(&d.vault_dir()),
-        "rollback" => std::fs::read_dir(d.state_dir())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "rollback"))
-            .unwrap(),
+        "rollback" => rollback_record(d),
         other => panic!("unknown file {other}"),
     }
 }

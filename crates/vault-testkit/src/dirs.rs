@@ -1,5 +1,8 @@
 //! Test vaults: cheap KDF parameters, a vault directory with its own rollback-record directory,
 //! in-memory vaults, and small file helpers.
+//
+// ok: every unwrap here is in test machinery (a dev-dependency only); a failure is the test's
+// finding and should stop it loudly.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -96,4 +99,25 @@ pub fn file_names(dir: &Path) -> Vec<String> {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect()
+}
+
+/// The rollback record file of the test vault in `d` (there is one after the first write).
+pub fn rollback_record(d: &TestDir) -> PathBuf {
+    std::fs::read_dir(d.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rollback"))
+        .unwrap()
+}
+
+/// Start offsets of the frames of a log file's bytes (length prefixes followed blindly: for
+/// tests that tamper with specific frames).
+pub fn frame_starts(log: &[u8]) -> Vec<usize> {
+    let mut at = vault_store::LOG_HEADER_LEN;
+    let mut out = Vec::new();
+    while at + 4 <= log.len() {
+        out.push(at);
+        at += 4 + u32::from_le_bytes(log[at..at + 4].try_into().unwrap()) as usize;
+    }
+    out
 }

@@ -2,6 +2,9 @@
 //! in turn; the write-order harness checks each leaves nothing unsynced when it returns. A new
 //! mutating operation (a key rotation, a restore) is added here once and every harness picks it
 //! up.
+//
+// ok: every unwrap here is in test machinery (a dev-dependency only); a failure is the test's
+// finding and should stop it loudly.
 
 use vault_store::{Batch, KeyState, SetOptions, Vault};
 
