@@ -46,12 +46,7 @@ impl Engine {
         }
         self.reload(&mut st, true)?;
         // Checked before anything is written: a write must never overwrite the evidence.
-        let unreadable_record = accept
-            && self
-                .rollback
-                .load(&self.vault_id, &st.keys.rollback, st.keys.epoch)
-                .is_err();
-        let behind = self.rollback_behind(&st, accept)?;
+        let (behind, unreadable_record) = self.rollback_check(&st, accept)?;
         if let (Some(r), false) = (behind, accept) {
             return Err(Error::RollbackDetected {
                 vault_generation: st.generation,

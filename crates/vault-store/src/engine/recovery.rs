@@ -77,21 +77,28 @@ impl Engine {
     /// The generation the rollback record shows as committed, if the vault is behind it.
     /// `lenient`: an unreadable record is ignored (when accepting a rollback).
     pub(crate) fn rollback_behind(&self, st: &State, lenient: bool) -> Result<Option<u64>> {
-        let recorded = match self
-            .rollback
-            .load(&self.vault_id, &st.keys.rollback, st.keys.epoch)
-        {
-            Ok(r) => r,
-            Err(e) if lenient => {
-                tracing::warn!(error = %e, "ignoring an unreadable rollback record, as asked");
-                Recorded::Nothing
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(match recorded {
+        Ok(self.rollback_check(st, lenient)?.0)
+    }
+
+    /// As [`Engine::rollback_behind`], and whether an unreadable record was ignored (`lenient`).
+    pub(crate) fn rollback_check(&self, st: &State, lenient: bool) -> Result<(Option<u64>, bool)> {
+        let (recorded, unreadable) =
+            match self
+                .rollback
+                .load(&self.vault_id, &st.keys.rollback, st.keys.epoch)
+            {
+                Ok(r) => (r, false),
+                Err(e) if lenient => {
+                    tracing::warn!(error = %e, "ignoring an unreadable rollback record, as asked");
+                    (Recorded::Nothing, true)
+                }
+                Err(e) => return Err(e),
+            };
+        let behind = match recorded {
             Recorded::Generation(r) if r > st.generation => Some(r),
             Recorded::NewerEpoch { generation, .. } => Some(generation.max(st.generation + 1)),
             _ => None,
-        })
+        };
+        Ok((behind, unreadable))
     }
 }
