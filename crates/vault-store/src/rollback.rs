@@ -122,6 +122,14 @@ impl RollbackFile {
         let Some(slots) = Self::slots(path, vault_id)? else {
             return Ok(Recorded::Nothing);
         };
+        // A record that exists but has no slot that parses says nothing, and taking that for "no
+        // record" would switch rollback detection off: damage.
+        if slots.iter().all(Option::is_none) {
+            return Err(Error::integrity(
+                format!("rollback record {}", path.display()),
+                "neither slot of the record can be read",
+            ));
+        }
         // A slot from a newer epoch cannot be authenticated with this (older) key, but an older
         // copy of the vault cannot have a record from its own future: a rollback. The newest such
         // slot is reported whichever slot it sits in.

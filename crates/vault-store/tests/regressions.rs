@@ -675,3 +675,42 @@ fn a_rollback_record_cut_short_in_a_slot_still_serves() {
     drop(accepted);
     assert_eq!(get(&d.open().unwrap(), "a"), b"3");
 }
+
+/// Found by the fourth hostile pass: a record cut to its preamble and vault id (no slot left)
+/// read as "no record", switching rollback detection off; and accepting over a record that could
+/// not be rewritten reported success.
+#[test]
+fn a_record_with_no_readable_slot_is_damage_and_accepting_must_rewrite_it() {
+    let (d, old) = {
+        let d = TestDir::new();
+        let v = d.create();
+        v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+        drop(v);
+        let old = d.tmp.path().join("old");
+        copy_dir(&d.vault_dir(), &old);
+        (d, old)
+    };
+    let v = d.open().unwrap();
+    v.set("a", secret(b"2"), SetOptions::default()).unwrap();
+    drop(v);
+    std::fs::remove_dir_all(d.vault_dir()).unwrap();
+    copy_dir(&old, &d.vault_dir());
+    let record = rollback_record(&d);
+    let full = std::fs::read(&record).unwrap();
+    for len in [32, 40, 87] {
+        std::fs::write(&record, &full[..len]).unwrap();
+        let r = d.open();
+        assert!(matches!(&r, Err(e) if e.is_integrity()), "{len}: {r:?}");
+    }
+    // A directory where the record goes: accepting cannot rewrite it, and says so.
+    std::fs::remove_file(&record).unwrap();
+    std::fs::create_dir(&record).unwrap();
+    let accept = VaultOptions {
+        accept_rollback: true,
+        ..d.options()
+    };
+    assert!(Vault::open(d.backend(), &pass(), accept.clone()).is_err());
+    std::fs::remove_dir(&record).unwrap();
+    Vault::open(d.backend(), &pass(), accept).unwrap();
+    assert_eq!(get(&d.open().unwrap(), "a"), b"1");
+}

@@ -136,7 +136,7 @@ pub(crate) fn accept_rollback(cli: &Cli) -> Result<(), Failure> {
             "{what}; now at generation {generation}, and the acceptance is recorded in the vault"
         )),
         None => stderr_line(format!(
-            "nothing to accept: the vault (generation {generation}) is not behind its rollback record and its log vouches for its header"
+            "nothing to accept: the vault (generation {generation}) is not behind its rollback record and its log vouches for its header; the rollback record is rewritten as current"
         )),
     }
     Ok(())

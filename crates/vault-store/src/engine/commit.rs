@@ -109,7 +109,21 @@ impl Engine {
         if wrote {
             self.append_locked(&mut txn.st, payloads, min_generation)?;
         }
-        if wrote || accept {
+        if accept {
+            // Rewriting the record is part of what accepting means: a failure is the caller's.
+            self.rollback
+                .store(
+                    &self.vault_id,
+                    &txn.st.keys.rollback,
+                    txn.st.keys.epoch,
+                    txn.st.generation,
+                )
+                .inspect_err(|_| {
+                    tracing::error!(
+                        "the acceptance is recorded in the vault, but the rollback record could not be rewritten"
+                    );
+                })?;
+        } else if wrote {
             self.record_generation(&txn.st);
         }
         Ok(txn)
