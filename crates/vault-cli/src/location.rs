@@ -94,7 +94,7 @@ pub(crate) fn existing_backend(cli: &Cli) -> Result<Arc<FileBackend>, Failure> {
     // Checked before a passphrase is asked for; the message and its hint come from the typed
     // error, as they would from opening.
     if !backend.exists()? {
-        return Err(Error::NoVault(dir).into());
+        return Err(Error::NoVault(dir.display().to_string()).into());
     }
     warn_if_shared_dirs(cli, &dir)?;
     Ok(backend)

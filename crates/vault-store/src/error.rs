@@ -1,6 +1,6 @@
 //! The engine's error type. Variants are what a caller acts on; none carries secret material.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 /// An error from the vault engine.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub enum Error {
         /// Highest generation recorded as committed.
         recorded_generation: u64,
         /// Where the rollback record lives.
-        record: PathBuf,
+        record: String,
     },
     /// Data failed authentication or is structurally damaged: tampering or corruption.
     #[error("integrity failure in {object}: {detail}")]
@@ -67,23 +67,24 @@ pub enum Error {
     #[error("{0}")]
     Format(#[from] vault_format::Error),
     /// The storage device is full; the commit was not made and the vault is unchanged.
-    #[error("storage full while {op} {path}: the commit was not made")]
+    #[error("storage full while {op} {location}: the commit was not made")]
     StorageFull {
         /// The operation that failed.
         op: &'static str,
-        /// The file.
-        path: PathBuf,
+        /// Where: a file, or a backend's description of the object.
+        location: String,
     },
-    /// An I/O error; for a commit, the commit was not made.
-    #[error("I/O error while {op} {path}: {source}")]
+    /// A storage error (I/O, or a networked backend's failure); for a commit, the commit was not
+    /// made.
+    #[error("I/O error while {op} {location}: {source}")]
     Io {
         /// The operation that failed.
         op: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
+        /// Where: a file, or a backend's description of the object.
+        location: String,
+        /// The underlying error.
         #[source]
-        source: std::io::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A name, value or parameter the vault does not accept.
     #[error("invalid {what}: {reason}")]
@@ -95,10 +96,10 @@ pub enum Error {
     },
     /// A vault already exists where one was to be created.
     #[error("a vault already exists at {0}")]
-    AlreadyExists(PathBuf),
+    AlreadyExists(String),
     /// No vault exists at the location.
     #[error("no vault at {0}")]
-    NoVault(PathBuf),
+    NoVault(String),
     /// Another process rotated the master key; this handle's key is stale.
     #[error("the vault's master key was rotated by another process; open the vault again")]
     Rekeyed,
@@ -118,12 +119,30 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        let path = path.into();
+    pub(crate) fn io(op: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        let location = path.as_ref().display().to_string();
         if is_storage_full(&source) {
-            Error::StorageFull { op, path }
+            Error::StorageFull { op, location }
         } else {
-            Error::Io { op, path, source }
+            Error::Io {
+                op,
+                location,
+                source: Box::new(source),
+            }
+        }
+    }
+
+    /// A storage error from a backend that is not a file system: `location` names the object,
+    /// `source` is the backend's own error.
+    pub fn storage(
+        op: &'static str,
+        location: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Io {
+            op,
+            location: location.into(),
+            source: source.into(),
         }
     }
 

@@ -45,8 +45,8 @@ mod vault;
 mod verify;
 
 pub use backend::{
-    Backend, CHECK_LEN, FileBackend, FileBackendOptions, LockGuard, MemoryBackend, Position,
-    ReadOutcome, StoredFrame, Tail, Visit,
+    Appended, Backend, CHECK_LEN, Cursor, FileBackend, FileBackendOptions, MemoryBackend,
+    ReadOutcome, ReadSession, StoredFrame, Tail, Visit, WriteSession,
 };
 pub use batch::Batch;
 pub use engine::index::DEFAULT_MAX_VERSIONS;

@@ -42,8 +42,11 @@ impl RollbackFile {
         }
     }
 
-    pub(crate) fn path(&self) -> PathBuf {
-        self.path.clone().unwrap_or_default()
+    pub(crate) fn location(&self) -> String {
+        self.path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
     }
 
     fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {

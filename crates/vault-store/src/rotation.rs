@@ -102,7 +102,8 @@ impl Vault {
             st.generation + 1,
             records,
         );
-        if let Err(e) = self.e.backend.rekey(epoch, &frame.encode()?, &view.bytes) {
+        let session = txn.session.as_mut();
+        if let Err(e) = session.rekey(epoch, &frame.encode()?, &view.bytes) {
             // The header may or may not have switched to the new key: this handle can no longer
             // tell which log is current, so it stops; reopening resolves it from the header.
             st.poisoned = true;
@@ -110,8 +111,7 @@ impl Vault {
         }
         *sync::write(&self.e.header) = view;
         let mut fresh = State::empty(Arc::new(keys));
-        fresh.cleaned = true;
-        self.e.reload(&mut fresh, true)?;
+        self.e.catch_up(&mut fresh, session)?;
         *st = fresh;
         self.e.record_generation(st);
         Ok(())

@@ -69,10 +69,11 @@ impl Vault {
         };
         let digest = view.digest();
         let st = &mut *txn.st;
+        let session = txn.session.as_mut();
         self.e
-            .append_locked(st, vec![binding(BindingPhase::Intent, digest)], 0)?;
+            .append_locked(session, st, vec![binding(BindingPhase::Intent, digest)], 0)?;
         self.e.record_generation(st);
-        self.e.backend.write_header(&view.bytes)?;
+        session.write_header(&view.bytes)?;
         *sync::write(&self.e.header) = view;
         let e = Payload::Event(EventPayload {
             kind: EventKind::KeySlotChanged,
@@ -81,10 +82,12 @@ impl Vault {
         });
         // The header change is durable and is what the caller asked for; the confirmation (the
         // next writer confirms it otherwise) and the audit event are best effort after it.
-        match self
-            .e
-            .append_locked(st, vec![binding(BindingPhase::Confirmed, digest), e], 0)
-        {
+        match self.e.append_locked(
+            session,
+            st,
+            vec![binding(BindingPhase::Confirmed, digest), e],
+            0,
+        ) {
             Ok(()) => self.e.record_generation(st),
             Err(err) => tracing::warn!(error = %err, "could not record the key-slot event"),
         }

@@ -38,14 +38,31 @@ pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     m.write()
 }
 
-/// Locks `m`, waiting at most `timeout` (`None` if that passed). Under loom, which has no timed
-/// locks, it waits as long as it takes.
-pub(crate) fn lock_for<T>(m: &Mutex<T>, timeout: std::time::Duration) -> Option<MutexGuard<'_, T>> {
+/// Read-locks `m`, waiting at most `timeout` (`None` if that passed). Under loom, which has no
+/// timed locks, it waits as long as it takes.
+pub(crate) fn read_for<T>(
+    m: &RwLock<T>,
+    timeout: std::time::Duration,
+) -> Option<RwLockReadGuard<'_, T>> {
     #[cfg(vault_loom)]
     {
         let _ = timeout;
-        return Some(lock(m));
+        return Some(read(m));
     }
     #[cfg(not(vault_loom))]
-    m.try_lock_for(timeout)
+    m.try_read_for(timeout)
+}
+
+/// Write-locks `m`, waiting at most `timeout`, as [`read_for`].
+pub(crate) fn write_for<T>(
+    m: &RwLock<T>,
+    timeout: std::time::Duration,
+) -> Option<RwLockWriteGuard<'_, T>> {
+    #[cfg(vault_loom)]
+    {
+        let _ = timeout;
+        return Some(write(m));
+    }
+    #[cfg(not(vault_loom))]
+    m.try_write_for(timeout)
 }

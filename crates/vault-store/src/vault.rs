@@ -52,7 +52,7 @@ impl Vault {
             // A vault that lost its header is reported as that, not as "a vault exists".
             return Err(match backend.read_header() {
                 Err(e @ Error::Integrity { .. }) => e,
-                _ => Error::AlreadyExists(backend.location().into()),
+                _ => Error::AlreadyExists(backend.location()),
             });
         }
         let vault_id = VaultId::random()?;
@@ -169,6 +169,6 @@ impl Vault {
     /// Storage errors (the old log then stays in place).
     pub fn compact(&self) -> Result<()> {
         let mut txn = self.e.begin_write(false)?;
-        self.e.compact_locked(&mut txn.st)
+        self.e.compact_locked(txn.session.as_mut(), &mut txn.st)
     }
 }

@@ -1,8 +1,7 @@
 //! `verify`: a strict re-read of the whole log, every frame and record authenticated, the header
 //! binding and the rollback record compared.
 
-use crate::backend::{Position, Tail, Visit};
-use crate::engine::LockKind;
+use crate::backend::{Cursor, ReadSession, Tail, Visit};
 use crate::engine::replay::{FrameError, State, apply_frame, damage};
 use crate::rollback::Recorded;
 use crate::sync;
@@ -41,20 +40,18 @@ impl Vault {
     /// # Errors
     /// The first integrity failure found, or [`Error::RollbackDetected`].
     pub fn verify(&self) -> Result<VerifyReport> {
-        let _g = self.e.backend_lock(LockKind::Shared)?;
+        let session: Box<dyn ReadSession> = self.e.session()?;
         let keys = sync::read(&self.e.state).keys.clone();
-        let view = self.e.current_header(&keys)?;
+        let view = self.e.current_header(&*session, &keys)?;
         let mut st = State::empty(keys.clone());
         let mut frames = 0u64;
         let mut records = 0u64;
         let mut failure = None;
-        let out =
-            self.e
-                .backend
-                .read(keys.epoch, &Position::default(), &mut |f| match self
-                    .e
-                    .check_frame(&st, &f.body)
-                {
+        let out = session
+            .read(
+                keys.epoch,
+                &Cursor::START,
+                &mut |f| match self.e.check_frame(&st, &f.body) {
                     Ok((frame, decoded)) => {
                         frames += 1;
                         records += decoded.len() as u64;
@@ -66,8 +63,9 @@ impl Vault {
                         Ok(Visit::Stop)
                     }
                     Err(FrameError::Invalid(e)) => Err(e),
-                })
-                .map_err(|e| self.e.rekeyed_or(e, keys.epoch))?;
+                },
+            )
+            .map_err(|e| self.e.rekeyed_or(e, keys.epoch, &*session))?;
         let location = self.e.backend.location();
         // A torn tail is what a crash leaves, not damage: reported, not an error.
         if out.tail == Tail::Damaged {
@@ -89,7 +87,7 @@ impl Vault {
                 return Err(Error::RollbackDetected {
                     vault_generation: st.generation,
                     recorded_generation: r,
-                    record: self.e.rollback.path(),
+                    record: self.e.rollback.location(),
                 });
             }
             Recorded::Generation(r) => Some(r),
@@ -97,7 +95,7 @@ impl Vault {
                 return Err(Error::RollbackDetected {
                     vault_generation: st.generation,
                     recorded_generation: generation,
-                    record: self.e.rollback.path(),
+                    record: self.e.rollback.location(),
                 });
             }
             Recorded::Nothing => None,

@@ -1,5 +1,8 @@
 //! The storage contract every backend must keep, run against each of them: adding a backend is
 //! one more line in `backends()`. The frames here are opaque bytes, as the backend sees them.
+//! Cases: creation, reading after a cursor and after a reset, appending at a stale cursor
+//! (typed, nothing written), replacing the log, rekey atomicity seen by concurrent readers, lock
+//! timeouts between sessions of either kind, and concurrent writers.
 #![allow(
     clippy::disallowed_methods,
     clippy::disallowed_types,
@@ -12,7 +15,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vault_store::{Backend, Error, FileBackend, MemoryBackend, Position, StoredFrame, Tail, Visit};
+use vault_store::{
+    Appended, Backend, Cursor, Error, FileBackend, MemoryBackend, ReadSession, StoredFrame, Tail,
+    Visit,
+};
 
 /// Makes a fresh, empty backend, and a second handle on the same storage (as another process
 /// would have). The temp directory lives as long as the returned guard.
@@ -36,23 +42,41 @@ fn backends() -> Vec<(&'static str, Make)> {
     ]
 }
 
+const T: Duration = Duration::from_secs(10);
+
 /// A frame body: arbitrary bytes, long enough to end in 32 distinct bytes (the backend proves
-/// positions by the bytes before them).
+/// cursors by the bytes before them).
 fn frame(tag: u8) -> Vec<u8> {
     (0..64u8)
         .map(|i| i.wrapping_mul(31).wrapping_add(tag))
         .collect()
 }
 
-fn read_all(b: &dyn Backend, epoch: u32, since: &Position) -> (bool, Vec<Vec<u8>>, Position, Tail) {
+fn read_in(s: &dyn ReadSession, epoch: u32, since: &Cursor) -> (bool, Vec<Vec<u8>>, Cursor, Tail) {
     let mut frames = Vec::new();
-    let out = b
+    let out = s
         .read(epoch, since, &mut |f: StoredFrame| {
             frames.push(f.body);
             Ok(Visit::Continue)
         })
         .unwrap();
     (out.reset, frames, out.end, out.tail)
+}
+
+fn read_all(b: &dyn Backend, epoch: u32, since: &Cursor) -> (bool, Vec<Vec<u8>>, Cursor, Tail) {
+    read_in(&*b.begin_read(T).unwrap(), epoch, since)
+}
+
+/// Appends in a write session of its own.
+fn append(b: &dyn Backend, at: &Cursor, body: &[u8]) -> Appended {
+    b.begin_write(T).unwrap().append(0, at, body).unwrap()
+}
+
+fn done(a: Appended) -> Cursor {
+    match a {
+        Appended::Done(c) => c,
+        Appended::Stale => panic!("append was refused as stale"),
+    }
 }
 
 fn each(case: impl Fn(&str, &dyn Backend, &dyn Backend)) {
@@ -72,7 +96,12 @@ fn creation_is_once_and_reads_back() {
             Err(Error::AlreadyExists(_))
         ));
         assert_eq!(b.read_header().unwrap(), b"header v1", "{name}");
-        let (reset, frames, end, tail) = read_all(b, 0, &Position::default());
+        assert_eq!(
+            b.begin_read(T).unwrap().header().unwrap(),
+            b"header v1",
+            "{name}"
+        );
+        let (reset, frames, end, tail) = read_all(b, 0, &Cursor::START);
         assert!(reset, "{name}: a read from nothing starts at the beginning");
         assert_eq!(frames, vec![frame(0)], "{name}");
         assert_eq!(tail, Tail::Clean, "{name}");
@@ -81,12 +110,12 @@ fn creation_is_once_and_reads_back() {
 }
 
 #[test]
-fn appends_are_seen_from_a_position_by_another_handle() {
+fn appends_are_seen_from_a_cursor_by_another_handle() {
     each(|name, a, b| {
-        let (_, _, start, _) = read_all(a, 0, &Position::default());
-        let (_, _, seen_by_b, _) = read_all(b, 0, &Position::default());
-        let p1 = a.append(0, &start, &frame(1)).unwrap();
-        let p2 = a.append(0, &p1, &frame(2)).unwrap();
+        let (_, _, start, _) = read_all(a, 0, &Cursor::START);
+        let (_, _, seen_by_b, _) = read_all(b, 0, &Cursor::START);
+        let p1 = done(append(a, &start, &frame(1)));
+        let p2 = done(append(a, &p1, &frame(2)));
         assert!(b.changed(0, &seen_by_b).unwrap(), "{name}");
         let (reset, frames, end, _) = read_all(b, 0, &seen_by_b);
         assert!(!reset, "{name}: only the new frames");
@@ -96,38 +125,66 @@ fn appends_are_seen_from_a_position_by_another_handle() {
 }
 
 #[test]
-fn an_append_or_a_cut_at_a_stale_position_is_refused() {
+fn an_append_or_a_cut_at_a_stale_cursor_is_refused() {
     each(|name, a, b| {
-        let (_, _, start, _) = read_all(a, 0, &Position::default());
-        let p1 = a.append(0, &start, &frame(1)).unwrap();
+        let (_, _, start, _) = read_all(a, 0, &Cursor::START);
+        let p1 = done(append(a, &start, &frame(1)));
         // Another handle appends; `start` is no longer the end.
-        b.append(0, &p1, &frame(2)).unwrap();
-        assert!(a.append(0, &start, &frame(3)).is_err(), "{name}");
-        // Another handle replaces the log; positions into the old one prove nothing.
-        b.replace(0, &frame(7)).unwrap();
-        assert!(a.append(0, &p1, &frame(4)).is_err(), "{name}");
-        let _ = a.truncate(0, &p1);
+        done(append(b, &p1, &frame(2)));
+        assert_eq!(append(a, &start, &frame(3)), Appended::Stale, "{name}");
+        // Another handle replaces the log; cursors into the old one prove nothing.
+        b.begin_write(T).unwrap().replace_log(0, &frame(7)).unwrap();
+        assert_eq!(append(a, &p1, &frame(4)), Appended::Stale, "{name}");
+        let _ = a.begin_write(T).unwrap().discard_tail(0, &p1);
         let (reset, frames, _, _) = read_all(a, 0, &p1);
         assert!(reset, "{name}: a replaced log is read from its start");
-        assert_eq!(frames, vec![frame(7)], "{name}");
+        assert_eq!(
+            frames,
+            vec![frame(7)],
+            "{name}: nothing stale was written or cut"
+        );
+    });
+}
+
+#[test]
+fn a_header_write_is_seen_by_every_handle() {
+    each(|name, a, b| {
+        a.begin_write(T)
+            .unwrap()
+            .write_header(b"header v1b")
+            .unwrap();
+        assert_eq!(b.read_header().unwrap(), b"header v1b", "{name}");
+        let (_, frames, _, _) = read_all(b, 0, &Cursor::START);
+        assert_eq!(frames, vec![frame(0)], "{name}: the log is untouched");
     });
 }
 
 #[test]
 fn rekey_switches_header_and_log_together() {
     each(|name, a, b| {
-        let (_, _, start, _) = read_all(a, 0, &Position::default());
-        a.append(0, &start, &frame(1)).unwrap();
-        let pos = a.rekey(1, &frame(8), b"header v2").unwrap();
+        let (_, _, start, _) = read_all(a, 0, &Cursor::START);
+        done(append(a, &start, &frame(1)));
+        let pos = a
+            .begin_write(T)
+            .unwrap()
+            .rekey(1, &frame(8), b"header v2")
+            .unwrap();
         assert_eq!(b.read_header().unwrap(), b"header v2", "{name}");
-        let (_, frames, end, _) = read_all(b, 1, &Position::default());
+        let (_, frames, end, _) = read_all(b, 1, &Cursor::START);
         assert_eq!(frames, vec![frame(8)], "{name}");
         assert_eq!(end, pos, "{name}");
         // The old epoch's log is gone (or refused): nothing can be read or appended there.
-        let old = b.read(0, &Position::default(), &mut |_| Ok(Visit::Continue));
+        let old = b
+            .begin_read(T)
+            .unwrap()
+            .read(0, &Cursor::START, &mut |_| Ok(Visit::Continue));
         assert!(old.is_err(), "{name}: {old:?}");
-        a.cleanup(1).unwrap();
-        let (_, frames, _, _) = read_all(b, 1, &Position::default());
+        // A write session that finds epoch 1 current may clean up; it keeps the current log.
+        let s = a.begin_write(T).unwrap();
+        let (_, frames, _, _) = read_in(s.as_ref(), 1, &Cursor::START);
+        drop(s);
+        assert_eq!(frames, vec![frame(8)], "{name}");
+        let (_, frames, _, _) = read_all(b, 1, &Cursor::START);
         assert_eq!(
             frames,
             vec![frame(8)],
@@ -136,19 +193,60 @@ fn rekey_switches_header_and_log_together() {
     });
 }
 
+/// Readers in sessions never see a header of one epoch without its log: a rekey is atomic to
+/// them, however they interleave with it.
 #[test]
-fn the_writer_lock_times_out_and_is_released_on_drop() {
+fn concurrent_readers_see_header_and_log_of_one_epoch() {
+    for (name, make) in backends() {
+        let (_guard, a, b) = make();
+        a.create(&0u32.to_le_bytes(), 0, &frame(0)).unwrap();
+        let writer = std::thread::spawn(move || {
+            for epoch in 1..=20u32 {
+                a.begin_write(T)
+                    .unwrap()
+                    .rekey(epoch, &frame(epoch as u8), &epoch.to_le_bytes())
+                    .unwrap();
+            }
+        });
+        let mut seen = 0;
+        while seen < 20 {
+            let s = b.begin_read(T).unwrap();
+            let epoch = u32::from_le_bytes(s.header().unwrap().try_into().unwrap());
+            let (_, frames, _, tail) = read_in(s.as_ref(), epoch, &Cursor::START);
+            assert_eq!(frames, vec![frame(epoch as u8)], "{name}: epoch {epoch}");
+            assert_eq!(tail, Tail::Clean, "{name}");
+            seen = epoch;
+        }
+        writer.join().unwrap();
+    }
+}
+
+#[test]
+fn sessions_exclude_each_other_with_a_timeout_and_end_on_drop() {
     each(|name, a, b| {
-        let held = a.lock_exclusive(Duration::from_secs(1)).unwrap();
-        let r = b.lock_exclusive(Duration::from_millis(50));
+        let held = a.begin_write(T).unwrap();
+        let r = b.begin_write(Duration::from_millis(50));
         assert!(matches!(r, Err(Error::Busy { .. })), "{name}");
+        let r = b.begin_read(Duration::from_millis(50));
+        assert!(
+            matches!(r, Err(Error::Busy { .. })),
+            "{name}: a reader waits for the writer"
+        );
         drop(held);
-        b.lock_exclusive(Duration::from_secs(1)).unwrap();
+        let reader = b.begin_read(T).unwrap();
+        let second = a.begin_read(T).unwrap();
+        let r = a.begin_write(Duration::from_millis(50));
+        assert!(
+            matches!(r, Err(Error::Busy { .. })),
+            "{name}: the writer waits for readers"
+        );
+        drop((reader, second));
+        b.begin_write(T).unwrap();
     });
 }
 
 #[test]
-fn concurrent_writers_under_the_lock_lose_nothing() {
+fn concurrent_writers_in_sessions_lose_nothing() {
     for (name, make) in backends() {
         let (_guard, a, b) = make();
         a.create(b"h", 0, &frame(0)).unwrap();
@@ -158,11 +256,9 @@ fn concurrent_writers_under_the_lock_lose_nothing() {
             .map(|(w, backend)| {
                 std::thread::spawn(move || {
                     for i in 0..20u8 {
-                        let _lock = backend.lock_exclusive(Duration::from_secs(10)).unwrap();
-                        let (_, _, end, _) = read_all(backend.as_ref(), 0, &Position::default());
-                        backend
-                            .append(0, &end, &frame(w as u8 * 100 + i + 1))
-                            .unwrap();
+                        let mut s = backend.begin_write(T).unwrap();
+                        let (_, _, end, _) = read_in(s.as_ref(), 0, &Cursor::START);
+                        done(s.append(0, &end, &frame(w as u8 * 100 + i + 1)).unwrap());
                     }
                 })
             })
@@ -170,7 +266,7 @@ fn concurrent_writers_under_the_lock_lose_nothing() {
         for w in writers {
             w.join().unwrap();
         }
-        let (_, frames, _, tail) = read_all(b.as_ref(), 0, &Position::default());
+        let (_, frames, _, tail) = read_all(b.as_ref(), 0, &Cursor::START);
         assert_eq!(frames.len(), 41, "{name}");
         assert_eq!(tail, Tail::Clean, "{name}");
     }

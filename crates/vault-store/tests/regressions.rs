@@ -21,8 +21,8 @@ use vault_crypto::Key256;
 use vault_crypto::kdf::KdfParams;
 use vault_format::{KeySlot, VaultHeader};
 use vault_store::{
-    Backend, Error, FileBackend, KdfLimit, LockGuard, Position, ReadOutcome, SetOptions,
-    StoredFrame, Vault, VaultOptions, Visit,
+    Appended, Backend, Cursor, Error, FileBackend, KdfLimit, ReadSession, SetOptions, Vault,
+    VaultOptions, Visit, WriteSession,
 };
 
 type Hook = Box<dyn FnOnce() + Send>;
@@ -62,42 +62,16 @@ impl Backend for BeforeLock {
     fn read_header(&self) -> vault_store::Result<Vec<u8>> {
         self.inner.read_header()
     }
-    fn write_header(&self, header: &[u8]) -> vault_store::Result<()> {
-        self.inner.write_header(header)
-    }
-    fn lock_exclusive(&self, t: Duration) -> vault_store::Result<Box<dyn LockGuard + '_>> {
-        self.fire();
-        self.inner.lock_exclusive(t)
-    }
-    fn lock_shared(&self, t: Duration) -> vault_store::Result<Box<dyn LockGuard + '_>> {
-        self.fire();
-        self.inner.lock_shared(t)
-    }
-    fn changed(&self, epoch: u32, since: &Position) -> vault_store::Result<bool> {
+    fn changed(&self, epoch: u32, since: &Cursor) -> vault_store::Result<bool> {
         self.inner.changed(epoch, since)
     }
-    fn read(
-        &self,
-        epoch: u32,
-        since: &Position,
-        visit: &mut dyn FnMut(StoredFrame) -> vault_store::Result<Visit>,
-    ) -> vault_store::Result<ReadOutcome> {
-        self.inner.read(epoch, since, visit)
+    fn begin_read(&self, t: Duration) -> vault_store::Result<Box<dyn ReadSession + '_>> {
+        self.fire();
+        self.inner.begin_read(t)
     }
-    fn append(&self, epoch: u32, at: &Position, body: &[u8]) -> vault_store::Result<Position> {
-        self.inner.append(epoch, at, body)
-    }
-    fn truncate(&self, epoch: u32, at: &Position) -> vault_store::Result<()> {
-        self.inner.truncate(epoch, at)
-    }
-    fn replace(&self, epoch: u32, snapshot: &[u8]) -> vault_store::Result<Position> {
-        self.inner.replace(epoch, snapshot)
-    }
-    fn rekey(&self, epoch: u32, snapshot: &[u8], header: &[u8]) -> vault_store::Result<Position> {
-        self.inner.rekey(epoch, snapshot, header)
-    }
-    fn cleanup(&self, epoch: u32) -> vault_store::Result<()> {
-        self.inner.cleanup(epoch)
+    fn begin_write(&self, t: Duration) -> vault_store::Result<Box<dyn WriteSession + '_>> {
+        self.fire();
+        self.inner.begin_write(t)
     }
 }
 
@@ -224,24 +198,33 @@ fn the_file_backend_never_cuts_or_appends_at_a_stale_position() {
     let v = d.create();
     v.set("a", secret(b"1"), SetOptions::default()).unwrap();
     let backend = FileBackend::new(d.vault_dir());
-    let out = backend
-        .read(0, &Position::default(), &mut |_| Ok(Visit::Continue))
+    let out = (backend.begin_read(Duration::from_secs(5)).unwrap())
+        .read(0, &Cursor::START, &mut |_| Ok(Visit::Continue))
         .unwrap();
     let stale = out.end;
     v.compact().unwrap();
     v.set("b", secret(b"2"), SetOptions::default()).unwrap();
     let log = log_path(&d.vault_dir());
     let before = std::fs::read(&log).unwrap();
-    let mut forged = stale;
-    forged.instance = std::fs::metadata(&log)
+    // The stale cursor's check, with the new log's inode and an offset inside it.
+    let ino = std::fs::metadata(&log)
         .map(|m| {
             use std::os::unix::fs::MetadataExt;
             m.ino()
         })
         .unwrap();
-    forged.offset = forged.offset.min(before.len() as u64 - 1);
-    assert!(backend.truncate(0, &forged).is_err());
-    assert!(backend.append(0, &forged, b"frame").is_err());
+    let forged = Cursor::new(
+        ino,
+        stale.offset().min(before.len() as u64 - 1),
+        *stale.check(),
+    );
+    let mut session = backend.begin_write(Duration::from_secs(5)).unwrap();
+    assert!(session.discard_tail(0, &forged).is_err());
+    assert_eq!(
+        session.append(0, &forged, b"frame").unwrap(),
+        Appended::Stale
+    );
+    drop(session);
     assert_eq!(std::fs::read(&log).unwrap(), before);
     assert!(backend.changed(0, &forged).unwrap());
 }

@@ -1,9 +1,14 @@
-//! An in-memory backend for tests and embedding.
+//! An in-memory backend for tests and embedding. Sessions take a reader-writer lock, as the file
+//! backend's take its lock file; each operation is one atomic step under the store's mutex.
 
 use std::time::Duration;
 
-use super::{Backend, LockGuard, Position, ReadOutcome, StoredFrame, Tail, Visit, check_of};
-use crate::sync::{Arc, Mutex, lock, lock_for};
+use super::{
+    Appended, Backend, Cursor, ReadOutcome, ReadSession, StoredFrame, Tail, Visit, WriteSession,
+};
+use crate::sync::{
+    Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, lock, read_for, write_for,
+};
 use crate::{Error, Result};
 
 #[derive(Default)]
@@ -16,24 +21,28 @@ struct Store {
 
 impl Store {
     /// Replaces the log with a new incarnation holding only `snapshot`.
-    fn start_log(&mut self, snapshot: &[u8]) -> Position {
+    fn start_log(&mut self, snapshot: &[u8]) -> Cursor {
         self.instance += 1;
         self.frames = vec![Arc::new(snapshot.to_vec())];
-        Position {
-            instance: self.instance,
-            offset: 1,
-            check: check_of(snapshot),
-        }
+        Cursor::after(self.instance, 1, snapshot)
     }
 
     /// Whether the log still holds what `at` consumed.
-    fn holds(&self, at: &Position) -> bool {
-        at.offset >= 1
-            && at.instance == self.instance
+    fn holds(&self, at: &Cursor) -> bool {
+        at.offset() >= 1
+            && at.hint() == self.instance
             && self
                 .frames
-                .get(at.offset as usize - 1)
-                .is_some_and(|f| check_of(f) == at.check)
+                .get(at.offset() as usize - 1)
+                .is_some_and(|f| Cursor::after(self.instance, at.offset(), f) == *at)
+    }
+
+    fn check_epoch(&self, key_epoch: u32) -> Result<()> {
+        if self.epoch == key_epoch {
+            Ok(())
+        } else {
+            Err(Error::Rekeyed)
+        }
     }
 }
 
@@ -42,7 +51,7 @@ impl Store {
 #[derive(Clone, Default)]
 pub struct MemoryBackend {
     store: Arc<Mutex<Store>>,
-    writer: Arc<Mutex<()>>,
+    sessions: Arc<RwLock<()>>,
 }
 
 impl MemoryBackend {
@@ -50,11 +59,60 @@ impl MemoryBackend {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn read_frames(
+        &self,
+        key_epoch: u32,
+        since: &Cursor,
+        visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
+    ) -> Result<ReadOutcome> {
+        // Copy the frames out so `visit` runs without the store's mutex held.
+        let (reset, instance, start, frames) = {
+            let s = lock(&self.store);
+            s.check_epoch(key_epoch)?;
+            let reset = !s.holds(since);
+            let start = if reset { 0 } else { since.offset() as usize };
+            let frames: Vec<Arc<Vec<u8>>> = s.frames.iter().skip(start).cloned().collect();
+            (reset, s.instance, start, frames)
+        };
+        let mut end = if reset { Cursor::START } else { *since };
+        // Whole frames are stored whole: a frame that does not authenticate is never a torn
+        // write here.
+        let mut tail = Tail::Clean;
+        for (i, f) in frames.iter().enumerate() {
+            let pos = Cursor::after(instance, (start + i + 1) as u64, f);
+            match visit(StoredFrame {
+                body: f.as_ref().clone(),
+                end: pos,
+                from_start: reset,
+            })? {
+                Visit::Continue => end = pos,
+                Visit::Stop => {
+                    tail = Tail::Damaged;
+                    break;
+                }
+            }
+        }
+        Ok(ReadOutcome { reset, end, tail })
+    }
+
+    fn header(&self) -> Result<Vec<u8>> {
+        lock(&self.store)
+            .header
+            .clone()
+            .ok_or_else(|| Error::NoVault("memory".into()))
+    }
 }
 
 impl std::fmt::Debug for MemoryBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MemoryBackend")
+    }
+}
+
+fn busy(timeout: Duration) -> Error {
+    Error::Busy {
+        waited_ms: timeout.as_millis() as u64,
     }
 }
 
@@ -74,132 +132,117 @@ impl Backend for MemoryBackend {
         }
         s.header = Some(header.to_vec());
         s.epoch = key_epoch;
-        s.instance += 1;
-        s.frames = vec![Arc::new(snapshot.to_vec())];
+        s.start_log(snapshot);
         Ok(())
     }
 
     fn read_header(&self) -> Result<Vec<u8>> {
-        lock(&self.store)
-            .header
-            .clone()
-            .ok_or_else(|| Error::NoVault("memory".into()))
+        self.header()
     }
 
-    fn write_header(&self, header: &[u8]) -> Result<()> {
-        lock(&self.store).header = Some(header.to_vec());
-        Ok(())
-    }
-
-    fn lock_exclusive(&self, timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
-        match lock_for(&self.writer, timeout) {
-            Some(guard) => Ok(Box::new(guard)),
-            None => Err(Error::Busy {
-                waited_ms: timeout.as_millis() as u64,
-            }),
-        }
-    }
-
-    fn lock_shared(&self, _timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
-        // Every read below is a single atomic step under the store mutex.
-        Ok(Box::new(()))
-    }
-
-    fn changed(&self, key_epoch: u32, since: &Position) -> Result<bool> {
+    fn changed(&self, key_epoch: u32, since: &Cursor) -> Result<bool> {
         let s = lock(&self.store);
-        if s.epoch != key_epoch {
-            return Err(Error::Rekeyed);
-        }
-        Ok(!s.holds(since) || s.frames.len() as u64 != since.offset)
+        s.check_epoch(key_epoch)?;
+        Ok(!s.holds(since) || s.frames.len() as u64 != since.offset())
+    }
+
+    fn begin_read(&self, timeout: Duration) -> Result<Box<dyn ReadSession + '_>> {
+        let guard = read_for(&self.sessions, timeout).ok_or_else(|| busy(timeout))?;
+        Ok(Box::new(MemoryRead {
+            backend: self,
+            _guard: guard,
+        }))
+    }
+
+    fn begin_write(&self, timeout: Duration) -> Result<Box<dyn WriteSession + '_>> {
+        let guard = write_for(&self.sessions, timeout).ok_or_else(|| busy(timeout))?;
+        Ok(Box::new(MemoryWrite {
+            backend: self,
+            _guard: guard,
+        }))
+    }
+}
+
+struct MemoryRead<'a> {
+    backend: &'a MemoryBackend,
+    _guard: RwLockReadGuard<'a, ()>,
+}
+
+struct MemoryWrite<'a> {
+    backend: &'a MemoryBackend,
+    _guard: RwLockWriteGuard<'a, ()>,
+}
+
+impl ReadSession for MemoryRead<'_> {
+    fn header(&self) -> Result<Vec<u8>> {
+        self.backend.header()
     }
 
     fn read(
         &self,
         key_epoch: u32,
-        since: &Position,
+        since: &Cursor,
         visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
     ) -> Result<ReadOutcome> {
-        // Copy the frames out so `visit` runs without the store's lock held.
-        let (reset, instance, frames) = {
-            let s = lock(&self.store);
-            if s.epoch != key_epoch {
-                return Err(Error::Rekeyed);
-            }
-            let reset = !s.holds(since);
-            let start = if reset { 0 } else { since.offset as usize };
-            let frames: Vec<Arc<Vec<u8>>> = s.frames.iter().skip(start).cloned().collect();
-            (reset, s.instance, (start, frames))
-        };
-        let (start, frames) = frames;
-        let mut end = if reset { Position::default() } else { *since };
-        // Whole frames are stored whole: a frame that does not authenticate is never a torn
-        // write here.
-        let mut tail = Tail::Clean;
-        for (i, f) in frames.iter().enumerate() {
-            let pos = Position {
-                instance,
-                offset: (start + i + 1) as u64,
-                check: check_of(f),
-            };
-            match visit(StoredFrame {
-                body: f.as_ref().clone(),
-                end: pos,
-                from_start: reset,
-            })? {
-                Visit::Continue => end = pos,
-                Visit::Stop => {
-                    tail = Tail::Damaged;
-                    break;
-                }
-            }
-        }
-        Ok(ReadOutcome { reset, end, tail })
+        self.backend.read_frames(key_epoch, since, visit)
+    }
+}
+
+impl ReadSession for MemoryWrite<'_> {
+    fn header(&self) -> Result<Vec<u8>> {
+        self.backend.header()
     }
 
-    fn append(&self, key_epoch: u32, at: &Position, body: &[u8]) -> Result<Position> {
-        let mut s = lock(&self.store);
-        if s.epoch != key_epoch {
-            return Err(Error::Rekeyed);
+    fn read(
+        &self,
+        key_epoch: u32,
+        since: &Cursor,
+        visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
+    ) -> Result<ReadOutcome> {
+        self.backend.read_frames(key_epoch, since, visit)
+    }
+}
+
+impl WriteSession for MemoryWrite<'_> {
+    fn append(&mut self, key_epoch: u32, expected: &Cursor, frame: &[u8]) -> Result<Appended> {
+        let mut s = lock(&self.backend.store);
+        s.check_epoch(key_epoch)?;
+        if !s.holds(expected) || s.frames.len() as u64 != expected.offset() {
+            return Ok(Appended::Stale);
         }
-        if !s.holds(at) || s.frames.len() as u64 != at.offset {
-            return Err(Error::integrity(
-                "memory log",
-                "append position is not the end of the log",
-            ));
-        }
-        s.frames.push(Arc::new(body.to_vec()));
-        Ok(Position {
-            instance: s.instance,
-            offset: s.frames.len() as u64,
-            check: check_of(body),
-        })
+        s.frames.push(Arc::new(frame.to_vec()));
+        Ok(Appended::Done(Cursor::after(
+            s.instance,
+            s.frames.len() as u64,
+            frame,
+        )))
     }
 
-    fn truncate(&self, _key_epoch: u32, at: &Position) -> Result<()> {
-        let mut s = lock(&self.store);
+    fn discard_tail(&mut self, key_epoch: u32, at: &Cursor) -> Result<()> {
+        let mut s = lock(&self.backend.store);
+        s.check_epoch(key_epoch)?;
         if s.holds(at) {
-            let keep = at.offset as usize;
+            let keep = at.offset() as usize;
             s.frames.truncate(keep);
         }
         Ok(())
     }
 
-    fn replace(&self, key_epoch: u32, snapshot: &[u8]) -> Result<Position> {
-        let mut s = lock(&self.store);
-        if s.epoch != key_epoch {
-            return Err(Error::Rekeyed);
-        }
+    fn replace_log(&mut self, key_epoch: u32, snapshot: &[u8]) -> Result<Cursor> {
+        let mut s = lock(&self.backend.store);
+        s.check_epoch(key_epoch)?;
         Ok(s.start_log(snapshot))
     }
 
-    fn rekey(&self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Position> {
-        let mut s = lock(&self.store);
+    fn rekey(&mut self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Cursor> {
+        let mut s = lock(&self.backend.store);
         s.epoch = new_epoch;
         s.header = Some(header.to_vec());
         Ok(s.start_log(snapshot))
     }
 
-    fn cleanup(&self, _current_epoch: u32) -> Result<()> {
+    fn write_header(&mut self, header: &[u8]) -> Result<()> {
+        lock(&self.backend.store).header = Some(header.to_vec());
         Ok(())
     }
 }

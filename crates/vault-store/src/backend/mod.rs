@@ -1,6 +1,13 @@
 //! Storage backends: where the vault's encrypted bytes live. A backend stores a small header and
 //! a log of opaque frames per key epoch; it never sees a key or a plaintext, so a networked
 //! backend fits the same trait.
+//!
+//! Everything that must see a consistent vault happens inside a session: a [`ReadSession`]
+//! (shared: many readers, no writer) or a [`WriteSession`] (exclusive), which owns the backend's
+//! lock for its lifetime and offers the operations allowed under it. For files a session holds
+//! the lock file; for a database it would hold one connection and transaction. What a backend
+//! needs to recover from its own interrupted operations (temp files, logs of old epochs) it does
+//! inside its write sessions; the engine never names it.
 
 mod file;
 mod memory;
@@ -13,23 +20,63 @@ pub use vault_format::log::Tail;
 
 use crate::Result;
 
-/// Length of [`Position::check`].
+/// Length of the check a [`Cursor`] carries.
 pub const CHECK_LEN: usize = 32;
 
-/// How far a reader has consumed a log.
+/// How far a reader has consumed a log: opaque to the engine, which only hands it back to the
+/// backend that issued it.
 ///
-/// A position is only trusted after proving that the log still holds what the reader consumed:
-/// `check` is the last [`CHECK_LEN`] bytes before `offset` (the chain MAC of the last frame
-/// consumed, which commits to every frame before it). File-system identities such as inode
-/// numbers recur after a compaction replaces the file, so `instance` is only a hint.
+/// A cursor is only trusted after proving that the log still holds what the reader consumed: it
+/// carries the last [`CHECK_LEN`] bytes of the last frame consumed (its chain MAC, which commits
+/// to every frame before it and, through the snapshot frame's fresh nonces, to the log's
+/// incarnation). A cursor into a log that was replaced therefore never matches the new log, even
+/// where a file system reuses the old file's inode and length. The parts are for backend
+/// implementations; [`Cursor::START`] is the cursor of a reader that consumed nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Position {
-    /// A hint identifying the log incarnation (the file's inode for [`FileBackend`]).
-    pub instance: u64,
-    /// Backend-specific offset just past the last complete frame consumed; 0 = nothing consumed.
-    pub offset: u64,
-    /// The last [`CHECK_LEN`] bytes of the log before `offset`.
-    pub check: [u8; CHECK_LEN],
+pub struct Cursor {
+    hint: u64,
+    offset: u64,
+    check: [u8; CHECK_LEN],
+}
+
+impl Cursor {
+    /// Nothing consumed: a read from here starts at the beginning of the log.
+    pub const START: Cursor = Cursor {
+        hint: 0,
+        offset: 0,
+        check: [0; CHECK_LEN],
+    };
+
+    /// A cursor at `offset` (backend-specific, non-zero once anything was consumed), proven by
+    /// `check` (the last [`CHECK_LEN`] bytes of the last frame consumed); `hint` may name the log
+    /// incarnation but is never trusted alone.
+    pub fn new(hint: u64, offset: u64, check: [u8; CHECK_LEN]) -> Self {
+        Self {
+            hint,
+            offset,
+            check,
+        }
+    }
+
+    /// A cursor just past `frame`, at `offset`.
+    pub fn after(hint: u64, offset: u64, frame: &[u8]) -> Self {
+        Self::new(hint, offset, check_of(frame))
+    }
+
+    /// The backend-specific offset just past the last frame consumed (0: nothing consumed).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The bytes that prove the cursor.
+    pub fn check(&self) -> &[u8; CHECK_LEN] {
+        &self.check
+    }
+
+    /// The incarnation hint.
+    pub fn hint(&self) -> u64 {
+        self.hint
+    }
 }
 
 /// The last [`CHECK_LEN`] bytes of `bytes` (zero-padded in front if shorter).
@@ -46,14 +93,14 @@ pub(crate) fn check_of(bytes: &[u8]) -> [u8; CHECK_LEN] {
 pub struct StoredFrame {
     /// The frame body.
     pub body: Vec<u8>,
-    /// The position just past this frame.
-    pub end: Position,
-    /// The log no longer held what the reader's position consumed: this frame is part of a
-    /// read from the start of the log, so the reader rebuilds its view.
+    /// The cursor just past this frame.
+    pub end: Cursor,
+    /// The log no longer held what the reader's cursor consumed: this frame is part of a read
+    /// from the start of the log, so the reader rebuilds its view.
     pub from_start: bool,
 }
 
-/// What the reader of [`Backend::read`] does after a frame.
+/// What the reader of [`ReadSession::read`] does after a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Visit {
     /// The frame was accepted; go on.
@@ -62,26 +109,30 @@ pub enum Visit {
     Stop,
 }
 
-/// The result of [`Backend::read`].
+/// The result of [`ReadSession::read`].
 #[derive(Clone, Copy, Debug)]
 pub struct ReadOutcome {
-    /// The log was replaced since the given position: the frames started from the beginning.
+    /// The log was replaced since the given cursor: the frames started from the beginning.
     pub reset: bool,
-    /// Position after the last frame accepted (the given position if none, or the default after
-    /// a reset with none).
-    pub end: Position,
+    /// Cursor after the last frame accepted (the given cursor if none, or [`Cursor::START`]
+    /// after a reset with none).
+    pub end: Cursor,
     /// What follows that frame.
     pub tail: Tail,
 }
 
-/// A held lock; dropping it releases the lock.
-pub trait LockGuard {}
-impl<T> LockGuard for T {}
+/// The result of [`WriteSession::append`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Appended {
+    /// The frame is durable; the log now ends at this cursor.
+    Done(Cursor),
+    /// Nothing was appended: the log no longer ends where the expected cursor says (another
+    /// writer appended, or the log was replaced). The caller reads again.
+    Stale,
+}
 
 /// Storage for one vault: a header and, per key epoch, an append-only log of frames.
-///
-/// Writers hold [`Backend::lock_exclusive`] around every mutation; readers of more than one
-/// call's worth of state hold [`Backend::lock_shared`].
 pub trait Backend: Send + Sync {
     /// Human-readable location, for messages.
     fn location(&self) -> String;
@@ -91,41 +142,55 @@ pub trait Backend: Send + Sync {
     /// the vault exist). Fails with [`crate::Error::AlreadyExists`] if any part of a vault is
     /// there.
     fn create(&self, header: &[u8], key_epoch: u32, snapshot: &[u8]) -> Result<()>;
-    /// The header bytes.
+    /// The header bytes, read outside any session (to unlock before locking: key derivation is
+    /// slow and must not hold writers up). Whoever acts on it checks it again in a session.
     fn read_header(&self) -> Result<Vec<u8>>;
-    /// Atomically replaces the header.
-    fn write_header(&self, header: &[u8]) -> Result<()>;
-    /// Takes the writer lock, waiting at most `timeout` ([`crate::Error::Busy`] after).
-    fn lock_exclusive(&self, timeout: Duration) -> Result<Box<dyn LockGuard + '_>>;
-    /// Takes a reader lock, waiting at most `timeout`.
-    fn lock_shared(&self, timeout: Duration) -> Result<Box<dyn LockGuard + '_>>;
-    /// Cheap check whether the log differs from `since` (a commit or compaction by someone else).
-    /// May be called without a lock; `true` when unsure.
-    fn changed(&self, key_epoch: u32, since: &Position) -> Result<bool>;
-    /// Passes the frames after `since` to `visit` one at a time (all frames, with `reset`, if the
-    /// log no longer holds what `since` consumed), then judges what follows the last accepted one.
+    /// Cheap check whether the log differs from `since` (a commit or compaction by someone
+    /// else), outside any session; `true` when unsure.
+    fn changed(&self, key_epoch: u32, since: &Cursor) -> Result<bool>;
+    /// Begins a read session, waiting at most `timeout` for a writer to finish
+    /// ([`crate::Error::Busy`] after).
+    fn begin_read(&self, timeout: Duration) -> Result<Box<dyn ReadSession + '_>>;
+    /// Begins the write session, waiting at most `timeout` for other sessions to finish.
+    fn begin_write(&self, timeout: Duration) -> Result<Box<dyn WriteSession + '_>>;
+}
+
+/// A consistent view of the vault: no writer changes it while the session lives. Dropping the
+/// session ends it.
+pub trait ReadSession {
+    /// The header bytes.
+    fn header(&self) -> Result<Vec<u8>>;
+    /// Passes the frames of the log of `key_epoch` after `since` to `visit` one at a time (all
+    /// frames, with `reset`, if the log no longer holds what `since` consumed), then judges what
+    /// follows the last accepted one. Memory stays bounded by one frame.
     fn read(
         &self,
         key_epoch: u32,
-        since: &Position,
+        since: &Cursor,
         visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
     ) -> Result<ReadOutcome>;
-    /// Durably appends one frame at `at`, which must be the end of the log and still hold what
-    /// `at` consumed. Holding the writer lock. On error nothing was appended (the backend removes
-    /// any partial write).
-    fn append(&self, key_epoch: u32, at: &Position, body: &[u8]) -> Result<Position>;
-    /// Discards a torn tail after `at`, only if the log still holds what `at` consumed. Holding
-    /// the writer lock.
-    fn truncate(&self, key_epoch: u32, at: &Position) -> Result<()>;
-    /// Atomically replaces the log with one holding only `snapshot` (compaction). Holding the
-    /// writer lock.
-    fn replace(&self, key_epoch: u32, snapshot: &[u8]) -> Result<Position>;
-    /// Master-key rotation: writes the log of `new_epoch` holding `snapshot`, then atomically
-    /// replaces the header (the commit point), then removes the old epoch's log. Holding the
-    /// writer lock.
-    fn rekey(&self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Position>;
-    /// Removes leftovers of interrupted operations: temp files and logs of epochs older than
-    /// `current_epoch`, which the caller read from the header under the writer lock. Never a log
-    /// of the current or a newer epoch. Holding the writer lock.
-    fn cleanup(&self, current_epoch: u32) -> Result<()>;
+}
+
+/// The one writer's session: everything [`ReadSession`] offers, and the writes. Each write is
+/// durable when it returns `Ok`; on an error, the vault is as before the call (or, for a header
+/// write or a rekey, possibly at the new state: the caller re-reads the header to tell).
+///
+/// The caller checks the header in the session before it reads a log; reading the log of
+/// `key_epoch` in a write session tells the backend that this epoch is current, so it may
+/// discard what its own interrupted operations left of older epochs.
+pub trait WriteSession: ReadSession {
+    /// Appends one frame at `expected`, which must be the end of the log of `key_epoch` and
+    /// still hold what it consumed ([`Appended::Stale`] otherwise, with nothing written).
+    fn append(&mut self, key_epoch: u32, expected: &Cursor, frame: &[u8]) -> Result<Appended>;
+    /// Discards an incomplete tail after `at` (what an interrupted append leaves), only if the
+    /// log still holds what `at` consumed.
+    fn discard_tail(&mut self, key_epoch: u32, at: &Cursor) -> Result<()>;
+    /// Atomically replaces the log of `key_epoch` with one holding only `snapshot`
+    /// (compaction).
+    fn replace_log(&mut self, key_epoch: u32, snapshot: &[u8]) -> Result<Cursor>;
+    /// Master-key rotation: the log of `new_epoch` holding `snapshot` and `header` become
+    /// current together (the header switch is the commit point), and the old epoch's log goes.
+    fn rekey(&mut self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Cursor>;
+    /// Atomically replaces the header.
+    fn write_header(&mut self, header: &[u8]) -> Result<()>;
 }

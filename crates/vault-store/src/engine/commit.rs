@@ -6,22 +6,22 @@ use vault_format::RecordEnvelope;
 use vault_format::log::Frame;
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 
-use super::LockKind;
 use super::replay::State;
 use super::seal::{self, Chain};
 use super::{Engine, HeaderView, binding, now_ms};
-use crate::backend::LockGuard;
+use crate::backend::{Appended, Tail, WriteSession};
 use crate::sync::{self, Arc, MutexGuard, RwLockWriteGuard};
 use crate::{Error, Result};
 
 /// A change prepared by a writer: payloads to seal and commit.
 pub(crate) type Prepared = Vec<Payload>;
 
-/// The locks of one write, taken in the one documented order (this handle's writer mutex, the
-/// backend's exclusive lock, the state lock) and released in reverse (fields drop in order).
+/// One write: the locks taken in the one documented order (this handle's writer mutex, the
+/// backend's write session, the state lock) and released in reverse (fields drop in order). Every
+/// write to the backend goes through `session`.
 pub(crate) struct WriteTxn<'a> {
     pub(crate) st: RwLockWriteGuard<'a, State>,
-    pub(crate) _backend: Box<dyn LockGuard + 'a>,
+    pub(crate) session: Box<dyn WriteSession + 'a>,
     pub(crate) _writer: MutexGuard<'a, ()>,
     /// The header as read under the lock.
     pub(crate) view: HeaderView,
@@ -34,24 +34,20 @@ impl Engine {
     /// which case the acceptance is committed here. Every mutation starts here.
     pub(crate) fn begin_write(&self, accept: bool) -> Result<WriteTxn<'_>> {
         let writer = sync::lock(&self.writer);
-        let guard = self.backend_lock(LockKind::Exclusive)?;
+        let mut session: Box<dyn WriteSession> = self.session()?;
         let mut st = sync::write(&self.state);
         if st.poisoned {
             return Err(Error::Rekeyed);
         }
-        let view = self.current_header(&st.keys)?;
-        if !st.cleaned {
-            self.backend.cleanup(view.header.key_epoch)?;
-            st.cleaned = true;
-        }
-        self.reload(&mut st, true)?;
+        let view = self.current_header(session.as_ref(), &st.keys)?;
+        self.catch_up(&mut st, session.as_mut())?;
         // Checked before anything is written: a write must never overwrite the evidence.
         let (behind, unreadable_record) = self.rollback_check(&st, accept)?;
         if let (Some(r), false) = (behind, accept) {
             return Err(Error::RollbackDetected {
                 vault_generation: st.generation,
                 recorded_generation: r,
-                record: self.rollback.path(),
+                record: self.rollback.location(),
             });
         }
         let digest = view.digest();
@@ -65,7 +61,7 @@ impl Engine {
         };
         let mut txn = WriteTxn {
             st,
-            _backend: guard,
+            session,
             _writer: writer,
             view,
         };
@@ -107,7 +103,7 @@ impl Engine {
         }
         let wrote = !payloads.is_empty();
         if wrote {
-            self.append_locked(&mut txn.st, payloads, min_generation)?;
+            self.append_locked(txn.session.as_mut(), &mut txn.st, payloads, min_generation)?;
         }
         if accept {
             // Rewriting the record is part of what accepting means: a failure is the caller's.
@@ -142,10 +138,20 @@ impl Engine {
         }
     }
 
-    /// Seals `payloads` into one commit frame and appends it. Caller holds the writer lock and
+    /// Brings `st` up to date in the write session, discarding a torn tail.
+    pub(crate) fn catch_up(&self, st: &mut State, session: &mut dyn WriteSession) -> Result<()> {
+        if self.reload(st, &*session)? == Tail::Torn {
+            tracing::warn!("discarding a torn log tail left by an interrupted commit");
+            session.discard_tail(st.keys.epoch, &st.pos)?;
+        }
+        Ok(())
+    }
+
+    /// Seals `payloads` into one commit frame and appends it. Caller holds the write session and
     /// an up-to-date `st`.
     pub(crate) fn append_locked(
         &self,
+        session: &mut dyn WriteSession,
         st: &mut State,
         payloads: Prepared,
         min_generation: u64,
@@ -162,7 +168,17 @@ impl Engine {
             envs,
         );
         let body = frame.encode()?;
-        match self.backend.append(keys.epoch, &st.pos, &body) {
+        let appended = session
+            .append(keys.epoch, &st.pos, &body)
+            .and_then(|a| match a {
+                Appended::Done(pos) => Ok(pos),
+                // The log cannot change under the write session: someone broke the lock discipline.
+                Appended::Stale => Err(Error::integrity(
+                    format!("log in {}", self.backend.location()),
+                    "the log changed while the writer lock was held",
+                )),
+            });
+        match appended {
             Ok(pos) => {
                 let Frame { records, mac, .. } = frame;
                 for (env, p) in records.into_iter().zip(&payloads) {
@@ -189,22 +205,27 @@ impl Engine {
     ) -> Result<R> {
         let mut txn = self.begin_write(false)?;
         let st = &mut *txn.st;
+        let session = txn.session.as_mut();
         let (payloads, result) = prepare(st)?;
         if payloads.is_empty() {
             return Ok(result);
         }
-        self.append_locked(st, payloads, 0)?;
+        self.append_locked(session, st, payloads, 0)?;
         self.record_generation(st);
         let compact = st.index.dead_bytes > self.options.auto_compact_bytes
             && st.index.dead_bytes * 2 > st.index.total_bytes;
-        if compact && let Err(e) = self.compact_locked(st) {
+        if compact && let Err(e) = self.compact_locked(session, st) {
             // The commit is durable; compaction is an optimisation that will be retried.
             tracing::warn!(error = %e, "automatic compaction failed");
         }
         Ok(result)
     }
 
-    pub(crate) fn compact_locked(&self, st: &mut State) -> Result<()> {
+    pub(crate) fn compact_locked(
+        &self,
+        session: &mut dyn WriteSession,
+        st: &mut State,
+    ) -> Result<()> {
         let live = st.index.live();
         let records: Vec<RecordEnvelope> = live.iter().map(|e| e.as_ref().clone()).collect();
         let frame = seal::frame(
@@ -215,7 +236,7 @@ impl Engine {
             records,
         );
         let body = frame.encode()?;
-        match self.backend.replace(st.keys.epoch, &body) {
+        match session.replace_log(st.keys.epoch, &body) {
             Ok(pos) => {
                 st.pos = pos;
                 st.last_mac = frame.mac;

@@ -26,7 +26,9 @@ use vault_crypto::hash;
 use vault_format::payload::{BindingPhase, HeaderBindingPayload, Payload};
 use vault_format::{RecordEnvelope, VaultHeader, VaultId};
 
-use crate::backend::{Backend, LockGuard};
+use std::time::Duration;
+
+use crate::backend::{Backend, ReadSession, WriteSession};
 use crate::rollback::RollbackFile;
 use crate::sync::{Arc, Mutex, RwLock};
 use crate::{Error, Result};
@@ -92,25 +94,31 @@ pub(crate) fn payload_of(env: &RecordEnvelope, keys: &Keys, vault_id: &VaultId) 
     })
 }
 
-/// Which backend lock to take.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LockKind {
-    /// Readers: many at once, none while a writer holds it.
-    Shared,
-    /// The writer: alone.
-    Exclusive,
+/// A backend session of either kind: `Box<dyn ReadSession>` (readers: many at once, none while
+/// the writer's lives) or `Box<dyn WriteSession>` (the writer, alone).
+pub(crate) trait Session<'a>: Sized {
+    fn begin(backend: &'a dyn Backend, timeout: Duration) -> Result<Self>;
+}
+
+impl<'a> Session<'a> for Box<dyn ReadSession + 'a> {
+    fn begin(backend: &'a dyn Backend, timeout: Duration) -> Result<Self> {
+        backend.begin_read(timeout)
+    }
+}
+
+impl<'a> Session<'a> for Box<dyn WriteSession + 'a> {
+    fn begin(backend: &'a dyn Backend, timeout: Duration) -> Result<Self> {
+        backend.begin_write(timeout)
+    }
 }
 
 impl Engine {
-    /// Takes the backend's lock, waiting at most the configured timeout. The one place the engine
-    /// locks the backend: writers through [`commit::WriteTxn`], readers around a catch-up or a
-    /// strict re-read. Always before the state lock, never while holding it.
-    pub(crate) fn backend_lock(&self, kind: LockKind) -> Result<Box<dyn LockGuard + '_>> {
-        let timeout = self.options.lock_timeout;
-        match kind {
-            LockKind::Shared => self.backend.lock_shared(timeout),
-            LockKind::Exclusive => self.backend.lock_exclusive(timeout),
-        }
+    /// Begins a backend session (and so takes the backend's lock), waiting at most the
+    /// configured timeout. The one place the engine does: the writer through
+    /// [`commit::WriteTxn`], readers around a catch-up or a strict re-read. Always before the
+    /// state lock, never while holding it.
+    pub(crate) fn session<'a, S: Session<'a>>(&'a self) -> Result<S> {
+        S::begin(&*self.backend, self.options.lock_timeout)
     }
 
     pub(crate) fn new(

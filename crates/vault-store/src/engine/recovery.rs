@@ -1,10 +1,10 @@
 //! Opening read-only: the header re-read under a reader lock, the log caught up, the header
 //! binding and the rollback record checked. Nothing in the vault is changed here.
 
-use super::LockKind;
 use super::replay::State;
 use super::subkeys::Keys;
 use super::{Engine, HeaderView, decode_header};
+use crate::backend::ReadSession;
 use crate::rollback::Recorded;
 use crate::sync;
 use crate::{Error, Result};
@@ -16,25 +16,29 @@ impl Engine {
             return self.begin_write(true).map(drop);
         }
         let _w = sync::lock(&self.writer);
-        let _g = self.backend_lock(LockKind::Shared)?;
+        let session: Box<dyn ReadSession> = self.session()?;
         let mut st = sync::write(&self.state);
-        let view = self.current_header(&st.keys)?;
-        self.reload(&mut st, false)?;
+        let view = self.current_header(&*session, &st.keys)?;
+        self.reload(&mut st, &*session)?;
         st.index.header_binding(&view.digest())?;
         match self.rollback_behind(&st, false)? {
             Some(r) => Err(Error::RollbackDetected {
                 vault_generation: st.generation,
                 recorded_generation: r,
-                record: self.rollback.path(),
+                record: self.rollback.location(),
             }),
             None => Ok(()),
         }
     }
 
-    /// Reads the header (holding a backend lock) and checks it against this handle's keys,
-    /// adopting it if another process changed a key slot.
-    pub(crate) fn current_header(&self, keys: &Keys) -> Result<HeaderView> {
-        let bytes = self.backend.read_header()?;
+    /// Reads the header in `session` and checks it against this handle's keys, adopting it if
+    /// another process changed a key slot.
+    pub(crate) fn current_header(
+        &self,
+        session: &dyn ReadSession,
+        keys: &Keys,
+    ) -> Result<HeaderView> {
+        let bytes = session.header()?;
         {
             let known = sync::read(&self.header);
             if known.bytes == bytes {

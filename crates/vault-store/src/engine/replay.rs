@@ -8,11 +8,10 @@ use vault_format::VaultHeader;
 use vault_format::log::{Frame, FrameType};
 use vault_format::payload::Payload;
 
-use super::LockKind;
 use super::index::Index;
 use super::subkeys::Keys;
 use super::{Engine, payload_of};
-use crate::backend::{Position, Tail, Visit};
+use crate::backend::{Cursor, ReadSession, Tail, Visit};
 use crate::sync::{self, Arc};
 use crate::{Error, Result};
 
@@ -20,7 +19,7 @@ use crate::{Error, Result};
 pub(crate) struct State {
     pub(crate) keys: Arc<Keys>,
     pub(crate) index: Index,
-    pub(crate) pos: Position,
+    pub(crate) pos: Cursor,
     pub(crate) generation: u64,
     pub(crate) last_mac: [u8; MAC_LEN],
     /// Highest record sequence seen.
@@ -30,8 +29,6 @@ pub(crate) struct State {
     /// Set after a master-key rotation failed midway: only reopening can tell which key is
     /// current, so every operation fails with [`Error::Rekeyed`].
     pub(crate) poisoned: bool,
-    /// Leftovers of interrupted operations were removed by this handle (once is enough).
-    pub(crate) cleaned: bool,
 }
 
 impl State {
@@ -39,13 +36,12 @@ impl State {
         Self {
             keys,
             index: Index::default(),
-            pos: Position::default(),
+            pos: Cursor::START,
             generation: 0,
             last_mac: [0; MAC_LEN],
             max_seq: 0,
             needs_reload: false,
             poisoned: false,
-            cleaned: false,
         }
     }
 }
@@ -62,7 +58,7 @@ pub(crate) enum FrameError {
 pub(crate) type Decoded = Vec<(Arc<RecordEnvelope>, Payload)>;
 
 /// Applies an accepted frame to `st`.
-pub(crate) fn apply_frame(st: &mut State, frame: &Frame, decoded: Decoded, end: Position) {
+pub(crate) fn apply_frame(st: &mut State, frame: &Frame, decoded: Decoded, end: Cursor) {
     for (env, p) in decoded {
         st.max_seq = st.max_seq.max(env.sequence);
         st.index.apply(env, &p);
@@ -86,13 +82,12 @@ pub(crate) fn damage(failure: Option<Error>, location: &str) -> Error {
 impl Engine {
     /// `e`, or [`Error::Rekeyed`] if the header shows that the master key was rotated past
     /// `epoch` (which explains a missing or replaced log).
-    pub(crate) fn rekeyed_or(&self, e: Error, epoch: u32) -> Error {
+    pub(crate) fn rekeyed_or(&self, e: Error, epoch: u32, session: &dyn ReadSession) -> Error {
         if matches!(e, Error::Rekeyed) {
             return e;
         }
-        match self
-            .backend
-            .read_header()
+        match session
+            .header()
             .ok()
             .and_then(|b| VaultHeader::decode(&b).ok())
         {
@@ -101,14 +96,15 @@ impl Engine {
         }
     }
 
-    /// Brings `st` up to date with the backend. `writer`: the caller holds the writer lock, so a
-    /// torn tail is cut off; a reader leaves it (a read-only command never modifies the vault).
-    pub(crate) fn reload(&self, st: &mut State, writer: bool) -> Result<()> {
+    /// Brings `st` up to date with the log, read in `session`. Returns [`Tail::Torn`] if an
+    /// interrupted commit left a torn tail after `st.pos` (a writer discards it; a reader leaves
+    /// it: a read-only command never modifies the vault), [`Tail::Clean`] otherwise.
+    pub(crate) fn reload(&self, st: &mut State, session: &dyn ReadSession) -> Result<Tail> {
         if st.poisoned {
             return Err(Error::Rekeyed);
         }
         let since = if st.needs_reload {
-            Position::default()
+            Cursor::START
         } else {
             st.pos
         };
@@ -116,7 +112,7 @@ impl Engine {
         // A read from the start builds the new view aside, so a failure leaves the old one.
         let mut fresh: Option<State> = None;
         let mut failure: Option<Error> = None;
-        let out = self.backend.read(keys.epoch, &since, &mut |f| {
+        let out = session.read(keys.epoch, &since, &mut |f| {
             let target: &mut State = if f.from_start {
                 fresh.get_or_insert_with(|| State::empty(keys.clone()))
             } else {
@@ -134,11 +130,10 @@ impl Engine {
                 Err(FrameError::Invalid(e)) => Err(e),
             }
         });
-        let out = out.map_err(|e| self.rekeyed_or(e, keys.epoch))?;
+        let out = out.map_err(|e| self.rekeyed_or(e, keys.epoch, session))?;
         let location = self.backend.location();
         if out.reset {
-            let mut f = fresh.unwrap_or_else(|| State::empty(keys.clone()));
-            f.cleaned = st.cleaned;
+            let f = fresh.unwrap_or_else(|| State::empty(keys.clone()));
             if f.generation == 0 {
                 let why = failure.map_or_else(String::new, |e| format!(" ({e})"));
                 return Err(Error::integrity(
@@ -154,17 +149,9 @@ impl Engine {
             return Err(damage(failure, &location));
         }
         if out.tail == Tail::Torn {
-            if writer {
-                tracing::warn!(
-                    at = st.pos.offset,
-                    "discarding a torn log tail left by an interrupted commit"
-                );
-                self.backend.truncate(st.keys.epoch, &st.pos)?;
-            } else {
-                tracing::debug!("log has a torn tail; the next writer will discard it");
-            }
+            return Ok(Tail::Torn);
         }
-        Ok(())
+        Ok(Tail::Clean)
     }
 
     /// Decodes, authenticates and decrypts one frame against the chain so far.
@@ -239,12 +226,15 @@ impl Engine {
         if !needs && !self.backend.changed(epoch, &pos)? {
             return Ok(());
         }
-        // Backend lock before the state lock, always: a writer holds them in that order.
-        let _g = self.backend_lock(LockKind::Shared)?;
+        // Backend session before the state lock, always: a writer holds them in that order.
+        let session: Box<dyn ReadSession> = self.session()?;
         let mut st = sync::write(&self.state);
         if st.pos != pos && !st.needs_reload {
             return Ok(()); // another thread caught up meanwhile
         }
-        self.reload(&mut st, false)
+        if self.reload(&mut st, &*session)? == Tail::Torn {
+            tracing::debug!("log has a torn tail; the next writer will discard it");
+        }
+        Ok(())
     }
 }

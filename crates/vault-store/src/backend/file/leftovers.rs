@@ -14,9 +14,9 @@ fn log_epoch(name: &str) -> Option<u32> {
 impl FileBackend {
     /// Why a vault cannot be created here: one exists, or one that lost its header does.
     pub(super) fn existing(&self) -> Error {
-        match self.read_header() {
+        match self.read_header_file() {
             Err(e @ Error::Integrity { .. }) => e,
-            _ => Error::AlreadyExists(self.dir.clone()),
+            _ => Error::AlreadyExists(self.location()),
         }
     }
 

@@ -4,26 +4,20 @@
 use std::time::{Duration, Instant};
 
 use super::{FileBackend, LOCK};
-use crate::backend::{Backend, LockGuard};
+use crate::backend::Backend;
 use crate::io::IoLock;
 use crate::{Error, Result};
 
-/// Held while alive: closing the descriptor releases the `flock`.
-struct FileLock(#[allow(dead_code)] Box<dyn IoLock>);
-
 impl FileBackend {
-    pub(super) fn lock(
-        &self,
-        exclusive: bool,
-        timeout: Duration,
-    ) -> Result<Box<dyn LockGuard + '_>> {
+    /// Takes the `flock` (held until the returned descriptor is dropped).
+    pub(super) fn lock(&self, exclusive: bool, timeout: Duration) -> Result<Box<dyn IoLock>> {
         let path = self.path(LOCK);
         let open = |create: bool| self.io.open_lock(&path, create);
         let f = match open(false) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !self.exists()? {
-                    return Err(Error::NoVault(self.dir.clone()));
+                    return Err(Error::NoVault(self.location()));
                 }
                 // Someone removed the lock file of an existing vault. It holds no data, so it is
                 // recreated (never exclusively: two processes doing this at once share one file).
@@ -36,7 +30,7 @@ impl FileBackend {
         let mut pause = Duration::from_micros(200);
         loop {
             match f.try_lock(exclusive) {
-                Ok(true) => return Ok(Box::new(FileLock(f))),
+                Ok(true) => return Ok(f),
                 Ok(false) => {}
                 Err(e) => return Err(Error::io("locking", &path, e)),
             }

@@ -9,7 +9,7 @@ use vault_format::log::{
 };
 
 use super::FileBackend;
-use crate::backend::{CHECK_LEN, Position, ReadOutcome, StoredFrame, Visit, check_of};
+use crate::backend::{Appended, CHECK_LEN, Cursor, ReadOutcome, StoredFrame, Visit};
 use crate::io::IoFile;
 use crate::{Error, Result};
 
@@ -50,25 +50,19 @@ impl FileBackend {
 
     /// Whether the log open as `f`, `len` bytes long, still holds what `at` consumed: the bytes
     /// before `at.offset` end with `at.check`.
-    pub(super) fn holds(
-        &self,
-        f: &dyn IoFile,
-        len: u64,
-        at: &Position,
-        path: &Path,
-    ) -> Result<bool> {
+    pub(super) fn holds(&self, f: &dyn IoFile, len: u64, at: &Cursor, path: &Path) -> Result<bool> {
         let min = (LOG_HEADER_LEN + CHECK_LEN) as u64;
-        if at.offset < min || at.offset > len {
+        if at.offset() < min || at.offset() > len {
             return Ok(false);
         }
         let mut check = [0u8; CHECK_LEN];
-        f.read_exact_at(&mut check, at.offset - CHECK_LEN as u64)
+        f.read_exact_at(&mut check, at.offset() - CHECK_LEN as u64)
             .map_err(self.io_err("reading", path))?;
-        Ok(check == at.check)
+        Ok(&check == at.check())
     }
 
     /// Atomically (re)writes the log of `epoch` holding only `snapshot`.
-    pub(super) fn write_log(&self, epoch: u32, snapshot: &[u8]) -> Result<Position> {
+    pub(super) fn write_log(&self, epoch: u32, snapshot: &[u8]) -> Result<Cursor> {
         let name = format!("log.{epoch}");
         let bytes = Self::log_bytes(epoch, snapshot)?;
         self.replace_file(&name, &bytes)?;
@@ -77,11 +71,7 @@ impl FileBackend {
             .io
             .stamp(&path)
             .map_err(self.io_err("reading", &path))?;
-        Ok(Position {
-            instance: stamp.ino,
-            offset: bytes.len() as u64,
-            check: check_of(&bytes),
-        })
+        Ok(Cursor::after(stamp.ino, bytes.len() as u64, &bytes))
     }
 
     pub(super) fn log_bytes(epoch: u32, snapshot: &[u8]) -> Result<Vec<u8>> {
@@ -92,7 +82,7 @@ impl FileBackend {
         Ok(out)
     }
 
-    pub(super) fn changed_log(&self, key_epoch: u32, since: &Position) -> Result<bool> {
+    pub(super) fn changed_log(&self, key_epoch: u32, since: &Cursor) -> Result<bool> {
         let path = self.log_path(key_epoch);
         let f = match self.io.open_read(&path) {
             Ok(f) => f,
@@ -100,13 +90,13 @@ impl FileBackend {
             Err(e) => return Err(Error::io("checking", &path, e)),
         };
         let len = f.stamp().map_err(self.io_err("checking", &path))?.len;
-        Ok(len != since.offset || !self.holds(&*f, len, since, &path)?)
+        Ok(len != since.offset() || !self.holds(&*f, len, since, &path)?)
     }
 
     pub(super) fn read_log(
         &self,
         key_epoch: u32,
-        since: &Position,
+        since: &Cursor,
         visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
     ) -> Result<ReadOutcome> {
         let path = self.log_path(key_epoch);
@@ -117,7 +107,7 @@ impl FileBackend {
         let reset = !self.holds(&*f, len, since, &path)?;
         let mut end = *since;
         if reset {
-            end = Position::default();
+            end = Cursor::START;
             let mut head = [0u8; LOG_HEADER_LEN];
             if len < LOG_HEADER_LEN as u64 {
                 return Err(Error::integrity(
@@ -141,7 +131,7 @@ impl FileBackend {
         let mut offset = if reset {
             LOG_HEADER_LEN as u64
         } else {
-            since.offset
+            since.offset()
         };
         loop {
             let remaining = len - offset;
@@ -160,11 +150,11 @@ impl FileBackend {
             let mut body = vec![0u8; body_len];
             f.read_exact_at(&mut body, offset + FRAME_PREFIX_LEN as u64)
                 .map_err(self.io_err("reading", &path))?;
-            let frame_end = Position {
-                instance: stamp.ino,
-                offset: offset + (FRAME_PREFIX_LEN + body_len) as u64,
-                check: check_of(&body),
-            };
+            let frame_end = Cursor::after(
+                stamp.ino,
+                offset + (FRAME_PREFIX_LEN + body_len) as u64,
+                &body,
+            );
             match visit(StoredFrame {
                 body,
                 end: frame_end,
@@ -172,7 +162,7 @@ impl FileBackend {
             })? {
                 Visit::Continue => {
                     end = frame_end;
-                    offset = frame_end.offset;
+                    offset = frame_end.offset();
                 }
                 Visit::Stop => break,
             }
@@ -192,24 +182,21 @@ impl FileBackend {
     pub(super) fn append_frame(
         &self,
         key_epoch: u32,
-        at: &Position,
+        at: &Cursor,
         body: &[u8],
-    ) -> Result<Position> {
+    ) -> Result<Appended> {
         let path = self.log_path(key_epoch);
         let len = frame_len(body)?;
         let f = self.open_log(key_epoch, true)?;
         let stamp = f.stamp().map_err(self.io_err("reading", &path))?;
-        if stamp.len != at.offset || !self.holds(&*f, stamp.len, at, &path)? {
-            return Err(Error::integrity(
-                path.display().to_string(),
-                "the log changed while the writer lock was held",
-            ));
+        if stamp.len != at.offset() || !self.holds(&*f, stamp.len, at, &path)? {
+            return Ok(Appended::Stale);
         }
         let mut buf = Vec::with_capacity(FRAME_PREFIX_LEN + body.len());
         buf.extend_from_slice(&len.to_le_bytes());
         buf.extend_from_slice(body);
         let written = f
-            .write_all_at(&buf, at.offset)
+            .write_all_at(&buf, at.offset())
             .map_err(self.io_err("appending to", &path))
             .and_then(|()| f.sync_data().map_err(self.io_err("syncing", &path)));
         drop(f);
@@ -220,18 +207,18 @@ impl FileBackend {
             let _ = self.truncate_log(key_epoch, at);
             return Err(e);
         }
-        Ok(Position {
-            instance: stamp.ino,
-            offset: at.offset + buf.len() as u64,
-            check: check_of(body),
-        })
+        Ok(Appended::Done(Cursor::after(
+            stamp.ino,
+            at.offset() + buf.len() as u64,
+            body,
+        )))
     }
 
-    pub(super) fn truncate_log(&self, key_epoch: u32, at: &Position) -> Result<()> {
+    pub(super) fn truncate_log(&self, key_epoch: u32, at: &Cursor) -> Result<()> {
         let path = self.log_path(key_epoch);
         let f = self.open_log(key_epoch, true)?;
         let len = f.stamp().map_err(self.io_err("reading", &path))?.len;
-        if len <= at.offset {
+        if len <= at.offset() {
             return Ok(());
         }
         // Never cut on the strength of a position alone: the log must still hold what was read.
@@ -241,7 +228,7 @@ impl FileBackend {
                 "refusing to discard the log's tail: the log no longer holds what was read",
             ));
         }
-        f.set_len(at.offset)
+        f.set_len(at.offset())
             .map_err(self.io_err("truncating", &path))?;
         f.sync_all().map_err(self.io_err("syncing", &path))
     }

@@ -9,8 +9,9 @@
 //!                 writer)
 //! ```
 //!
-//! [`lock`] takes the directory's lock, [`log`] reads and writes the log, [`leftovers`] tells what
-//! is in the directory and cleans up after interrupted operations.
+//! [`lock`] takes the directory's lock, [`session`] holds it for a read or write session, [`log`]
+//! reads and writes the log, [`leftovers`] tells what is in the directory and cleans up after
+//! interrupted operations (inside write sessions: the engine never sees a temp file).
 //!
 //! Commit protocol: under the exclusive lock, write the frame at the end of the log with one
 //! `pwrite`, then `fdatasync`; only then is the commit acknowledged. If either fails, the
@@ -22,13 +23,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc as StdArc;
 use std::time::Duration;
 
-use super::{Backend, LockGuard, Position, ReadOutcome, StoredFrame, Visit};
+use super::{Backend, Cursor, ReadSession, WriteSession};
 use crate::io::{Io, RealIo};
+use crate::sync::{Mutex, lock};
 use crate::{Error, Result};
 
 mod leftovers;
 mod lock;
 mod log;
+mod session;
 
 const HEADER: &str = "header";
 const LOCK: &str = "lock";
@@ -52,6 +55,9 @@ impl Default for FileBackendOptions {
 pub struct FileBackend {
     dir: PathBuf,
     io: StdArc<dyn Io>,
+    /// The newest key epoch whose leftovers this handle has removed (once per epoch is enough:
+    /// later leftovers come only from this handle's own failed operations, which clean up).
+    cleaned: Mutex<Option<u32>>,
 }
 
 impl std::fmt::Debug for FileBackend {
@@ -73,6 +79,7 @@ impl FileBackend {
         Self {
             dir: dir.into(),
             io: options.io,
+            cleaned: Mutex::new(None),
         }
     }
 
@@ -92,7 +99,18 @@ impl FileBackend {
 
     fn io_err(&self, op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.to_path_buf();
-        move |e| Error::io(op, path, e)
+        move |e| Error::io(op, &path, e)
+    }
+
+    /// Removes leftovers older than `epoch` unless this handle already did, for this epoch.
+    fn clean_before(&self, epoch: u32) -> Result<()> {
+        let mut cleaned = lock(&self.cleaned);
+        if cleaned.is_some_and(|c| c >= epoch) {
+            return Ok(());
+        }
+        self.remove_leftovers(epoch)?;
+        *cleaned = Some(epoch);
+        Ok(())
     }
 
     /// Replaces the file `name` in the vault directory atomically (through `name.tmp`).
@@ -104,6 +122,43 @@ impl FileBackend {
             &self.dir,
             bytes,
         )
+    }
+}
+
+impl FileBackend {
+    /// The header file's bytes (bounded by the format's maximum before anything is read).
+    fn read_header_file(&self) -> Result<Vec<u8>> {
+        let path = self.path(HEADER);
+        let f = match self.io.open_read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let logs = self.log_names()?;
+                return Err(match logs.first() {
+                    None => Error::NoVault(self.location()),
+                    Some(log) => Error::integrity(
+                        path.display().to_string(),
+                        format!(
+                            "the header file is missing but {log} is there: the header was lost (restore it from a backup) or a vault creation was killed midway (then remove the directory); a new vault will not be created over it"
+                        ),
+                    ),
+                });
+            }
+            Err(e) => return Err(Error::io("opening", &path, e)),
+        };
+        let len = f.stamp().map_err(self.io_err("reading", &path))?.len;
+        if len > vault_format::MAX_HEADER_LEN as u64 {
+            return Err(Error::integrity(
+                path.display().to_string(),
+                format!(
+                    "header file is {len} bytes, over the format's maximum of {}",
+                    vault_format::MAX_HEADER_LEN
+                ),
+            ));
+        }
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, 0)
+            .map_err(self.io_err("reading", &path))?;
+        Ok(buf)
     }
 }
 
@@ -158,102 +213,26 @@ impl Backend for FileBackend {
     }
 
     fn read_header(&self) -> Result<Vec<u8>> {
-        let path = self.path(HEADER);
-        let f = match self.io.open_read(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let logs = self.log_names()?;
-                return Err(match logs.first() {
-                    None => Error::NoVault(self.dir.clone()),
-                    Some(log) => Error::integrity(
-                        path.display().to_string(),
-                        format!(
-                            "the header file is missing but {log} is there: the header was lost (restore it from a backup) or a vault creation was killed midway (then remove the directory); a new vault will not be created over it"
-                        ),
-                    ),
-                });
-            }
-            Err(e) => return Err(Error::io("opening", &path, e)),
-        };
-        let len = f.stamp().map_err(self.io_err("reading", &path))?.len;
-        if len > vault_format::MAX_HEADER_LEN as u64 {
-            return Err(Error::integrity(
-                path.display().to_string(),
-                format!(
-                    "header file is {len} bytes, over the format's maximum of {}",
-                    vault_format::MAX_HEADER_LEN
-                ),
-            ));
-        }
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact_at(&mut buf, 0)
-            .map_err(self.io_err("reading", &path))?;
-        Ok(buf)
+        self.read_header_file()
     }
 
-    fn write_header(&self, header: &[u8]) -> Result<()> {
-        self.replace_file(HEADER, header)
-    }
-
-    fn lock_exclusive(&self, timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
-        self.lock(true, timeout)
-    }
-
-    fn lock_shared(&self, timeout: Duration) -> Result<Box<dyn LockGuard + '_>> {
-        self.lock(false, timeout)
-    }
-
-    fn replace(&self, key_epoch: u32, snapshot: &[u8]) -> Result<Position> {
-        self.write_log(key_epoch, snapshot)
-    }
-
-    fn rekey(&self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Position> {
-        let old_epoch = new_epoch.wrapping_sub(1);
-        let new_log = self.log_path(new_epoch);
-        let pos = match self.write_log(new_epoch, snapshot) {
-            Ok(pos) => pos,
-            Err(e) => {
-                let _ = self.io.remove(&new_log);
-                return Err(e);
-            }
-        };
-        // The commit point: until the new header is in place the old key and log are current.
-        if let Err(e) = self.replace_file(HEADER, header) {
-            // Unless the rename happened (only its directory fsync failed, and the new header may
-            // be current), the new log is garbage under a key nobody has: remove it.
-            if self.read_header().ok().as_deref() != Some(header) {
-                let _ = self.io.remove(&new_log);
-            }
-            return Err(e);
-        }
-        // If this fails, the next writer's cleanup removes the old log.
-        let _ = self.io.remove(&self.log_path(old_epoch));
-        let _ = self.io.sync_dir(&self.dir);
-        Ok(pos)
-    }
-
-    fn changed(&self, key_epoch: u32, since: &Position) -> Result<bool> {
+    fn changed(&self, key_epoch: u32, since: &Cursor) -> Result<bool> {
         self.changed_log(key_epoch, since)
     }
 
-    fn read(
-        &self,
-        key_epoch: u32,
-        since: &Position,
-        visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
-    ) -> Result<ReadOutcome> {
-        self.read_log(key_epoch, since, visit)
+    fn begin_read(&self, timeout: Duration) -> Result<Box<dyn ReadSession + '_>> {
+        Ok(Box::new(session::FileSession {
+            backend: self,
+            _lock: self.lock(false, timeout)?,
+            writer: false,
+        }))
     }
 
-    fn append(&self, key_epoch: u32, at: &Position, body: &[u8]) -> Result<Position> {
-        self.append_frame(key_epoch, at, body)
-    }
-
-    fn truncate(&self, key_epoch: u32, at: &Position) -> Result<()> {
-        self.truncate_log(key_epoch, at)
-    }
-
-    fn cleanup(&self, current_epoch: u32) -> Result<()> {
-        self.remove_leftovers(current_epoch)
+    fn begin_write(&self, timeout: Duration) -> Result<Box<dyn WriteSession + '_>> {
+        Ok(Box::new(session::FileSession {
+            backend: self,
+            _lock: self.lock(true, timeout)?,
+            writer: true,
+        }))
     }
 }
