@@ -108,6 +108,11 @@ impl RollbackSlot {
     }
 }
 
+/// Where slot `index` (0 or 1) starts in a record file: a slot is rewritten in place there.
+pub fn slot_offset(index: usize) -> u64 {
+    (ROLLBACK_SLOTS_OFFSET + index * ROLLBACK_SLOT_LEN) as u64
+}
+
 /// Encodes a whole record file.
 pub fn encode_rollback_file(vault_id: &VaultId, slots: [&RollbackSlot; 2]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ROLLBACK_FILE_LEN);

@@ -6,8 +6,8 @@
 //!   [`FileBackend`] keeps a vault in a directory (multi-process safe through a lock file that
 //!   is never renamed); [`MemoryBackend`] keeps it in memory.
 //! - Rollback detection: the highest committed generation is also recorded, MAC'd, outside the
-//!   vault directory ([`VaultOptions::rollback_dir`]); opening an older copy of the vault fails
-//!   with [`Error::RollbackDetected`].
+//!   vault directory ([`VaultOptions::rollback_dir`], or any [`RollbackStore`]); opening an older
+//!   copy of the vault fails with [`Error::RollbackDetected`].
 //!
 //! The byte layouts are in `docs/FORMAT.md`; the commit protocol is in [`FileBackend`]'s docs.
 //!
@@ -53,6 +53,7 @@ pub use engine::index::DEFAULT_MAX_VERSIONS;
 pub use engine::unlock::{KdfLimit, Unlock};
 pub use error::{Error, Result};
 pub use keys::KeyVersionInfo;
+pub use rollback::{DirRollbackStore, MemoryRollbackStore, RollbackStore};
 pub use secrets::{Secret, SecretInfo, SetOptions, VersionInfo};
 pub use slots::SlotInfo;
 pub use vault::{Vault, VaultOptions};

@@ -128,7 +128,11 @@ impl Engine {
         options: VaultOptions,
     ) -> Self {
         let vault_id = view.header.vault_id;
-        let rollback = RollbackFile::new(options.rollback_dir.as_deref(), &vault_id);
+        let store = crate::rollback::from_options(
+            options.rollback_store.as_ref(),
+            options.rollback_dir.as_deref(),
+        );
+        let rollback = RollbackFile::new(store, &vault_id);
         Self {
             backend,
             vault_id,

@@ -5,14 +5,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::engine::unlock::KdfLimit;
+use crate::rollback::RollbackStore;
+use crate::sync::Arc;
 
 /// How a vault is opened or created.
 #[derive(Clone, Debug)]
 pub struct VaultOptions {
     /// How long a writer waits for another process's write lock before [`crate::Error::Busy`].
     pub lock_timeout: Duration,
-    /// Directory holding rollback records; `None` turns rollback detection off (in-memory vaults).
+    /// Directory holding rollback records (a [`crate::DirRollbackStore`]); with
+    /// `rollback_store` also `None`, rollback detection is off (in-memory vaults).
     pub rollback_dir: Option<PathBuf>,
+    /// Where rollback records are kept, if not in files in `rollback_dir` (takes precedence).
+    pub rollback_store: Option<Arc<dyn RollbackStore>>,
     /// Accept a vault older than its rollback record (after a deliberate restore). The acceptance
     /// is recorded in the vault as an event.
     pub accept_rollback: bool,
@@ -29,6 +34,7 @@ impl Default for VaultOptions {
         Self {
             lock_timeout: Duration::from_secs(10),
             rollback_dir: None,
+            rollback_store: None,
             accept_rollback: false,
             auto_compact_bytes: 8 << 20,
             kdf_limit: KdfLimit::DEFAULT,

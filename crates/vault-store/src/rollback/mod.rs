@@ -1,16 +1,19 @@
-//! Keeping the rollback record (FORMAT.md §8) in a state directory outside the vault directory.
+//! The rollback record (FORMAT.md §8): reading what it says about a vault and recording a new
+//! generation, kept in a [`RollbackStore`] outside the vault's storage.
 
-use std::path::{Path, PathBuf};
+mod store;
 
 use vault_crypto::derive::RollbackKey;
 use vault_format::VaultId;
 use vault_format::rollback::{
-    ROLLBACK_FILE_LEN, ROLLBACK_SLOT_LEN, ROLLBACK_SLOTS_OFFSET, RollbackSlot,
-    decode_rollback_file, encode_rollback_file,
+    RollbackSlot, decode_rollback_file, encode_rollback_file, slot_offset,
 };
 
-use crate::io::{Io, RealIo};
+use crate::sync::Arc;
 use crate::{Error, Result};
+
+pub(crate) use store::from_options;
+pub use store::{DirRollbackStore, MemoryRollbackStore, RollbackStore};
 
 /// What the rollback record says about a vault.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,50 +32,41 @@ pub(crate) enum Recorded {
     },
 }
 
-/// The record file for one vault, or nothing if rollback checking is off.
+/// The record of one vault, or nothing if rollback checking is off.
 #[derive(Clone, Debug)]
 pub(crate) struct RollbackFile {
-    path: Option<PathBuf>,
+    store: Option<Arc<dyn RollbackStore>>,
+    vault_id: VaultId,
 }
 
 impl RollbackFile {
-    pub(crate) fn new(dir: Option<&Path>, vault_id: &VaultId) -> Self {
+    pub(crate) fn new(store: Option<Arc<dyn RollbackStore>>, vault_id: &VaultId) -> Self {
         Self {
-            path: dir.map(|d| d.join(format!("{}.rollback", vault_id.to_hex()))),
+            store,
+            vault_id: *vault_id,
         }
     }
 
     pub(crate) fn location(&self) -> String {
-        self.path
+        self.store
             .as_ref()
-            .map(|p| p.display().to_string())
+            .map(|s| s.location(&self.vault_id))
             .unwrap_or_default()
     }
 
-    fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
-        let f = match RealIo.open_read(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("opening", path, e)),
-        };
-        let len = f.stamp().map_err(|e| Error::io("reading", path, e))?.len;
-        // One byte more than the format's length is enough to tell the file is too long.
-        let mut buf = vec![0u8; len.min(ROLLBACK_FILE_LEN as u64 + 1) as usize];
-        f.read_exact_at(&mut buf, 0)
-            .map_err(|e| Error::io("reading", path, e))?;
-        Ok(Some(buf))
-    }
-
-    fn slots(path: &Path, vault_id: &VaultId) -> Result<Option<[Option<RollbackSlot>; 2]>> {
-        let Some(bytes) = Self::read_file(path)? else {
+    fn slots(
+        store: &dyn RollbackStore,
+        vault_id: &VaultId,
+    ) -> Result<Option<[Option<RollbackSlot>; 2]>> {
+        let Some(bytes) = store.read(vault_id)? else {
             return Ok(None);
         };
-        let (id, slots) = decode_rollback_file(&bytes).map_err(|e| {
-            Error::integrity(format!("rollback record {}", path.display()), e.to_string())
-        })?;
+        let object = || format!("rollback record {}", store.location(vault_id));
+        let (id, slots) =
+            decode_rollback_file(&bytes).map_err(|e| Error::integrity(object(), e.to_string()))?;
         if &id != vault_id {
             return Err(Error::integrity(
-                format!("rollback record {}", path.display()),
+                object(),
                 format!("record is for vault {id}, not {vault_id}"),
             ));
         }
@@ -89,10 +83,10 @@ impl RollbackFile {
         key: &RollbackKey,
         epoch: u32,
     ) -> Result<Vec<String>> {
-        let Some(path) = &self.path else {
+        let Some(store) = &self.store else {
             return Ok(Vec::new());
         };
-        let Some(slots) = Self::slots(path, vault_id)? else {
+        let Some(slots) = Self::slots(&**store, vault_id)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
@@ -119,17 +113,17 @@ impl RollbackFile {
         key: &RollbackKey,
         epoch: u32,
     ) -> Result<Recorded> {
-        let Some(path) = &self.path else {
+        let Some(store) = &self.store else {
             return Ok(Recorded::Nothing);
         };
-        let Some(slots) = Self::slots(path, vault_id)? else {
+        let Some(slots) = Self::slots(&**store, vault_id)? else {
             return Ok(Recorded::Nothing);
         };
         // A record that exists but has no slot that parses says nothing, and taking that for "no
         // record" would switch rollback detection off: damage.
         if slots.iter().all(Option::is_none) {
             return Err(Error::integrity(
-                format!("rollback record {}", path.display()),
+                format!("rollback record {}", self.location()),
                 "neither slot of the record can be read",
             ));
         }
@@ -161,7 +155,7 @@ impl RollbackFile {
         match best {
             Some(s) => Ok(Recorded::Generation(s.generation)),
             None if unauthenticated => Err(Error::integrity(
-                format!("rollback record {}", path.display()),
+                format!("rollback record {}", self.location()),
                 "the record does not authenticate under this vault's key",
             )),
             None => Ok(Recorded::Nothing),
@@ -178,10 +172,10 @@ impl RollbackFile {
         epoch: u32,
         generation: u64,
     ) -> Result<()> {
-        let Some(path) = &self.path else {
+        let Some(store) = &self.store else {
             return Ok(());
         };
-        let existing = Self::slots(path, vault_id).ok().flatten();
+        let existing = Self::slots(&**store, vault_id).ok().flatten();
         let counter = existing
             .as_ref()
             .map(|s| s.iter().flatten().map(|s| s.counter).max().unwrap_or(0))
@@ -199,25 +193,10 @@ impl RollbackFile {
             })
         });
         if both_current {
-            let f = RealIo
-                .open_rw(path)
-                .map_err(|e| Error::io("opening", path, e))?;
-            let offset = ROLLBACK_SLOTS_OFFSET + (counter % 2) as usize * ROLLBACK_SLOT_LEN;
-            return f
-                .write_all_at(&slot.encode(), offset as u64)
-                .map_err(|e| Error::io("writing", path, e));
+            let index = (counter % 2) as usize;
+            return store.write_at(vault_id, slot_offset(index), &slot.encode());
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        RealIo
-            .create_dir_all(dir)
-            .map_err(|e| Error::io("creating directory", dir, e))?;
         let bytes = encode_rollback_file(vault_id, [&slot, &slot]);
-        crate::io::replace_atomically(
-            &RealIo,
-            &path.with_extension("rollback.tmp"),
-            path,
-            dir,
-            &bytes,
-        )
+        store.replace(vault_id, &bytes)
     }
 }
