@@ -5,6 +5,7 @@
 //! - [`dirs`]: test vaults ([`TestDir`], [`memory`]) with cheap KDF parameters.
 //! - [`ops`]: [`MutatingOp`], the one list of operations that change a vault, which the crash,
 //!   write-order and state-machine harnesses iterate: a new operation is added there once.
+//! - [`strategies`]: proptest strategies ([`model_op`], [`mutating_op`]).
 //!
 //! ```
 //! use vault_testkit::{MutatingOp, TestDir};
@@ -28,7 +29,9 @@
 pub mod dirs;
 pub mod faulty;
 pub mod ops;
+pub mod strategies;
 
 pub use dirs::*;
 pub use faulty::{FaultKind, FaultOp, FaultyIo, SharedFaultyIo};
 pub use ops::MutatingOp;
+pub use strategies::{ModelOp, model_op, mutating_op};

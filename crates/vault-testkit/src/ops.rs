@@ -147,6 +147,17 @@ impl MutatingOp {
         }
     }
 
+    /// Brings a vault this operation ran on back to the starting slots: the one slot in use, with
+    /// [`PASS`] (a passphrase change is undone, added slots removed), so that any operation can
+    /// follow.
+    pub fn settle(v: &Vault) {
+        // Cheap KDF parameters: trying the new passphrase costs little when it is not the one.
+        let _ = v.change_passphrase(&secret(NEW_PASS), &pass(), None);
+        for slot in v.slots().into_iter().filter(|s| !s.in_use) {
+            v.remove_slot(&pass(), slot.id).unwrap();
+        }
+    }
+
     /// Whether the operation changes the secrets a listing shows (the crash harness checks that
     /// such an operation did change them).
     pub fn changes_secrets(self) -> bool {
