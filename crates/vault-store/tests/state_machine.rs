@@ -189,8 +189,11 @@ fn run(ops: &[Op], backend: Arc<dyn Backend>, options: VaultOptions) -> Result<(
     Ok(())
 }
 
+/// A listed secret: name, latest version, versions kept, deleted.
+type Listed = (String, u32, usize, bool);
+
 /// What a handle shows of a vault: secrets with versions and deletion, and key versions.
-fn contents(v: &Vault) -> (Vec<(String, u32, usize, bool)>, Vec<String>) {
+fn contents(v: &Vault) -> (Vec<Listed>, Vec<String>) {
     let secrets = v
         .list(true)
         .unwrap()
