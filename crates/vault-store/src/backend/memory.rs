@@ -163,32 +163,17 @@ impl Backend for MemoryBackend {
     }
 }
 
-struct MemoryRead<'a> {
+/// A session: the sessions lock's guard (shared for a read session, exclusive for the write
+/// session) and the backend.
+struct MemorySession<'a, G> {
     backend: &'a MemoryBackend,
-    _guard: RwLockReadGuard<'a, ()>,
+    _guard: G,
 }
 
-struct MemoryWrite<'a> {
-    backend: &'a MemoryBackend,
-    _guard: RwLockWriteGuard<'a, ()>,
-}
+type MemoryRead<'a> = MemorySession<'a, RwLockReadGuard<'a, ()>>;
+type MemoryWrite<'a> = MemorySession<'a, RwLockWriteGuard<'a, ()>>;
 
-impl ReadSession for MemoryRead<'_> {
-    fn header(&self) -> Result<Vec<u8>> {
-        self.backend.header()
-    }
-
-    fn read(
-        &self,
-        key_epoch: u32,
-        since: &Cursor,
-        visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
-    ) -> Result<ReadOutcome> {
-        self.backend.read_frames(key_epoch, since, visit)
-    }
-}
-
-impl ReadSession for MemoryWrite<'_> {
+impl<G> ReadSession for MemorySession<'_, G> {
     fn header(&self) -> Result<Vec<u8>> {
         self.backend.header()
     }
