@@ -101,6 +101,24 @@ pub(crate) enum Command {
         /// Secret name.
         name: String,
     },
+    /// Import many secrets with one unlock, from a dotenv or JSON file or stdin. Every entry is
+    /// checked first (errors give line numbers, never values); then all changes are committed
+    /// at once, or none. Values equal to the current version are left alone.
+    Import {
+        /// The file to read, or `-` for stdin.
+        file: PathBuf,
+        /// dotenv: NAME=value lines (# comments, optional `export`, values unquoted, 'literal'
+        /// or "with \n \t \" \\ escapes", no $VAR expansion); json: one object of name to
+        /// string value; jsonl: one {"name": …, "value": …} object per line.
+        #[arg(long, value_enum)]
+        format: crate::import::Format,
+        /// Show what would be added, changed or restored (names only) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import empty values (refused otherwise).
+        #[arg(long)]
+        allow_empty: bool,
+    },
     /// Show a secret's versions (no values).
     History {
         /// Secret name.

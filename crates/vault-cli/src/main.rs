@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod exit;
 mod failure;
+mod import;
 mod location;
 mod output;
 mod passphrase;
@@ -84,6 +85,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rm { name } => commands::secrets::rm(&cli, name),
         Command::Undelete { name } => commands::secrets::undelete(&cli, name),
         Command::Destroy { name } => commands::secrets::destroy(&cli, name),
+        Command::Import {
+            file,
+            format,
+            dry_run,
+            allow_empty,
+        } => commands::import::import(&cli, file, *format, *dry_run, *allow_empty),
         Command::History { name } => commands::secrets::history(&cli, name),
         Command::ChangePassphrase => commands::slots::change_passphrase(&cli),
         Command::MaxVersions { count } => commands::secrets::max_versions(&cli, count),

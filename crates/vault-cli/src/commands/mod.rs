@@ -1,5 +1,6 @@
 //! One module per group of commands, each command one function taking the parsed arguments.
 
+pub(crate) mod import;
 pub(crate) mod maintenance;
 pub(crate) mod secrets;
 pub(crate) mod slots;
