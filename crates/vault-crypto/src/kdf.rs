@@ -217,6 +217,16 @@ pub fn derive_with_secret(
     Ok(out)
 }
 
+std::thread_local! {
+    static DERIVATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many Argon2id derivations this thread has run: for tests and benchmarks that check an
+/// operation costs the key derivations it should (each one is deliberately slow).
+pub fn derivations_on_this_thread() -> u64 {
+    DERIVATIONS.with(std::cell::Cell::get)
+}
+
 fn hash_into(
     passphrase: &[u8],
     salt: &[u8],
@@ -225,6 +235,7 @@ fn hash_into(
     params: &KdfParams,
     out: &mut [u8],
 ) -> Result<(), Error> {
+    DERIVATIONS.with(|n| n.set(n.get() + 1));
     if salt.len() < argon2::MIN_SALT_LEN {
         return Err(Error::InvalidLength {
             what: "salt",

@@ -31,9 +31,10 @@ impl Vault {
         let mut txn = self.e.begin_write(false)?;
         let header = txn.view.header.clone();
         let st = &mut *txn.st;
-        let (_old_master, slot_id) = unlock::unlock(
+        let (_old_master, slot_id) = unlock::unlock_for_change(
+            sync::lock(&self.e.opened).as_ref(),
             &header,
-            unlock::Unlock::Passphrase(passphrase),
+            passphrase,
             &self.e.options.kdf_limit,
         )?;
         let old_slot = header
@@ -69,6 +70,7 @@ impl Vault {
             epoch,
         )?;
         let new_header = VaultHeader::new(self.e.vault_id, epoch, vec![slot], &master)?;
+        let opened = unlock::OpenedWith::new(&master, &new_header, slot_id, passphrase)?;
         drop(master);
         let view = HeaderView {
             bytes: new_header.encode(),
@@ -110,6 +112,7 @@ impl Vault {
             return Err(e);
         }
         *sync::write(&self.e.header) = view;
+        *sync::lock(&self.e.opened) = opened;
         let mut fresh = State::empty(Arc::new(keys));
         self.e.catch_up(&mut fresh, session)?;
         *st = fresh;

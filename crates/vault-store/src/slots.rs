@@ -55,9 +55,10 @@ impl Vault {
     ) -> Result<R> {
         let mut txn = self.e.begin_write(false)?;
         let mut header = txn.view.header.clone();
-        let (master, slot_id) = unlock::unlock(
+        let (master, slot_id) = unlock::unlock_for_change(
+            sync::lock(&self.e.opened).as_ref(),
             &header,
-            unlock::Unlock::Passphrase(current),
+            current,
             &self.e.options.kdf_limit,
         )?;
         let result = change(&mut header, &master, slot_id)?;

@@ -60,6 +60,7 @@ impl Vault {
         let slot = KeySlot::create(0, passphrase.expose_secret(), kdf, &master, &vault_id, 0)?;
         let header = VaultHeader::new(vault_id, 0, vec![slot], &master)?;
         let keys = Keys::derive(&master, &vault_id, 0, 0);
+        let opened = unlock::OpenedWith::new(&master, &header, 0, passphrase)?;
         drop(master);
         let view = HeaderView {
             bytes: header.encode(),
@@ -82,6 +83,7 @@ impl Vault {
         let vault = Self {
             e: Engine::new(backend, view, keys, options),
         };
+        *sync::lock(&vault.e.opened) = opened;
         {
             let txn = vault.e.begin_write(false)?;
             vault.e.record_generation(&txn.st);
@@ -122,6 +124,11 @@ impl Vault {
             let header = decode_header(&bytes, &backend.location())?;
             let (master, slot_id) = unlock::unlock(&header, input, &options.kdf_limit)?;
             let keys = Keys::derive(&master, &header.vault_id, header.key_epoch, slot_id);
+            let opened = match input {
+                unlock::Unlock::Passphrase(p) => {
+                    unlock::OpenedWith::new(&master, &header, slot_id, p)?
+                }
+            };
             drop(master);
             let vault = Self {
                 e: Engine::new(
@@ -131,6 +138,7 @@ impl Vault {
                     options.clone(),
                 ),
             };
+            *sync::lock(&vault.e.opened) = opened;
             match vault.e.open_log() {
                 // Another process rotated the master key after the header was read.
                 Err(Error::Rekeyed) => last = Error::Rekeyed,

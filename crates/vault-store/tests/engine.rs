@@ -327,3 +327,60 @@ fn automatic_compaction_bounds_the_log() {
     assert_eq!(v.history("hot").unwrap().len(), 2);
     v.verify().unwrap();
 }
+
+/// Key derivations (Argon2id, slow by design) run on this thread while `f` runs.
+fn derivations(f: impl FnOnce()) -> u64 {
+    let before = vault_crypto::kdf::derivations_on_this_thread();
+    f();
+    vault_crypto::kdf::derivations_on_this_thread() - before
+}
+
+/// A change authorised by the passphrase the handle was opened with does not derive the old key
+/// again: change-passphrase costs two derivations in all (open, new slot), add-passphrase and
+/// rotation two, removing a slot one. A passphrase that is not the one remembered, or a slot
+/// another handle changed meanwhile, still goes through the key derivation and its checks.
+#[test]
+fn header_changes_reuse_the_unlock_of_the_open() {
+    let d = TestDir::new();
+    drop(d.create());
+    let new = secret(b"new passphrase");
+    let mut v = None;
+    assert_eq!(derivations(|| v = Some(d.open().unwrap())), 1);
+    let v = v.unwrap();
+    assert_eq!(
+        derivations(|| {
+            v.add_passphrase(&pass(), &secret(b"spare"), cheap_kdf())
+                .unwrap();
+        }),
+        1,
+        "only the new slot's key is derived"
+    );
+    let spare = v.slots().into_iter().find(|s| !s.in_use).unwrap().id;
+    assert_eq!(derivations(|| v.remove_slot(&pass(), spare).unwrap()), 0);
+    assert_eq!(
+        derivations(|| v.rotate_master_key(&pass(), false).unwrap()),
+        1
+    );
+    // Still remembered across the rotation (new master key, same slot and passphrase).
+    assert_eq!(
+        derivations(|| v.change_passphrase(&pass(), &new, None).unwrap()),
+        1
+    );
+    // The handle's passphrase changed: the old one is refused after a derivation.
+    let mut r = Ok(());
+    assert!(derivations(|| r = v.change_passphrase(&pass(), &new, None)) >= 1);
+    assert!(matches!(r, Err(Error::WrongPassphrase)), "{r:?}");
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    drop(v);
+    let reopened = Vault::open(d.backend(), &new, d.options()).unwrap();
+    assert_eq!(reopened.get("a").unwrap().value.expose_secret(), b"1");
+
+    // Another handle changes the passphrase this one was opened with: the old passphrase no
+    // longer authorises anything, remembered or not.
+    let other = Vault::open(d.backend(), &new, d.options()).unwrap();
+    other
+        .change_passphrase(&new, &secret(b"third"), None)
+        .unwrap();
+    let r = reopened.add_passphrase(&new, &secret(b"x"), cheap_kdf());
+    assert!(matches!(r, Err(Error::WrongPassphrase)), "{r:?}");
+}

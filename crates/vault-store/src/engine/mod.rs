@@ -49,6 +49,8 @@ pub(crate) struct Engine {
     pub(crate) writer: Mutex<()>,
     /// What opening with `accept_rollback` accepted, if anything (the event's text).
     pub(crate) accepted: Mutex<Option<String>>,
+    /// What this handle was opened with, for changes authorised by the same passphrase.
+    pub(crate) opened: Mutex<Option<unlock::OpenedWith>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -142,6 +144,7 @@ impl Engine {
             state: RwLock::new(State::empty(Arc::new(keys))),
             writer: Mutex::new(()),
             accepted: Mutex::new(None),
+            opened: Mutex::new(None),
         }
     }
 }

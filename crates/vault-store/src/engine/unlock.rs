@@ -146,3 +146,71 @@ pub(crate) fn unlock(
         None => Err(Error::WrongPassphrase),
     }
 }
+
+/// What a handle was opened with, so that a header change or rotation authorised by the same
+/// passphrase does not run Argon2id again (a `change-passphrase` then costs two key derivations,
+/// the old passphrase's at open and the new one's): the master key, the slot it came from as it
+/// was then, and an HMAC of the passphrase under a random key of this handle, so that the
+/// passphrase itself is not kept.
+pub(crate) struct OpenedWith {
+    master: Key256,
+    epoch: u32,
+    slot: vault_format::KeySlot,
+    proof_key: Key256,
+    proof: vault_crypto::mac::MacTag,
+}
+
+impl OpenedWith {
+    /// Remembers `master`, unlocked from slot `slot_id` of `header` by `passphrase`.
+    pub(crate) fn new(
+        master: &Key256,
+        header: &VaultHeader,
+        slot_id: u16,
+        passphrase: &SecretBytes,
+    ) -> Result<Option<Self>> {
+        let Some(slot) = header.slot(slot_id) else {
+            return Ok(None);
+        };
+        let proof_key = Key256::generate()?;
+        let proof = vault_crypto::mac::hmac_sha256(
+            proof_key.expose_secret(),
+            &[passphrase.expose_secret()],
+        );
+        Ok(Some(Self {
+            master: master.duplicate(),
+            epoch: header.key_epoch,
+            slot: slot.clone(),
+            proof_key,
+            proof,
+        }))
+    }
+
+    /// The master key and slot id, if `passphrase` is the one this handle was opened with and
+    /// its slot in `header` (read under the writer lock) is still exactly the slot it opened: a
+    /// passphrase changed meanwhile by another process no longer counts.
+    fn recall(&self, header: &VaultHeader, passphrase: &SecretBytes) -> Option<(Key256, u16)> {
+        if header.key_epoch != self.epoch || header.slot(self.slot.id) != Some(&self.slot) {
+            return None;
+        }
+        let again = vault_crypto::mac::hmac_sha256(
+            self.proof_key.expose_secret(),
+            &[passphrase.expose_secret()],
+        );
+        again.verify_against(self.proof.as_bytes()).ok()?;
+        Some((self.master.duplicate(), self.slot.id))
+    }
+}
+
+/// Unlocks `header` with `passphrase` for a change: from what the handle remembers when it was
+/// opened with that passphrase and the slot is unchanged, else by trying the slots.
+pub(crate) fn unlock_for_change(
+    remembered: Option<&OpenedWith>,
+    header: &VaultHeader,
+    passphrase: &SecretBytes,
+    limit: &KdfLimit,
+) -> Result<(Key256, u16)> {
+    match remembered.and_then(|r| r.recall(header, passphrase)) {
+        Some(found) => Ok(found),
+        None => unlock(header, Unlock::Passphrase(passphrase), limit),
+    }
+}
