@@ -5,7 +5,7 @@ use vault_crypto::{Key256, SecretBytes};
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 use vault_format::{KeySlot, VaultHeader};
 
-use crate::engine::replay::State;
+use crate::engine::replay::{State, apply_frame};
 use crate::engine::seal::{self, Chain};
 use crate::engine::subkeys::Keys;
 use crate::engine::unlock;
@@ -76,7 +76,10 @@ impl Vault {
             bytes: new_header.encode(),
             header: new_header,
         };
+        // One pass: each live record is decrypted once, re-sealed, and its payload kept to build
+        // the new state from what is written, without reading the new log back.
         let mut records = Vec::new();
+        let mut payloads = Vec::new();
         for env in st.index.live() {
             // The new log vouches for the new header only.
             if env.kind == vault_format::RecordKind::HeaderBinding {
@@ -84,6 +87,7 @@ impl Vault {
             }
             let p = payload_of(&env, &st.keys, &self.e.vault_id)?;
             records.push(seal::record(&keys, &self.e.vault_id, &p, env.sequence)?);
+            payloads.push(p);
         }
         let event = Payload::Event(EventPayload {
             kind: EventKind::MasterKeyRotated,
@@ -97,7 +101,8 @@ impl Vault {
             [&event, &bound],
             st.max_seq + 1,
         )?);
-        let frame = seal::frame(
+        payloads.extend([event, bound]);
+        let mut frame = seal::frame(
             &keys,
             &self.e.vault_id,
             Chain::Snapshot,
@@ -105,16 +110,25 @@ impl Vault {
             records,
         );
         let session = txn.session.as_mut();
-        if let Err(e) = session.rekey(epoch, &frame.encode()?, &view.bytes) {
-            // The header may or may not have switched to the new key: this handle can no longer
-            // tell which log is current, so it stops; reopening resolves it from the header.
-            st.poisoned = true;
-            return Err(e);
-        }
+        let end = match session.rekey(epoch, &frame.encode()?, &view.bytes) {
+            Ok(end) => end,
+            Err(e) => {
+                // The header may or may not have switched to the new key: this handle can no
+                // longer tell which log is current, so it stops; reopening resolves it from the
+                // header.
+                st.poisoned = true;
+                return Err(e);
+            }
+        };
         *sync::write(&self.e.header) = view;
         *sync::lock(&self.e.opened) = opened;
         let mut fresh = State::empty(Arc::new(keys));
-        self.e.catch_up(&mut fresh, session)?;
+        let decoded = std::mem::take(&mut frame.records)
+            .into_iter()
+            .map(Arc::new)
+            .zip(payloads)
+            .collect();
+        apply_frame(&mut fresh, &frame, decoded, end);
         *st = fresh;
         self.e.record_generation(st);
         Ok(())
