@@ -1,5 +1,6 @@
 //! `vault import`: many secrets from a dotenv or JSON file (or stdin) with one unlock, checked in
-//! full before anything is written, and committed with check-and-set against what was compared.
+//! full before anything is written, and committed with check-and-set against what was compared:
+//! in one commit, or for a very large import in commits of bounded size.
 
 use std::io::Read;
 use std::path::Path;
@@ -50,6 +51,33 @@ fn read_input(source: &Path) -> Result<SecretBytes, Failure> {
         ));
     }
     Ok(buf)
+}
+
+/// The most value bytes, and entries, in one commit: well inside the format's bound on a frame
+/// (256 MiB) with every record's own overhead added.
+const CHUNK_BYTES: usize = 64 << 20;
+const CHUNK_ENTRIES: usize = 250_000;
+
+/// Splits the changes into commits of bounded size.
+fn chunked<'a>(
+    changes: &'a [(&'a Entry, u32)],
+    max_bytes: usize,
+    max_entries: usize,
+) -> Vec<&'a [(&'a Entry, u32)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (e, _)) in changes.iter().enumerate() {
+        let len = e.value.len() + e.name.len();
+        if i > start && (bytes + len > max_bytes || i - start >= max_entries) {
+            out.extend(changes.get(start..i));
+            (start, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    if start < changes.len() {
+        out.extend(changes.get(start..));
+    }
+    out
 }
 
 /// What importing one entry does.
@@ -135,9 +163,20 @@ pub(crate) fn import(
         if dry_run {
             return Ok(planned);
         }
-        let mut batch = Batch::new();
-        for (e, (change, expected)) in entries.iter().zip(&planned) {
-            if *change != Change::Same {
+        let changes: Vec<(&Entry, u32)> = entries
+            .iter()
+            .zip(&planned)
+            .filter(|(_, (change, _))| *change != Change::Same)
+            .map(|(e, (_, expected))| (e, *expected))
+            .collect();
+        // A commit is one log frame, whose size the format bounds: a large import goes in
+        // chunks, each all or nothing. Starting over (after a rotation by another process)
+        // compares again, so entries already committed count as unchanged.
+        let chunks = chunked(&changes, CHUNK_BYTES, CHUNK_ENTRIES);
+        let total = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let mut batch = Batch::new();
+            for (e, expected) in chunk {
                 batch.set(
                     &e.name,
                     e.value.duplicate(),
@@ -147,11 +186,15 @@ pub(crate) fn import(
                     },
                 );
             }
-        }
-        // One commit: all or nothing. A concurrent writer that changed an entry after it was
-        // compared makes it a conflict (exit 7), with nothing written.
-        if !batch.is_empty() {
-            v.commit(batch)?;
+            // A concurrent writer that changed an entry after it was compared makes it a
+            // conflict (exit 7), with nothing of this chunk written.
+            v.commit(batch).inspect_err(|_| {
+                if i > 0 {
+                    stderr_line(format!(
+                        "vault: import: {i} of {total} commits were made before this error; importing again completes it"
+                    ));
+                }
+            })?;
         }
         Ok(planned)
     })?;
@@ -178,4 +221,45 @@ pub(crate) fn import(
         count(Change::Same),
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, len: usize) -> Entry {
+        Entry {
+            name: name.into(),
+            value: SecretBytes::from_slice(&vec![b'v'; len]),
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn chunks_are_bounded_and_cover_every_change_once() {
+        let entries: Vec<Entry> = (0..10).map(|i| entry(&format!("n{i}"), 8)).collect();
+        let changes: Vec<(&Entry, u32)> = entries.iter().map(|e| (e, 0)).collect();
+        for (max_bytes, max_entries, expected) in [
+            (1000, 1000, vec![10]),
+            (1000, 4, vec![4, 4, 2]),
+            (25, 1000, vec![2, 2, 2, 2, 2]),
+            // An entry larger than the bound still goes, alone.
+            (1, 1000, vec![1; 10]),
+        ] {
+            let chunks = chunked(&changes, max_bytes, max_entries);
+            let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+            assert_eq!(sizes, expected, "{max_bytes} {max_entries}");
+            let names: Vec<&str> = chunks
+                .iter()
+                .flat_map(|c| c.iter().map(|(e, _)| e.name.as_str()))
+                .collect();
+            assert_eq!(names.len(), 10);
+            assert!(
+                names
+                    .windows(2)
+                    .all(|w| w[0] < w[1] || w[0].len() < w[1].len())
+            );
+        }
+        assert!(chunked(&[], 10, 10).is_empty());
+    }
 }
