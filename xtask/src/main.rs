@@ -2,11 +2,12 @@
 //!
 //! - `cargo xtask ci`: exactly what CI runs.
 //! - `cargo xtask fuzz <target> [--time SECONDS]`: run a cargo-fuzz target.
-//! - `cargo xtask bench [crypto|store]`: run the benchmarks and print their figures.
+//! - `cargo xtask bench [crypto|store|micro|scale]`: run the benchmarks and print their figures.
 //! - `cargo xtask coverage`: line coverage of the workspace tests (cargo-llvm-cov).
 //! - `cargo xtask release`: the release binary with its SHA-256 checksum in `target/dist/`.
 //! - `cargo xtask soak concurrency [--short]`: many `vault` processes racing on ext4 and tmpfs.
 
+mod scale;
 mod soak;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ commands:
   fuzz <target> [--time SECONDS]  run one cargo-fuzz target (nightly if present, else stable -s none)
   fuzz --list                     list fuzz targets
   bench [crypto|store|micro]      run benchmarks and print their figures (micro: criterion)
+  bench scale                     the vault binary at 100 to 1M secrets: time and peak RSS of each command
   coverage                        line coverage of the workspace tests (installs cargo-llvm-cov)
   release                         build the release binary and its checksum into target/dist/
   soak concurrency [--secs N] [--procs N] [--fs ext4|tmpfs|both|here] [--bin PATH] [--seed N]
@@ -265,7 +267,9 @@ fn bench(args: &[String]) -> Result<()> {
             "bench store",
             cargo().args(["bench", "-p", "vault-store", "--bench", "store"]),
         ),
-        other => bail!("unknown bench suite `{other}` (crypto, store, micro, all)"),
+        // Not part of `all`: it builds vaults of a million secrets and takes minutes.
+        "scale" => scale::main(args.get(1..).unwrap_or_default()),
+        other => bail!("unknown bench suite `{other}` (crypto, store, micro, scale, all)"),
     }
 }
 
