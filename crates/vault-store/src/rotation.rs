@@ -2,11 +2,12 @@
 //! new key epoch, and the header switched to it atomically.
 
 use vault_crypto::{Key256, SecretBytes};
+use vault_format::log::Frame;
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 use vault_format::{KeySlot, VaultHeader};
 
 use crate::engine::replay::{State, apply_frame};
-use crate::engine::seal::{self, Chain};
+use crate::engine::seal;
 use crate::engine::subkeys::Keys;
 use crate::engine::unlock;
 use crate::engine::{HeaderView, binding, now_ms, payload_of};
@@ -102,15 +103,14 @@ impl Vault {
             st.max_seq + 1,
         )?);
         payloads.extend([event, bound]);
-        let mut frame = seal::frame(
-            &keys,
-            &self.e.vault_id,
-            Chain::Snapshot,
-            st.generation + 1,
-            records,
-        );
+        let parts = seal::snapshot_parts(records, self.e.options.snapshot_part_bytes);
+        let mut frames = seal::snapshot_frames(&keys, &self.e.vault_id, st.generation + 1, parts);
+        let bodies = frames
+            .iter()
+            .map(Frame::encode)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let session = txn.session.as_mut();
-        let end = match session.rekey(epoch, &frame.encode()?, &view.bytes) {
+        let end = match session.rekey(epoch, &bodies, &view.bytes) {
             Ok(end) => end,
             Err(e) => {
                 // The header may or may not have switched to the new key: this handle can no
@@ -123,12 +123,16 @@ impl Vault {
         *sync::write(&self.e.header) = view;
         *sync::lock(&self.e.opened) = opened;
         let mut fresh = State::empty(Arc::new(keys));
-        let decoded = std::mem::take(&mut frame.records)
-            .into_iter()
-            .map(Arc::new)
-            .zip(payloads)
-            .collect();
-        apply_frame(&mut fresh, &frame, decoded, end);
+        let mut payloads = payloads.into_iter();
+        for frame in &mut frames {
+            let decoded = std::mem::take(&mut frame.records)
+                .into_iter()
+                .map(Arc::new)
+                .zip(payloads.by_ref())
+                .collect();
+            // Only the last frame's end is known (and needed): the cursor is the log's end.
+            apply_frame(&mut fresh, frame, decoded, end);
+        }
         *st = fresh;
         self.e.record_generation(st);
         Ok(())

@@ -133,7 +133,10 @@ fn an_append_or_a_cut_at_a_stale_cursor_is_refused() {
         done(append(b, &p1, &frame(2)));
         assert_eq!(append(a, &start, &frame(3)), Appended::Stale, "{name}");
         // Another handle replaces the log; cursors into the old one prove nothing.
-        b.begin_write(T).unwrap().replace_log(0, &frame(7)).unwrap();
+        b.begin_write(T)
+            .unwrap()
+            .replace_log(0, &[frame(7)])
+            .unwrap();
         assert_eq!(append(a, &p1, &frame(4)), Appended::Stale, "{name}");
         let _ = a.begin_write(T).unwrap().discard_tail(0, &p1);
         let (reset, frames, _, _) = read_all(a, 0, &p1);
@@ -142,6 +145,29 @@ fn an_append_or_a_cut_at_a_stale_cursor_is_refused() {
             frames,
             vec![frame(7)],
             "{name}: nothing stale was written or cut"
+        );
+    });
+}
+
+#[test]
+fn a_replaced_log_of_several_frames_is_read_whole_and_appended_to() {
+    each(|name, a, b| {
+        let (_, _, seen_by_b, _) = read_all(b, 0, &Cursor::START);
+        let end = a
+            .begin_write(T)
+            .unwrap()
+            .replace_log(0, &[frame(1), frame(2), frame(3)])
+            .unwrap();
+        let (reset, frames, at, tail) = read_all(b, 0, &seen_by_b);
+        assert!(reset, "{name}");
+        assert_eq!(frames, vec![frame(1), frame(2), frame(3)], "{name}");
+        assert_eq!((at, tail), (end, Tail::Clean), "{name}");
+        done(append(b, &end, &frame(4)));
+        let (_, frames, _, _) = read_all(a, 0, &end);
+        assert_eq!(frames, vec![frame(4)], "{name}");
+        assert!(
+            a.begin_write(T).unwrap().replace_log(0, &[]).is_err(),
+            "{name}: a log needs a frame"
         );
     });
 }
@@ -167,7 +193,7 @@ fn rekey_switches_header_and_log_together() {
         let pos = a
             .begin_write(T)
             .unwrap()
-            .rekey(1, &frame(8), b"header v2")
+            .rekey(1, &[frame(8)], b"header v2")
             .unwrap();
         assert_eq!(b.read_header().unwrap(), b"header v2", "{name}");
         let (_, frames, end, _) = read_all(b, 1, &Cursor::START);
@@ -204,7 +230,7 @@ fn concurrent_readers_see_header_and_log_of_one_epoch() {
             for epoch in 1..=20u32 {
                 a.begin_write(T)
                     .unwrap()
-                    .rekey(epoch, &frame(epoch as u8), &epoch.to_le_bytes())
+                    .rekey(epoch, &[frame(epoch as u8)], &epoch.to_le_bytes())
                     .unwrap();
             }
         });

@@ -47,9 +47,13 @@ impl TestDir {
     pub fn state_dir(&self) -> PathBuf {
         self.tmp.path().join("state")
     }
+    /// Options for the test vault: its own rollback directory, and snapshots split into frames
+    /// of at most 512 bytes of records, so that every compaction and rotation the harnesses run
+    /// writes a snapshot of several frames.
     pub fn options(&self) -> VaultOptions {
         VaultOptions {
             rollback_dir: Some(self.state_dir()),
+            snapshot_part_bytes: 512,
             ..VaultOptions::default()
         }
     }

@@ -20,11 +20,14 @@ struct Store {
 }
 
 impl Store {
-    /// Replaces the log with a new incarnation holding only `snapshot`.
-    fn start_log(&mut self, snapshot: &[u8]) -> Cursor {
+    /// Replaces the log with a new incarnation holding only `frames`.
+    fn start_log(&mut self, frames: &[Vec<u8>]) -> Result<Cursor> {
+        let last = frames
+            .last()
+            .ok_or_else(|| Error::invalid("log", "a log needs at least one frame"))?;
         self.instance += 1;
-        self.frames = vec![Arc::new(snapshot.to_vec())];
-        Cursor::after(self.instance, 1, snapshot)
+        self.frames = frames.iter().map(|f| Arc::new(f.clone())).collect();
+        Ok(Cursor::after(self.instance, frames.len() as u64, last))
     }
 
     /// Whether the log still holds what `at` consumed.
@@ -132,7 +135,7 @@ impl Backend for MemoryBackend {
         }
         s.header = Some(header.to_vec());
         s.epoch = key_epoch;
-        s.start_log(snapshot);
+        s.start_log(&[snapshot.to_vec()])?;
         Ok(())
     }
 
@@ -213,17 +216,18 @@ impl WriteSession for MemoryWrite<'_> {
         Ok(())
     }
 
-    fn replace_log(&mut self, key_epoch: u32, snapshot: &[u8]) -> Result<Cursor> {
+    fn replace_log(&mut self, key_epoch: u32, frames: &[Vec<u8>]) -> Result<Cursor> {
         let mut s = lock(&self.backend.store);
         s.check_epoch(key_epoch)?;
-        Ok(s.start_log(snapshot))
+        s.start_log(frames)
     }
 
-    fn rekey(&mut self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Cursor> {
+    fn rekey(&mut self, new_epoch: u32, frames: &[Vec<u8>], header: &[u8]) -> Result<Cursor> {
         let mut s = lock(&self.backend.store);
+        let end = s.start_log(frames)?;
         s.epoch = new_epoch;
         s.header = Some(header.to_vec());
-        Ok(s.start_log(snapshot))
+        Ok(end)
     }
 
     fn write_header(&mut self, header: &[u8]) -> Result<()> {

@@ -185,12 +185,12 @@ pub trait WriteSession: ReadSession {
     /// Discards an incomplete tail after `at` (what an interrupted append leaves), only if the
     /// log still holds what `at` consumed.
     fn discard_tail(&mut self, key_epoch: u32, at: &Cursor) -> Result<()>;
-    /// Atomically replaces the log of `key_epoch` with one holding only `snapshot`
-    /// (compaction).
-    fn replace_log(&mut self, key_epoch: u32, snapshot: &[u8]) -> Result<Cursor>;
-    /// Master-key rotation: the log of `new_epoch` holding `snapshot` and `header` become
-    /// current together (the header switch is the commit point), and the old epoch's log goes.
-    fn rekey(&mut self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Cursor>;
+    /// Atomically replaces the log of `key_epoch` with one holding only `frames` (compaction: a
+    /// snapshot, in as many frames as its size needs). Readers see all of them or none.
+    fn replace_log(&mut self, key_epoch: u32, frames: &[Vec<u8>]) -> Result<Cursor>;
+    /// Master-key rotation: the log of `new_epoch` holding `frames` and `header` become current
+    /// together (the header switch is the commit point), and the old epoch's log goes.
+    fn rekey(&mut self, new_epoch: u32, frames: &[Vec<u8>], header: &[u8]) -> Result<Cursor>;
     /// Atomically replaces the header.
     fn write_header(&mut self, header: &[u8]) -> Result<()>;
 }

@@ -221,6 +221,9 @@ impl Engine {
         Ok(result)
     }
 
+    /// Rewrites the log as a snapshot of the live records. The snapshot's last frame keeps the
+    /// vault's generation when there are generations enough below it for the earlier frames;
+    /// otherwise the generation moves on (and is recorded).
     pub(crate) fn compact_locked(
         &self,
         session: &mut dyn WriteSession,
@@ -228,20 +231,27 @@ impl Engine {
     ) -> Result<()> {
         let live = st.index.live();
         let records: Vec<RecordEnvelope> = live.iter().map(|e| e.as_ref().clone()).collect();
-        let frame = seal::frame(
-            &st.keys,
-            &self.vault_id,
-            Chain::Snapshot,
-            st.generation,
-            records,
-        );
-        let body = frame.encode()?;
-        match session.replace_log(st.keys.epoch, &body) {
+        let parts = seal::snapshot_parts(records, self.options.snapshot_part_bytes);
+        let extra = parts.len() as u64 - 1;
+        let first = st.generation.saturating_sub(extra).max(1);
+        let frames = seal::snapshot_frames(&st.keys, &self.vault_id, first, parts);
+        let bodies = frames
+            .iter()
+            .map(Frame::encode)
+            .collect::<Result<Vec<_>, _>>()?;
+        match session.replace_log(st.keys.epoch, &bodies) {
             Ok(pos) => {
+                let last = frames
+                    .last()
+                    .map_or((st.generation, st.last_mac), |f| (f.generation, f.mac));
+                let moved = last.0 != st.generation;
                 st.pos = pos;
-                st.last_mac = frame.mac;
+                (st.generation, st.last_mac) = last;
                 st.index.total_bytes = live.iter().map(|e| e.encoded_len() as u64).sum();
                 st.index.dead_bytes = 0;
+                if moved {
+                    self.record_generation(st);
+                }
                 Ok(())
             }
             Err(e) => {

@@ -24,6 +24,11 @@ pub struct VaultOptions {
     /// Compact automatically when the log holds more than this many bytes of superseded records
     /// and they outweigh the live ones.
     pub auto_compact_bytes: u64,
+    /// The most record bytes in one frame of a snapshot written by compaction or master-key
+    /// rotation (a larger vault is written as several frames). Tests make it small; there is no
+    /// reason to change it otherwise.
+    #[doc(hidden)]
+    pub snapshot_part_bytes: usize,
     /// The most Argon2id work a key slot may ask for before it is tried (and the most a new
     /// slot may be given).
     pub kdf_limit: KdfLimit,
@@ -37,6 +42,7 @@ impl Default for VaultOptions {
             rollback_store: None,
             accept_rollback: false,
             auto_compact_bytes: 8 << 20,
+            snapshot_part_bytes: 64 << 20,
             kdf_limit: KdfLimit::DEFAULT,
         }
     }

@@ -62,3 +62,47 @@ pub(crate) fn frame(
         &keys.mac, vault_id, keys.epoch, prev, frame_type, generation, records,
     )
 }
+
+/// Splits `records` (in sequence order) into the parts of a snapshot: consecutive runs of at most
+/// `part_bytes` encoded bytes each (a larger record alone), and always at least one part. A
+/// snapshot of any size is then written as frames within the format's bound on one frame.
+pub(crate) fn snapshot_parts(
+    records: Vec<RecordEnvelope>,
+    part_bytes: usize,
+) -> Vec<Vec<RecordEnvelope>> {
+    let mut parts = vec![Vec::new()];
+    let mut bytes = 0;
+    for r in records {
+        let len = r.encoded_len();
+        if bytes + len > part_bytes && parts.last().is_some_and(|p| !p.is_empty()) {
+            parts.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += len;
+        if let Some(p) = parts.last_mut() {
+            p.push(r);
+        }
+    }
+    parts
+}
+
+/// The frames of a snapshot: the first part as a snapshot frame at `first_generation`, each
+/// further part as a commit frame chained to the one before, one generation on. Any reader
+/// applies them in order, so the log ends with the same state as one snapshot frame would give.
+pub(crate) fn snapshot_frames(
+    keys: &Keys,
+    vault_id: &VaultId,
+    first_generation: u64,
+    parts: Vec<Vec<RecordEnvelope>>,
+) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = Vec::with_capacity(parts.len());
+    for (generation, part) in (first_generation..).zip(parts) {
+        let chain = match frames.last() {
+            None => Chain::Snapshot,
+            Some(prev) => Chain::After(&prev.mac),
+        };
+        let f = frame(keys, vault_id, chain, generation, part);
+        frames.push(f);
+    }
+    frames
+}

@@ -61,10 +61,10 @@ impl FileBackend {
         Ok(&check == at.check())
     }
 
-    /// Atomically (re)writes the log of `epoch` holding only `snapshot`.
-    pub(super) fn write_log(&self, epoch: u32, snapshot: &[u8]) -> Result<Cursor> {
+    /// Atomically (re)writes the log of `epoch` holding only `frames`.
+    pub(super) fn write_log(&self, epoch: u32, frames: &[Vec<u8>]) -> Result<Cursor> {
         let name = format!("log.{epoch}");
-        let bytes = Self::log_bytes(epoch, snapshot)?;
+        let bytes = Self::log_bytes(epoch, frames)?;
         self.replace_file(&name, &bytes)?;
         let path = self.path(&name);
         let stamp = self
@@ -74,11 +74,16 @@ impl FileBackend {
         Ok(Cursor::after(stamp.ino, bytes.len() as u64, &bytes))
     }
 
-    pub(super) fn log_bytes(epoch: u32, snapshot: &[u8]) -> Result<Vec<u8>> {
+    pub(super) fn log_bytes(epoch: u32, frames: &[Vec<u8>]) -> Result<Vec<u8>> {
+        if frames.is_empty() {
+            return Err(Error::invalid("log", "a log needs at least one frame"));
+        }
         let mut out = encode_log_header(epoch);
-        out.reserve(FRAME_PREFIX_LEN + snapshot.len());
-        out.extend_from_slice(&frame_len(snapshot)?.to_le_bytes());
-        out.extend_from_slice(snapshot);
+        out.reserve(frames.iter().map(|f| FRAME_PREFIX_LEN + f.len()).sum());
+        for f in frames {
+            out.extend_from_slice(&frame_len(f)?.to_le_bytes());
+            out.extend_from_slice(f);
+        }
         Ok(out)
     }
 

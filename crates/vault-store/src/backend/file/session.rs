@@ -44,15 +44,15 @@ impl WriteSession for FileSession<'_> {
         self.backend.truncate_log(key_epoch, at)
     }
 
-    fn replace_log(&mut self, key_epoch: u32, snapshot: &[u8]) -> Result<Cursor> {
-        self.backend.write_log(key_epoch, snapshot)
+    fn replace_log(&mut self, key_epoch: u32, frames: &[Vec<u8>]) -> Result<Cursor> {
+        self.backend.write_log(key_epoch, frames)
     }
 
-    fn rekey(&mut self, new_epoch: u32, snapshot: &[u8], header: &[u8]) -> Result<Cursor> {
+    fn rekey(&mut self, new_epoch: u32, frames: &[Vec<u8>], header: &[u8]) -> Result<Cursor> {
         let b = self.backend;
         let old_epoch = new_epoch.wrapping_sub(1);
         let new_log = b.log_path(new_epoch);
-        let pos = match b.write_log(new_epoch, snapshot) {
+        let pos = match b.write_log(new_epoch, frames) {
             Ok(pos) => pos,
             Err(e) => {
                 let _ = b.io.remove(&new_log);
