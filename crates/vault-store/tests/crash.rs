@@ -77,6 +77,8 @@ fn open_real(root: &Path, passphrase: &[u8]) -> vault_store::Result<Vault> {
         &SecretBytes::from_slice(passphrase),
         VaultOptions {
             rollback_dir: Some(root.join("state").join("rollback")),
+            // Every compaction and rotation writes a snapshot of several frames.
+            snapshot_part_bytes: 512,
             ..VaultOptions::default()
         },
     )
@@ -119,6 +121,7 @@ fn trial(
     );
     let opts = VaultOptions {
         rollback_dir: Some(root.path().join("state").join("rollback")),
+        snapshot_part_bytes: 512,
         ..VaultOptions::default()
     };
     let result = Vault::open(Arc::new(backend), &pass(), opts).and_then(|v| run(scenario, &v));
