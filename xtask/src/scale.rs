@@ -206,6 +206,19 @@ fn measure(bin: &Path, work: &Path, n: usize, len: usize) -> Result<()> {
         log_len as f64 / (1 << 20) as f64,
         secs(raw),
     );
+    if len >= 1 << 20 {
+        // Over the old bound on one frame: compaction and rotation must still work.
+        let compact = b.run(&["compact"], None)?;
+        let rotate = b.run(&["rotate-master-key"], None)?;
+        b.run(&["verify"], None)?;
+        println!(
+            "\n{n} × {len} B: `compact` {} ({} peak RSS), `rotate-master-key` {} ({} peak RSS); verified after",
+            secs(compact.wall),
+            mib(compact.rss_kib),
+            secs(rotate.wall),
+            mib(rotate.rss_kib)
+        );
+    }
     fs::remove_dir_all(&b.dir)?;
     Ok(())
 }

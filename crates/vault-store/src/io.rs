@@ -220,6 +220,22 @@ pub(crate) fn replace_atomically(
     dir: &Path,
     bytes: &[u8],
 ) -> crate::Result<()> {
+    replace_atomically_with(io, tmp, dst, dir, &mut |f| {
+        f.write_all_at(bytes, 0)
+            .map_err(|e| crate::Error::io("writing", tmp, e))
+    })
+}
+
+/// As [`replace_atomically`], with the new contents written by `write` into the temp file (a
+/// large file written piece by piece, never whole in memory). An error from `write` leaves `dst`
+/// as it was.
+pub(crate) fn replace_atomically_with(
+    io: &dyn Io,
+    tmp: &Path,
+    dst: &Path,
+    dir: &Path,
+    write: &mut dyn FnMut(&dyn IoFile) -> crate::Result<()>,
+) -> crate::Result<()> {
     use crate::Error;
     // A stale temp file is from an interrupted operation of a writer that no longer holds the
     // lock (the caller does); create_new below must not follow or reuse it.
@@ -228,8 +244,7 @@ pub(crate) fn replace_atomically(
         let f = io
             .create_new(tmp)
             .map_err(|e| Error::io("creating", tmp, e))?;
-        f.write_all_at(bytes, 0)
-            .map_err(|e| Error::io("writing", tmp, e))?;
+        write(&*f)?;
         f.sync_all().map_err(|e| Error::io("syncing", tmp, e))?;
         drop(f);
         io.rename(tmp, dst)

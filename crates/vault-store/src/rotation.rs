@@ -2,11 +2,10 @@
 //! new key epoch, and the header switched to it atomically.
 
 use vault_crypto::{Key256, SecretBytes};
-use vault_format::log::Frame;
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
-use vault_format::{KeySlot, VaultHeader};
+use vault_format::{KeySlot, RecordEnvelope, VaultHeader};
 
-use crate::engine::replay::{State, apply_frame};
+use crate::engine::replay::State;
 use crate::engine::seal;
 use crate::engine::subkeys::Keys;
 use crate::engine::unlock;
@@ -77,62 +76,76 @@ impl Vault {
             bytes: new_header.encode(),
             header: new_header,
         };
-        // One pass: each live record is decrypted once, re-sealed, and its payload kept to build
-        // the new state from what is written, without reading the new log back.
-        let mut records = Vec::new();
-        let mut payloads = Vec::new();
-        for env in st.index.live() {
+        // One pass, one frame at a time: each live record is decrypted once, sealed under the
+        // new key and applied to the new state, which is thus built from what is written
+        // without reading the new log back.
+        let live: Vec<_> = st
+            .index
+            .live()
+            .into_iter()
             // The new log vouches for the new header only.
-            if env.kind == vault_format::RecordKind::HeaderBinding {
-                continue;
-            }
-            let p = payload_of(&env, &st.keys, &self.e.vault_id)?;
-            records.push(seal::record(&keys, &self.e.vault_id, &p, env.sequence)?);
-            payloads.push(p);
-        }
+            .filter(|env| env.kind != vault_format::RecordKind::HeaderBinding)
+            .collect();
         let event = Payload::Event(EventPayload {
             kind: EventKind::MasterKeyRotated,
             time_ms: now_ms(),
             text: format!("master key rotated to key epoch {epoch}"),
         });
         let bound = binding(BindingPhase::Confirmed, view.digest());
-        records.extend(seal::records(
-            &keys,
-            &self.e.vault_id,
-            [&event, &bound],
-            st.max_seq + 1,
-        )?);
-        payloads.extend([event, bound]);
-        let parts = seal::snapshot_parts(records, self.e.options.snapshot_part_bytes);
-        let mut frames = seal::snapshot_frames(&keys, &self.e.vault_id, st.generation + 1, parts);
-        let bodies = frames
+        let tail = [event, bound];
+        let tail_records = seal::records(&keys, &self.e.vault_id, &tail, st.max_seq + 1)?;
+        // A re-sealed record is as long as the original: the parts are known before sealing.
+        let lens = live
             .iter()
-            .map(Frame::encode)
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let session = txn.session.as_mut();
-        let end = match session.rekey(epoch, &bodies, &view.bytes) {
-            Ok(end) => end,
-            Err(e) => {
+            .map(|e| e.encoded_len())
+            .chain(tail_records.iter().map(RecordEnvelope::encoded_len));
+        let ranges = seal::part_ranges(lens, self.e.options.snapshot_part_bytes);
+        let keys = Arc::new(keys);
+        let mut fresh = State::empty(keys.clone());
+        let mut snapshot = seal::SnapshotFrames::new(&keys, &self.e.vault_id, st.generation + 1);
+        let old_keys = st.keys.clone();
+        let vault_id = self.e.vault_id;
+        let mut tail = tail_records.into_iter().zip(tail);
+        let written = {
+            let mut frames = ranges.iter().map(|r| {
+                let mut records = Vec::with_capacity(r.len());
+                for i in r.clone() {
+                    let (env, p) = match live.get(i) {
+                        Some(old) => {
+                            let p = payload_of(old, &old_keys, &vault_id)?;
+                            (seal::record(&keys, &vault_id, &p, old.sequence)?, p)
+                        }
+                        None => tail.next().ok_or_else(|| {
+                            Error::integrity("rotation", "a snapshot part past the records")
+                        })?,
+                    };
+                    fresh.max_seq = fresh.max_seq.max(env.sequence);
+                    fresh.index.apply(Arc::new(env.clone()), &p);
+                    records.push(env);
+                }
+                Ok(snapshot.seal(records).encode()?)
+            });
+            txn.session.as_mut().rekey(epoch, &mut frames, &view.bytes)
+        };
+        let (end, (generation, mac)) = match (written, snapshot.last()) {
+            (Ok(end), Some(last)) => (end, last),
+            (Err(e), _) => {
                 // The header may or may not have switched to the new key: this handle can no
                 // longer tell which log is current, so it stops; reopening resolves it from the
                 // header.
                 st.poisoned = true;
                 return Err(e);
             }
+            (Ok(_), None) => {
+                st.poisoned = true;
+                return Err(Error::integrity("rotation", "no frame was written"));
+            }
         };
         *sync::write(&self.e.header) = view;
         *sync::lock(&self.e.opened) = opened;
-        let mut fresh = State::empty(Arc::new(keys));
-        let mut payloads = payloads.into_iter();
-        for frame in &mut frames {
-            let decoded = std::mem::take(&mut frame.records)
-                .into_iter()
-                .map(Arc::new)
-                .zip(payloads.by_ref())
-                .collect();
-            // Only the last frame's end is known (and needed): the cursor is the log's end.
-            apply_frame(&mut fresh, frame, decoded, end);
-        }
+        fresh.generation = generation;
+        fresh.last_mac = mac;
+        fresh.pos = end;
         *st = fresh;
         self.e.record_generation(st);
         Ok(())

@@ -52,6 +52,12 @@ fn frame(tag: u8) -> Vec<u8> {
         .collect()
 }
 
+/// The frames tagged `tags`, as a backend takes a new log's frames.
+#[allow(clippy::unnecessary_to_owned)] // the iterator owns its tags, so it borrows nothing
+fn new_log(tags: &[u8]) -> impl Iterator<Item = vault_store::Result<Vec<u8>>> + use<> {
+    tags.to_vec().into_iter().map(|t| Ok(frame(t)))
+}
+
 fn read_in(s: &dyn ReadSession, epoch: u32, since: &Cursor) -> (bool, Vec<Vec<u8>>, Cursor, Tail) {
     let mut frames = Vec::new();
     let out = s
@@ -135,7 +141,7 @@ fn an_append_or_a_cut_at_a_stale_cursor_is_refused() {
         // Another handle replaces the log; cursors into the old one prove nothing.
         b.begin_write(T)
             .unwrap()
-            .replace_log(0, &[frame(7)])
+            .replace_log(0, &mut new_log(&[7]))
             .unwrap();
         assert_eq!(append(a, &p1, &frame(4)), Appended::Stale, "{name}");
         let _ = a.begin_write(T).unwrap().discard_tail(0, &p1);
@@ -156,7 +162,7 @@ fn a_replaced_log_of_several_frames_is_read_whole_and_appended_to() {
         let end = a
             .begin_write(T)
             .unwrap()
-            .replace_log(0, &[frame(1), frame(2), frame(3)])
+            .replace_log(0, &mut new_log(&[1, 2, 3]))
             .unwrap();
         let (reset, frames, at, tail) = read_all(b, 0, &seen_by_b);
         assert!(reset, "{name}");
@@ -166,8 +172,26 @@ fn a_replaced_log_of_several_frames_is_read_whole_and_appended_to() {
         let (_, frames, _, _) = read_all(a, 0, &end);
         assert_eq!(frames, vec![frame(4)], "{name}");
         assert!(
-            a.begin_write(T).unwrap().replace_log(0, &[]).is_err(),
+            a.begin_write(T)
+                .unwrap()
+                .replace_log(0, &mut new_log(&[]))
+                .is_err(),
             "{name}: a log needs a frame"
+        );
+        // A frame that fails to be produced leaves the log as it was.
+        let mut failing = new_log(&[5]).chain(std::iter::once(Err(Error::Rekeyed)));
+        assert!(
+            a.begin_write(T)
+                .unwrap()
+                .replace_log(0, &mut failing)
+                .is_err(),
+            "{name}"
+        );
+        let (_, frames, _, _) = read_all(b, 0, &Cursor::START);
+        assert_eq!(
+            frames,
+            vec![frame(1), frame(2), frame(3), frame(4)],
+            "{name}"
         );
     });
 }
@@ -193,7 +217,7 @@ fn rekey_switches_header_and_log_together() {
         let pos = a
             .begin_write(T)
             .unwrap()
-            .rekey(1, &[frame(8)], b"header v2")
+            .rekey(1, &mut new_log(&[8]), b"header v2")
             .unwrap();
         assert_eq!(b.read_header().unwrap(), b"header v2", "{name}");
         let (_, frames, end, _) = read_all(b, 1, &Cursor::START);
@@ -230,7 +254,7 @@ fn concurrent_readers_see_header_and_log_of_one_epoch() {
             for epoch in 1..=20u32 {
                 a.begin_write(T)
                     .unwrap()
-                    .rekey(epoch, &[frame(epoch as u8)], &epoch.to_le_bytes())
+                    .rekey(epoch, &mut new_log(&[epoch as u8]), &epoch.to_le_bytes())
                     .unwrap();
             }
         });

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    Appended, Backend, Cursor, ReadOutcome, ReadSession, StoredFrame, Tail, Visit, WriteSession,
+    Appended, Backend, Cursor, Frames, ReadOutcome, ReadSession, StoredFrame, Tail, Visit,
+    WriteSession,
 };
 use crate::sync::{
     Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, lock, read_for, write_for,
@@ -21,13 +22,14 @@ struct Store {
 
 impl Store {
     /// Replaces the log with a new incarnation holding only `frames`.
-    fn start_log(&mut self, frames: &[Vec<u8>]) -> Result<Cursor> {
+    fn start_log(&mut self, frames: Vec<Arc<Vec<u8>>>) -> Result<Cursor> {
         let last = frames
             .last()
             .ok_or_else(|| Error::invalid("log", "a log needs at least one frame"))?;
+        let end = Cursor::after(self.instance + 1, frames.len() as u64, last);
         self.instance += 1;
-        self.frames = frames.iter().map(|f| Arc::new(f.clone())).collect();
-        Ok(Cursor::after(self.instance, frames.len() as u64, last))
+        self.frames = frames;
+        Ok(end)
     }
 
     /// Whether the log still holds what `at` consumed.
@@ -135,7 +137,7 @@ impl Backend for MemoryBackend {
         }
         s.header = Some(header.to_vec());
         s.epoch = key_epoch;
-        s.start_log(&[snapshot.to_vec()])?;
+        s.start_log(vec![Arc::new(snapshot.to_vec())])?;
         Ok(())
     }
 
@@ -216,13 +218,21 @@ impl WriteSession for MemoryWrite<'_> {
         Ok(())
     }
 
-    fn replace_log(&mut self, key_epoch: u32, frames: &[Vec<u8>]) -> Result<Cursor> {
+    fn replace_log(&mut self, key_epoch: u32, frames: &mut Frames<'_>) -> Result<Cursor> {
+        lock(&self.backend.store).check_epoch(key_epoch)?;
+        // Gathered before the store is locked again: producing them may take long.
+        let frames = frames
+            .map(|f| f.map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
         let mut s = lock(&self.backend.store);
         s.check_epoch(key_epoch)?;
         s.start_log(frames)
     }
 
-    fn rekey(&mut self, new_epoch: u32, frames: &[Vec<u8>], header: &[u8]) -> Result<Cursor> {
+    fn rekey(&mut self, new_epoch: u32, frames: &mut Frames<'_>, header: &[u8]) -> Result<Cursor> {
+        let frames = frames
+            .map(|f| f.map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
         let mut s = lock(&self.backend.store);
         let end = s.start_log(frames)?;
         s.epoch = new_epoch;

@@ -121,6 +121,9 @@ pub struct ReadOutcome {
     pub tail: Tail,
 }
 
+/// The frames of a new log, produced one at a time (sealing one can fail).
+pub type Frames<'a> = dyn Iterator<Item = Result<Vec<u8>>> + 'a;
+
 /// The result of [`WriteSession::append`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
@@ -187,10 +190,12 @@ pub trait WriteSession: ReadSession {
     fn discard_tail(&mut self, key_epoch: u32, at: &Cursor) -> Result<()>;
     /// Atomically replaces the log of `key_epoch` with one holding only `frames` (compaction: a
     /// snapshot, in as many frames as its size needs). Readers see all of them or none.
-    fn replace_log(&mut self, key_epoch: u32, frames: &[Vec<u8>]) -> Result<Cursor>;
+    /// The frames are taken one at a time, so a snapshot is never whole in memory; an error from
+    /// them leaves the log as it was.
+    fn replace_log(&mut self, key_epoch: u32, frames: &mut Frames<'_>) -> Result<Cursor>;
     /// Master-key rotation: the log of `new_epoch` holding `frames` and `header` become current
     /// together (the header switch is the commit point), and the old epoch's log goes.
-    fn rekey(&mut self, new_epoch: u32, frames: &[Vec<u8>], header: &[u8]) -> Result<Cursor>;
+    fn rekey(&mut self, new_epoch: u32, frames: &mut Frames<'_>, header: &[u8]) -> Result<Cursor>;
     /// Atomically replaces the header.
     fn write_header(&mut self, header: &[u8]) -> Result<()>;
 }

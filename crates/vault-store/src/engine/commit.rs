@@ -2,7 +2,6 @@
 //! in the one documented order and checks the header, the log and the rollback record under
 //! them; commits are sealed into one frame and appended; compaction rewrites the log.
 
-use vault_format::RecordEnvelope;
 use vault_format::log::Frame;
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 
@@ -221,32 +220,38 @@ impl Engine {
         Ok(result)
     }
 
-    /// Rewrites the log as a snapshot of the live records. The snapshot's last frame keeps the
-    /// vault's generation when there are generations enough below it for the earlier frames;
-    /// otherwise the generation moves on (and is recorded).
+    /// Rewrites the log as a snapshot of the live records, sealed and written one frame at a
+    /// time. The snapshot's last frame keeps the vault's generation when there are generations
+    /// enough below it for the earlier frames; otherwise the generation moves on (and is
+    /// recorded).
     pub(crate) fn compact_locked(
         &self,
         session: &mut dyn WriteSession,
         st: &mut State,
     ) -> Result<()> {
         let live = st.index.live();
-        let records: Vec<RecordEnvelope> = live.iter().map(|e| e.as_ref().clone()).collect();
-        let parts = seal::snapshot_parts(records, self.options.snapshot_part_bytes);
-        let extra = parts.len() as u64 - 1;
+        let ranges = seal::part_ranges(
+            live.iter().map(|e| e.encoded_len()),
+            self.options.snapshot_part_bytes,
+        );
+        let extra = ranges.len() as u64 - 1;
         let first = st.generation.saturating_sub(extra).max(1);
-        let frames = seal::snapshot_frames(&st.keys, &self.vault_id, first, parts);
-        let bodies = frames
-            .iter()
-            .map(Frame::encode)
-            .collect::<Result<Vec<_>, _>>()?;
-        match session.replace_log(st.keys.epoch, &bodies) {
-            Ok(pos) => {
-                let last = frames
-                    .last()
-                    .map_or((st.generation, st.last_mac), |f| (f.generation, f.mac));
-                let moved = last.0 != st.generation;
+        let keys = st.keys.clone();
+        let mut snapshot = seal::SnapshotFrames::new(&keys, &self.vault_id, first);
+        let written = {
+            let mut frames = ranges.iter().map(|r| {
+                let part = live.get(r.clone()).unwrap_or_default();
+                let records = part.iter().map(|e| e.as_ref().clone()).collect();
+                Ok(snapshot.seal(records).encode()?)
+            });
+            session.replace_log(keys.epoch, &mut frames)
+        };
+        match (written, snapshot.last()) {
+            (Ok(pos), Some((generation, mac))) => {
+                let moved = generation != st.generation;
                 st.pos = pos;
-                (st.generation, st.last_mac) = last;
+                st.generation = generation;
+                st.last_mac = mac;
                 st.index.total_bytes = live.iter().map(|e| e.encoded_len() as u64).sum();
                 st.index.dead_bytes = 0;
                 if moved {
@@ -254,9 +259,13 @@ impl Engine {
                 }
                 Ok(())
             }
-            Err(e) => {
+            (Err(e), _) => {
                 st.needs_reload = true;
                 Err(e)
+            }
+            (Ok(_), None) => {
+                st.needs_reload = true;
+                Err(Error::integrity("compaction", "no frame was written"))
             }
         }
     }

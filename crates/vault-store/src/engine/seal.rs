@@ -63,46 +63,69 @@ pub(crate) fn frame(
     )
 }
 
-/// Splits `records` (in sequence order) into the parts of a snapshot: consecutive runs of at most
-/// `part_bytes` encoded bytes each (a larger record alone), and always at least one part. A
-/// snapshot of any size is then written as frames within the format's bound on one frame.
-pub(crate) fn snapshot_parts(
-    records: Vec<RecordEnvelope>,
+/// Splits records of the given encoded lengths (in sequence order) into the parts of a
+/// snapshot: consecutive runs of at most `part_bytes` each (a larger record alone), and always at
+/// least one part. A snapshot of any size is then written as frames within the format's bound on
+/// one frame.
+pub(crate) fn part_ranges(
+    lens: impl IntoIterator<Item = usize>,
     part_bytes: usize,
-) -> Vec<Vec<RecordEnvelope>> {
-    let mut parts = vec![Vec::new()];
-    let mut bytes = 0;
-    for r in records {
-        let len = r.encoded_len();
-        if bytes + len > part_bytes && parts.last().is_some_and(|p| !p.is_empty()) {
-            parts.push(Vec::new());
-            bytes = 0;
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes, mut n) = (0, 0, 0);
+    for (i, len) in lens.into_iter().enumerate() {
+        if i > start && bytes + len > part_bytes {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
         }
         bytes += len;
-        if let Some(p) = parts.last_mut() {
-            p.push(r);
-        }
+        n = i + 1;
     }
-    parts
+    out.push(start..n);
+    out
 }
 
-/// The frames of a snapshot: the first part as a snapshot frame at `first_generation`, each
-/// further part as a commit frame chained to the one before, one generation on. Any reader
-/// applies them in order, so the log ends with the same state as one snapshot frame would give.
-pub(crate) fn snapshot_frames(
-    keys: &Keys,
-    vault_id: &VaultId,
-    first_generation: u64,
-    parts: Vec<Vec<RecordEnvelope>>,
-) -> Vec<Frame> {
-    let mut frames: Vec<Frame> = Vec::with_capacity(parts.len());
-    for (generation, part) in (first_generation..).zip(parts) {
-        let chain = match frames.last() {
-            None => Chain::Snapshot,
-            Some(prev) => Chain::After(&prev.mac),
-        };
-        let f = frame(keys, vault_id, chain, generation, part);
-        frames.push(f);
+/// Seals the frames of a snapshot one at a time: the first part as a snapshot frame at the first
+/// generation, each further part as a commit frame chained to the one before, one generation on.
+/// Any reader applies them in order, so the log ends with the state one snapshot frame would
+/// give.
+pub(crate) struct SnapshotFrames<'a> {
+    keys: &'a Keys,
+    vault_id: &'a VaultId,
+    next_generation: u64,
+    last: Option<(u64, [u8; MAC_LEN])>,
+}
+
+impl<'a> SnapshotFrames<'a> {
+    pub(crate) fn new(keys: &'a Keys, vault_id: &'a VaultId, first_generation: u64) -> Self {
+        Self {
+            keys,
+            vault_id,
+            next_generation: first_generation,
+            last: None,
+        }
     }
-    frames
+
+    /// The next frame, holding `records`.
+    pub(crate) fn seal(&mut self, records: Vec<RecordEnvelope>) -> Frame {
+        let chain = match &self.last {
+            None => Chain::Snapshot,
+            Some((_, mac)) => Chain::After(mac),
+        };
+        let f = frame(
+            self.keys,
+            self.vault_id,
+            chain,
+            self.next_generation,
+            records,
+        );
+        self.last = Some((f.generation, f.mac));
+        self.next_generation += 1;
+        f
+    }
+
+    /// The generation and chain MAC of the last frame sealed.
+    pub(crate) fn last(&self) -> Option<(u64, [u8; MAC_LEN])> {
+        self.last
+    }
 }

@@ -9,9 +9,14 @@ use vault_format::log::{
 };
 
 use super::FileBackend;
-use crate::backend::{Appended, CHECK_LEN, Cursor, ReadOutcome, StoredFrame, Visit};
+use crate::backend::{
+    Appended, CHECK_LEN, Cursor, Frames, ReadOutcome, StoredFrame, Visit, check_of,
+};
 use crate::io::IoFile;
 use crate::{Error, Result};
+
+/// How much of a new log is gathered before it is written.
+const WRITE_CHUNK: usize = 8 << 20;
 
 fn frame_len(body: &[u8]) -> Result<u32> {
     if body.is_empty() || body.len() > MAX_FRAME_LEN {
@@ -61,29 +66,53 @@ impl FileBackend {
         Ok(&check == at.check())
     }
 
-    /// Atomically (re)writes the log of `epoch` holding only `frames`.
-    pub(super) fn write_log(&self, epoch: u32, frames: &[Vec<u8>]) -> Result<Cursor> {
+    /// Atomically (re)writes the log of `epoch` holding only `frames`, written one at a time.
+    pub(super) fn write_log(&self, epoch: u32, frames: &mut Frames<'_>) -> Result<Cursor> {
         let name = format!("log.{epoch}");
-        let bytes = Self::log_bytes(epoch, frames)?;
-        self.replace_file(&name, &bytes)?;
         let path = self.path(&name);
+        let tmp = self.path(&format!("{name}.tmp"));
+        let mut end = (0u64, [0u8; CHECK_LEN]);
+        crate::io::replace_atomically_with(&*self.io, &tmp, &path, &self.dir, &mut |f| {
+            // Frames are gathered into writes of about WRITE_CHUNK bytes: memory stays bounded
+            // by that and one frame, and a small log is one write.
+            let mut buf = encode_log_header(epoch);
+            let mut written = 0u64;
+            let mut any = false;
+            for frame in &mut *frames {
+                let body = frame?;
+                buf.extend_from_slice(&frame_len(&body)?.to_le_bytes());
+                buf.extend_from_slice(&body);
+                end = (written + buf.len() as u64, check_of(&body));
+                any = true;
+                if buf.len() >= WRITE_CHUNK {
+                    f.write_all_at(&buf, written)
+                        .map_err(self.io_err("writing", &tmp))?;
+                    written += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+            if !any {
+                return Err(Error::invalid("log", "a log needs at least one frame"));
+            }
+            if !buf.is_empty() {
+                f.write_all_at(&buf, written)
+                    .map_err(self.io_err("writing", &tmp))?;
+            }
+            Ok(())
+        })?;
         let stamp = self
             .io
             .stamp(&path)
             .map_err(self.io_err("reading", &path))?;
-        Ok(Cursor::after(stamp.ino, bytes.len() as u64, &bytes))
+        Ok(Cursor::new(stamp.ino, end.0, end.1))
     }
 
-    pub(super) fn log_bytes(epoch: u32, frames: &[Vec<u8>]) -> Result<Vec<u8>> {
-        if frames.is_empty() {
-            return Err(Error::invalid("log", "a log needs at least one frame"));
-        }
+    /// The bytes of a new log holding only `snapshot` (creation: one small frame).
+    pub(super) fn log_bytes(epoch: u32, snapshot: &[u8]) -> Result<Vec<u8>> {
         let mut out = encode_log_header(epoch);
-        out.reserve(frames.iter().map(|f| FRAME_PREFIX_LEN + f.len()).sum());
-        for f in frames {
-            out.extend_from_slice(&frame_len(f)?.to_le_bytes());
-            out.extend_from_slice(f);
-        }
+        out.reserve(FRAME_PREFIX_LEN + snapshot.len());
+        out.extend_from_slice(&frame_len(snapshot)?.to_le_bytes());
+        out.extend_from_slice(snapshot);
         Ok(out)
     }
 

@@ -204,10 +204,7 @@ impl Backend for FileBackend {
         // otherwise means a lost header, which `create` refuses to paper over).
         let log_name = format!("log.{key_epoch}");
         let result = self
-            .replace_file(
-                &log_name,
-                &Self::log_bytes(key_epoch, &[snapshot.to_vec()])?,
-            )
+            .replace_file(&log_name, &Self::log_bytes(key_epoch, snapshot)?)
             .and_then(|()| self.replace_file(HEADER, header));
         if result.is_err() && !self.path(HEADER).exists() {
             let _ = self.io.remove(&self.path(&log_name));

@@ -5,7 +5,7 @@
 use super::{FileBackend, HEADER};
 use crate::Result;
 use crate::backend::{
-    Appended, Cursor, ReadOutcome, ReadSession, StoredFrame, Visit, WriteSession,
+    Appended, Cursor, Frames, ReadOutcome, ReadSession, StoredFrame, Visit, WriteSession,
 };
 use crate::io::IoLock;
 
@@ -44,11 +44,11 @@ impl WriteSession for FileSession<'_> {
         self.backend.truncate_log(key_epoch, at)
     }
 
-    fn replace_log(&mut self, key_epoch: u32, frames: &[Vec<u8>]) -> Result<Cursor> {
+    fn replace_log(&mut self, key_epoch: u32, frames: &mut Frames<'_>) -> Result<Cursor> {
         self.backend.write_log(key_epoch, frames)
     }
 
-    fn rekey(&mut self, new_epoch: u32, frames: &[Vec<u8>], header: &[u8]) -> Result<Cursor> {
+    fn rekey(&mut self, new_epoch: u32, frames: &mut Frames<'_>, header: &[u8]) -> Result<Cursor> {
         let b = self.backend;
         let old_epoch = new_epoch.wrapping_sub(1);
         let new_log = b.log_path(new_epoch);
