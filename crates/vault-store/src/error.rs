@@ -121,6 +121,12 @@ impl Error {
 
     pub(crate) fn io(op: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
         let location = path.as_ref().display().to_string();
+        if crate::io::is_not_regular(&source) {
+            return Error::Integrity {
+                object: location,
+                detail: "not a regular file: something else (a directory, FIFO or device) was put in its place".into(),
+            };
+        }
         if is_storage_full(&source) {
             Error::StorageFull { op, location }
         } else {

@@ -100,12 +100,29 @@ pub(crate) fn open_regular(path: &Path, write: bool) -> io::Result<File> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
     if !f.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file (something else was put in its place)",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, NotRegularFile));
     }
     Ok(f)
+}
+
+/// The error of opening a vault file that is not a regular file (a directory, FIFO or device
+/// put in its place): damage, which [`crate::Error`] reports as an integrity failure.
+#[derive(Debug)]
+pub struct NotRegularFile;
+
+impl std::fmt::Display for NotRegularFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a regular file (something else was put in its place)")
+    }
+}
+
+impl std::error::Error for NotRegularFile {}
+
+/// Whether `e` says a vault file is not a regular file.
+pub(crate) fn is_not_regular(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<NotRegularFile>())
+        || e.raw_os_error() == Some(libc::EISDIR)
 }
 
 /// The real file system.

@@ -559,7 +559,8 @@ fn deceptive_names_are_refused() {
 }
 
 /// Found by the hostile tester after the fixes: a FIFO put in place of the header (or the log,
-/// or the rollback record) made every command block forever in `open`.
+/// or the rollback record) made every command block forever in `open`. Such a file, or a
+/// directory, is damage: an integrity failure (exit 5), not an I/O error.
 #[test]
 fn a_fifo_in_place_of_a_vault_file_is_refused_without_blocking() {
     let d = TestDir::new();
@@ -584,12 +585,20 @@ fn a_fifo_in_place_of_a_vault_file_is_refused_without_blocking() {
             .open()
             .map(|v| v.get("a").map(|s| s.value.expose_secret().to_vec()));
         assert!(
-            matches!(&r, Err(Error::Io { .. })),
+            matches!(&r, Err(e) if e.is_integrity()),
             "{}: {r:?}",
             file.display()
         );
         assert!(start.elapsed() < Duration::from_secs(5));
         std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        let r = d.open().map(|_| ());
+        assert!(
+            matches!(&r, Err(e) if e.is_integrity()),
+            "a directory as {}: {r:?}",
+            file.display()
+        );
+        std::fs::remove_dir(&file).unwrap();
         std::fs::rename(&saved, &file).unwrap();
     }
     assert_eq!(get(&d.open().unwrap(), "a"), b"1");
