@@ -464,6 +464,37 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// Checks the tags of a new secret version, in words for the person who gave them: at most
+/// [`MAX_TAGS`], each key 1 to [`MAX_TAG_KEY_LEN`] bytes without control characters or `=`, each
+/// value at most [`MAX_TAG_VALUE_LEN`] bytes without control characters, no key twice.
+///
+/// # Errors
+/// The first reason a tag is refused.
+pub fn check_tags(tags: &[Tag]) -> core::result::Result<(), String> {
+    if tags.len() > MAX_TAGS {
+        return Err(format!("{} tags, over the limit of {MAX_TAGS}", tags.len()));
+    }
+    for (i, t) in tags.iter().enumerate() {
+        check_tag(t).map_err(|e| match e {
+            Error::InvalidField { field, reason, .. } => format!("{field} {:?}: {reason}", t.key),
+            Error::TooLong { len, max, .. } => {
+                format!(
+                    "the value of tag {:?} is {len} bytes, over the limit of {max}",
+                    t.key
+                )
+            }
+            other => format!("tag {:?}: {other}", t.key),
+        })?;
+        if tags
+            .get(..i)
+            .is_some_and(|before| before.iter().any(|b| b.key == t.key))
+        {
+            return Err(format!("tag key {:?} is given twice", t.key));
+        }
+    }
+    Ok(())
+}
+
 fn check_tag(t: &Tag) -> Result<()> {
     if t.key.is_empty() || t.key.len() > MAX_TAG_KEY_LEN {
         return Err(invalid(

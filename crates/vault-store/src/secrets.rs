@@ -233,6 +233,7 @@ pub(crate) fn prepare_set(
     options: &SetOptions,
 ) -> Result<()> {
     check_name(name)?;
+    vault_format::payload::check_tags(&options.tags).map_err(|r| Error::invalid("tags", r))?;
     let (actual, deleted) = p.secret(name).unwrap_or((0, false));
     if let Some(expected) = options.expected_version
         && expected != actual

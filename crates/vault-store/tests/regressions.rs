@@ -706,3 +706,51 @@ fn a_record_with_no_readable_slot_is_damage_and_accepting_must_rewrite_it() {
     Vault::open(d.backend(), &pass(), accept).unwrap();
     assert_eq!(get(&d.open().unwrap(), "a"), b"1");
 }
+
+/// Found by the fifth hostile pass: bad tags were reported as an integrity failure (exit 5), a
+/// directory named `*.tmp` in the vault directory blocked every write, and a dangling link in
+/// place of the rollback record was taken for "no record" (switching rollback detection off).
+#[test]
+fn fifth_hostile_pass_findings() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    let tag = |key: &str, value: &str| vault_store::Tag {
+        key: key.into(),
+        value: value.into(),
+    };
+    let long = "v".repeat(1025);
+    let too_many: Vec<_> = (0..65).map(|i| tag(&format!("k{i}"), "v")).collect();
+    for tags in [
+        vec![tag("", "x")],
+        vec![tag("k", &long)],
+        vec![tag("k\n", "v")],
+        vec![tag("k", "v\u{1}")],
+        vec![tag("k", "v"), tag("k", "w")],
+        too_many,
+    ] {
+        let r = v.set(
+            "t",
+            secret(b"x"),
+            SetOptions {
+                tags,
+                ..SetOptions::default()
+            },
+        );
+        assert!(matches!(r, Err(Error::Invalid { .. })), "{r:?}");
+    }
+    drop(v);
+
+    std::fs::create_dir(d.vault_dir().join("foo.tmp")).unwrap();
+    let v = d.open().unwrap();
+    v.set("b", secret(b"2"), SetOptions::default()).unwrap();
+    v.compact().unwrap();
+    assert!(d.vault_dir().join("foo.tmp").is_dir(), "left alone");
+    drop(v);
+
+    let record = rollback_record(&d);
+    std::fs::remove_file(&record).unwrap();
+    std::os::unix::fs::symlink(d.tmp.path().join("nothing"), &record).unwrap();
+    let r = d.open().map(|_| ());
+    assert!(matches!(&r, Err(e) if e.is_integrity()), "{r:?}");
+}

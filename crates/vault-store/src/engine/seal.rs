@@ -7,7 +7,7 @@ use vault_format::payload::Payload;
 use vault_format::{RecordEnvelope, VaultId};
 
 use super::subkeys::Keys;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Where a frame sits in its log.
 pub(crate) enum Chain<'a> {
@@ -24,12 +24,17 @@ pub(crate) fn record(
     payload: &Payload,
     sequence: u64,
 ) -> Result<RecordEnvelope> {
+    // A payload that does not encode was refused by the format's rules: bad input (exit 2 in the
+    // CLI), never damage.
+    let plain = payload
+        .encode()
+        .map_err(|e| Error::invalid("record", e.to_string()))?;
     Ok(RecordEnvelope::seal(
         &keys.record,
         vault_id,
         payload.kind(),
         sequence,
-        &payload.encode()?,
+        &plain,
     )?)
 }
 

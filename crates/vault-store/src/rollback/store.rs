@@ -74,7 +74,20 @@ impl RollbackStore for DirRollbackStore {
         let path = self.path(vault);
         let f = match self.io.open_read(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A name that is listed but cannot be opened is a dangling link: something was
+                // put in the record's place, and taking it for "no record" would switch rollback
+                // detection off.
+                let listed = self.io.list_dir(&self.dir).unwrap_or_default();
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                if name.is_some_and(|n| listed.contains(&n)) {
+                    return Err(Error::integrity(
+                        format!("rollback record {}", path.display()),
+                        "it is a link to nothing: something was put in its place",
+                    ));
+                }
+                return Ok(None);
+            }
             Err(e) => return Err(Error::io("opening", &path, e)),
         };
         let len = f.stamp().map_err(|e| Error::io("reading", &path, e))?.len;

@@ -47,8 +47,18 @@ impl FileBackend {
             if stale {
                 let p = self.path(&name);
                 tracing::info!(file = %p.display(), "removing leftover of an interrupted operation");
-                self.io.remove(&p).map_err(self.io_err("removing", &p))?;
-                removed = true;
+                match self.io.remove(&p) {
+                    Ok(()) => removed = true,
+                    // Not something this crate leaves (it writes files only): left alone rather
+                    // than letting it block every write.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EISDIR)
+                            || e.kind() == std::io::ErrorKind::IsADirectory =>
+                    {
+                        tracing::warn!(file = %p.display(), "a directory named like a leftover temp file is in the vault directory; leaving it");
+                    }
+                    Err(e) => return Err(Error::io("removing", &p, e)),
+                }
             }
         }
         if removed {
