@@ -87,9 +87,7 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`]; integrity errors.
     pub fn key_material(&self, name: &str, version: u32) -> Result<(SecretBytes, String)> {
-        self.e.refresh()?;
-        let (env, keys) = {
-            let st = sync::read(&self.e.state);
+        let (env, keys, ()) = self.e.fetch(|st| {
             let m = st
                 .index
                 .keys
@@ -98,10 +96,12 @@ impl Vault {
                 .ok_or_else(|| Error::NotFound {
                     what: format!("version {version} of key {name:?}"),
                 })?;
-            (m.env.clone(), st.keys.clone())
-        };
+            Ok((m.env, ()))
+        })?;
         match payload_of(&env, &keys, &self.e.vault_id)? {
-            Payload::KeyVersion(p) => Ok((p.material, p.algorithm)),
+            Payload::KeyVersion(p) if p.name == name && p.version == version => {
+                Ok((p.material, p.algorithm))
+            }
             _ => Err(Error::integrity(
                 format!("record {}", env.sequence),
                 "expected a key version",

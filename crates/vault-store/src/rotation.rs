@@ -5,6 +5,9 @@ use vault_crypto::{Key256, SecretBytes};
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 use vault_format::{KeySlot, RecordEnvelope, VaultHeader};
 
+use crate::backend::{Cursor, RecordSource};
+use crate::engine::fetch;
+use crate::engine::index::RecordRef;
 use crate::engine::replay::State;
 use crate::engine::seal;
 use crate::engine::subkeys::Keys;
@@ -76,15 +79,15 @@ impl Vault {
             bytes: new_header.encode(),
             header: new_header,
         };
-        // One pass, one frame at a time: each live record is decrypted once, sealed under the
-        // new key and applied to the new state, which is thus built from what is written
-        // without reading the new log back.
+        // One pass, one frame at a time: each live record is read from the old log, decrypted
+        // once, sealed under the new key and applied to the new state, which is thus built from
+        // what is written without reading the new log back.
         let live: Vec<_> = st
             .index
             .live()
             .into_iter()
             // The new log vouches for the new header only.
-            .filter(|env| env.kind != vault_format::RecordKind::HeaderBinding)
+            .filter(|r| r.kind != vault_format::RecordKind::HeaderBinding)
             .collect();
         let event = Payload::Event(EventPayload {
             kind: EventKind::MasterKeyRotated,
@@ -97,7 +100,7 @@ impl Vault {
         // A re-sealed record is as long as the original: the parts are known before sealing.
         let lens = live
             .iter()
-            .map(|e| e.encoded_len())
+            .map(|r| r.at.len as usize)
             .chain(tail_records.iter().map(RecordEnvelope::encoded_len));
         let ranges = seal::part_ranges(lens, self.e.options.snapshot_part_bytes);
         let keys = Arc::new(keys);
@@ -107,28 +110,42 @@ impl Vault {
         let vault_id = self.e.vault_id;
         let mut tail = tail_records.into_iter().zip(tail);
         let written = {
-            let mut frames = ranges.iter().map(|r| {
-                let mut records = Vec::with_capacity(r.len());
-                for i in r.clone() {
-                    let (env, p) = match live.get(i) {
-                        Some(old) => {
-                            let p = payload_of(old, &old_keys, &vault_id)?;
-                            (seal::record(&keys, &vault_id, &p, old.sequence)?, p)
-                        }
-                        None => tail.next().ok_or_else(|| {
-                            Error::integrity("rotation", "a snapshot part past the records")
-                        })?,
-                    };
-                    fresh.max_seq = fresh.max_seq.max(env.sequence);
-                    fresh.index.apply(Arc::new(env.clone()), &p);
-                    records.push(env);
-                }
-                Ok(snapshot.seal(records).encode()?)
-            });
+            let mut parts = ranges.iter().enumerate();
+            let mut frames = |source: &dyn RecordSource| {
+                let (k, r) = parts.next()?;
+                let frame = (|| {
+                    let mut records = Vec::with_capacity(r.len());
+                    let mut payloads = Vec::with_capacity(r.len());
+                    for i in r.clone() {
+                        let (env, p) = match live.get(i) {
+                            Some(old) => {
+                                let old = fetch::read_envelope(source, old_keys.epoch, old)?;
+                                let p = payload_of(&old, &old_keys, &vault_id)?;
+                                (seal::record(&keys, &vault_id, &p, old.sequence)?, p)
+                            }
+                            None => tail.next().ok_or_else(|| {
+                                Error::integrity("rotation", "a snapshot part past the records")
+                            })?,
+                        };
+                        records.push(env);
+                        payloads.push(p);
+                    }
+                    let frame = snapshot.seal(records);
+                    let body = frame.encode()?;
+                    // Placed in frame `k` for now; where it ends is known once it is written.
+                    let places = RecordRef::in_frame(&frame.records, body.len(), k as u64);
+                    for (place, p) in places.into_iter().zip(&payloads) {
+                        fresh.max_seq = fresh.max_seq.max(place.sequence);
+                        fresh.index.apply(place, p);
+                    }
+                    Ok(body)
+                })();
+                Some(frame)
+            };
             txn.session.as_mut().rekey(epoch, &mut frames, &view.bytes)
         };
-        let (end, (generation, mac)) = match (written, snapshot.last()) {
-            (Ok(end), Some(last)) => (end, last),
+        let (ends, (generation, mac)) = match (written, snapshot.last()) {
+            (Ok(ends), Some(last)) if !ends.is_empty() => (ends, last),
             (Err(e), _) => {
                 // The header may or may not have switched to the new key: this handle can no
                 // longer tell which log is current, so it stops; reopening resolves it from the
@@ -136,11 +153,15 @@ impl Vault {
                 st.poisoned = true;
                 return Err(e);
             }
-            (Ok(_), None) => {
+            (Ok(_), _) => {
                 st.poisoned = true;
                 return Err(Error::integrity("rotation", "no frame was written"));
             }
         };
+        fresh.index.relocate(&mut |r| {
+            r.at.frame_end = ends.get(r.at.frame_end as usize).map_or(0, |c| c.offset());
+        });
+        let end = ends.last().copied().unwrap_or(Cursor::START);
         *sync::write(&self.e.header) = view;
         *sync::lock(&self.e.opened) = opened;
         fresh.generation = generation;

@@ -79,9 +79,7 @@ impl Vault {
     }
 
     fn get_version_opt(&self, name: &str, version: Option<u32>) -> Result<Secret> {
-        self.e.refresh()?;
-        let (env, keys) = {
-            let st = sync::read(&self.e.state);
+        let (env, keys, ()) = self.e.fetch(|st| {
             let entry = st.index.secrets.get(name).ok_or_else(|| Error::NotFound {
                 what: format!("secret {name:?}"),
             })?;
@@ -94,10 +92,10 @@ impl Vault {
             let meta = entry.versions.get(&v).ok_or_else(|| Error::NotFound {
                 what: format!("version {v} of secret {name:?}"),
             })?;
-            (meta.env.clone(), st.keys.clone())
-        };
+            Ok((meta.env, ()))
+        })?;
         match payload_of(&env, &keys, &self.e.vault_id)? {
-            Payload::SecretVersion(p) => Ok(Secret {
+            Payload::SecretVersion(p) if p.name == name => Ok(Secret {
                 name: p.name,
                 version: p.version,
                 created_ms: p.created_ms,
@@ -106,7 +104,7 @@ impl Vault {
             }),
             _ => Err(Error::integrity(
                 format!("record {}", env.sequence),
-                "expected a secret version",
+                format!("expected a version of secret {name:?}"),
             )),
         }
     }

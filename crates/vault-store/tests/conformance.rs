@@ -2,7 +2,8 @@
 //! one more line in `backends()`. The frames here are opaque bytes, as the backend sees them.
 //! Cases: creation, reading after a cursor and after a reset, appending at a stale cursor
 //! (typed, nothing written), replacing the log, rekey atomicity seen by concurrent readers, lock
-//! timeouts between sessions of either kind, and concurrent writers.
+//! timeouts between sessions of either kind, concurrent writers, and single records read by
+//! place (also by the producer of a new log, from the log it replaces).
 #![allow(
     clippy::disallowed_methods,
     clippy::disallowed_types,
@@ -16,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vault_store::{
-    Appended, Backend, Cursor, Error, FileBackend, MemoryBackend, ReadSession, StoredFrame, Tail,
-    Visit,
+    Appended, Backend, Cursor, Error, FileBackend, MemoryBackend, ReadSession, RecordAt,
+    RecordSource, StoredFrame, Tail, Visit,
 };
 
 /// Makes a fresh, empty backend, and a second handle on the same storage (as another process
@@ -52,10 +53,13 @@ fn frame(tag: u8) -> Vec<u8> {
         .collect()
 }
 
+type Produced = Option<vault_store::Result<Vec<u8>>>;
+
 /// The frames tagged `tags`, as a backend takes a new log's frames.
-#[allow(clippy::unnecessary_to_owned)] // the iterator owns its tags, so it borrows nothing
-fn new_log(tags: &[u8]) -> impl Iterator<Item = vault_store::Result<Vec<u8>>> + use<> {
-    tags.to_vec().into_iter().map(|t| Ok(frame(t)))
+#[allow(clippy::unnecessary_to_owned)] // the producer owns its tags, so it borrows nothing
+fn new_log(tags: &[u8]) -> impl FnMut(&dyn RecordSource) -> Produced + use<> {
+    let mut tags = tags.to_vec().into_iter();
+    move |_| tags.next().map(|t| Ok(frame(t)))
 }
 
 fn read_in(s: &dyn ReadSession, epoch: u32, since: &Cursor) -> (bool, Vec<Vec<u8>>, Cursor, Tail) {
@@ -159,15 +163,28 @@ fn an_append_or_a_cut_at_a_stale_cursor_is_refused() {
 fn a_replaced_log_of_several_frames_is_read_whole_and_appended_to() {
     each(|name, a, b| {
         let (_, _, seen_by_b, _) = read_all(b, 0, &Cursor::START);
-        let end = a
+        let ends = a
             .begin_write(T)
             .unwrap()
             .replace_log(0, &mut new_log(&[1, 2, 3]))
             .unwrap();
+        assert_eq!(ends.len(), 3, "{name}: a cursor after each frame");
+        let end = ends[2];
         let (reset, frames, at, tail) = read_all(b, 0, &seen_by_b);
         assert!(reset, "{name}");
         assert_eq!(frames, vec![frame(1), frame(2), frame(3)], "{name}");
         assert_eq!((at, tail), (end, Tail::Clean), "{name}");
+        let (_, _, after_first, _) = read_all(b, 0, &Cursor::START);
+        let mut firsts = Vec::new();
+        b.begin_read(T)
+            .unwrap()
+            .read(0, &Cursor::START, &mut |f| {
+                firsts.push(f.end);
+                Ok(Visit::Continue)
+            })
+            .unwrap();
+        assert_eq!(firsts, ends, "{name}: the cursors are those a reader sees");
+        assert_eq!(after_first, end, "{name}");
         done(append(b, &end, &frame(4)));
         let (_, frames, _, _) = read_all(a, 0, &end);
         assert_eq!(frames, vec![frame(4)], "{name}");
@@ -179,7 +196,12 @@ fn a_replaced_log_of_several_frames_is_read_whole_and_appended_to() {
             "{name}: a log needs a frame"
         );
         // A frame that fails to be produced leaves the log as it was.
-        let mut failing = new_log(&[5]).chain(std::iter::once(Err(Error::Rekeyed)));
+        let mut first = new_log(&[5]);
+        let mut failed = false;
+        let mut failing = |s: &dyn RecordSource| {
+            first(s)
+                .or_else(|| (!std::mem::replace(&mut failed, true)).then_some(Err(Error::Rekeyed)))
+        };
         assert!(
             a.begin_write(T)
                 .unwrap()
@@ -214,10 +236,12 @@ fn rekey_switches_header_and_log_together() {
     each(|name, a, b| {
         let (_, _, start, _) = read_all(a, 0, &Cursor::START);
         done(append(a, &start, &frame(1)));
-        let pos = a
+        let pos = *a
             .begin_write(T)
             .unwrap()
             .rekey(1, &mut new_log(&[8]), b"header v2")
+            .unwrap()
+            .last()
             .unwrap();
         assert_eq!(b.read_header().unwrap(), b"header v2", "{name}");
         let (_, frames, end, _) = read_all(b, 1, &Cursor::START);
@@ -320,4 +344,105 @@ fn concurrent_writers_in_sessions_lose_nothing() {
         assert_eq!(frames.len(), 41, "{name}");
         assert_eq!(tail, Tail::Clean, "{name}");
     }
+}
+
+/// The place of bytes `from..from + len` of the frame that ends at `end` and is `body_len` long.
+fn place(end: &Cursor, body_len: usize, from: usize, len: usize) -> RecordAt {
+    RecordAt {
+        frame_end: end.offset(),
+        back: (body_len - from) as u32,
+        len: len as u32,
+    }
+}
+
+#[test]
+fn a_record_is_read_by_its_place_and_a_wrong_place_is_an_error() {
+    each(|name, a, b| {
+        let (_, _, start, _) = read_all(a, 0, &Cursor::START);
+        let p1 = done(append(a, &start, &frame(1)));
+        let p2 = done(append(a, &p1, &frame(2)));
+        let s = b.begin_read(T).unwrap();
+        assert_eq!(
+            s.read_record(0, place(&p1, 64, 10, 20)).unwrap(),
+            frame(1)[10..30],
+            "{name}"
+        );
+        assert_eq!(
+            s.read_record(0, place(&p2, 64, 0, 64)).unwrap(),
+            frame(2),
+            "{name}: a whole frame"
+        );
+        let bad = [
+            place(&p2, 64, 60, 8),     // past the end of the frame
+            place(&p2, 1 << 20, 0, 8), // before the start of the log
+            RecordAt {
+                frame_end: p2.offset() + 1000,
+                back: 8,
+                len: 8,
+            }, // past the log
+            RecordAt {
+                frame_end: 0,
+                back: 0,
+                len: 0,
+            },
+            RecordAt {
+                frame_end: u64::MAX,
+                back: u32::MAX,
+                len: u32::MAX,
+            },
+        ];
+        for at in bad {
+            let e = s.read_record(0, at).unwrap_err();
+            assert!(
+                matches!(e, Error::Integrity { .. }),
+                "{name}: {at:?}: {e:?}"
+            );
+        }
+        assert!(
+            s.read_record(7, place(&p1, 64, 0, 8)).is_err(),
+            "{name}: no such epoch"
+        );
+    });
+}
+
+/// Compaction copies live records from the log it replaces: the producer of the new log reads
+/// the old one, in full, until the new one is in place.
+#[test]
+fn the_producer_of_a_new_log_reads_the_old_one() {
+    each(|name, a, b| {
+        let (_, _, start, _) = read_all(a, 0, &Cursor::START);
+        let p1 = done(append(a, &start, &frame(1)));
+        let mut copied = 0;
+        let mut producer = |src: &dyn RecordSource| {
+            copied += 1;
+            (copied <= 2).then(|| src.read_record(0, place(&p1, 64, 0, 64)))
+        };
+        let ends = a
+            .begin_write(T)
+            .unwrap()
+            .replace_log(0, &mut producer)
+            .unwrap();
+        let (_, frames, _, _) = read_all(b, 0, &Cursor::START);
+        assert_eq!(frames, vec![frame(1), frame(1)], "{name}");
+        // The places in the new log are those its cursors give.
+        let s = b.begin_read(T).unwrap();
+        assert_eq!(
+            s.read_record(0, place(&ends[1], 64, 0, 64)).unwrap(),
+            frame(1),
+            "{name}"
+        );
+        drop(s);
+        // And a rekey's producer reads the old epoch.
+        let mut once = false;
+        let mut producer = |src: &dyn RecordSource| {
+            (!std::mem::replace(&mut once, true))
+                .then(|| src.read_record(0, place(&ends[0], 64, 0, 64)))
+        };
+        a.begin_write(T)
+            .unwrap()
+            .rekey(1, &mut producer, b"header v2")
+            .unwrap();
+        let (_, frames, _, _) = read_all(b, 1, &Cursor::START);
+        assert_eq!(frames, vec![frame(1)], "{name}");
+    });
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    Appended, Backend, Cursor, Frames, ReadOutcome, ReadSession, StoredFrame, Tail, Visit,
-    WriteSession,
+    Appended, Backend, Cursor, Frames, ReadOutcome, ReadSession, RecordAt, RecordSource,
+    StoredFrame, Tail, Visit, WriteSession,
 };
 use crate::sync::{
     Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, lock, read_for, write_for,
@@ -21,15 +21,18 @@ struct Store {
 }
 
 impl Store {
-    /// Replaces the log with a new incarnation holding only `frames`.
-    fn start_log(&mut self, frames: Vec<Arc<Vec<u8>>>) -> Result<Cursor> {
-        let last = frames
-            .last()
-            .ok_or_else(|| Error::invalid("log", "a log needs at least one frame"))?;
-        let end = Cursor::after(self.instance + 1, frames.len() as u64, last);
+    /// Replaces the log with a new incarnation holding only `frames`; the cursor after each.
+    fn start_log(&mut self, frames: Vec<Arc<Vec<u8>>>) -> Result<Vec<Cursor>> {
+        if frames.is_empty() {
+            return Err(Error::invalid("log", "a log needs at least one frame"));
+        }
         self.instance += 1;
+        let ends = (1u64..)
+            .zip(&frames)
+            .map(|(n, f)| Cursor::after(self.instance, n, f))
+            .collect();
         self.frames = frames;
-        Ok(end)
+        Ok(ends)
     }
 
     /// Whether the log still holds what `at` consumed.
@@ -40,6 +43,29 @@ impl Store {
                 .frames
                 .get(at.offset() as usize - 1)
                 .is_some_and(|f| Cursor::after(self.instance, at.offset(), f) == *at)
+    }
+
+    /// The record at `at` (frames are numbered from 1 by their end cursor's offset).
+    fn record(&self, at: RecordAt) -> Result<Vec<u8>> {
+        let body = usize::try_from(at.frame_end)
+            .ok()
+            .and_then(|end| end.checked_sub(1))
+            .and_then(|i| self.frames.get(i));
+        body.and_then(|b| {
+            let start = b.len().checked_sub(at.back as usize)?;
+            b.get(start..start.checked_add(at.len as usize)?)
+        })
+        .filter(|_| at.len <= at.back)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| {
+            Error::integrity(
+                "memory vault",
+                format!(
+                    "no record of {} bytes {} bytes before the end of frame {}",
+                    at.len, at.back, at.frame_end
+                ),
+            )
+        })
     }
 
     fn check_epoch(&self, key_epoch: u32) -> Result<()> {
@@ -178,6 +204,14 @@ struct MemorySession<'a, G> {
 type MemoryRead<'a> = MemorySession<'a, RwLockReadGuard<'a, ()>>;
 type MemoryWrite<'a> = MemorySession<'a, RwLockWriteGuard<'a, ()>>;
 
+impl<G> RecordSource for MemorySession<'_, G> {
+    fn read_record(&self, key_epoch: u32, at: RecordAt) -> Result<Vec<u8>> {
+        let s = lock(&self.backend.store);
+        s.check_epoch(key_epoch)?;
+        s.record(at)
+    }
+}
+
 impl<G> ReadSession for MemorySession<'_, G> {
     fn header(&self) -> Result<Vec<u8>> {
         self.backend.header()
@@ -190,6 +224,17 @@ impl<G> ReadSession for MemorySession<'_, G> {
         visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
     ) -> Result<ReadOutcome> {
         self.backend.read_frames(key_epoch, since, visit)
+    }
+}
+
+impl MemoryWrite<'_> {
+    /// Produces the frames of a new log, which may read the current one.
+    fn gather(&self, frames: &mut Frames<'_>) -> Result<Vec<Arc<Vec<u8>>>> {
+        let mut out = Vec::new();
+        while let Some(f) = frames(self) {
+            out.push(Arc::new(f?));
+        }
+        Ok(out)
     }
 }
 
@@ -218,21 +263,22 @@ impl WriteSession for MemoryWrite<'_> {
         Ok(())
     }
 
-    fn replace_log(&mut self, key_epoch: u32, frames: &mut Frames<'_>) -> Result<Cursor> {
+    fn replace_log(&mut self, key_epoch: u32, frames: &mut Frames<'_>) -> Result<Vec<Cursor>> {
         lock(&self.backend.store).check_epoch(key_epoch)?;
         // Gathered before the store is locked again: producing them may take long.
-        let frames = frames
-            .map(|f| f.map(Arc::new))
-            .collect::<Result<Vec<_>>>()?;
+        let frames = self.gather(frames)?;
         let mut s = lock(&self.backend.store);
         s.check_epoch(key_epoch)?;
         s.start_log(frames)
     }
 
-    fn rekey(&mut self, new_epoch: u32, frames: &mut Frames<'_>, header: &[u8]) -> Result<Cursor> {
-        let frames = frames
-            .map(|f| f.map(Arc::new))
-            .collect::<Result<Vec<_>>>()?;
+    fn rekey(
+        &mut self,
+        new_epoch: u32,
+        frames: &mut Frames<'_>,
+        header: &[u8],
+    ) -> Result<Vec<Cursor>> {
+        let frames = self.gather(frames)?;
         let mut s = lock(&self.backend.store);
         let end = s.start_log(frames)?;
         s.epoch = new_epoch;

@@ -121,8 +121,32 @@ pub struct ReadOutcome {
     pub tail: Tail,
 }
 
-/// The frames of a new log, produced one at a time (sealing one can fail).
-pub type Frames<'a> = dyn Iterator<Item = Result<Vec<u8>>> + 'a;
+/// Where one record sits in a log: inside the frame that ends at a cursor's offset, `back` bytes
+/// before that end, `len` bytes long. Only meaningful in the log incarnation it was read from, so
+/// an engine keeps it beside a cursor it has proven, and checks what it reads (the record's
+/// sequence number, kind and authentication) before trusting it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordAt {
+    /// The offset of the end of the frame holding the record, as its [`Cursor::offset`] says.
+    pub frame_end: u64,
+    /// How far before the end of that frame's body the record starts.
+    pub back: u32,
+    /// The record's encoded length.
+    pub len: u32,
+}
+
+/// Reads single records of a log by their place: a reader fetching what it needs, and a
+/// snapshot copying the live records of the log it replaces, one at a time.
+pub trait RecordSource {
+    /// The `at.len` bytes of the record at `at` in the log of `key_epoch`. Bytes past the end of
+    /// the frame or the log are an integrity error (the log does not hold what the caller
+    /// indexed), never a panic.
+    fn read_record(&self, key_epoch: u32, at: RecordAt) -> Result<Vec<u8>>;
+}
+
+/// The frames of a new log, produced one at a time (sealing one can fail; `None` after the
+/// last). The producer may copy records of the current logs through the given source.
+pub type Frames<'a> = dyn FnMut(&dyn RecordSource) -> Option<Result<Vec<u8>>> + 'a;
 
 /// The result of [`WriteSession::append`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,8 +183,8 @@ pub trait Backend: Send + Sync {
 }
 
 /// A consistent view of the vault: no writer changes it while the session lives. Dropping the
-/// session ends it.
-pub trait ReadSession {
+/// session ends it. Single records are read through [`RecordSource`].
+pub trait ReadSession: RecordSource {
     /// The header bytes.
     fn header(&self) -> Result<Vec<u8>>;
     /// Passes the frames of the log of `key_epoch` after `since` to `visit` one at a time (all
@@ -191,11 +215,20 @@ pub trait WriteSession: ReadSession {
     /// Atomically replaces the log of `key_epoch` with one holding only `frames` (compaction: a
     /// snapshot, in as many frames as its size needs). Readers see all of them or none.
     /// The frames are taken one at a time, so a snapshot is never whole in memory; an error from
-    /// them leaves the log as it was.
-    fn replace_log(&mut self, key_epoch: u32, frames: &mut Frames<'_>) -> Result<Cursor>;
+    /// them leaves the log as it was. While they are produced the old log can still be read
+    /// through the [`RecordSource`] given to the producer. Returns the cursor after each frame,
+    /// in order (the last is the end of the new log).
+    fn replace_log(&mut self, key_epoch: u32, frames: &mut Frames<'_>) -> Result<Vec<Cursor>>;
     /// Master-key rotation: the log of `new_epoch` holding `frames` and `header` become current
-    /// together (the header switch is the commit point), and the old epoch's log goes.
-    fn rekey(&mut self, new_epoch: u32, frames: &mut Frames<'_>, header: &[u8]) -> Result<Cursor>;
+    /// together (the header switch is the commit point), and the old epoch's log goes. The
+    /// producer reads the old epoch's log as for [`WriteSession::replace_log`]; the cursors
+    /// returned are as there.
+    fn rekey(
+        &mut self,
+        new_epoch: u32,
+        frames: &mut Frames<'_>,
+        header: &[u8],
+    ) -> Result<Vec<Cursor>>;
     /// Atomically replaces the header.
     fn write_header(&mut self, header: &[u8]) -> Result<()>;
 }

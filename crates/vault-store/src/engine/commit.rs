@@ -5,11 +5,13 @@
 use vault_format::log::Frame;
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 
+use super::fetch;
+use super::index::RecordRef;
 use super::replay::State;
 use super::seal::{self, Chain};
 use super::{Engine, HeaderView, binding, now_ms};
-use crate::backend::{Appended, Tail, WriteSession};
-use crate::sync::{self, Arc, MutexGuard, RwLockWriteGuard};
+use crate::backend::{Appended, RecordSource, Tail, WriteSession};
+use crate::sync::{self, MutexGuard, RwLockWriteGuard};
 use crate::{Error, Result};
 
 /// A change prepared by a writer: payloads to seal and commit.
@@ -179,10 +181,11 @@ impl Engine {
             });
         match appended {
             Ok(pos) => {
-                let Frame { records, mac, .. } = frame;
-                for (env, p) in records.into_iter().zip(&payloads) {
-                    st.index.apply(Arc::new(env), p);
+                let places = RecordRef::in_frame(&frame.records, body.len(), pos.offset());
+                for (r, p) in places.into_iter().zip(&payloads) {
+                    st.index.apply(r, p);
                 }
+                let Frame { mac, .. } = frame;
                 st.max_seq = seq;
                 st.generation = generation;
                 st.last_mac = mac;
@@ -220,10 +223,10 @@ impl Engine {
         Ok(result)
     }
 
-    /// Rewrites the log as a snapshot of the live records, sealed and written one frame at a
-    /// time. The snapshot's last frame keeps the vault's generation when there are generations
-    /// enough below it for the earlier frames; otherwise the generation moves on (and is
-    /// recorded).
+    /// Rewrites the log as a snapshot of the live records, read from the log, checked and
+    /// sealed one frame at a time (memory: one frame and the places of the live records). The
+    /// snapshot's last frame keeps the vault's generation when there are generations enough
+    /// below it for the earlier frames; otherwise the generation moves on (and is recorded).
     pub(crate) fn compact_locked(
         &self,
         session: &mut dyn WriteSession,
@@ -231,30 +234,57 @@ impl Engine {
     ) -> Result<()> {
         let live = st.index.live();
         let ranges = seal::part_ranges(
-            live.iter().map(|e| e.encoded_len()),
+            live.iter().map(|r| r.at.len as usize),
             self.options.snapshot_part_bytes,
         );
         let extra = ranges.len() as u64 - 1;
         let first = st.generation.saturating_sub(extra).max(1);
         let keys = st.keys.clone();
         let mut snapshot = seal::SnapshotFrames::new(&keys, &self.vault_id, first);
+        // The new places, in sequence order, each with the number of its frame for now.
+        let mut moved: Vec<RecordRef> = Vec::with_capacity(live.len());
         let written = {
-            let mut frames = ranges.iter().map(|r| {
+            let mut parts = ranges.iter().enumerate();
+            let mut frames = |source: &dyn RecordSource| {
+                let (k, r) = parts.next()?;
                 let part = live.get(r.clone()).unwrap_or_default();
-                let records = part.iter().map(|e| e.as_ref().clone()).collect();
-                Ok(snapshot.seal(records).encode()?)
-            });
+                let frame = (|| {
+                    let mut records = Vec::with_capacity(part.len());
+                    for r in part {
+                        let env = fetch::read_envelope(source, keys.epoch, r)?;
+                        fetch::check_record(&env, &keys, &self.vault_id)?;
+                        records.push(env);
+                    }
+                    let frame = snapshot.seal(records);
+                    let body = frame.encode()?;
+                    moved.extend(RecordRef::in_frame(&frame.records, body.len(), k as u64));
+                    Ok(body)
+                })();
+                Some(frame)
+            };
             session.replace_log(keys.epoch, &mut frames)
         };
         match (written, snapshot.last()) {
-            (Ok(pos), Some((generation, mac))) => {
-                let moved = generation != st.generation;
-                st.pos = pos;
+            (Ok(ends), Some((generation, mac))) => {
+                let Some(end) = ends.last().copied() else {
+                    st.needs_reload = true;
+                    return Err(Error::integrity("compaction", "no frame was written"));
+                };
+                for r in &mut moved {
+                    r.at.frame_end = ends.get(r.at.frame_end as usize).map_or(0, |c| c.offset());
+                }
+                st.index.relocate(&mut |r| {
+                    if let Ok(i) = moved.binary_search_by_key(&r.sequence, |m| m.sequence) {
+                        r.at = moved.get(i).map_or(r.at, |m| m.at);
+                    }
+                });
+                let moved_generation = generation != st.generation;
+                st.pos = end;
                 st.generation = generation;
                 st.last_mac = mac;
-                st.index.total_bytes = live.iter().map(|e| e.encoded_len() as u64).sum();
+                st.index.total_bytes = live.iter().map(RecordRef::len).sum();
                 st.index.dead_bytes = 0;
-                if moved {
+                if moved_generation {
                     self.record_generation(st);
                 }
                 Ok(())

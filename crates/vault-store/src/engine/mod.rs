@@ -6,12 +6,14 @@
 //! - [`subkeys`]: the per-purpose keys derived from the master key.
 //! - [`unlock`]: opening a header's key slots within the limit on key-derivation work.
 //! - [`replay`]: the view of the log ([`replay::State`]), catching up, frame checks, torn tails.
+//! - [`fetch`]: reading a live record back from the log by the place the index keeps.
 //! - [`commit`]: the write transaction (locks in one order, catch-up, checks, append), compaction.
 //! - [`options`]: [`options::VaultOptions`], how a vault is opened.
 //! - [`seal`]: the one place payloads are sealed into records and records into frames.
 //! - [`recovery`]: the read-only open: header under the lock, header binding, rollback record.
 
 pub(crate) mod commit;
+pub(crate) mod fetch;
 pub(crate) mod index;
 pub(crate) mod options;
 pub(crate) mod recovery;

@@ -3,12 +3,11 @@
 //! damaged, by `vault_format::log::classify_tail`).
 
 use vault_crypto::mac::MAC_LEN;
-use vault_format::RecordEnvelope;
 use vault_format::VaultHeader;
 use vault_format::log::{Frame, FrameType};
 use vault_format::payload::Payload;
 
-use super::index::Index;
+use super::index::{Index, RecordRef};
 use super::subkeys::Keys;
 use super::{Engine, payload_of};
 use crate::backend::{Cursor, ReadSession, Tail, Visit};
@@ -54,14 +53,16 @@ pub(crate) enum FrameError {
     Invalid(Error),
 }
 
-/// A frame's records, each with its decrypted payload.
-pub(crate) type Decoded = Vec<(Arc<RecordEnvelope>, Payload)>;
+/// A frame's records, each placed in the frame (its end not yet known) with its decrypted
+/// payload.
+pub(crate) type Decoded = Vec<(RecordRef, Payload)>;
 
-/// Applies an accepted frame to `st`.
+/// Applies an accepted frame, which ends at `end`, to `st`.
 pub(crate) fn apply_frame(st: &mut State, frame: &Frame, decoded: Decoded, end: Cursor) {
-    for (env, p) in decoded {
-        st.max_seq = st.max_seq.max(env.sequence);
-        st.index.apply(env, &p);
+    for (mut r, p) in decoded {
+        r.at.frame_end = end.offset();
+        st.max_seq = st.max_seq.max(r.sequence);
+        st.index.apply(r, &p);
     }
     st.generation = frame.generation;
     st.last_mac = frame.mac;
@@ -200,7 +201,8 @@ impl Engine {
         }
         let mut max_seq = st.max_seq;
         let mut decoded = Vec::with_capacity(frame.records.len());
-        for env in &frame.records {
+        let places = RecordRef::in_frame(&frame.records, body.len(), 0);
+        for (env, place) in frame.records.iter().zip(places) {
             if env.sequence <= max_seq {
                 return Err(invalid(
                     format!("record {}", env.sequence),
@@ -209,13 +211,36 @@ impl Engine {
             }
             max_seq = env.sequence;
             let p = payload_of(env, keys, &self.vault_id).map_err(FrameError::Invalid)?;
-            decoded.push((Arc::new(env.clone()), p));
+            decoded.push((place, p));
         }
         Ok((frame, decoded))
     }
 
     /// Notices commits by other handles or processes before a read.
     pub(crate) fn refresh(&self) -> Result<()> {
+        if !self.may_have_changed()? {
+            return Ok(());
+        }
+        // Backend session before the state lock, always: a writer holds them in that order.
+        let session: Box<dyn ReadSession> = self.session()?;
+        self.refresh_in(&*session)
+    }
+
+    /// Brings the view up to date in `session`, whose log no writer changes meanwhile: what is
+    /// read in it afterwards is where the view says.
+    pub(crate) fn refresh_in(&self, session: &dyn ReadSession) -> Result<()> {
+        if !self.may_have_changed()? {
+            return Ok(());
+        }
+        let mut st = sync::write(&self.state);
+        if self.reload(&mut st, session)? == Tail::Torn {
+            tracing::debug!("log has a torn tail; the next writer will discard it");
+        }
+        Ok(())
+    }
+
+    /// Whether the log may differ from this handle's view (the cheap check; `true` when unsure).
+    fn may_have_changed(&self) -> Result<bool> {
         let (epoch, pos, needs) = {
             let st = sync::read(&self.state);
             if st.poisoned {
@@ -223,18 +248,6 @@ impl Engine {
             }
             (st.keys.epoch, st.pos, st.needs_reload)
         };
-        if !needs && !self.backend.changed(epoch, &pos)? {
-            return Ok(());
-        }
-        // Backend session before the state lock, always: a writer holds them in that order.
-        let session: Box<dyn ReadSession> = self.session()?;
-        let mut st = sync::write(&self.state);
-        if st.pos != pos && !st.needs_reload {
-            return Ok(()); // another thread caught up meanwhile
-        }
-        if self.reload(&mut st, &*session)? == Tail::Torn {
-            tracing::debug!("log has a torn tail; the next writer will discard it");
-        }
-        Ok(())
+        Ok(needs || self.backend.changed(epoch, &pos)?)
     }
 }

@@ -10,7 +10,8 @@ use vault_format::log::{
 
 use super::FileBackend;
 use crate::backend::{
-    Appended, CHECK_LEN, Cursor, Frames, ReadOutcome, StoredFrame, Visit, check_of,
+    Appended, CHECK_LEN, Cursor, Frames, ReadOutcome, RecordAt, RecordSource, StoredFrame, Visit,
+    check_of,
 };
 use crate::io::IoFile;
 use crate::{Error, Result};
@@ -66,24 +67,29 @@ impl FileBackend {
         Ok(&check == at.check())
     }
 
-    /// Atomically (re)writes the log of `epoch` holding only `frames`, written one at a time.
-    pub(super) fn write_log(&self, epoch: u32, frames: &mut Frames<'_>) -> Result<Cursor> {
+    /// Atomically (re)writes the log of `epoch` holding only `frames`, written one at a time;
+    /// the producer reads the logs as they were through `source`.
+    pub(super) fn write_log(
+        &self,
+        epoch: u32,
+        frames: &mut Frames<'_>,
+        source: &dyn RecordSource,
+    ) -> Result<Vec<Cursor>> {
         let name = format!("log.{epoch}");
         let path = self.path(&name);
         let tmp = self.path(&format!("{name}.tmp"));
-        let mut end = (0u64, [0u8; CHECK_LEN]);
+        let mut ends: Vec<(u64, [u8; CHECK_LEN])> = Vec::new();
         crate::io::replace_atomically_with(&*self.io, &tmp, &path, &self.dir, &mut |f| {
+            ends.clear();
             // Frames are gathered into writes of about WRITE_CHUNK bytes: memory stays bounded
             // by that and one frame, and a small log is one write.
             let mut buf = encode_log_header(epoch);
             let mut written = 0u64;
-            let mut any = false;
-            for frame in &mut *frames {
+            while let Some(frame) = frames(source) {
                 let body = frame?;
                 buf.extend_from_slice(&frame_len(&body)?.to_le_bytes());
                 buf.extend_from_slice(&body);
-                end = (written + buf.len() as u64, check_of(&body));
-                any = true;
+                ends.push((written + buf.len() as u64, check_of(&body)));
                 if buf.len() >= WRITE_CHUNK {
                     f.write_all_at(&buf, written)
                         .map_err(self.io_err("writing", &tmp))?;
@@ -91,7 +97,7 @@ impl FileBackend {
                     buf.clear();
                 }
             }
-            if !any {
+            if ends.is_empty() {
                 return Err(Error::invalid("log", "a log needs at least one frame"));
             }
             if !buf.is_empty() {
@@ -104,7 +110,45 @@ impl FileBackend {
             .io
             .stamp(&path)
             .map_err(self.io_err("reading", &path))?;
-        Ok(Cursor::new(stamp.ino, end.0, end.1))
+        Ok(ends
+            .into_iter()
+            .map(|(end, check)| Cursor::new(stamp.ino, end, check))
+            .collect())
+    }
+
+    /// Reads the record at `at` from `f`, the log of `epoch`.
+    pub(super) fn read_record_in(
+        &self,
+        f: &dyn IoFile,
+        epoch: u32,
+        at: RecordAt,
+    ) -> Result<Vec<u8>> {
+        let path = self.log_path(epoch);
+        let missing = || {
+            Error::integrity(
+                path.display().to_string(),
+                format!(
+                    "the log of key epoch {epoch} does not hold a record of {} bytes {} bytes before offset {}",
+                    at.len, at.back, at.frame_end
+                ),
+            )
+        };
+        let start = at
+            .frame_end
+            .checked_sub(u64::from(at.back))
+            .filter(|s| {
+                *s >= (LOG_HEADER_LEN + FRAME_PREFIX_LEN) as u64
+                    && at.back >= at.len
+                    && at.len as usize <= MAX_FRAME_LEN
+            })
+            .ok_or_else(missing)?;
+        let mut out = vec![0u8; at.len as usize];
+        match f.read_exact_at(&mut out, start) {
+            Ok(()) => Ok(out),
+            // Past the end of the file: the log is shorter than what was read from it.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(missing()),
+            Err(e) => Err(Error::io("reading", &path, e)),
+        }
     }
 
     /// The bytes of a new log holding only `snapshot` (creation: one small frame).

@@ -225,6 +225,7 @@ impl Backend for FileBackend {
             backend: self,
             _lock: self.lock(false, timeout)?,
             writer: false,
+            open_log: Default::default(),
         }))
     }
 
@@ -233,6 +234,7 @@ impl Backend for FileBackend {
             backend: self,
             _lock: self.lock(true, timeout)?,
             writer: true,
+            open_log: Default::default(),
         }))
     }
 }

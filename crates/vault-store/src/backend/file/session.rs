@@ -2,12 +2,15 @@
 //! under it. A write session removes what interrupted operations left behind (temp files, logs of
 //! older epochs) before it first reads the log of the epoch the caller found in the header.
 
+use std::cell::RefCell;
+
 use super::{FileBackend, HEADER};
 use crate::Result;
 use crate::backend::{
-    Appended, Cursor, Frames, ReadOutcome, ReadSession, StoredFrame, Visit, WriteSession,
+    Appended, Cursor, Frames, ReadOutcome, ReadSession, RecordAt, RecordSource, StoredFrame, Visit,
+    WriteSession,
 };
-use crate::io::IoLock;
+use crate::io::{IoFile, IoLock};
 
 /// A read or write session: the lock file's descriptor, whose closing releases the `flock`.
 pub(super) struct FileSession<'a> {
@@ -15,6 +18,23 @@ pub(super) struct FileSession<'a> {
     pub(super) _lock: Box<dyn IoLock>,
     /// The lock is exclusive.
     pub(super) writer: bool,
+    /// The log last read a record from, by epoch: a snapshot copies records one at a time, and
+    /// opening the file for each would cost more than reading it. Forgotten whenever this
+    /// session replaces a log.
+    pub(super) open_log: RefCell<Option<(u32, Box<dyn IoFile>)>>,
+}
+
+impl RecordSource for FileSession<'_> {
+    fn read_record(&self, key_epoch: u32, at: RecordAt) -> Result<Vec<u8>> {
+        let mut open = self.open_log.borrow_mut();
+        if open.as_ref().is_none_or(|(e, _)| *e != key_epoch) {
+            *open = Some((key_epoch, self.backend.open_log(key_epoch, false)?));
+        }
+        match open.as_ref() {
+            Some((_, f)) => self.backend.read_record_in(&**f, key_epoch, at),
+            None => Err(crate::Error::Rekeyed),
+        }
+    }
 }
 
 impl ReadSession for FileSession<'_> {
@@ -41,18 +61,28 @@ impl WriteSession for FileSession<'_> {
     }
 
     fn discard_tail(&mut self, key_epoch: u32, at: &Cursor) -> Result<()> {
+        self.open_log.get_mut().take();
         self.backend.truncate_log(key_epoch, at)
     }
 
-    fn replace_log(&mut self, key_epoch: u32, frames: &mut Frames<'_>) -> Result<Cursor> {
-        self.backend.write_log(key_epoch, frames)
+    fn replace_log(&mut self, key_epoch: u32, frames: &mut Frames<'_>) -> Result<Vec<Cursor>> {
+        let written = self.backend.write_log(key_epoch, frames, &*self);
+        self.open_log.get_mut().take();
+        written
     }
 
-    fn rekey(&mut self, new_epoch: u32, frames: &mut Frames<'_>, header: &[u8]) -> Result<Cursor> {
+    fn rekey(
+        &mut self,
+        new_epoch: u32,
+        frames: &mut Frames<'_>,
+        header: &[u8],
+    ) -> Result<Vec<Cursor>> {
         let b = self.backend;
         let old_epoch = new_epoch.wrapping_sub(1);
         let new_log = b.log_path(new_epoch);
-        let pos = match b.write_log(new_epoch, frames) {
+        let written = b.write_log(new_epoch, frames, &*self);
+        self.open_log.get_mut().take();
+        let pos = match written {
             Ok(pos) => pos,
             Err(e) => {
                 let _ = b.io.remove(&new_log);

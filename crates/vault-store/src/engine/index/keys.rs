@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use vault_format::RecordEnvelope;
 use vault_format::payload::{KeyState, KeyVersionPayload};
 
-use crate::sync::Arc;
+use super::RecordRef;
 
 /// Metadata of a managed key version (no material).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +25,7 @@ pub struct KeyVersionInfo {
 #[derive(Clone)]
 pub(crate) struct KeyMeta {
     pub(crate) info: KeyVersionInfo,
-    pub(crate) env: Arc<RecordEnvelope>,
+    pub(crate) env: RecordRef,
 }
 
 /// The managed keys, by name, then version.
@@ -43,7 +42,7 @@ impl std::ops::Deref for Keys {
 impl Keys {
     /// Applies a key version (a new one, or a state change of an existing one); returns the bytes
     /// it made dead.
-    pub(crate) fn apply(&mut self, env: Arc<RecordEnvelope>, p: &KeyVersionPayload) -> u64 {
+    pub(crate) fn apply(&mut self, env: RecordRef, p: &KeyVersionPayload) -> u64 {
         let meta = KeyMeta {
             info: KeyVersionInfo {
                 version: p.version,
@@ -58,11 +57,18 @@ impl Keys {
             .entry(p.name.clone())
             .or_default()
             .insert(p.version, meta)
-            .map_or(0, |old| old.env.encoded_len() as u64)
+            .map_or(0, |old| old.env.len())
+    }
+
+    /// Lets `f` move every live record.
+    pub(crate) fn relocate(&mut self, f: &mut dyn FnMut(&mut RecordRef)) {
+        for k in self.0.values_mut() {
+            k.values_mut().for_each(|v| f(&mut v.env));
+        }
     }
 
     /// Every live record.
-    pub(crate) fn live(&self) -> impl Iterator<Item = &Arc<RecordEnvelope>> {
+    pub(crate) fn live(&self) -> impl Iterator<Item = &RecordRef> {
         self.0.values().flat_map(|k| k.values().map(|v| &v.env))
     }
 }

@@ -1,19 +1,20 @@
 //! The in-memory index: everything the log says about the vault's contents, rebuilt by applying
-//! each record in order. Pure: no I/O, no keys. Each record domain keeps its own part
-//! ([`secrets`], [`keys`], [`vault_records`]); a new record kind adds its part and one line of
-//! dispatch in [`Index::apply`].
+//! each record in order. Pure: no I/O, no keys. It keeps where each live record is
+//! ([`RecordRef`]), never the record itself, so its size does not grow with the values stored.
+//! Each record domain keeps its own part ([`secrets`], [`keys`], [`vault_records`]); a new record
+//! kind adds its part and one line of dispatch in [`Index::apply`].
 
 pub(crate) mod keys;
+pub(crate) mod record_ref;
 pub(crate) mod secrets;
 pub(crate) mod vault_records;
 
-use vault_format::RecordEnvelope;
 use vault_format::payload::Payload;
 
 pub use keys::KeyVersionInfo;
+pub(crate) use record_ref::RecordRef;
 
 use crate::Result;
-use crate::sync::Arc;
 
 /// Default number of versions kept per secret.
 pub const DEFAULT_MAX_VERSIONS: u32 = 100;
@@ -37,8 +38,8 @@ impl Index {
     }
 
     /// Applies one record: the dispatch to its domain.
-    pub(crate) fn apply(&mut self, env: Arc<RecordEnvelope>, payload: &Payload) {
-        self.total_bytes += env.encoded_len() as u64;
+    pub(crate) fn apply(&mut self, env: RecordRef, payload: &Payload) {
+        self.total_bytes += env.len();
         let max = self.max_versions() as usize;
         self.dead_bytes += match payload {
             Payload::SecretVersion(p) => self.secrets.apply_version(env, p, max),
@@ -57,17 +58,24 @@ impl Index {
         self.vault.header_binding(digest)
     }
 
-    /// Every live envelope, in sequence order.
-    pub(crate) fn live(&self) -> Vec<Arc<RecordEnvelope>> {
-        let mut out: Vec<Arc<RecordEnvelope>> = self
+    /// Every live record, in sequence order.
+    pub(crate) fn live(&self) -> Vec<RecordRef> {
+        let mut out: Vec<RecordRef> = self
             .vault
             .live()
             .chain(self.secrets.live())
             .chain(self.keys.live())
-            .cloned()
+            .copied()
             .collect();
-        out.sort_by_key(|e| e.sequence);
+        out.sort_unstable_by_key(|e| e.sequence);
         out
+    }
+
+    /// Lets `f` move every live record (after the log was rewritten).
+    pub(crate) fn relocate(&mut self, f: &mut dyn FnMut(&mut RecordRef)) {
+        self.vault.relocate(f);
+        self.secrets.relocate(f);
+        self.keys.relocate(f);
     }
 }
 
@@ -76,7 +84,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test code
 
     use vault_crypto::SecretBytes;
-    use vault_crypto::aead::Nonce;
     use vault_format::RecordKind;
     use vault_format::payload::{
         BindingPhase, HeaderBindingPayload, SecretState, SecretStatePayload, SecretVersionPayload,
@@ -85,14 +92,17 @@ mod tests {
 
     use super::*;
 
-    /// An envelope of `len` ciphertext bytes: the index never decrypts, it counts and keeps.
-    fn env(kind: RecordKind, sequence: u64, len: usize) -> Arc<RecordEnvelope> {
-        Arc::new(RecordEnvelope {
-            kind,
+    /// A record of `len` bytes: the index never reads records, it counts and places them.
+    fn env(kind: RecordKind, sequence: u64, len: u32) -> RecordRef {
+        RecordRef {
             sequence,
-            nonce: Nonce::from_slice(&[0; 24]).unwrap(),
-            ciphertext: vec![0; len],
-        })
+            kind,
+            at: crate::backend::RecordAt {
+                frame_end: sequence,
+                back: len,
+                len,
+            },
+        }
     }
 
     fn version(name: &str, version: u32) -> Payload {
@@ -129,10 +139,7 @@ mod tests {
         let a = &ix.secrets["a"];
         assert_eq!(a.versions.keys().copied().collect::<Vec<_>>(), [2, 3]);
         assert_eq!(a.latest, 3);
-        assert_eq!(
-            ix.dead_bytes,
-            env(RecordKind::SecretVersion, 0, 100).encoded_len() as u64
-        );
+        assert_eq!(ix.dead_bytes, 100);
         // Lowering the limit prunes what is already there.
         ix.apply(
             env(RecordKind::Settings, 5, 10),

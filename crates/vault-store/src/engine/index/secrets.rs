@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use vault_format::RecordEnvelope;
 use vault_format::payload::{SecretState, SecretStatePayload, SecretVersionPayload, Tag};
 
-use crate::sync::Arc;
+use super::RecordRef;
 
 /// One kept version of a secret.
 #[derive(Clone)]
@@ -13,7 +12,7 @@ pub(crate) struct VersionMeta {
     pub(crate) created_ms: i64,
     pub(crate) tags: Vec<Tag>,
     pub(crate) size: usize,
-    pub(crate) env: Arc<RecordEnvelope>,
+    pub(crate) env: RecordRef,
 }
 
 /// A secret: its kept versions, the latest version number, and the record deleting it, if any.
@@ -21,7 +20,7 @@ pub(crate) struct VersionMeta {
 pub(crate) struct SecretEntry {
     pub(crate) versions: BTreeMap<u32, VersionMeta>,
     pub(crate) latest: u32,
-    pub(crate) deleted: Option<Arc<RecordEnvelope>>,
+    pub(crate) deleted: Option<RecordRef>,
 }
 
 /// The secrets, by name.
@@ -35,15 +34,15 @@ impl std::ops::Deref for Secrets {
     }
 }
 
-fn len(env: &RecordEnvelope) -> u64 {
-    env.encoded_len() as u64
+fn len(env: &RecordRef) -> u64 {
+    env.len()
 }
 
 impl Secrets {
     /// Applies a new version, keeping at most `max` versions; returns the bytes it made dead.
     pub(crate) fn apply_version(
         &mut self,
-        env: Arc<RecordEnvelope>,
+        env: RecordRef,
         p: &SecretVersionPayload,
         max: usize,
     ) -> u64 {
@@ -63,7 +62,7 @@ impl Secrets {
     }
 
     /// Applies a state change; returns the bytes it made dead.
-    pub(crate) fn apply_state(&mut self, env: Arc<RecordEnvelope>, p: &SecretStatePayload) -> u64 {
+    pub(crate) fn apply_state(&mut self, env: RecordRef, p: &SecretStatePayload) -> u64 {
         let size = len(&env);
         match p.state {
             SecretState::Deleted => match self.0.get_mut(&p.name) {
@@ -91,8 +90,16 @@ impl Secrets {
         self.0.values_mut().map(|e| prune_entry(e, max)).sum()
     }
 
+    /// Lets `f` move every live record.
+    pub(crate) fn relocate(&mut self, f: &mut dyn FnMut(&mut RecordRef)) {
+        for e in self.0.values_mut() {
+            e.versions.values_mut().for_each(|v| f(&mut v.env));
+            e.deleted.iter_mut().for_each(&mut *f);
+        }
+    }
+
     /// Every live record.
-    pub(crate) fn live(&self) -> impl Iterator<Item = &Arc<RecordEnvelope>> {
+    pub(crate) fn live(&self) -> impl Iterator<Item = &RecordRef> {
         self.0
             .values()
             .flat_map(|e| e.versions.values().map(|v| &v.env).chain(e.deleted.iter()))

@@ -1,25 +1,24 @@
 //! The vault's own records in the index: settings, events, and the header binding.
 
-use vault_format::RecordEnvelope;
 use vault_format::payload::{BindingPhase, HeaderBindingPayload, SettingsPayload};
 
 use super::DEFAULT_MAX_VERSIONS;
-use crate::sync::Arc;
+use super::RecordRef;
 use crate::{Error, Result};
 
 /// Settings, events and the header binding.
 #[derive(Clone, Default)]
 pub(crate) struct VaultRecords {
-    settings: Option<(u32, Arc<RecordEnvelope>)>,
-    events: Vec<Arc<RecordEnvelope>>,
+    settings: Option<(u32, RecordRef)>,
+    events: Vec<RecordRef>,
     /// The header the log last confirmed (SHA-256 of the header file).
-    header_confirmed: Option<([u8; 32], Arc<RecordEnvelope>)>,
+    header_confirmed: Option<([u8; 32], RecordRef)>,
     /// A header change announced but not yet confirmed.
-    header_pending: Option<([u8; 32], Arc<RecordEnvelope>)>,
+    header_pending: Option<([u8; 32], RecordRef)>,
 }
 
-fn len(env: &RecordEnvelope) -> u64 {
-    env.encoded_len() as u64
+fn len(env: &RecordRef) -> u64 {
+    env.len()
 }
 
 impl VaultRecords {
@@ -29,24 +28,20 @@ impl VaultRecords {
     }
 
     /// Applies settings; returns the bytes it made dead.
-    pub(crate) fn apply_settings(&mut self, env: Arc<RecordEnvelope>, p: &SettingsPayload) -> u64 {
+    pub(crate) fn apply_settings(&mut self, env: RecordRef, p: &SettingsPayload) -> u64 {
         self.settings
             .replace((p.max_versions, env))
             .map_or(0, |(_, old)| len(&old))
     }
 
     /// Records an event (events stay live).
-    pub(crate) fn apply_event(&mut self, env: Arc<RecordEnvelope>) -> u64 {
+    pub(crate) fn apply_event(&mut self, env: RecordRef) -> u64 {
         self.events.push(env);
         0
     }
 
     /// Applies a header binding; returns the bytes it made dead.
-    pub(crate) fn apply_binding(
-        &mut self,
-        env: Arc<RecordEnvelope>,
-        p: &HeaderBindingPayload,
-    ) -> u64 {
+    pub(crate) fn apply_binding(&mut self, env: RecordRef, p: &HeaderBindingPayload) -> u64 {
         match p.phase {
             BindingPhase::Intent => self
                 .header_pending
@@ -82,8 +77,16 @@ impl VaultRecords {
         }
     }
 
+    /// Lets `f` move every live record.
+    pub(crate) fn relocate(&mut self, f: &mut dyn FnMut(&mut RecordRef)) {
+        self.settings.iter_mut().for_each(|(_, e)| f(e));
+        self.events.iter_mut().for_each(&mut *f);
+        self.header_confirmed.iter_mut().for_each(|(_, e)| f(e));
+        self.header_pending.iter_mut().for_each(|(_, e)| f(e));
+    }
+
     /// Every live record.
-    pub(crate) fn live(&self) -> impl Iterator<Item = &Arc<RecordEnvelope>> {
+    pub(crate) fn live(&self) -> impl Iterator<Item = &RecordRef> {
         self.settings
             .iter()
             .map(|(_, e)| e)
