@@ -1,6 +1,6 @@
 //! The secrets' part of the index: versions, soft deletes, destruction and pruning.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use vault_format::payload::{SecretState, SecretStatePayload, SecretVersionPayload, Tag};
 
@@ -15,10 +15,66 @@ pub(crate) struct VersionMeta {
     pub(crate) env: RecordRef,
 }
 
+/// The kept versions of a secret, in version order: a sorted ring buffer, since most secrets
+/// have one or a few versions (a map's node would cost ten times their size), new versions come
+/// last and pruning takes the first.
+#[derive(Clone, Default)]
+pub(crate) struct Versions(VecDeque<(u32, VersionMeta)>);
+
+impl Versions {
+    pub(crate) fn get(&self, version: &u32) -> Option<&VersionMeta> {
+        self.0
+            .binary_search_by_key(version, |(v, _)| *v)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, m)| m)
+    }
+
+    /// Adds or replaces `version`; returns what it replaced.
+    pub(crate) fn insert(&mut self, version: u32, meta: VersionMeta) -> Option<VersionMeta> {
+        match self.0.binary_search_by_key(&version, |(v, _)| *v) {
+            Ok(i) => self
+                .0
+                .get_mut(i)
+                .map(|(_, m)| std::mem::replace(m, meta)),
+            Err(i) => {
+                self.0.insert(i, (version, meta));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&u32, &VersionMeta)> {
+        self.0.iter().map(|(v, m)| (v, m))
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &VersionMeta> {
+        self.0.iter().map(|(_, m)| m)
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut VersionMeta> {
+        self.0.iter_mut().map(|(_, m)| m)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &u32> {
+        self.0.iter().map(|(v, _)| v)
+    }
+
+    /// Removes the oldest version.
+    pub(crate) fn pop_first(&mut self) -> Option<(u32, VersionMeta)> {
+        self.0.pop_front()
+    }
+}
+
 /// A secret: its kept versions, the latest version number, and the record deleting it, if any.
 #[derive(Clone, Default)]
 pub(crate) struct SecretEntry {
-    pub(crate) versions: BTreeMap<u32, VersionMeta>,
+    pub(crate) versions: Versions,
     pub(crate) latest: u32,
     pub(crate) deleted: Option<RecordRef>,
 }
