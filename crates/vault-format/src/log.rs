@@ -198,27 +198,183 @@ impl Frame {
         key_epoch: u32,
         prev_mac: &[u8; MAC_LEN],
     ) -> Result<()> {
-        let unauth = body
-            .get(..body.len().saturating_sub(MAC_LEN))
-            .unwrap_or_default();
-        let zero = [0u8; MAC_LEN];
-        let prev = if self.frame_type == FrameType::Snapshot {
-            &zero
-        } else {
-            prev_mac
-        };
-        mac::verify(
-            mac_key.key().expose_secret(),
-            &[
-                CHAIN_LABEL,
-                vault_id.as_bytes(),
-                &key_epoch.to_le_bytes(),
-                prev,
-                unauth,
-            ],
+        verify_chain(
+            body,
+            self.frame_type,
             &self.mac,
+            mac_key,
+            vault_id,
+            key_epoch,
+            prev_mac,
         )
-        .map_err(|_| Error::Authentication { object: FRAME })
+    }
+}
+
+fn verify_chain(
+    body: &[u8],
+    frame_type: FrameType,
+    mac: &[u8; MAC_LEN],
+    mac_key: &ChainMacKey,
+    vault_id: &VaultId,
+    key_epoch: u32,
+    prev_mac: &[u8; MAC_LEN],
+) -> Result<()> {
+    let unauth = body
+        .get(..body.len().saturating_sub(MAC_LEN))
+        .unwrap_or_default();
+    let zero = [0u8; MAC_LEN];
+    let prev = if frame_type == FrameType::Snapshot {
+        &zero
+    } else {
+        prev_mac
+    };
+    mac::verify(
+        mac_key.key().expose_secret(),
+        &[
+            CHAIN_LABEL,
+            vault_id.as_bytes(),
+            &key_epoch.to_le_bytes(),
+            prev,
+            unauth,
+        ],
+        mac,
+    )
+    .map_err(|_| Error::Authentication { object: FRAME })
+}
+
+/// A frame body read in place: its fixed part and chain MAC decoded, its records decoded one at
+/// a time by [`FrameView::records`], so that a reader of a large frame holds one record at a time
+/// rather than a copy of every record. Accepts exactly the bodies [`Frame::decode`] accepts, with
+/// the same records.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameView<'a> {
+    /// Commit or snapshot.
+    pub frame_type: FrameType,
+    /// The frame's generation.
+    pub generation: u64,
+    /// The chain MAC.
+    pub mac: [u8; MAC_LEN],
+    count: u32,
+    body: &'a [u8],
+}
+
+impl<'a> FrameView<'a> {
+    /// Decodes the fixed part and the MAC of `body`; the records are checked as they are read.
+    ///
+    /// # Errors
+    /// A precise [`Error`] for a malformed fixed part.
+    pub fn parse(body: &'a [u8]) -> Result<Self> {
+        if body.len() > MAX_FRAME_LEN {
+            return Err(Error::TooLong {
+                object: FRAME,
+                field: "frame",
+                len: body.len() as u64,
+                max: MAX_FRAME_LEN as u64,
+            });
+        }
+        let mut r = Reader::new(FRAME, body);
+        let frame_type = FrameType::from_byte(r.u8("frame type")?)
+            .ok_or_else(|| r.invalid("frame type", "unknown frame type"))?;
+        r.zero("reserved", 3)?;
+        let generation = r.u64("generation")?;
+        if generation == 0 {
+            return Err(r.invalid("generation", "generations start at 1"));
+        }
+        let count = r.u32("record count")?;
+        if r.remaining() < MAC_LEN {
+            return Err(r.invalid("chain MAC", "the frame ends before its chain MAC"));
+        }
+        let max_records = (r.remaining() - MAC_LEN) / (crate::ENVELOPE_FIXED_LEN + 16);
+        if count as usize > max_records {
+            return Err(r.invalid(
+                "record count",
+                format!("{count} records cannot fit in {} bytes", r.remaining()),
+            ));
+        }
+        let mut mac = [0u8; MAC_LEN];
+        mac.copy_from_slice(body.get(body.len() - MAC_LEN..).unwrap_or(&[0; MAC_LEN]));
+        Ok(Self {
+            frame_type,
+            generation,
+            mac,
+            count,
+            body,
+        })
+    }
+
+    /// How many records the frame says it holds.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Verifies the chain MAC, as [`Frame::verify`].
+    ///
+    /// # Errors
+    /// [`Error::Authentication`].
+    pub fn verify(
+        &self,
+        mac_key: &ChainMacKey,
+        vault_id: &VaultId,
+        key_epoch: u32,
+        prev_mac: &[u8; MAC_LEN],
+    ) -> Result<()> {
+        verify_chain(
+            self.body,
+            self.frame_type,
+            &self.mac,
+            mac_key,
+            vault_id,
+            key_epoch,
+            prev_mac,
+        )
+    }
+
+    /// The records, each with the offset in the body where it starts; after the last, an error
+    /// if the records do not fill the space before the MAC exactly.
+    pub fn records(&self) -> FrameRecords<'a> {
+        let end = self.body.len().saturating_sub(MAC_LEN);
+        FrameRecords {
+            reader: Reader::new(
+                FRAME,
+                self.body.get(FRAME_FIXED_LEN..end).unwrap_or_default(),
+            ),
+            left: self.count,
+            done: false,
+        }
+    }
+}
+
+/// The records of a [`FrameView`], decoded one at a time.
+pub struct FrameRecords<'a> {
+    reader: Reader<'a>,
+    left: u32,
+    done: bool,
+}
+
+impl Iterator for FrameRecords<'_> {
+    /// The record and the offset of its first byte in the frame body.
+    type Item = Result<(usize, RecordEnvelope)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.left == 0 {
+            self.done = true;
+            return (self.reader.remaining() != 0).then(|| {
+                Err(self.reader.invalid(
+                    "chain MAC",
+                    "bytes between the last record and the chain MAC",
+                ))
+            });
+        }
+        self.left -= 1;
+        let start = FRAME_FIXED_LEN + self.reader.position();
+        let r = RecordEnvelope::decode_from(&mut self.reader).map(|env| (start, env));
+        if r.is_err() {
+            self.done = true;
+        }
+        Some(r)
     }
 }
 

@@ -20,6 +20,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// How many bytes were read.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
     }

@@ -11,7 +11,7 @@ mod common;
 use common::arb_envelope;
 use proptest::prelude::*;
 use vault_crypto::{Key256, SecretBytes};
-use vault_format::log::{Frame, FrameType, decode_log_header, encode_log_header};
+use vault_format::log::{Frame, FrameType, FrameView, decode_log_header, encode_log_header};
 use vault_format::payload::*;
 use vault_format::rollback::*;
 use vault_format::*;
@@ -190,6 +190,51 @@ proptest! {
     fn frame_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
         let _ = Frame::decode(&bytes);
         let _ = decode_log_header(&bytes);
+        let _ = view(&bytes);
+    }
+
+    /// A frame read in place accepts exactly what a whole decode accepts, with the same records
+    /// at the places they were encoded: on encoded frames, on frames with a byte changed or
+    /// the end cut, and on arbitrary bytes.
+    #[test]
+    fn a_frame_view_agrees_with_a_whole_decode(
+        records in prop::collection::vec(arb_envelope(), 0..6),
+        generation in 1u64..,
+        flip in any::<Option<(usize, u8)>>(),
+        cut in any::<Option<usize>>(),
+        noise in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let key = vault_crypto::derive::ChainMacKey::from_key(Key256::from_slice(&[9; 32]).unwrap());
+        let id = VaultId::from_bytes([3; 16]);
+        let f = Frame::seal(&key, &id, 7, &[1; 32], FrameType::Commit, generation, records);
+        let body = f.encode().unwrap();
+        let (ty, generation, mac, recs) = view(&body).unwrap();
+        prop_assert_eq!((ty, generation, mac), (f.frame_type, f.generation, f.mac));
+        let mut start = 16;
+        for ((at, env), expected) in recs.iter().zip(&f.records) {
+            prop_assert_eq!(*at, start);
+            prop_assert_eq!(env, expected);
+            prop_assert_eq!(&RecordEnvelope::decode(&body[start..start + env.encoded_len()]).unwrap(), expected);
+            start += env.encoded_len();
+        }
+        prop_assert_eq!(recs.len(), f.records.len());
+        prop_assert!(FrameView::parse(&body).unwrap().verify(&key, &id, 7, &[1; 32]).is_ok());
+        let mut changed = body.clone();
+        if let Some((i, x)) = flip {
+            let i = i % changed.len();
+            changed[i] ^= x.max(1);
+        }
+        if let Some(n) = cut {
+            changed.truncate(n % (changed.len() + 1));
+        }
+        for bytes in [&changed, &noise] {
+            let whole = Frame::decode(bytes);
+            let viewed = view(bytes);
+            prop_assert_eq!(whole.is_ok(), viewed.is_ok());
+            if let (Ok(w), Ok((_, _, _, recs))) = (whole, viewed) {
+                prop_assert_eq!(w.records, recs.into_iter().map(|(_, e)| e).collect::<Vec<_>>());
+            }
+        }
     }
 
     #[test]
@@ -274,4 +319,15 @@ fn payload_limits_are_enforced_both_ways() {
             ..
         })
     ));
+}
+
+/// A frame's type, generation, MAC and records with their offsets.
+type Viewed = (FrameType, u64, [u8; 32], Vec<(usize, RecordEnvelope)>);
+
+/// A frame read through [`FrameView`]: its fixed part, MAC and every record with its offset, or
+/// the first error.
+fn view(body: &[u8]) -> vault_format::Result<Viewed> {
+    let v = FrameView::parse(body)?;
+    let records = v.records().collect::<vault_format::Result<Vec<_>>>()?;
+    Ok((v.frame_type, v.generation, v.mac, records))
 }

@@ -2,7 +2,7 @@
 //! binding and the rollback record compared.
 
 use crate::backend::{Cursor, ReadSession, Tail, Visit};
-use crate::engine::replay::{FrameError, State, apply_frame, damage};
+use crate::engine::replay::{FrameError, State, damage};
 use crate::rollback::Recorded;
 use crate::sync;
 use crate::vault::Vault;
@@ -48,23 +48,21 @@ impl Vault {
         let mut records = 0u64;
         let mut failure = None;
         let out = session
-            .read(
-                keys.epoch,
-                &Cursor::START,
-                &mut |f| match self.e.check_frame(&st, &f.body) {
-                    Ok((frame, decoded)) => {
-                        frames += 1;
-                        records += decoded.len() as u64;
-                        apply_frame(&mut st, &frame, decoded, f.end);
-                        Ok(Visit::Continue)
-                    }
-                    Err(FrameError::Unauthentic(e)) => {
-                        failure = Some(e);
-                        Ok(Visit::Stop)
-                    }
-                    Err(FrameError::Invalid(e)) => Err(e),
-                },
-            )
+            .read(keys.epoch, &Cursor::START, &mut |f| match self
+                .e
+                .apply_frame(&mut st, &f.body, f.end)
+            {
+                Ok(n) => {
+                    frames += 1;
+                    records += n;
+                    Ok(Visit::Continue)
+                }
+                Err(FrameError::Unauthentic(e)) => {
+                    failure = Some(e);
+                    Ok(Visit::Stop)
+                }
+                Err(FrameError::Invalid(e)) => Err(e),
+            })
             .map_err(|e| self.e.rekeyed_or(e, keys.epoch, &*session))?;
         let location = self.e.backend.location();
         // A torn tail is what a crash leaves, not damage: reported, not an error.

@@ -4,13 +4,12 @@
 
 use vault_crypto::mac::MAC_LEN;
 use vault_format::VaultHeader;
-use vault_format::log::{Frame, FrameType};
-use vault_format::payload::Payload;
+use vault_format::log::{FrameType, FrameView};
 
 use super::index::{Index, RecordRef};
 use super::subkeys::Keys;
 use super::{Engine, payload_of};
-use crate::backend::{Cursor, ReadSession, Tail, Visit};
+use crate::backend::{Cursor, ReadSession, RecordAt, Tail, Visit};
 use crate::sync::{self, Arc};
 use crate::{Error, Result};
 
@@ -51,22 +50,6 @@ pub(crate) enum FrameError {
     Unauthentic(Error),
     /// It authenticates but breaks a rule of the log: written by a holder of the key, never torn.
     Invalid(Error),
-}
-
-/// A frame's records, each placed in the frame (its end not yet known) with its decrypted
-/// payload.
-pub(crate) type Decoded = Vec<(RecordRef, Payload)>;
-
-/// Applies an accepted frame, which ends at `end`, to `st`.
-pub(crate) fn apply_frame(st: &mut State, frame: &Frame, decoded: Decoded, end: Cursor) {
-    for (mut r, p) in decoded {
-        r.at.frame_end = end.offset();
-        st.max_seq = st.max_seq.max(r.sequence);
-        st.index.apply(r, &p);
-    }
-    st.generation = frame.generation;
-    st.last_mac = frame.mac;
-    st.pos = end;
 }
 
 /// The error for a damaged log tail: the frame that failed, or the bytes that no interrupted
@@ -119,11 +102,8 @@ impl Engine {
             } else {
                 &mut *st
             };
-            match self.check_frame(target, &f.body) {
-                Ok((frame, decoded)) => {
-                    apply_frame(target, &frame, decoded, f.end);
-                    Ok(Visit::Continue)
-                }
+            match self.apply_frame(target, &f.body, f.end) {
+                Ok(_) => Ok(Visit::Continue),
                 Err(FrameError::Unauthentic(e)) => {
                     failure = Some(e);
                     Ok(Visit::Stop)
@@ -155,17 +135,22 @@ impl Engine {
         Ok(Tail::Clean)
     }
 
-    /// Decodes, authenticates and decrypts one frame against the chain so far.
-    pub(crate) fn check_frame(
+    /// Checks one frame, which ends at `end`, against the chain so far and applies it to `st`,
+    /// decrypting and applying its records one at a time (memory: the frame body and one
+    /// record). Returns how many records it held. A frame that does not parse or authenticate
+    /// changes nothing; one that authenticates but breaks a rule of the log may have been applied
+    /// in part, so `st` is then marked to be read again from the start.
+    pub(crate) fn apply_frame(
         &self,
-        st: &State,
+        st: &mut State,
         body: &[u8],
-    ) -> std::result::Result<(Frame, Decoded), FrameError> {
-        let keys = &st.keys;
-        let frame = Frame::decode(body)
+        end: Cursor,
+    ) -> std::result::Result<u64, FrameError> {
+        let keys = st.keys.clone();
+        let frame = FrameView::parse(body)
             .map_err(|e| FrameError::Unauthentic(Error::integrity("log frame", e.to_string())))?;
         frame
-            .verify(body, &keys.mac, &self.vault_id, keys.epoch, &st.last_mac)
+            .verify(&keys.mac, &self.vault_id, keys.epoch, &st.last_mac)
             .map_err(|_| {
                 FrameError::Unauthentic(Error::integrity(
                     format!("log frame at generation {}", frame.generation),
@@ -199,21 +184,45 @@ impl Engine {
                 ),
             ));
         }
-        let mut max_seq = st.max_seq;
-        let mut decoded = Vec::with_capacity(frame.records.len());
-        let places = RecordRef::in_frame(&frame.records, body.len(), 0);
-        for (env, place) in frame.records.iter().zip(places) {
-            if env.sequence <= max_seq {
+        // Until the last record is applied, `st` is part-way through the frame.
+        st.needs_reload = true;
+        let mut count = 0u64;
+        for record in frame.records() {
+            let (start, env) = record.map_err(|e| {
+                FrameError::Invalid(match e {
+                    vault_format::Error::UnsupportedVersion { .. } => Error::Format(e),
+                    other => Error::integrity(
+                        format!("log frame at generation {}", frame.generation),
+                        other.to_string(),
+                    ),
+                })
+            })?;
+            if env.sequence <= st.max_seq {
                 return Err(invalid(
                     format!("record {}", env.sequence),
                     "record sequence numbers are not increasing".into(),
                 ));
             }
-            max_seq = env.sequence;
-            let p = payload_of(env, keys, &self.vault_id).map_err(FrameError::Invalid)?;
-            decoded.push((place, p));
+            let p = payload_of(&env, &keys, &self.vault_id).map_err(FrameError::Invalid)?;
+            let place = RecordRef {
+                sequence: env.sequence,
+                kind: env.kind,
+                at: RecordAt {
+                    frame_end: end.offset(),
+                    // A frame body is at most MAX_FRAME_LEN (256 MiB) long.
+                    back: (body.len() - start) as u32,
+                    len: env.encoded_len() as u32,
+                },
+            };
+            st.max_seq = env.sequence;
+            st.index.apply(place, &p);
+            count += 1;
         }
-        Ok((frame, decoded))
+        st.needs_reload = false;
+        st.generation = frame.generation;
+        st.last_mac = frame.mac;
+        st.pos = end;
+        Ok(count)
     }
 
     /// Notices commits by other handles or processes before a read.

@@ -33,10 +33,7 @@ impl Versions {
     /// Adds or replaces `version`; returns what it replaced.
     pub(crate) fn insert(&mut self, version: u32, meta: VersionMeta) -> Option<VersionMeta> {
         match self.0.binary_search_by_key(&version, |(v, _)| *v) {
-            Ok(i) => self
-                .0
-                .get_mut(i)
-                .map(|(_, m)| std::mem::replace(m, meta)),
+            Ok(i) => self.0.get_mut(i).map(|(_, m)| std::mem::replace(m, meta)),
             Err(i) => {
                 self.0.insert(i, (version, meta));
                 None
