@@ -35,6 +35,11 @@ impl Versions {
         match self.0.binary_search_by_key(&version, |(v, _)| *v) {
             Ok(i) => self.0.get_mut(i).map(|(_, m)| std::mem::replace(m, meta)),
             Err(i) => {
+                // Grown one at a time: a first push would reserve room for four versions, and
+                // most secrets never have a second.
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact(1);
+                }
                 self.0.insert(i, (version, meta));
                 None
             }
