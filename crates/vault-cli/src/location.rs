@@ -119,13 +119,23 @@ pub(crate) fn with_vault<R>(
     accept_rollback: bool,
     op: impl Fn(&Vault) -> vault_store::Result<R>,
 ) -> Result<R, Failure> {
+    let options = options(cli, accept_rollback)?;
+    retry_rekeyed(cli, |backend| {
+        Vault::open(backend, pass, options.clone()).and_then(|v| op(&v))
+    })
+}
+
+/// Runs `run` on a fresh backend for the vault, starting over if another process rotated the
+/// master key meanwhile.
+pub(crate) fn retry_rekeyed<R>(
+    cli: &Cli,
+    run: impl Fn(Arc<FileBackend>) -> vault_store::Result<R>,
+) -> Result<R, Failure> {
     let dir = vault_dir(cli)?;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let backend = Arc::new(FileBackend::new(&dir));
-        let result =
-            Vault::open(backend, pass, options(cli, accept_rollback)?).and_then(|v| op(&v));
+        let result = run(Arc::new(FileBackend::new(&dir)));
         match result {
             Err(Error::Rekeyed) if attempt < REKEYED_ATTEMPTS => {
                 tracing::info!("the master key was rotated meanwhile; opening again");

@@ -14,6 +14,7 @@ use crate::engine::subkeys::Keys;
 use crate::engine::unlock;
 use crate::engine::{Engine, HeaderView, binding, decode_header, now_ms};
 use crate::sync::{self, Arc};
+use crate::verify::VerifyReport;
 use crate::{Error, Result};
 
 pub use crate::engine::options::VaultOptions;
@@ -116,6 +117,43 @@ impl Vault {
         input: unlock::Unlock<'_>,
         options: VaultOptions,
     ) -> Result<Self> {
+        Self::open_inner(backend, input, options, false).map(|(v, _)| v)
+    }
+
+    /// Opens the vault and verifies it in the same pass over the log: what [`Vault::open`]
+    /// followed by [`Vault::verify`] does, reading and decrypting the log once instead of twice.
+    ///
+    /// # Errors
+    /// As [`Vault::open`] and [`Vault::verify`].
+    pub fn open_and_verify(
+        backend: Arc<dyn Backend>,
+        passphrase: &SecretBytes,
+        options: VaultOptions,
+    ) -> Result<(Self, VerifyReport)> {
+        if options.accept_rollback {
+            // Accepting writes; the verify then reads what was accepted.
+            let v = Self::open(backend, passphrase, options)?;
+            let report = v.verify()?;
+            return Ok((v, report));
+        }
+        let (v, report) = Self::open_inner(
+            backend,
+            unlock::Unlock::Passphrase(passphrase),
+            options,
+            true,
+        )?;
+        match report {
+            Some(report) => Ok((v, report)),
+            None => Err(Error::integrity("verify", "the open did not verify")),
+        }
+    }
+
+    fn open_inner(
+        backend: Arc<dyn Backend>,
+        input: unlock::Unlock<'_>,
+        options: VaultOptions,
+        verify: bool,
+    ) -> Result<(Self, Option<VerifyReport>)> {
         let mut last = Error::Rekeyed;
         for _ in 0..OPEN_ATTEMPTS {
             // Read and unlock without a lock (Argon2 takes long; writers must not wait on it),
@@ -139,11 +177,21 @@ impl Vault {
                 ),
             };
             *sync::lock(&vault.e.opened) = opened;
-            match vault.e.open_log() {
+            let read = if verify {
+                // The verify pass checks all an open checks, and more; its view becomes the
+                // handle's.
+                vault.verify_pass().map(|(st, report)| {
+                    *sync::write(&vault.e.state) = st;
+                    Some(report)
+                })
+            } else {
+                vault.e.open_log().map(|()| None)
+            };
+            match read {
                 // Another process rotated the master key after the header was read.
                 Err(Error::Rekeyed) => last = Error::Rekeyed,
                 Err(e) => return Err(e),
-                Ok(()) => return Ok(vault),
+                Ok(report) => return Ok((vault, report)),
             }
         }
         Err(last)

@@ -40,6 +40,11 @@ impl Vault {
     /// # Errors
     /// The first integrity failure found, or [`Error::RollbackDetected`].
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_pass().map(|(_, report)| report)
+    }
+
+    /// The verify pass, and the state it read (a view of the log as complete as an open's).
+    pub(crate) fn verify_pass(&self) -> Result<(State, VerifyReport)> {
         let session: Box<dyn ReadSession> = self.e.session()?;
         let keys = sync::read(&self.e.state).keys.clone();
         let view = self.e.current_header(&*session, &keys)?;
@@ -98,7 +103,7 @@ impl Vault {
             }
             Recorded::Nothing => None,
         };
-        Ok(VerifyReport {
+        let report = VerifyReport {
             frames,
             records,
             generation: st.generation,
@@ -112,6 +117,7 @@ impl Vault {
                 &keys.rollback,
                 keys.epoch,
             )?,
-        })
+        };
+        Ok((st, report))
     }
 }

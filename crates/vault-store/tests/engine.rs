@@ -507,3 +507,38 @@ fn values_are_read_from_the_log_when_asked_and_authenticated_each_time() {
     // A fresh open replays the chain and refuses the changed frame.
     assert!(matches!(d.open(), Err(Error::Integrity { .. })));
 }
+
+/// `open_and_verify` is an open and a verify in one pass: the same report as a verify after an
+/// open, a handle that works, and the same refusals (damage, a rolled-back copy).
+#[test]
+fn open_and_verify_is_open_then_verify_in_one_pass() {
+    let d = TestDir::new();
+    let v = d.create();
+    for i in 0..10u8 {
+        v.set(&format!("s{i}"), secret(&[i; 10]), SetOptions::default())
+            .unwrap();
+    }
+    v.delete("s2").unwrap();
+    let (h, report) = Vault::open_and_verify(d.backend(), &pass(), d.options()).unwrap();
+    assert_eq!(report, d.open().unwrap().verify().unwrap());
+    assert_eq!(report.secrets, 10);
+    assert_eq!(h.get("s9").unwrap().value.expose_secret(), &[9; 10]);
+    assert!(matches!(h.get("s2"), Err(Error::NotFound { .. })));
+    h.set("s9", secret(b"new"), SetOptions::default()).unwrap();
+    assert_eq!(v.get("s9").unwrap().value.expose_secret(), b"new");
+    // A copy of the vault from before that write is caught as a rollback.
+    let old = TestDir::new();
+    copy_dir(&d.vault_dir(), &old.vault_dir());
+    v.set("later", secret(b"x"), SetOptions::default()).unwrap();
+    copy_dir(&old.vault_dir(), &d.vault_dir());
+    let r = Vault::open_and_verify(d.backend(), &pass(), d.options());
+    assert!(matches!(r, Err(Error::RollbackDetected { .. })), "{:?}", r.err());
+    // Damage in the middle of the log.
+    let log = log_path(&d.vault_dir());
+    let mut bytes = std::fs::read(&log).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&log, &bytes).unwrap();
+    let r = Vault::open_and_verify(d.backend(), &pass(), d.options());
+    assert!(matches!(r, Err(Error::Integrity { .. })), "{:?}", r.err());
+}

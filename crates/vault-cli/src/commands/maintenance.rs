@@ -8,7 +8,9 @@ use vault_store::{FileBackend, Vault};
 
 use crate::cli::{Cli, InitArgs};
 use crate::exit::Exit;
-use crate::location::{current_passphrase, options, vault_dir, warn_if_shared_dirs, with_vault};
+use crate::location::{
+    current_passphrase, options, retry_rekeyed, vault_dir, warn_if_shared_dirs, with_vault,
+};
 use crate::output::{stderr_line, stdout_line};
 use crate::text::kib_text;
 use crate::{Failure, fail, passphrase};
@@ -87,7 +89,11 @@ pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
 /// `vault verify`.
 pub(crate) fn verify(cli: &Cli) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
-    let r = with_vault(cli, &pass, false, |v| v.verify())?;
+    // One pass over the log: the open is the verify.
+    let options = options(cli, false)?;
+    let (_, r) = retry_rekeyed(cli, |backend| {
+        Vault::open_and_verify(backend, &pass, options.clone())
+    })?;
     let torn = if r.torn_tail {
         "; the log ends with the torn tail of an interrupted commit (never acknowledged; the next write discards it)"
     } else {
