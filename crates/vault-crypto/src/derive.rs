@@ -27,11 +27,15 @@ pub enum Purpose {
     Backup,
     /// Wrapping managed key material.
     KeyWrap,
+    /// Sealing the blocks of the index file.
+    Index,
+    /// Hashing names into the index's order.
+    IndexName,
 }
 
 impl Purpose {
     /// Every purpose, for tests that check labels are distinct.
-    pub const ALL: [Purpose; 7] = [
+    pub const ALL: [Purpose; 9] = [
         Purpose::RecordEncryption,
         Purpose::RecordMac,
         Purpose::RollbackRecord,
@@ -39,6 +43,8 @@ impl Purpose {
         Purpose::Export,
         Purpose::Backup,
         Purpose::KeyWrap,
+        Purpose::Index,
+        Purpose::IndexName,
     ];
 
     /// The HKDF `info` label for this purpose. These strings are part of the file format
@@ -52,6 +58,8 @@ impl Purpose {
             Purpose::Export => "vault v1 export",
             Purpose::Backup => "vault v1 backup",
             Purpose::KeyWrap => "vault v1 key-wrap",
+            Purpose::Index => "vault v1 index",
+            Purpose::IndexName => "vault v1 index-name",
         }
     }
 }
@@ -125,6 +133,14 @@ purpose_key!(
 purpose_key!(
     /// Wraps managed key material ([`Purpose::KeyWrap`]).
     KeyWrapKey => Purpose::KeyWrap
+);
+purpose_key!(
+    /// Seals the index file's blocks ([`Purpose::Index`]).
+    IndexKey => Purpose::Index
+);
+purpose_key!(
+    /// Hashes names into the index's order ([`Purpose::IndexName`]).
+    IndexNameKey => Purpose::IndexName
 );
 
 /// Plain HKDF-SHA256 (RFC 5869): extract with `salt` (none means a zero-filled salt), then

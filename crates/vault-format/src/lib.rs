@@ -36,6 +36,7 @@
 mod envelope;
 mod error;
 mod header;
+pub mod index;
 pub mod log;
 mod names;
 pub mod passphrase_slot;

@@ -99,14 +99,16 @@ pub(crate) struct Prepare<'a> {
 
 impl Prepare<'_> {
     /// A secret's (latest version, deleted) as this batch sees it.
-    pub(crate) fn secret(&self, name: &str) -> Option<(u32, bool)> {
-        self.latest.get(name).copied().unwrap_or_else(|| {
-            self.st
+    pub(crate) fn secret(&self, name: &str) -> Result<Option<(u32, bool)>> {
+        match self.latest.get(name) {
+            Some(known) => Ok(*known),
+            None => Ok(self
+                .st
                 .index
                 .secrets
-                .get(name)
-                .map(|e| (e.latest, e.deleted.is_some()))
-        })
+                .get(name)?
+                .map(|e| (e.latest, e.deleted.is_some()))),
+        }
     }
 }
 

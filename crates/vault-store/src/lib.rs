@@ -45,8 +45,9 @@ mod vault;
 mod verify;
 
 pub use backend::{
-    Appended, Backend, CHECK_LEN, Cursor, FileBackend, FileBackendOptions, Frames, MemoryBackend,
-    ReadOutcome, ReadSession, RecordAt, RecordSource, StoredFrame, Tail, Visit, WriteSession,
+    Appended, Backend, CHECK_LEN, Cursor, FileBackend, FileBackendOptions, Frames, IndexFile,
+    IndexSink, IndexWriter, MemoryBackend, ReadOutcome, ReadSession, RecordAt, RecordSource,
+    StoredFrame, Tail, Visit, WriteSession,
 };
 pub use batch::Batch;
 pub use engine::index::DEFAULT_MAX_VERSIONS;

@@ -84,7 +84,7 @@ impl Vault {
         // what is written without reading the new log back.
         let live: Vec<_> = st
             .index
-            .live()
+            .live()?
             .into_iter()
             // The new log vouches for the new header only.
             .filter(|r| r.kind != vault_format::RecordKind::HeaderBinding)
@@ -136,7 +136,8 @@ impl Vault {
                     let places = RecordRef::in_frame(&frame.records, body.len(), k as u64);
                     for (place, p) in places.into_iter().zip(&payloads) {
                         fresh.max_seq = fresh.max_seq.max(place.sequence);
-                        fresh.index.apply(place, p);
+                        fresh.tail_records += 1;
+                        fresh.index.apply(place, p)?;
                     }
                     Ok(body)
                 })();
@@ -169,6 +170,10 @@ impl Vault {
         fresh.pos = end;
         *st = fresh;
         self.e.record_generation(st);
+        // The new epoch's index; without it the next open reads the new log whole.
+        if let Err(e) = self.e.checkpoint_locked(txn.session.as_mut(), st, None) {
+            tracing::warn!(error = %e, "writing the index after rotation failed");
+        }
         Ok(())
     }
 }

@@ -80,7 +80,7 @@ impl Vault {
 
     fn get_version_opt(&self, name: &str, version: Option<u32>) -> Result<Secret> {
         let (env, keys, ()) = self.e.fetch(|st| {
-            let entry = st.index.secrets.get(name).ok_or_else(|| Error::NotFound {
+            let entry = st.index.secrets.get(name)?.ok_or_else(|| Error::NotFound {
                 what: format!("secret {name:?}"),
             })?;
             if entry.deleted.is_some() {
@@ -116,18 +116,20 @@ impl Vault {
     pub fn list(&self, include_deleted: bool) -> Result<Vec<SecretInfo>> {
         self.e.refresh()?;
         let st = sync::read(&self.e.state);
-        Ok(st
-            .index
-            .secrets
-            .iter()
-            .filter(|(_, e)| include_deleted || e.deleted.is_none())
-            .map(|(name, e)| SecretInfo {
-                name: name.clone(),
-                latest: e.latest,
-                versions: e.versions.len(),
-                deleted: e.deleted.is_some(),
-            })
-            .collect())
+        let mut out = Vec::new();
+        st.index.secrets.for_each(&mut |name, e| {
+            if include_deleted || e.deleted.is_none() {
+                out.push(SecretInfo {
+                    name: name.to_owned(),
+                    latest: e.latest,
+                    versions: e.versions.len(),
+                    deleted: e.deleted.is_some(),
+                });
+            }
+            Ok(())
+        })?;
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     /// The versions of `name` that are kept, oldest first (also for a deleted secret).
@@ -137,7 +139,7 @@ impl Vault {
     pub fn history(&self, name: &str) -> Result<Vec<VersionInfo>> {
         self.e.refresh()?;
         let st = sync::read(&self.e.state);
-        let e = st.index.secrets.get(name).ok_or_else(|| Error::NotFound {
+        let e = st.index.secrets.get(name)?.ok_or_else(|| Error::NotFound {
             what: format!("secret {name:?}"),
         })?;
         Ok(e.versions
@@ -232,7 +234,7 @@ pub(crate) fn prepare_set(
 ) -> Result<()> {
     check_name(name)?;
     vault_format::payload::check_tags(&options.tags).map_err(|r| Error::invalid("tags", r))?;
-    let (actual, deleted) = p.secret(name).unwrap_or((0, false));
+    let (actual, deleted) = p.secret(name)?.unwrap_or((0, false));
     if let Some(expected) = options.expected_version
         && expected != actual
     {
@@ -268,7 +270,7 @@ pub(crate) fn prepare_set(
 /// Prepares a state change of `name`: delete (not twice), undelete (only a deleted one),
 /// destroy.
 pub(crate) fn prepare_state(p: &mut Prepare<'_>, name: &str, state: SecretState) -> Result<()> {
-    let (v, deleted) = p.secret(name).ok_or_else(|| Error::NotFound {
+    let (v, deleted) = p.secret(name)?.ok_or_else(|| Error::NotFound {
         what: format!("secret {name:?}"),
     })?;
     match state {

@@ -108,7 +108,7 @@ impl Vault {
             records,
             generation: st.generation,
             recorded_generation: recorded,
-            secrets: st.index.secrets.len(),
+            secrets: st.index.secrets.len() as usize,
             keys: st.index.keys.len(),
             superseded_bytes: st.index.dead_bytes,
             torn_tail: out.tail == Tail::Torn,

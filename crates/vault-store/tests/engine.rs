@@ -532,7 +532,11 @@ fn open_and_verify_is_open_then_verify_in_one_pass() {
     v.set("later", secret(b"x"), SetOptions::default()).unwrap();
     copy_dir(&old.vault_dir(), &d.vault_dir());
     let r = Vault::open_and_verify(d.backend(), &pass(), d.options());
-    assert!(matches!(r, Err(Error::RollbackDetected { .. })), "{:?}", r.err());
+    assert!(
+        matches!(r, Err(Error::RollbackDetected { .. })),
+        "{:?}",
+        r.err()
+    );
     // Damage in the middle of the log.
     let log = log_path(&d.vault_dir());
     let mut bytes = std::fs::read(&log).unwrap();

@@ -96,6 +96,12 @@ fn compaction_syncs_the_new_log_before_the_rename_and_the_directory_after() {
             "Write log.0.tmp",
             "Sync log.0.tmp",
             "Rename log.0.tmp -> log.0",
+            "SyncDir vault",
+            // Then the index of the new log, derived data: after the log is in place.
+            "Create index.0.tmp",
+            "Write index.0.tmp",
+            "Sync index.0.tmp",
+            "Rename index.0.tmp -> index.0",
             "SyncDir vault"
         ]
     );
@@ -146,6 +152,12 @@ fn rotation_makes_the_new_log_durable_before_the_header_switches_to_it() {
             "Rename header.tmp -> header",
             "SyncDir vault",
             "SyncDir vault", // after removing log.0
+            // Then the new epoch's index, derived data: after the rotation is complete.
+            "Create index.1.tmp",
+            "Write index.1.tmp",
+            "Sync index.1.tmp",
+            "Rename index.1.tmp -> index.1",
+            "SyncDir vault",
         ]
     );
     assert!(!d.vault_dir().join("log.0").exists());

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    Appended, Backend, Cursor, Frames, ReadOutcome, ReadSession, RecordAt, RecordSource,
-    StoredFrame, Tail, Visit, WriteSession,
+    Appended, Backend, Cursor, Frames, IndexFile, IndexWriter, ReadOutcome, ReadSession, RecordAt,
+    RecordSource, StoredFrame, Tail, Visit, WriteSession,
 };
 use crate::sync::{
     Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, lock, read_for, write_for,
@@ -18,6 +18,8 @@ struct Store {
     epoch: u32,
     instance: u64,
     frames: Vec<Arc<Vec<u8>>>,
+    /// The index file, by epoch.
+    index: Option<(u32, Arc<Vec<u8>>)>,
 }
 
 impl Store {
@@ -212,6 +214,29 @@ impl<G> RecordSource for MemorySession<'_, G> {
     }
 }
 
+/// An index as it was when opened.
+struct MemoryIndex(Arc<Vec<u8>>);
+
+impl IndexFile for MemoryIndex {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.0.get(o..o.checked_add(len)?))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                Error::integrity("memory index", format!("no {len} bytes at offset {offset}"))
+            })
+    }
+
+    fn location(&self) -> String {
+        "memory index".into()
+    }
+}
+
 impl<G> ReadSession for MemorySession<'_, G> {
     fn header(&self) -> Result<Vec<u8>> {
         self.backend.header()
@@ -224,6 +249,14 @@ impl<G> ReadSession for MemorySession<'_, G> {
         visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
     ) -> Result<ReadOutcome> {
         self.backend.read_frames(key_epoch, since, visit)
+    }
+
+    fn open_index(&self, key_epoch: u32) -> Result<Option<Box<dyn IndexFile>>> {
+        let s = lock(&self.backend.store);
+        Ok(s.index
+            .as_ref()
+            .filter(|(e, _)| *e == key_epoch)
+            .map(|(_, b)| Box::new(MemoryIndex(b.clone())) as Box<dyn IndexFile>))
     }
 }
 
@@ -288,6 +321,16 @@ impl WriteSession for MemoryWrite<'_> {
 
     fn write_header(&mut self, header: &[u8]) -> Result<()> {
         lock(&self.backend.store).header = Some(header.to_vec());
+        Ok(())
+    }
+
+    fn write_index(&mut self, key_epoch: u32, write: &mut IndexWriter<'_>) -> Result<()> {
+        let mut bytes = Vec::new();
+        write(&mut |b: &[u8]| {
+            bytes.extend_from_slice(b);
+            Ok(())
+        })?;
+        lock(&self.backend.store).index = Some((key_epoch, Arc::new(bytes)));
         Ok(())
     }
 }

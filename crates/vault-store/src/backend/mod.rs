@@ -144,6 +144,27 @@ pub trait RecordSource {
     fn read_record(&self, key_epoch: u32, at: RecordAt) -> Result<Vec<u8>>;
 }
 
+/// An index file opened for reading: immutable once written, read by offset. It stays readable
+/// as it was opened even after a writer replaces it (the reader keeps what it opened).
+pub trait IndexFile: Send + Sync {
+    /// Its length.
+    fn len(&self) -> u64;
+    /// Whether it is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// `len` bytes at `offset`; bytes past the end are an integrity error.
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// Where it is, for messages.
+    fn location(&self) -> String;
+}
+
+/// Where the writer of an index file puts its bytes, in order.
+pub type IndexSink<'a> = dyn FnMut(&[u8]) -> Result<()> + 'a;
+
+/// Writes a whole index file into the sink it is given.
+pub type IndexWriter<'a> = dyn FnMut(&mut IndexSink<'_>) -> Result<()> + 'a;
+
 /// The frames of a new log, produced one at a time (sealing one can fail; `None` after the
 /// last). The producer may copy records of the current logs through the given source.
 pub type Frames<'a> = dyn FnMut(&dyn RecordSource) -> Option<Result<Vec<u8>>> + 'a;
@@ -196,6 +217,9 @@ pub trait ReadSession: RecordSource {
         since: &Cursor,
         visit: &mut dyn FnMut(StoredFrame) -> Result<Visit>,
     ) -> Result<ReadOutcome>;
+    /// The index file of `key_epoch`, if there is one (derived data beside the log: a checkpoint
+    /// of what the log says up to a cursor).
+    fn open_index(&self, key_epoch: u32) -> Result<Option<Box<dyn IndexFile>>>;
 }
 
 /// The one writer's session: everything [`ReadSession`] offers, and the writes. Each write is
@@ -231,4 +255,7 @@ pub trait WriteSession: ReadSession {
     ) -> Result<Vec<Cursor>>;
     /// Atomically replaces the header.
     fn write_header(&mut self, header: &[u8]) -> Result<()>;
+    /// Atomically replaces the index file of `key_epoch` with what `write` puts into its sink
+    /// (readers see the old file or the new one, whole); an error leaves the old one.
+    fn write_index(&mut self, key_epoch: u32, write: &mut IndexWriter<'_>) -> Result<()>;
 }

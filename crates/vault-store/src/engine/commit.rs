@@ -5,6 +5,7 @@
 use vault_format::log::Frame;
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 
+use super::checkpoint;
 use super::fetch;
 use super::index::RecordRef;
 use super::replay::State;
@@ -182,8 +183,14 @@ impl Engine {
         match appended {
             Ok(pos) => {
                 let places = RecordRef::in_frame(&frame.records, body.len(), pos.offset());
+                st.tail_records += places.len() as u64;
                 for (r, p) in places.into_iter().zip(&payloads) {
-                    st.index.apply(r, p);
+                    if let Err(e) = st.index.apply(r, p) {
+                        // The commit is durable; only this handle's view is behind it.
+                        tracing::warn!(error = %e, "reading the index failed; reading the log again");
+                        st.needs_reload = true;
+                        break;
+                    }
                 }
                 let Frame { mac, .. } = frame;
                 st.max_seq = seq;
@@ -219,6 +226,12 @@ impl Engine {
         if compact && let Err(e) = self.compact_locked(session, st) {
             // The commit is durable; compaction is an optimisation that will be retried.
             tracing::warn!(error = %e, "automatic compaction failed");
+        } else if st.tail_records >= checkpoint::CHECKPOINT_RECORDS
+            && !st.needs_reload
+            && let Err(e) = self.checkpoint_locked(session, st, None)
+        {
+            // The commit is durable; the checkpoint only shortens the next open's replay.
+            tracing::warn!(error = %e, "writing the index failed");
         }
         Ok(result)
     }
@@ -232,7 +245,7 @@ impl Engine {
         session: &mut dyn WriteSession,
         st: &mut State,
     ) -> Result<()> {
-        let live = st.index.live();
+        let live = st.index.live()?;
         let ranges = seal::part_ranges(
             live.iter().map(|r| r.at.len as usize),
             self.options.snapshot_part_bytes,
@@ -273,11 +286,12 @@ impl Engine {
                 for r in &mut moved {
                     r.at.frame_end = ends.get(r.at.frame_end as usize).map_or(0, |c| c.offset());
                 }
-                st.index.relocate(&mut |r| {
+                let relocate = |r: &mut RecordRef| {
                     if let Ok(i) = moved.binary_search_by_key(&r.sequence, |m| m.sequence) {
                         r.at = moved.get(i).map_or(r.at, |m| m.at);
                     }
-                });
+                };
+                st.index.relocate(&mut |r| relocate(r));
                 let moved_generation = generation != st.generation;
                 st.pos = end;
                 st.generation = generation;
@@ -286,6 +300,13 @@ impl Engine {
                 st.index.dead_bytes = 0;
                 if moved_generation {
                     self.record_generation(st);
+                }
+                // The checkpoint's records moved with the log: it is rewritten with them. Until
+                // it is, this view's places there are stale, so a failure makes it read again
+                // (the old index no longer matches the log, which is then read whole).
+                if let Err(e) = self.checkpoint_locked(session, st, Some(&relocate)) {
+                    tracing::warn!(error = %e, "writing the index after compaction failed");
+                    st.needs_reload = true;
                 }
                 Ok(())
             }

@@ -5,6 +5,7 @@
 //! - [`index`]: what the log says, as an in-memory index (pure).
 //! - [`subkeys`]: the per-purpose keys derived from the master key.
 //! - [`unlock`]: opening a header's key slots within the limit on key-derivation work.
+//! - [`checkpoint`]: the index file: a checkpoint of the view, read block by block, and written.
 //! - [`replay`]: the view of the log ([`replay::State`]), catching up, frame checks, torn tails.
 //! - [`fetch`]: reading a live record back from the log by the place the index keeps.
 //! - [`commit`]: the write transaction (locks in one order, catch-up, checks, append), compaction.
@@ -12,6 +13,7 @@
 //! - [`seal`]: the one place payloads are sealed into records and records into frames.
 //! - [`recovery`]: the read-only open: header under the lock, header binding, rollback record.
 
+pub(crate) mod checkpoint;
 pub(crate) mod commit;
 pub(crate) mod fetch;
 pub(crate) mod index;

@@ -24,6 +24,9 @@ pub(crate) struct State {
     pub(crate) max_seq: u64,
     /// Set after a failed commit: the next operation re-reads the log from the start.
     pub(crate) needs_reload: bool,
+    /// Records applied since the checkpoint the view started from (all of them without one):
+    /// what the next open would replay, and so what decides when a writer checkpoints.
+    pub(crate) tail_records: u64,
     /// Set after a master-key rotation failed midway: only reopening can tell which key is
     /// current, so every operation fails with [`Error::Rekeyed`].
     pub(crate) poisoned: bool,
@@ -39,6 +42,7 @@ impl State {
             last_mac: [0; MAC_LEN],
             max_seq: 0,
             needs_reload: false,
+            tail_records: 0,
             poisoned: false,
         }
     }
@@ -82,16 +86,29 @@ impl Engine {
 
     /// Brings `st` up to date with the log, read in `session`. Returns [`Tail::Torn`] if an
     /// interrupted commit left a torn tail after `st.pos` (a writer discards it; a reader leaves
-    /// it: a read-only command never modifies the vault), [`Tail::Clean`] otherwise.
+    /// it: a read-only command never modifies the vault), [`Tail::Clean`] otherwise. A view that
+    /// starts over (a new handle, or one whose last commit failed) starts from the checkpoint if
+    /// there is one, and reads only the log after it.
     pub(crate) fn reload(&self, st: &mut State, session: &dyn ReadSession) -> Result<Tail> {
         if st.poisoned {
             return Err(Error::Rekeyed);
         }
-        let since = if st.needs_reload {
-            Cursor::START
-        } else {
-            st.pos
-        };
+        if st.needs_reload || st.generation == 0 {
+            let epoch = st.keys.epoch;
+            let mut start = self
+                .start_state(st.keys.clone(), session)
+                .map_err(|e| self.rekeyed_or(e, epoch, session))?;
+            let tail = self.read_after(&mut start, session)?;
+            *st = start;
+            return Ok(tail);
+        }
+        self.read_after(st, session)
+    }
+
+    /// Applies the frames after `st.pos` (all of them, into a view built aside, if the log no
+    /// longer holds that cursor).
+    fn read_after(&self, st: &mut State, session: &dyn ReadSession) -> Result<Tail> {
+        let since = st.pos;
         let keys = st.keys.clone();
         // A read from the start builds the new view aside, so a failure leaves the old one.
         let mut fresh: Option<State> = None;
@@ -215,10 +232,11 @@ impl Engine {
                 },
             };
             st.max_seq = env.sequence;
-            st.index.apply(place, &p);
+            st.index.apply(place, &p).map_err(FrameError::Invalid)?;
             count += 1;
         }
         st.needs_reload = false;
+        st.tail_records += count;
         st.generation = frame.generation;
         st.last_mac = frame.mac;
         st.pos = end;

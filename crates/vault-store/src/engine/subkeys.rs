@@ -2,7 +2,7 @@
 //! of its own type so that one cannot be passed where another is meant.
 
 use vault_crypto::Key256;
-use vault_crypto::derive::{ChainMacKey, RecordKey, RollbackKey};
+use vault_crypto::derive::{ChainMacKey, IndexKey, IndexNameKey, RecordKey, RollbackKey};
 use vault_format::VaultId;
 
 pub(crate) struct Keys {
@@ -10,6 +10,8 @@ pub(crate) struct Keys {
     pub(crate) record: RecordKey,
     pub(crate) mac: ChainMacKey,
     pub(crate) rollback: RollbackKey,
+    pub(crate) index: IndexKey,
+    pub(crate) index_name: IndexNameKey,
     pub(crate) slot_id: u16,
 }
 
@@ -21,6 +23,8 @@ impl Keys {
             record: RecordKey::derive(master, ctx),
             mac: ChainMacKey::derive(master, ctx),
             rollback: RollbackKey::derive(master, ctx),
+            index: IndexKey::derive(master, ctx),
+            index_name: IndexNameKey::derive(master, ctx),
             slot_id,
         }
     }

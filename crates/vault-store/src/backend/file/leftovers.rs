@@ -11,6 +11,11 @@ fn log_epoch(name: &str) -> Option<u32> {
     name.strip_prefix("log.")?.parse().ok()
 }
 
+/// The epoch of an index file's name (`index.<epoch>`).
+fn index_epoch(name: &str) -> Option<u32> {
+    name.strip_prefix("index.")?.parse().ok()
+}
+
 impl FileBackend {
     /// Why a vault cannot be created here: one exists, or one that lost its header does.
     pub(super) fn existing(&self) -> Error {
@@ -42,8 +47,9 @@ impl FileBackend {
             // A log of a newer epoch than the header's is an interrupted rotation's; it is left
             // for the next rotation to overwrite rather than deleted on the word of a header
             // that might itself be an old copy.
-            let stale =
-                name.ends_with(".tmp") || log_epoch(&name).is_some_and(|e| e < current_epoch);
+            let stale = name.ends_with(".tmp")
+                || log_epoch(&name).is_some_and(|e| e < current_epoch)
+                || index_epoch(&name).is_some_and(|e| e < current_epoch);
             if stale {
                 let p = self.path(&name);
                 tracing::info!(file = %p.display(), "removing leftover of an interrupted operation");

@@ -28,6 +28,7 @@ use crate::io::{Io, RealIo};
 use crate::sync::{Mutex, lock};
 use crate::{Error, Result};
 
+mod index;
 mod leftovers;
 mod lock;
 mod log;

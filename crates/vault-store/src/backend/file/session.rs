@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use super::{FileBackend, HEADER};
 use crate::Result;
 use crate::backend::{
-    Appended, Cursor, Frames, ReadOutcome, ReadSession, RecordAt, RecordSource, StoredFrame, Visit,
-    WriteSession,
+    Appended, Cursor, Frames, IndexFile, IndexWriter, ReadOutcome, ReadSession, RecordAt,
+    RecordSource, StoredFrame, Visit, WriteSession,
 };
 use crate::io::{IoFile, IoLock};
 
@@ -52,6 +52,10 @@ impl ReadSession for FileSession<'_> {
             self.backend.clean_before(key_epoch)?;
         }
         self.backend.read_log(key_epoch, since, visit)
+    }
+
+    fn open_index(&self, key_epoch: u32) -> Result<Option<Box<dyn IndexFile>>> {
+        self.backend.open_index_file(key_epoch)
     }
 }
 
@@ -98,13 +102,18 @@ impl WriteSession for FileSession<'_> {
             }
             return Err(e);
         }
-        // If this fails, the next write session removes the old log.
+        // If this fails, the next write session removes the old log (and index).
         let _ = b.io.remove(&b.log_path(old_epoch));
+        let _ = b.io.remove(&b.index_path(old_epoch));
         let _ = b.io.sync_dir(&b.dir);
         Ok(pos)
     }
 
     fn write_header(&mut self, header: &[u8]) -> Result<()> {
         self.backend.replace_file(HEADER, header)
+    }
+
+    fn write_index(&mut self, key_epoch: u32, write: &mut IndexWriter<'_>) -> Result<()> {
+        self.backend.write_index_file(key_epoch, write)
     }
 }

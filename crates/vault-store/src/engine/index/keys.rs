@@ -40,6 +40,14 @@ impl std::ops::Deref for Keys {
 }
 
 impl Keys {
+    /// Puts back a version as a checkpoint kept it.
+    pub(crate) fn restore(&mut self, name: String, meta: KeyMeta) {
+        self.0
+            .entry(name)
+            .or_default()
+            .insert(meta.info.version, meta);
+    }
+
     /// Applies a key version (a new one, or a state change of an existing one); returns the bytes
     /// it made dead.
     pub(crate) fn apply(&mut self, env: RecordRef, p: &KeyVersionPayload) -> u64 {

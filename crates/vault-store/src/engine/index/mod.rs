@@ -37,20 +37,22 @@ impl Index {
         self.vault.max_versions()
     }
 
-    /// Applies one record: the dispatch to its domain.
-    pub(crate) fn apply(&mut self, env: RecordRef, payload: &Payload) {
+    /// Applies one record: the dispatch to its domain. Fails only if a checkpoint the index
+    /// reads from cannot be read (the index is then part-way through the record).
+    pub(crate) fn apply(&mut self, env: RecordRef, payload: &Payload) -> Result<()> {
         self.total_bytes += env.len();
         let max = self.max_versions() as usize;
         self.dead_bytes += match payload {
-            Payload::SecretVersion(p) => self.secrets.apply_version(env, p, max),
-            Payload::SecretState(p) => self.secrets.apply_state(env, p),
+            Payload::SecretVersion(p) => self.secrets.apply_version(env, p, max)?,
+            Payload::SecretState(p) => self.secrets.apply_state(env, p)?,
             Payload::KeyVersion(p) => self.keys.apply(env, p),
             Payload::Settings(p) => {
-                self.vault.apply_settings(env, p) + self.secrets.prune(p.max_versions as usize)
+                self.vault.apply_settings(env, p) + self.secrets.prune(p.max_versions as usize)?
             }
             Payload::Event(_) => self.vault.apply_event(env),
             Payload::HeaderBinding(p) => self.vault.apply_binding(env, p),
         };
+        Ok(())
     }
 
     /// See [`vault_records::VaultRecords::header_binding`].
@@ -59,19 +61,15 @@ impl Index {
     }
 
     /// Every live record, in sequence order.
-    pub(crate) fn live(&self) -> Vec<RecordRef> {
-        let mut out: Vec<RecordRef> = self
-            .vault
-            .live()
-            .chain(self.secrets.live())
-            .chain(self.keys.live())
-            .copied()
-            .collect();
+    pub(crate) fn live(&self) -> Result<Vec<RecordRef>> {
+        let mut out: Vec<RecordRef> = self.vault.live().chain(self.keys.live()).copied().collect();
+        self.secrets.live(&mut out)?;
         out.sort_unstable_by_key(|e| e.sequence);
-        out
+        Ok(out)
     }
 
-    /// Lets `f` move every live record (after the log was rewritten).
+    /// Lets `f` move every live record held in memory (after the log was rewritten; a
+    /// checkpoint's records move when it is rewritten).
     pub(crate) fn relocate(&mut self, f: &mut dyn FnMut(&mut RecordRef)) {
         self.vault.relocate(f);
         self.secrets.relocate(f);
@@ -129,14 +127,16 @@ mod tests {
         ix.apply(
             env(RecordKind::Settings, 1, 10),
             &Payload::Settings(SettingsPayload { max_versions: 2 }),
-        );
+        )
+        .unwrap();
         for v in 1..=3 {
             ix.apply(
                 env(RecordKind::SecretVersion, 1 + u64::from(v), 100),
                 &version("a", v),
-            );
+            )
+            .unwrap();
         }
-        let a = &ix.secrets["a"];
+        let a = ix.secrets.get("a").unwrap().unwrap();
         assert_eq!(a.versions.keys().copied().collect::<Vec<_>>(), [2, 3]);
         assert_eq!(a.latest, 3);
         assert_eq!(ix.dead_bytes, 100);
@@ -144,32 +144,37 @@ mod tests {
         ix.apply(
             env(RecordKind::Settings, 5, 10),
             &Payload::Settings(SettingsPayload { max_versions: 1 }),
-        );
-        assert_eq!(ix.secrets["a"].versions.len(), 1);
-        let live: Vec<u64> = ix.live().iter().map(|e| e.sequence).collect();
+        )
+        .unwrap();
+        assert_eq!(ix.secrets.get("a").unwrap().unwrap().versions.len(), 1);
+        let live: Vec<u64> = ix.live().unwrap().iter().map(|e| e.sequence).collect();
         assert_eq!(live, [4, 5], "live records, in sequence order");
     }
 
     #[test]
     fn delete_restore_and_destroy() {
         let mut ix = Index::default();
-        ix.apply(env(RecordKind::SecretVersion, 1, 50), &version("a", 1));
+        ix.apply(env(RecordKind::SecretVersion, 1, 50), &version("a", 1))
+            .unwrap();
         ix.apply(
             env(RecordKind::SecretState, 2, 20),
             &state("a", SecretState::Deleted),
-        );
-        assert!(ix.secrets["a"].deleted.is_some());
+        )
+        .unwrap();
+        assert!(ix.secrets.get("a").unwrap().unwrap().deleted.is_some());
         ix.apply(
             env(RecordKind::SecretState, 3, 20),
             &state("a", SecretState::Restored),
-        );
-        assert!(ix.secrets["a"].deleted.is_none());
+        )
+        .unwrap();
+        assert!(ix.secrets.get("a").unwrap().unwrap().deleted.is_none());
         ix.apply(
             env(RecordKind::SecretState, 4, 20),
             &state("a", SecretState::Destroyed),
-        );
-        assert!(!ix.secrets.contains_key("a"));
-        assert!(ix.live().is_empty());
+        )
+        .unwrap();
+        assert!(ix.secrets.get("a").unwrap().is_none());
+        assert!(ix.live().unwrap().is_empty());
         assert_eq!(ix.dead_bytes, ix.total_bytes, "everything applied is dead");
     }
 
@@ -189,13 +194,15 @@ mod tests {
         ix.apply(
             env(RecordKind::HeaderBinding, 1, 40),
             &bind(BindingPhase::Confirmed, 1),
-        );
+        )
+        .unwrap();
         assert!(!ix.header_binding(&[1; 32]).unwrap());
         assert!(ix.header_binding(&[2; 32]).is_err());
         ix.apply(
             env(RecordKind::HeaderBinding, 2, 40),
             &bind(BindingPhase::Intent, 2),
-        );
+        )
+        .unwrap();
         assert!(
             ix.header_binding(&[1; 32]).unwrap(),
             "the old header, intent pending"
@@ -207,8 +214,9 @@ mod tests {
         ix.apply(
             env(RecordKind::HeaderBinding, 3, 40),
             &bind(BindingPhase::Confirmed, 2),
-        );
+        )
+        .unwrap();
         assert!(ix.header_binding(&[1; 32]).is_err());
-        assert_eq!(ix.live().len(), 1);
+        assert_eq!(ix.live().unwrap().len(), 1);
     }
 }

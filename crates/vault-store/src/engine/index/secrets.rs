@@ -1,10 +1,13 @@
 //! The secrets' part of the index: versions, soft deletes, destruction and pruning.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 
 use vault_format::payload::{SecretState, SecretStatePayload, SecretVersionPayload, Tag};
 
 use super::RecordRef;
+use crate::Result;
+use crate::sync::Arc;
 
 /// One kept version of a secret.
 #[derive(Clone)]
@@ -81,15 +84,27 @@ pub(crate) struct SecretEntry {
     pub(crate) deleted: Option<RecordRef>,
 }
 
-/// The secrets, by name.
-#[derive(Clone, Default)]
-pub(crate) struct Secrets(BTreeMap<String, SecretEntry>);
+/// What [`SecretsBase::for_each`] is given for each secret: its key, name and entry.
+pub(crate) type EachSecret<'a> = dyn FnMut(&[u8; 32], &str, SecretEntry) -> Result<()> + 'a;
 
-impl std::ops::Deref for Secrets {
-    type Target = BTreeMap<String, SecretEntry>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
+/// Where the secrets of a checkpoint are read from: the secrets as they were at its cursor. The
+/// index changes nothing there; what changed since is kept beside it.
+pub(crate) trait SecretsBase: Send + Sync {
+    /// The secret named `name`, if the checkpoint holds it.
+    fn lookup(&self, name: &str) -> Result<Option<SecretEntry>>;
+    /// Every secret, in the checkpoint's order, with its key there.
+    fn for_each(&self, f: &mut EachSecret<'_>) -> Result<()>;
+    /// How many secrets it holds.
+    fn len(&self) -> u64;
+}
+
+/// The secrets: those of a checkpoint (the base, read on demand), and those changed since it,
+/// by name (`None`: not there any more). Without a base, every secret is in the changes.
+#[derive(Clone, Default)]
+pub(crate) struct Secrets {
+    base: Option<Arc<dyn SecretsBase>>,
+    changed: BTreeMap<String, Option<SecretEntry>>,
+    len: u64,
 }
 
 fn len(env: &RecordRef) -> u64 {
@@ -97,15 +112,66 @@ fn len(env: &RecordRef) -> u64 {
 }
 
 impl Secrets {
+    /// The secrets of a checkpoint, nothing changed since.
+    pub(crate) fn on(base: Arc<dyn SecretsBase>) -> Self {
+        Self {
+            len: base.len(),
+            base: Some(base),
+            changed: BTreeMap::new(),
+        }
+    }
+
+    /// The checkpoint's secrets, if there is a checkpoint.
+    pub(crate) fn base(&self) -> Option<&Arc<dyn SecretsBase>> {
+        self.base.as_ref()
+    }
+
+    /// The secrets changed since the checkpoint (or every secret, without one).
+    pub(crate) fn changed(&self) -> &BTreeMap<String, Option<SecretEntry>> {
+        &self.changed
+    }
+
+    /// How many secrets there are (soft-deleted ones included).
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The secret named `name`.
+    pub(crate) fn get(&self, name: &str) -> Result<Option<Cow<'_, SecretEntry>>> {
+        match self.changed.get(name) {
+            Some(e) => Ok(e.as_ref().map(Cow::Borrowed)),
+            None => match &self.base {
+                Some(b) => Ok(b.lookup(name)?.map(Cow::Owned)),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The secret named `name`, brought into the changes to be changed.
+    fn load(&mut self, name: &str) -> Result<&mut Option<SecretEntry>> {
+        if !self.changed.contains_key(name) {
+            let from_base = match &self.base {
+                Some(b) => b.lookup(name)?,
+                None => None,
+            };
+            self.changed.insert(name.to_owned(), from_base);
+        }
+        self.changed
+            .get_mut(name)
+            .ok_or_else(|| crate::Error::integrity("index", "a secret vanished while applied"))
+    }
+
     /// Applies a new version, keeping at most `max` versions; returns the bytes it made dead.
     pub(crate) fn apply_version(
         &mut self,
         env: RecordRef,
         p: &SecretVersionPayload,
         max: usize,
-    ) -> u64 {
+    ) -> Result<u64> {
+        let slot = self.load(&p.name)?;
+        let added = slot.is_none();
+        let e = slot.get_or_insert_with(SecretEntry::default);
         let mut dead = 0;
-        let e = self.0.entry(p.name.clone()).or_default();
         let meta = VersionMeta {
             created_ms: p.created_ms,
             tags: p.tags.clone(),
@@ -116,51 +182,118 @@ impl Secrets {
             dead += len(&old.env);
         }
         e.latest = e.latest.max(p.version);
-        dead + prune_entry(e, max)
+        dead += prune_entry(e, max);
+        if added {
+            self.len += 1;
+        }
+        Ok(dead)
     }
 
     /// Applies a state change; returns the bytes it made dead.
-    pub(crate) fn apply_state(&mut self, env: RecordRef, p: &SecretStatePayload) -> u64 {
+    pub(crate) fn apply_state(&mut self, env: RecordRef, p: &SecretStatePayload) -> Result<u64> {
         let size = len(&env);
-        match p.state {
-            SecretState::Deleted => match self.0.get_mut(&p.name) {
+        let slot = self.load(&p.name)?;
+        Ok(match p.state {
+            SecretState::Deleted => match slot {
                 Some(e) => e.deleted.replace(env).map_or(0, |old| len(&old)),
                 None => size,
             },
             SecretState::Restored => {
-                size + self
-                    .0
-                    .get_mut(&p.name)
+                size + slot
+                    .as_mut()
                     .and_then(|e| e.deleted.take())
                     .map_or(0, |old| len(&old))
             }
             SecretState::Destroyed => {
-                size + self.0.remove(&p.name).map_or(0, |e| {
+                let gone = slot.take().map(|e| {
                     e.versions.values().map(|v| len(&v.env)).sum::<u64>()
                         + e.deleted.map_or(0, |d| len(&d))
-                })
+                });
+                if gone.is_some() {
+                    self.len -= 1;
+                }
+                size + gone.unwrap_or(0)
             }
+        })
+    }
+
+    /// Drops versions beyond `max` of every secret; returns the bytes it made dead. Every secret
+    /// of the checkpoint is brought into the changes (a rare, vault-wide change).
+    pub(crate) fn prune(&mut self, max: usize) -> Result<u64> {
+        if let Some(b) = &self.base {
+            let mut pruned = Vec::new();
+            b.for_each(&mut |_, name, mut e| {
+                if !self.changed.contains_key(name) && e.versions.len() > max {
+                    prune_entry(&mut e, max);
+                    pruned.push((name.to_owned(), e));
+                }
+                Ok(())
+            })?;
+            let mut dead = 0;
+            if let Some(b) = &self.base {
+                for (name, _) in &pruned {
+                    if let Some(whole) = b.lookup(name)? {
+                        dead += whole.versions.values().map(|v| len(&v.env)).sum::<u64>();
+                    }
+                }
+            }
+            for (name, e) in pruned {
+                dead -= e.versions.values().map(|v| len(&v.env)).sum::<u64>();
+                self.changed.insert(name, Some(e));
+            }
+            return Ok(dead
+                + self
+                    .changed
+                    .values_mut()
+                    .flatten()
+                    .map(|e| prune_entry(e, max))
+                    .sum::<u64>());
         }
+        Ok(self
+            .changed
+            .values_mut()
+            .flatten()
+            .map(|e| prune_entry(e, max))
+            .sum())
     }
 
-    /// Drops versions beyond `max` of every secret; returns the bytes it made dead.
-    pub(crate) fn prune(&mut self, max: usize) -> u64 {
-        self.0.values_mut().map(|e| prune_entry(e, max)).sum()
-    }
-
-    /// Lets `f` move every live record.
+    /// Lets `f` move every live record of the changed secrets (a checkpoint's own are moved
+    /// when it is rewritten).
     pub(crate) fn relocate(&mut self, f: &mut dyn FnMut(&mut RecordRef)) {
-        for e in self.0.values_mut() {
+        for e in self.changed.values_mut().flatten() {
             e.versions.values_mut().for_each(|v| f(&mut v.env));
             e.deleted.iter_mut().for_each(&mut *f);
         }
     }
 
+    /// Calls `f` on every secret (in no particular order).
+    pub(crate) fn for_each(
+        &self,
+        f: &mut dyn FnMut(&str, &SecretEntry) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(b) = &self.base {
+            b.for_each(&mut |_, name, e| {
+                if self.changed.contains_key(name) {
+                    Ok(())
+                } else {
+                    f(name, &e)
+                }
+            })?;
+        }
+        for (name, e) in &self.changed {
+            if let Some(e) = e {
+                f(name, e)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every live record.
-    pub(crate) fn live(&self) -> impl Iterator<Item = &RecordRef> {
-        self.0
-            .values()
-            .flat_map(|e| e.versions.values().map(|v| &v.env).chain(e.deleted.iter()))
+    pub(crate) fn live(&self, out: &mut Vec<RecordRef>) -> Result<()> {
+        self.for_each(&mut |_, e| {
+            out.extend(e.versions.values().map(|v| v.env).chain(e.deleted));
+            Ok(())
+        })
     }
 }
 

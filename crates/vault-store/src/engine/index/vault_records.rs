@@ -22,6 +22,42 @@ fn len(env: &RecordRef) -> u64 {
 }
 
 impl VaultRecords {
+    /// The records as a checkpoint kept them.
+    pub(crate) fn restore(
+        &mut self,
+        settings: Option<(u32, RecordRef)>,
+        events: Vec<RecordRef>,
+        header_confirmed: Option<([u8; 32], RecordRef)>,
+        header_pending: Option<([u8; 32], RecordRef)>,
+    ) {
+        *self = Self {
+            settings,
+            events,
+            header_confirmed,
+            header_pending,
+        };
+    }
+
+    /// The settings record and its `max_versions`.
+    pub(crate) fn settings(&self) -> Option<(u32, RecordRef)> {
+        self.settings
+    }
+
+    /// The event records.
+    pub(crate) fn events(&self) -> &[RecordRef] {
+        &self.events
+    }
+
+    /// The confirmed header binding.
+    pub(crate) fn confirmed(&self) -> Option<([u8; 32], RecordRef)> {
+        self.header_confirmed
+    }
+
+    /// The pending header binding.
+    pub(crate) fn pending(&self) -> Option<([u8; 32], RecordRef)> {
+        self.header_pending
+    }
+
     /// How many versions of each secret are kept.
     pub(crate) fn max_versions(&self) -> u32 {
         self.settings.as_ref().map_or(DEFAULT_MAX_VERSIONS, |s| s.0)
