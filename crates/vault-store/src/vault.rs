@@ -227,4 +227,18 @@ impl Vault {
         let mut txn = self.e.begin_write(false)?;
         self.e.compact_locked(txn.session.as_mut(), &mut txn.st)
     }
+
+    /// Writes the index file now: a checkpoint of the log as it is, so that the next open reads
+    /// only what follows it. Writers do this on their own (after compaction and rotation, and
+    /// once enough was committed since the last one); this is for a vault that only ever reads,
+    /// or one upgraded from a build without an index.
+    ///
+    /// # Errors
+    /// Storage errors (the previous index, if any, then stays in place).
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut txn = self.e.begin_write(false)?;
+        let txn = &mut txn;
+        self.e
+            .checkpoint_locked(txn.session.as_mut(), &mut txn.st, None)
+    }
 }

@@ -46,11 +46,13 @@ pub enum MutatingOp {
     AddKeyVersion,
     /// A managed key's state change.
     SetKeyState,
+    /// Writing the index file (a checkpoint of the log).
+    Checkpoint,
 }
 
 impl MutatingOp {
     /// Every mutating operation.
-    pub const ALL: [MutatingOp; 13] = [
+    pub const ALL: [MutatingOp; 14] = [
         MutatingOp::Set,
         MutatingOp::Batch,
         MutatingOp::Delete,
@@ -64,6 +66,7 @@ impl MutatingOp {
         MutatingOp::Rotate,
         MutatingOp::AddKeyVersion,
         MutatingOp::SetKeyState,
+        MutatingOp::Checkpoint,
     ];
 
     /// Brings a vault holding `base0`..`base3` into the state this operation needs (a deleted
@@ -133,6 +136,7 @@ impl MutatingOp {
                 .add_key_version("new-key", "ed25519", secret(&[9; 32]), KeyState::Pending)
                 .map(|_| ()),
             MutatingOp::SetKeyState => v.set_key_state("signing", 1, KeyState::Deactivated),
+            MutatingOp::Checkpoint => v.checkpoint(),
         }
     }
 
@@ -156,6 +160,12 @@ impl MutatingOp {
         for slot in v.slots().into_iter().filter(|s| !s.in_use) {
             v.remove_slot(&pass(), slot.id).unwrap();
         }
+    }
+
+    /// Whether the operation commits (moves the generation on): all but those that only rewrite
+    /// what is there (compaction, the index).
+    pub fn commits(self) -> bool {
+        !matches!(self, MutatingOp::Compact | MutatingOp::Checkpoint)
     }
 
     /// Whether the operation changes the secrets a listing shows (the crash harness checks that
