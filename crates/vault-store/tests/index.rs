@@ -23,8 +23,11 @@ fn index_path(d: &TestDir) -> PathBuf {
     d.vault_dir().join("index.0")
 }
 
+/// Per secret: deleted, and every kept version's value.
+type Contents = BTreeMap<String, (bool, Vec<Vec<u8>>)>;
+
 /// Everything a handle shows: each secret's listing and every kept version's value.
-fn contents(v: &Vault) -> vault_store::Result<BTreeMap<String, (bool, Vec<Vec<u8>>)>> {
+fn contents(v: &Vault) -> vault_store::Result<Contents> {
     let mut out = BTreeMap::new();
     for s in v.list(true)? {
         let mut values = Vec::new();
