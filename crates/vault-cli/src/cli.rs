@@ -149,8 +149,11 @@ pub(crate) enum Command {
     /// Check every record authenticates, the generation chain is intact and the rollback record
     /// agrees.
     Verify,
-    /// Rewrite the log without superseded records.
+    /// Rewrite the log without superseded records (and the index with it).
     Compact,
+    /// Bring a vault made by an older build up to this build: write its index file, so that
+    /// commands read only the log written since (the vault's own files are not changed).
+    Upgrade,
     /// Accept a vault older than its rollback record, after a deliberate restore (recorded in
     /// the vault as an event).
     AcceptRollback,

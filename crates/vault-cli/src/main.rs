@@ -102,6 +102,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Verify => commands::maintenance::verify(&cli),
         Command::Compact => commands::maintenance::compact(&cli),
+        Command::Upgrade => commands::maintenance::upgrade(&cli),
         Command::AcceptRollback => commands::maintenance::accept_rollback(&cli),
     }
 }

@@ -187,6 +187,17 @@ fn every_command_works_end_to_end() {
     e.ok(&["rotate-master-key"], None);
     assert_eq!(e.ok(&["get", "api/token"], None), b"v2");
     e.ok(&["compact"], None);
+    assert!(
+        e.vault_dir().join("index.1").exists(),
+        "compaction writes the index"
+    );
+    std::fs::remove_file(e.vault_dir().join("index.1")).unwrap();
+    e.ok(&["upgrade"], None);
+    assert!(
+        e.vault_dir().join("index.1").exists(),
+        "upgrade writes the index"
+    );
+    assert_eq!(e.ok(&["get", "api/token"], None), b"v2");
     let verify = String::from_utf8(e.ok(&["verify"], None)).unwrap();
     assert!(verify.starts_with("ok: "), "{verify}");
     assert!(verify.contains("2 secrets"), "{verify}");

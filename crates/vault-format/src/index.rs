@@ -148,6 +148,30 @@ impl Footer {
         Ok(out)
     }
 
+    /// As [`Footer::seal_block`] with a caller-chosen nonce: for worked examples and test vectors
+    /// only (a nonce must never repeat under one key).
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] if the input is too large.
+    pub fn seal_block_with_nonce(
+        &self,
+        key: &IndexKey,
+        nonce: &Nonce,
+        offset: u64,
+        kind: BlockKind,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
+        let ct = aead::seal_with_nonce(key.key(), nonce, &self.aad(offset, kind), plaintext)
+            .map_err(|source| Error::Crypto {
+                object: OBJECT,
+                source,
+            })?;
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(nonce.as_bytes());
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
     /// Opens the block of `kind` read from `offset`.
     ///
     /// # Errors

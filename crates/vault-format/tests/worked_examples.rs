@@ -21,6 +21,7 @@ fn print_examples() {
     println!("log:\n{}", dump(&example_log()));
     println!("payload:\n{}", dump(&example_payload().encode().unwrap()));
     println!("rollback:\n{}", dump(&example_rollback()));
+    println!("index:\n{}", dump(&example_index()));
 }
 
 #[test]
@@ -102,4 +103,42 @@ fn intermediate_values_match_spec() {
     assert_eq!(kek.expose_secret().to_vec(), spec_example("kek"));
     let mac_key = derive::subkey(&master(), derive::Purpose::RecordMac, vault_id().as_bytes());
     assert_eq!(mac_key.expose_secret().to_vec(), spec_example("mac-key"));
+}
+
+#[test]
+fn index_example_matches_spec_byte_for_byte_and_reads_back() {
+    use vault_format::index::*;
+    let spec = spec_example("index");
+    assert_eq!(dump(&example_index()), dump(&spec));
+    // Read it as a reader would: the footer, the header block, the root leaf.
+    let key = vault_crypto::derive::IndexKey::derive(&master(), vault_id().as_bytes());
+    let footer = Footer::decode(&spec[spec.len() - FOOTER_LEN..]).unwrap();
+    let (off, len) = (footer.header_offset as usize, footer.header_len as usize);
+    let header = footer
+        .open_block(&key, off as u64, BlockKind::Header, &spec[off..off + len])
+        .unwrap();
+    let header = IndexHeader::decode(header.expose_secret()).unwrap();
+    let (root, depth) = header.root.unwrap();
+    assert_eq!((depth, header.secrets, header.cursor.1), (1, 1, 263));
+    let leaf = footer
+        .open_block(
+            &key,
+            root.offset,
+            BlockKind::Leaf,
+            &spec[root.offset as usize..(root.offset + u64::from(root.len)) as usize],
+        )
+        .unwrap();
+    let entries = decode_leaf(leaf.expose_secret()).unwrap();
+    assert_eq!(entries[0].name, "db/password");
+    // A block read at another offset, or as another kind, does not open.
+    assert!(
+        footer
+            .open_block(&key, 1, BlockKind::Leaf, &spec[..root.len as usize])
+            .is_err()
+    );
+    assert!(
+        footer
+            .open_block(&key, 0, BlockKind::Interior, &spec[..root.len as usize])
+            .is_err()
+    );
 }

@@ -164,3 +164,41 @@ fn the_version_1_golden_vault_opens_reads_back_and_takes_writes() {
         .is_err()
     );
 }
+
+/// The upgrade of a version-1 vault (made before the index existed) is the writing of its index
+/// (`Vault::checkpoint`, `vault upgrade`): the vault's own files stay byte for byte as they were
+/// (an interrupted upgrade leaves the vault as it was, and an older build still reads it), and a
+/// later open starts from the index with the same answers.
+#[test]
+fn the_version_1_golden_vault_upgrades_to_an_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vault");
+    copy_dir(&golden_dir(), &dir);
+    let options = VaultOptions {
+        rollback_dir: Some(tmp.path().join("state")),
+        ..VaultOptions::default()
+    };
+    let open = || {
+        Vault::open(
+            Arc::new(FileBackend::new(&dir)),
+            &SecretBytes::from_slice(PASSPHRASE),
+            options.clone(),
+        )
+        .unwrap()
+    };
+    let before: Vec<_> = file_names(&dir)
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read(dir.join(&n)).unwrap()))
+        .collect();
+    assert!(before.iter().all(|(n, _)| !n.starts_with("index.")));
+    open().checkpoint().unwrap();
+    let index = dir.join("index.1");
+    assert!(index.exists(), "{:?}", file_names(&dir));
+    for (name, bytes) in &before {
+        assert_eq!(&std::fs::read(dir.join(name)).unwrap(), bytes, "{name}");
+    }
+    check(&open());
+    // Removing the index goes back to reading the log whole, with the same answers.
+    std::fs::remove_file(&index).unwrap();
+    check(&open());
+}

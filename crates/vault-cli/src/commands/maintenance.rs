@@ -131,6 +131,14 @@ pub(crate) fn compact(cli: &Cli) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `vault upgrade`.
+pub(crate) fn upgrade(cli: &Cli) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    with_vault(cli, &pass, false, |v| v.checkpoint())?;
+    stderr_line("upgraded: the index is written");
+    Ok(())
+}
+
 /// `vault accept-rollback`.
 pub(crate) fn accept_rollback(cli: &Cli) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;

@@ -191,3 +191,89 @@ pub fn example_rollback() -> Vec<u8> {
     let slot = RollbackSlot::seal(&key, &vault_id(), 1, 0, 2);
     encode_rollback_file(&vault_id(), [&slot, &slot])
 }
+
+/// The index file of §7.6: one secret, `db/password` (version 1, 7 bytes, created
+/// 1 700 000 000 000 ms, no tags) at the place of the second record of §7.3's log; the leaf at
+/// offset 0 (nonce `10 11 … 27`), the header after it (nonce `30 31 … 47`), checkpoint id
+/// `50 51 … 5f`, and a cursor at the end of that log (offset 263; check = chain MAC `60 61 … 7f`).
+pub fn example_index() -> Vec<u8> {
+    use vault_format::index::*;
+    let index_key = derive::IndexKey::derive(&master(), vault_id().as_bytes());
+    let names = derive::IndexNameKey::derive(&master(), vault_id().as_bytes());
+    let place = Place {
+        sequence: 2,
+        kind: RecordKind::SecretVersion,
+        frame_end: 263,
+        back: 99,
+        len: 67,
+    };
+    let entry = SecretEntry {
+        key: name_key(&names, "db/password"),
+        name: "db/password".into(),
+        latest: 1,
+        deleted: None,
+        versions: vec![VersionEntry {
+            version: 1,
+            created_ms: 1_700_000_000_000,
+            size: 7,
+            tags: Vec::new(),
+            place,
+        }],
+    };
+    let mut footer = Footer {
+        vault_id: vault_id(),
+        key_epoch: 0,
+        checkpoint_id: seq(0x50, 16).try_into().unwrap(),
+        header_offset: 0,
+        header_len: 0,
+    };
+    let mut encoded = Vec::new();
+    entry.encode_into(&mut encoded);
+    let leaf = footer
+        .seal_block_with_nonce(
+            &index_key,
+            &Nonce::from_slice(&seq(0x10, 24)).unwrap(),
+            0,
+            BlockKind::Leaf,
+            &leaf_plaintext(1, &encoded),
+        )
+        .unwrap();
+    let check: [u8; 32] = seq(0x60, 32).try_into().unwrap();
+    let header = IndexHeader {
+        cursor: (0, 263, check),
+        generation: 2,
+        last_mac: check,
+        max_seq: 2,
+        total_bytes: 134,
+        dead_bytes: 0,
+        secrets: 1,
+        root: Some((
+            Child {
+                first_key: entry.key,
+                offset: 0,
+                len: leaf.len() as u32,
+            },
+            1,
+        )),
+        settings: None,
+        events: Vec::new(),
+        header_confirmed: None,
+        header_pending: None,
+        keys: Vec::new(),
+    };
+    let header_block = footer
+        .seal_block_with_nonce(
+            &index_key,
+            &Nonce::from_slice(&seq(0x30, 24)).unwrap(),
+            leaf.len() as u64,
+            BlockKind::Header,
+            &header.encode(),
+        )
+        .unwrap();
+    footer.header_offset = leaf.len() as u64;
+    footer.header_len = header_block.len() as u32;
+    let mut out = leaf;
+    out.extend_from_slice(&header_block);
+    out.extend_from_slice(&footer.encode());
+    out
+}
