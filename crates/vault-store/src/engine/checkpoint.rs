@@ -34,6 +34,8 @@ pub(crate) struct Checkpoint {
     pub(crate) header: IndexHeader,
     keys: Arc<Keys>,
     interior: Mutex<HashMap<u64, Arc<Vec<Child>>>>,
+    /// The leaf read last: lookups in key order read each leaf once.
+    last_leaf: Mutex<Option<(u64, Arc<Vec<fmt::SecretEntry>>)>>,
 }
 
 fn place_of(r: &RecordRef) -> fmt::Place {
@@ -132,6 +134,7 @@ impl Checkpoint {
             header: empty_header(),
             keys,
             interior: Mutex::new(HashMap::new()),
+            last_leaf: Mutex::new(None),
         };
         let at = Child {
             first_key: [0; KEY_LEN],
@@ -258,12 +261,23 @@ impl SecretsBase for Checkpoint {
                 None => return Ok(None),
             }
         }
-        let entries = self.leaf(&node)?;
+        let cached = lock(&self.last_leaf)
+            .as_ref()
+            .filter(|(at, _)| *at == node.offset)
+            .map(|(_, l)| l.clone());
+        let entries = match cached {
+            Some(l) => l,
+            None => {
+                let l = Arc::new(self.leaf(&node)?);
+                *lock(&self.last_leaf) = Some((node.offset, l.clone()));
+                l
+            }
+        };
         let Ok(i) = entries.binary_search_by(|e| e.key.cmp(&key)) else {
             return Ok(None);
         };
-        match entries.into_iter().nth(i) {
-            Some(e) if e.name == name => Ok(Some(entry_of(e).1)),
+        match entries.get(i) {
+            Some(e) if e.name == name => Ok(Some(entry_of(e.clone()).1)),
             Some(_) => Err(damaged(
                 &self.file.location(),
                 "an entry's name does not match its key",
@@ -290,6 +304,15 @@ impl SecretsBase for Checkpoint {
 
     fn len(&self) -> u64 {
         self.header.secrets
+    }
+
+    fn sort_for_lookup(&self, names: &mut Vec<&str>) {
+        let mut keyed: Vec<([u8; KEY_LEN], &str)> = names
+            .iter()
+            .map(|n| (fmt::name_key(&self.keys.index_name, n), *n))
+            .collect();
+        keyed.sort_unstable_by_key(|k| k.0);
+        *names = keyed.into_iter().map(|(_, n)| n).collect();
     }
 }
 

@@ -96,6 +96,8 @@ pub(crate) trait SecretsBase: Send + Sync {
     fn for_each(&self, f: &mut EachSecret<'_>) -> Result<()>;
     /// How many secrets it holds.
     fn len(&self) -> u64;
+    /// Sorts `names` into the order in which looking them up reads each block once.
+    fn sort_for_lookup(&self, names: &mut Vec<&str>);
 }
 
 /// The secrets: those of a checkpoint (the base, read on demand), and those changed since it,
@@ -144,6 +146,14 @@ impl Secrets {
                 Some(b) => Ok(b.lookup(name)?.map(Cow::Owned)),
                 None => Ok(None),
             },
+        }
+    }
+
+    /// Sorts `names` into the order in which looking them up costs least (each block of the
+    /// checkpoint read once for a large batch).
+    pub(crate) fn sort_for_lookup(&self, names: &mut Vec<&str>) {
+        if let Some(b) = &self.base {
+            b.sort_for_lookup(names);
         }
     }
 
