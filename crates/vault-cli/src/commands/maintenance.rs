@@ -99,13 +99,17 @@ pub(crate) fn verify(cli: &Cli) -> Result<(), Failure> {
     } else {
         ""
     };
+    let index = r.index_secrets.map_or_else(
+        || "; no index (commands read the whole log; `vault upgrade` writes one)".to_string(),
+        |n| format!("; index of {n} secrets authenticated and matching the log"),
+    );
     let warnings: String = r
         .warnings
         .iter()
         .map(|w| format!("; warning: {w} (the next write rewrites it)"))
         .collect();
     stdout_line(format!(
-        "{}: {} frames, {} records authenticated; generation {} (rollback record: {}); {} secrets, {} keys; {} bytes reclaimable by compaction{torn}{warnings}",
+        "{}: {} frames, {} records authenticated; generation {} (rollback record: {}); {} secrets, {} keys; {} bytes reclaimable by compaction{index}{torn}{warnings}",
         if r.warnings.is_empty() {
             "ok"
         } else {

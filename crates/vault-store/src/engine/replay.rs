@@ -163,6 +163,19 @@ impl Engine {
         body: &[u8],
         end: Cursor,
     ) -> std::result::Result<u64, FrameError> {
+        self.check_frame(st, body, end, true)
+    }
+
+    /// As [`Engine::apply_frame`]; with `apply` false, every check is made (chain, order,
+    /// every record decrypted and decoded) but the records are not added to `st`'s index: for a
+    /// verify that checks the part of the log a checkpoint already describes.
+    pub(crate) fn check_frame(
+        &self,
+        st: &mut State,
+        body: &[u8],
+        end: Cursor,
+        apply: bool,
+    ) -> std::result::Result<u64, FrameError> {
         let keys = st.keys.clone();
         let frame = FrameView::parse(body)
             .map_err(|e| FrameError::Unauthentic(Error::integrity("log frame", e.to_string())))?;
@@ -232,7 +245,9 @@ impl Engine {
                 },
             };
             st.max_seq = env.sequence;
-            st.index.apply(place, &p).map_err(FrameError::Invalid)?;
+            if apply {
+                st.index.apply(place, &p).map_err(FrameError::Invalid)?;
+            }
             count += 1;
         }
         st.needs_reload = false;
