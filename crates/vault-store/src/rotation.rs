@@ -81,7 +81,9 @@ impl Vault {
         };
         // One pass, one frame at a time: each live record is read from the old log, decrypted
         // once, sealed under the new key and applied to the new state, which is thus built from
-        // what is written without reading the new log back.
+        // what is written without reading the new log back. The new state holds every secret's
+        // metadata (not values) in memory: the new index orders secrets by a hash under the new
+        // key, so no order of the old one can be streamed into it.
         let live: Vec<_> = st
             .index
             .live()?
