@@ -203,10 +203,8 @@ impl Vault {
                             && at_cursor
                             && let Some(c) = checkpoint.take()
                         {
-                            // A compaction drops records, so the highest sequence number the
-                            // log still shows may be below the one the index remembers.
-                            if (c.generation, c.last_mac) != (st.generation, st.last_mac)
-                                || c.max_seq < st.max_seq
+                            if (c.generation, c.last_mac, c.max_seq)
+                                != (st.generation, st.last_mac, st.max_seq)
                             {
                                 mismatch = Some(Error::integrity(
                                     "index",

@@ -298,6 +298,10 @@ impl Engine {
                 st.last_mac = mac;
                 st.index.total_bytes = live.iter().map(RecordRef::len).sum();
                 st.index.dead_bytes = 0;
+                // What a reader of the new log finds, as a handle that reads it whole does: the
+                // sequence numbers of dropped records may be used again (only their order within
+                // a log matters), and an index must say what the log says.
+                st.max_seq = live.iter().map(|r| r.sequence).max().unwrap_or(0);
                 if moved_generation {
                     self.record_generation(st);
                 }
