@@ -34,6 +34,7 @@ enum Op {
     Destroy,
     Verify,
     Compact,
+    Upgrade,
     Rotate,
     ChangePassphrase,
     AddPassphrase,
@@ -44,11 +45,11 @@ enum Op {
 /// The mix, in parts per thousand. Mostly writes and reads of the worker's own names (what the
 /// ledger can check); compaction and rotation 5 % each, so a run has dozens of both racing
 /// everything else; the key-slot commands rarer, as each rewrites the header.
-const MIX: [(Op, u64); 17] = [
+const MIX: [(Op, u64); 18] = [
     (Op::Set, 170),
     (Op::SetLate, 120),
     (Op::SetCas, 60),
-    (Op::Get, 220),
+    (Op::Get, 200),
     (Op::GetOther, 40),
     (Op::List, 50),
     (Op::History, 40),
@@ -57,6 +58,7 @@ const MIX: [(Op, u64); 17] = [
     (Op::Destroy, 15),
     (Op::Verify, 30),
     (Op::Compact, 50),
+    (Op::Upgrade, 20),
     (Op::Rotate, 50),
     (Op::ChangePassphrase, 20),
     (Op::AddPassphrase, 15),
@@ -123,6 +125,8 @@ impl<'a> Worker<'a> {
                 }
             }
             Op::Compact => self.global("compact", &["compact"], NewPassphrase::Same),
+            // Writes the index (a checkpoint) while others commit, compact and rotate.
+            Op::Upgrade => self.global("upgrade", &["upgrade"], NewPassphrase::Same),
             Op::Rotate => self.global(
                 "rotate-master-key",
                 &["rotate-master-key", "--drop-other-slots"],
