@@ -139,6 +139,7 @@ impl Vault {
                     for (place, p) in places.into_iter().zip(&payloads) {
                         fresh.max_seq = fresh.max_seq.max(place.sequence);
                         fresh.tail_records += 1;
+                        fresh.tail_bytes += place.len();
                         fresh.index.apply(place, p)?;
                     }
                     Ok(body)

@@ -97,6 +97,30 @@ fn a_writer_checkpoints_after_enough_records_and_an_open_starts_from_there() {
     assert!(matches!(fresh.verify(), Err(Error::Integrity { .. })));
 }
 
+/// Few but large records also make a checkpoint (an open would otherwise decrypt them all).
+#[test]
+fn a_writer_checkpoints_after_enough_bytes() {
+    let d = TestDir::new();
+    let v = d.create();
+    let mut b = Batch::new();
+    for i in 0..5u8 {
+        b.set(
+            &format!("big{i}"),
+            secret(&vec![i; 1 << 20]),
+            SetOptions::default(),
+        );
+    }
+    v.commit(b).unwrap();
+    assert!(
+        index_path(&d).exists(),
+        "5 MiB of records are followed by a checkpoint"
+    );
+    assert_eq!(
+        d.open().unwrap().get("big3").unwrap().value.expose_secret(),
+        &vec![3u8; 1 << 20][..]
+    );
+}
+
 #[test]
 fn a_missing_or_stale_index_gives_the_same_answers_and_the_next_write_rewrites_it() {
     let d = TestDir::new();

@@ -21,8 +21,11 @@ use crate::backend::{Cursor, IndexFile, IndexSink, RecordAt, WriteSession};
 use crate::sync::{Arc, Mutex, lock};
 use crate::{Error, Result};
 
-/// A writer checkpoints when the log holds this many records after the last checkpoint.
+/// A writer checkpoints when the log holds this many records after the last checkpoint...
 pub(crate) const CHECKPOINT_RECORDS: u64 = 8192;
+
+/// ... or this many bytes of records (an open replays, and decrypts, what follows it).
+pub(crate) const CHECKPOINT_BYTES: u64 = 4 << 20;
 
 /// Interior blocks kept decoded per checkpoint (a million secrets need about 200).
 const INTERIOR_CACHE: usize = 4096;
@@ -516,6 +519,7 @@ impl super::Engine {
         let cp = Checkpoint::open(file, keys.clone(), &self.vault_id)?;
         st.index.secrets = Secrets::on(Arc::new(cp));
         st.tail_records = 0;
+        st.tail_bytes = 0;
         Ok(())
     }
 

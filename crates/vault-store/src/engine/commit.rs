@@ -184,6 +184,7 @@ impl Engine {
             Ok(pos) => {
                 let places = RecordRef::in_frame(&frame.records, body.len(), pos.offset());
                 st.tail_records += places.len() as u64;
+                st.tail_bytes += places.iter().map(RecordRef::len).sum::<u64>();
                 for (r, p) in places.into_iter().zip(&payloads) {
                     if let Err(e) = st.index.apply(r, p) {
                         // The commit is durable; only this handle's view is behind it.
@@ -226,7 +227,8 @@ impl Engine {
         if compact && let Err(e) = self.compact_locked(session, st) {
             // The commit is durable; compaction is an optimisation that will be retried.
             tracing::warn!(error = %e, "automatic compaction failed");
-        } else if st.tail_records >= checkpoint::CHECKPOINT_RECORDS
+        } else if (st.tail_records >= checkpoint::CHECKPOINT_RECORDS
+            || st.tail_bytes >= checkpoint::CHECKPOINT_BYTES)
             && !st.needs_reload
             && let Err(e) = self.checkpoint_locked(session, st, None)
         {

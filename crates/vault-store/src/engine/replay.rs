@@ -27,6 +27,8 @@ pub(crate) struct State {
     /// Records applied since the checkpoint the view started from (all of them without one):
     /// what the next open would replay, and so what decides when a writer checkpoints.
     pub(crate) tail_records: u64,
+    /// Bytes of those records.
+    pub(crate) tail_bytes: u64,
     /// Set after a master-key rotation failed midway: only reopening can tell which key is
     /// current, so every operation fails with [`Error::Rekeyed`].
     pub(crate) poisoned: bool,
@@ -43,6 +45,7 @@ impl State {
             max_seq: 0,
             needs_reload: false,
             tail_records: 0,
+            tail_bytes: 0,
             poisoned: false,
         }
     }
@@ -217,6 +220,7 @@ impl Engine {
         // Until the last record is applied, `st` is part-way through the frame.
         st.needs_reload = true;
         let mut count = 0u64;
+        let mut bytes = 0u64;
         for record in frame.records() {
             let (start, env) = record.map_err(|e| {
                 FrameError::Invalid(match e {
@@ -249,9 +253,11 @@ impl Engine {
                 st.index.apply(place, &p).map_err(FrameError::Invalid)?;
             }
             count += 1;
+            bytes += place.len();
         }
         st.needs_reload = false;
         st.tail_records += count;
+        st.tail_bytes += bytes;
         st.generation = frame.generation;
         st.last_mac = frame.mac;
         st.pos = end;
