@@ -145,43 +145,17 @@ impl Frame {
     /// # Errors
     /// A precise [`Error`] for anything malformed.
     pub fn decode(body: &[u8]) -> Result<Self> {
-        if body.len() > MAX_FRAME_LEN {
-            return Err(Error::TooLong {
-                object: FRAME,
-                field: "frame",
-                len: body.len() as u64,
-                max: MAX_FRAME_LEN as u64,
-            });
-        }
-        let mut r = Reader::new(FRAME, body);
-        let frame_type = FrameType::from_byte(r.u8("frame type")?)
-            .ok_or_else(|| r.invalid("frame type", "unknown frame type"))?;
-        r.zero("reserved", 3)?;
-        let generation = r.u64("generation")?;
-        if generation == 0 {
-            return Err(r.invalid("generation", "generations start at 1"));
-        }
-        let count = r.u32("record count")? as usize;
-        // Each envelope is at least ENVELOPE_FIXED_LEN + 16 bytes, which bounds the allocation by
-        // the input's length rather than by the untrusted count.
-        let max_records = r.remaining() / (crate::ENVELOPE_FIXED_LEN + 16);
-        if count > max_records {
-            return Err(r.invalid(
-                "record count",
-                format!("{count} records cannot fit in {} bytes", r.remaining()),
-            ));
-        }
-        let mut records = Vec::with_capacity(count);
-        for _ in 0..count {
-            records.push(RecordEnvelope::decode_from(&mut r)?);
-        }
-        let mac = r.array("chain MAC")?;
-        r.finish()?;
+        // One parser for both: a whole decode is a frame read in place, every record collected.
+        let view = FrameView::parse(body)?;
+        let records = view
+            .records()
+            .map(|r| r.map(|(_, env)| env))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            frame_type,
-            generation,
+            frame_type: view.frame_type,
+            generation: view.generation,
             records,
-            mac,
+            mac: view.mac,
         })
     }
 
@@ -244,8 +218,7 @@ fn verify_chain(
 
 /// A frame body read in place: its fixed part and chain MAC decoded, its records decoded one at
 /// a time by [`FrameView::records`], so that a reader of a large frame holds one record at a time
-/// rather than a copy of every record. Accepts exactly the bodies [`Frame::decode`] accepts, with
-/// the same records.
+/// rather than a copy of every record. [`Frame::decode`] is this, with every record collected.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameView<'a> {
     /// Commit or snapshot.

@@ -193,9 +193,9 @@ proptest! {
         let _ = view(&bytes);
     }
 
-    /// A frame read in place accepts exactly what a whole decode accepts, with the same records
-    /// at the places they were encoded: on encoded frames, on frames with a byte changed or
-    /// the end cut, and on arbitrary bytes.
+    /// A frame read in place gives each record at the offset it was encoded at, and accepts
+    /// what a whole decode accepts (a whole decode is built on it): on encoded frames, on frames
+    /// with a byte changed or the end cut, and on arbitrary bytes.
     #[test]
     fn a_frame_view_agrees_with_a_whole_decode(
         records in prop::collection::vec(arb_envelope(), 0..6),
