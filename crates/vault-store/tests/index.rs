@@ -270,3 +270,23 @@ fn a_handle_on_a_checkpoint_agrees_with_one_on_the_whole_log() {
     assert_eq!(contents(&d.open().unwrap()).unwrap(), expected);
     d.open().unwrap().verify().unwrap();
 }
+
+/// A handle whose log was replaced by another's compaction starts again from the new index, not
+/// from the start of the new log: a byte changed in the part the index covers is not read until
+/// a record there is.
+#[test]
+fn a_handle_behind_a_compaction_starts_again_from_the_new_index() {
+    let d = TestDir::new();
+    let a = filled(&d, 300);
+    let expected = contents(&a).unwrap();
+    let b = d.open().unwrap();
+    b.compact().unwrap();
+    let log = log_path(&d.vault_dir());
+    let mut bytes = std::fs::read(&log).unwrap();
+    let second_frame = frame_starts(&bytes)[1];
+    bytes[second_frame + 4 + 16 + 60] ^= 1;
+    std::fs::write(&log, &bytes).unwrap();
+    assert_eq!(a.list(true).unwrap().len(), expected.len());
+    assert_eq!(d.open().unwrap().list(true).unwrap().len(), expected.len());
+    assert!(matches!(a.verify(), Err(Error::Integrity { .. })));
+}

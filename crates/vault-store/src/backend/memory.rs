@@ -124,6 +124,7 @@ impl MemoryBackend {
                     tail = Tail::Damaged;
                     break;
                 }
+                Visit::Abandon => break,
             }
         }
         Ok(ReadOutcome { reset, end, tail })

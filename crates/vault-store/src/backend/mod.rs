@@ -107,6 +107,10 @@ pub enum Visit {
     Continue,
     /// The frame does not authenticate: stop, and judge the log from this frame on as its tail.
     Stop,
+    /// The reader no longer wants this read (say, it would rather start over from an index
+    /// than read a replaced log from its start): stop at once. The outcome's tail is then not
+    /// judged and reads [`Tail::Clean`]; the caller ignores it.
+    Abandon,
 }
 
 /// The result of [`ReadSession::read`].

@@ -96,27 +96,41 @@ impl Engine {
         if st.poisoned {
             return Err(Error::Rekeyed);
         }
-        if st.needs_reload || st.generation == 0 {
-            let epoch = st.keys.epoch;
-            let mut start = self
-                .start_state(st.keys.clone(), session)
-                .map_err(|e| self.rekeyed_or(e, epoch, session))?;
-            let tail = self.read_after(&mut start, session)?;
-            *st = start;
-            return Ok(tail);
+        if !st.needs_reload && st.generation != 0 {
+            // Catching up; a log replaced since (compaction, rotation) is read from its index
+            // rather than from its start, if it has one.
+            if let Some(tail) = self.read_after(st, session, true)? {
+                return Ok(tail);
+            }
         }
-        self.read_after(st, session)
+        let epoch = st.keys.epoch;
+        let mut start = self
+            .start_state(st.keys.clone(), session)
+            .map_err(|e| self.rekeyed_or(e, epoch, session))?;
+        let tail = self.read_after(&mut start, session, false)?;
+        *st = start;
+        Ok(tail.unwrap_or(Tail::Clean))
     }
 
     /// Applies the frames after `st.pos` (all of them, into a view built aside, if the log no
-    /// longer holds that cursor).
-    fn read_after(&self, st: &mut State, session: &dyn ReadSession) -> Result<Tail> {
+    /// longer holds that cursor; or, with `abandon_if_replaced`, none: `None` then says so).
+    fn read_after(
+        &self,
+        st: &mut State,
+        session: &dyn ReadSession,
+        abandon_if_replaced: bool,
+    ) -> Result<Option<Tail>> {
         let since = st.pos;
         let keys = st.keys.clone();
         // A read from the start builds the new view aside, so a failure leaves the old one.
         let mut fresh: Option<State> = None;
         let mut failure: Option<Error> = None;
+        let mut abandoned = false;
         let out = session.read(keys.epoch, &since, &mut |f| {
+            if f.from_start && abandon_if_replaced {
+                abandoned = true;
+                return Ok(Visit::Abandon);
+            }
             let target: &mut State = if f.from_start {
                 fresh.get_or_insert_with(|| State::empty(keys.clone()))
             } else {
@@ -132,6 +146,9 @@ impl Engine {
             }
         });
         let out = out.map_err(|e| self.rekeyed_or(e, keys.epoch, session))?;
+        if abandoned {
+            return Ok(None);
+        }
         let location = self.backend.location();
         if out.reset {
             let f = fresh.unwrap_or_else(|| State::empty(keys.clone()));
@@ -150,9 +167,9 @@ impl Engine {
             return Err(damage(failure, &location));
         }
         if out.tail == Tail::Torn {
-            return Ok(Tail::Torn);
+            return Ok(Some(Tail::Torn));
         }
-        Ok(Tail::Clean)
+        Ok(Some(Tail::Clean))
     }
 
     /// Checks one frame, which ends at `end`, against the chain so far and applies it to `st`,

@@ -243,6 +243,13 @@ impl FileBackend {
                     offset = frame_end.offset();
                 }
                 Visit::Stop => break,
+                Visit::Abandon => {
+                    return Ok(ReadOutcome {
+                        reset,
+                        end,
+                        tail: Tail::Clean,
+                    });
+                }
             }
         }
         let tail_len = len - offset;
