@@ -603,7 +603,7 @@ impl IndexHeader {
         for _ in 0..n {
             let name = get_str(&mut r, "key name", NAME_MAX)?;
             let version = r.u32("key version")?;
-            let algorithm = get_str(&mut r, "algorithm", 64)?;
+            let algorithm = get_str(&mut r, "algorithm", crate::payload::MAX_ALGORITHM_LEN)?;
             let state = KeyState::from_byte(r.u8("key state")?)
                 .ok_or_else(|| r.invalid("key state", "unknown key state"))?;
             keys.push(KeyEntry {

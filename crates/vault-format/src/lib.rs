@@ -190,6 +190,51 @@ pub mod fuzzing {
         }
     }
 
+    /// Fuzz the index file's parsers: the first byte picks footer (0), leaf (1), interior (2) or
+    /// header (3); whatever decodes must re-encode to exactly the input.
+    pub fn index(data: &[u8]) {
+        use crate::index::*;
+        let Some((which, rest)) = data.split_first() else {
+            return;
+        };
+        match which {
+            0 => {
+                if let Ok(f) = Footer::decode(rest) {
+                    assert_eq!(f.encode(), rest, "footer re-encoding differs");
+                }
+            }
+            1 => {
+                if let Ok(entries) = decode_leaf(rest) {
+                    let mut encoded = Vec::new();
+                    for e in &entries {
+                        e.encode_into(&mut encoded);
+                    }
+                    let n = entries.len() as u32;
+                    assert_eq!(
+                        leaf_plaintext(n, &encoded),
+                        rest,
+                        "leaf re-encoding differs"
+                    );
+                }
+            }
+            2 => {
+                if let Ok(children) = decode_interior(rest) {
+                    assert_eq!(
+                        interior_plaintext(&children),
+                        rest,
+                        "interior re-encoding differs"
+                    );
+                }
+            }
+            3 => {
+                if let Ok(h) = IndexHeader::decode(rest) {
+                    assert_eq!(h.encode(), rest, "index header re-encoding differs");
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Fuzz the envelope parser.
     pub fn envelope(data: &[u8]) {
         if let Ok(e) = RecordEnvelope::decode(data) {

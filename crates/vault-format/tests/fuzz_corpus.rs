@@ -32,6 +32,11 @@ fn header_corpus() {
 }
 
 #[test]
+fn index_corpus() {
+    replay("index", vault_format::fuzzing::index);
+}
+
+#[test]
 fn envelope_corpus() {
     replay("envelope", vault_format::fuzzing::envelope);
 }
@@ -66,6 +71,7 @@ fn every_fuzz_target_has_a_replay() {
         "payload.rs",
         "rollback.rs",
         "tail.rs",
+        "index.rs",
     ];
     for entry in std::fs::read_dir(targets).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -104,4 +110,23 @@ fn hand_written_seeds_decode() {
     let (_, slots) =
         vault_format::rollback::decode_rollback_file(&read("rollback", "two-slots")).unwrap();
     assert!(slots.iter().all(Option::is_some));
+    use vault_format::index::*;
+    Footer::decode(&read("index", "footer")[1..]).unwrap();
+    assert_eq!(
+        decode_leaf(&read("index", "leaf-one")[1..]).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        decode_leaf(&read("index", "leaf-two")[1..]).unwrap().len(),
+        2
+    );
+    assert_eq!(
+        decode_interior(&read("index", "interior-two")[1..])
+            .unwrap()
+            .len(),
+        2
+    );
+    let full = IndexHeader::decode(&read("index", "header-full")[1..]).unwrap();
+    assert_eq!((full.events.len(), full.keys.len()), (1, 1));
+    IndexHeader::decode(&read("index", "header-empty")[1..]).unwrap();
 }
