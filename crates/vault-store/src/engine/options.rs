@@ -42,7 +42,7 @@ impl Default for VaultOptions {
             rollback_store: None,
             accept_rollback: false,
             auto_compact_bytes: 8 << 20,
-            snapshot_part_bytes: 64 << 20,
+            snapshot_part_bytes: 16 << 20,
             kdf_limit: KdfLimit::DEFAULT,
         }
     }
