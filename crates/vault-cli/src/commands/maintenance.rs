@@ -100,7 +100,7 @@ pub(crate) fn verify(cli: &Cli) -> Result<(), Failure> {
         ""
     };
     let index = r.index_secrets.map_or_else(
-        || "; no index (commands read the whole log; `vault upgrade` writes one)".to_string(),
+        || "; no index that matches the log (commands read the whole log; `vault upgrade` writes one)".to_string(),
         |n| format!("; index of {n} secrets authenticated and matching the log"),
     );
     let warnings: String = r
