@@ -230,41 +230,27 @@ impl Secrets {
     /// Drops versions beyond `max` of every secret; returns the bytes it made dead. Every secret
     /// of the checkpoint is brought into the changes (a rare, vault-wide change).
     pub(crate) fn prune(&mut self, max: usize) -> Result<u64> {
+        let mut dead = 0;
         if let Some(b) = &self.base {
             let mut pruned = Vec::new();
             b.for_each(&mut |_, name, mut e| {
                 if !self.changed.contains_key(name) && e.versions.len() > max {
-                    prune_entry(&mut e, max);
+                    dead += prune_entry(&mut e, max);
                     pruned.push((name.to_owned(), e));
                 }
                 Ok(())
             })?;
-            let mut dead = 0;
-            if let Some(b) = &self.base {
-                for (name, _) in &pruned {
-                    if let Some(whole) = b.lookup(name)? {
-                        dead += whole.versions.values().map(|v| len(&v.env)).sum::<u64>();
-                    }
-                }
-            }
             for (name, e) in pruned {
-                dead -= e.versions.values().map(|v| len(&v.env)).sum::<u64>();
                 self.changed.insert(name, Some(e));
             }
-            return Ok(dead
-                + self
-                    .changed
-                    .values_mut()
-                    .flatten()
-                    .map(|e| prune_entry(e, max))
-                    .sum::<u64>());
         }
-        Ok(self
-            .changed
-            .values_mut()
-            .flatten()
-            .map(|e| prune_entry(e, max))
-            .sum())
+        Ok(dead
+            + self
+                .changed
+                .values_mut()
+                .flatten()
+                .map(|e| prune_entry(e, max))
+                .sum::<u64>())
     }
 
     /// Lets `f` move every live record of the changed secrets (a checkpoint's own are moved
