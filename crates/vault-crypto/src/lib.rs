@@ -10,6 +10,8 @@
 //! - [`hash`]: SHA-256 checksums for detecting accidental corruption.
 //! - [`mac`]: HMAC-SHA256 with constant-time verification.
 //! - [`wrap`]: wrapping a data key under a key-encryption key.
+//! - [`sign`]: Ed25519 signatures (RFC 8032), strict verification.
+//! - [`stream`]: the STREAM construction over XChaCha20-Poly1305 for inputs of any size.
 //!
 //! ```
 //! use vault_crypto::{aead, derive, kdf, Key256};
@@ -43,6 +45,8 @@ pub mod kdf;
 pub mod mac;
 pub mod rng;
 mod secret;
+pub mod sign;
+pub mod stream;
 pub mod wrap;
 
 pub use error::Error;

@@ -54,6 +54,8 @@ wire_enum! {
         Event = 5,
         /// Which vault header the log vouches for (docs/FORMAT.md, "Header binding").
         HeaderBinding = 6,
+        /// A managed key's settings: primary version, floors, expiry, rotation period, policy.
+        Key = 7,
     }
 }
 

@@ -20,6 +20,7 @@ use vault_crypto::aead::{self, NONCE_LEN, Nonce, TAG_LEN};
 use vault_crypto::derive::IndexKey;
 use vault_crypto::mac::MAC_LEN;
 
+use crate::payload::{KeyPayload, Payload};
 use crate::payload::{KeyState, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, Tag};
 use crate::reader::Reader;
 use crate::wire::wire_enum;
@@ -28,8 +29,10 @@ use crate::{Error, RecordKind, Result, VaultId};
 const OBJECT: &str = "index file";
 const FOOTER_MAGIC: &[u8; 8] = b"VLTINDEX";
 const AAD_LABEL: &[u8] = b"vault v1 index block";
-/// The index file format version this build writes and reads.
-pub const INDEX_VERSION: u16 = 1;
+/// The newest index file format version this build writes and reads. Version 2 adds the managed
+/// keys' settings records to the header block; a writer writes version 1 while a vault has none,
+/// so builds that know only version 1 keep using the index of a vault without managed keys.
+pub const INDEX_VERSION: u16 = 2;
 /// Length of the footer.
 pub const FOOTER_LEN: usize = 8 + 2 + 2 + 16 + 4 + 16 + 8 + 4;
 /// The size a writer fills a block to before it starts the next (a larger entry makes a larger
@@ -57,6 +60,8 @@ wire_enum! {
 /// The footer: where the header block is, and the identity every block is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Footer {
+    /// The index format version (1 or 2: see [`INDEX_VERSION`]).
+    pub version: u16,
     /// The vault.
     pub vault_id: VaultId,
     /// The key epoch (the index of one epoch's log).
@@ -74,7 +79,7 @@ impl Footer {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(FOOTER_LEN);
         out.extend_from_slice(FOOTER_MAGIC);
-        out.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&[0; 2]);
         out.extend_from_slice(self.vault_id.as_bytes());
         out.extend_from_slice(&self.key_epoch.to_le_bytes());
@@ -103,6 +108,7 @@ impl Footer {
         }
         r.zero("reserved", 2)?;
         let f = Self {
+            version,
             vault_id: VaultId::from_bytes(r.array("vault id")?),
             key_epoch: r.u32("key epoch")?,
             checkpoint_id: r.array("checkpoint id")?,
@@ -300,6 +306,8 @@ pub struct IndexHeader {
     pub header_pending: Option<([u8; 32], Place)>,
     /// Managed key versions.
     pub keys: Vec<KeyEntry>,
+    /// Managed keys' settings records (index version 2).
+    pub key_settings: Vec<(KeyPayload, Place)>,
 }
 
 fn put_u16(out: &mut Vec<u8>, v: u16) {
@@ -490,8 +498,11 @@ pub fn decode_interior(bytes: &[u8]) -> Result<Vec<Child>> {
 }
 
 impl IndexHeader {
-    /// The header block's plaintext.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The header block's plaintext, in the layout of [`IndexHeader::version`].
+    ///
+    /// # Errors
+    /// A key settings record outside the format's limits.
+    pub fn encode(&self) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(512);
         put_u64(&mut out, self.cursor.0);
         put_u64(&mut out, self.cursor.1);
@@ -543,14 +554,29 @@ impl IndexHeader {
             put_u64(&mut out, k.state_changed_ms as u64);
             put_place(&mut out, &k.place);
         }
-        out
+        if self.version() >= 2 {
+            put_u32(&mut out, self.key_settings.len() as u32);
+            for (k, place) in &self.key_settings {
+                let bytes = Payload::Key(k.clone()).encode()?;
+                put_u32(&mut out, bytes.len() as u32);
+                out.extend_from_slice(&bytes);
+                put_place(&mut out, place);
+            }
+        }
+        Ok(out)
     }
 
-    /// Decodes the header block's plaintext.
+    /// The index version this header needs: 2 if it holds managed keys' settings, else 1.
+    pub fn version(&self) -> u16 {
+        if self.key_settings.is_empty() { 1 } else { 2 }
+    }
+
+    /// Decodes the header block's plaintext, as laid out in index version `version` (the
+    /// footer's).
     ///
     /// # Errors
     /// A precise error for anything malformed.
-    pub fn decode(bytes: &[u8]) -> Result<Self> {
+    pub fn decode(bytes: &[u8], version: u16) -> Result<Self> {
         let mut r = Reader::new(OBJECT, bytes);
         let cursor = (
             r.u64("cursor hint")?,
@@ -616,8 +642,24 @@ impl IndexHeader {
                 place: get_place(&mut r)?,
             });
         }
+        let mut key_settings = Vec::new();
+        if version >= 2 {
+            let n = count(&mut r, "key settings count", 4 + 1 + PLACE_LEN)?;
+            if n == 0 {
+                return Err(r.invalid("key settings count", "version 2 holds at least one"));
+            }
+            key_settings.reserve(n);
+            for _ in 0..n {
+                let bytes = r.len_prefixed_u32("key settings", 64 * 1024)?;
+                let Payload::Key(k) = Payload::decode(RecordKind::Key, bytes)? else {
+                    return Err(r.invalid("key settings", "not a key record"));
+                };
+                key_settings.push((k, get_place(&mut r)?));
+            }
+        }
         r.finish()?;
         Ok(Self {
+            key_settings,
             cursor,
             generation,
             last_mac,

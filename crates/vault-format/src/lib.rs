@@ -37,6 +37,7 @@ mod envelope;
 mod error;
 mod header;
 pub mod index;
+pub mod keys;
 pub mod log;
 mod names;
 pub mod passphrase_slot;
@@ -44,6 +45,7 @@ pub mod payload;
 mod preamble;
 mod reader;
 pub mod rollback;
+pub mod token;
 mod wire;
 
 use core::fmt;
@@ -190,8 +192,8 @@ pub mod fuzzing {
         }
     }
 
-    /// Fuzz the index file's parsers: the first byte picks footer (0), leaf (1), interior (2) or
-    /// header (3); whatever decodes must re-encode to exactly the input.
+    /// Fuzz the index file's parsers: the first byte picks footer (0), leaf (1), interior (2),
+    /// version-1 header (3) or version-2 header (4); whatever decodes must re-encode to exactly the input.
     pub fn index(data: &[u8]) {
         use crate::index::*;
         let Some((which, rest)) = data.split_first() else {
@@ -226,9 +228,15 @@ pub mod fuzzing {
                     );
                 }
             }
-            3 => {
-                if let Ok(h) = IndexHeader::decode(rest) {
-                    assert_eq!(h.encode(), rest, "index header re-encoding differs");
+            3 | 4 => {
+                let version = if *which == 3 { 1 } else { 2 };
+                if let Ok(h) = IndexHeader::decode(rest, version) {
+                    assert_eq!(h.version(), version, "index header version differs");
+                    assert_eq!(
+                        h.encode().ok().as_deref(),
+                        Some(rest),
+                        "index header re-encoding differs"
+                    );
                 }
             }
             _ => {}

@@ -9,6 +9,7 @@ use vault_crypto::SecretBytes;
 use zeroize::Zeroizing;
 
 use crate::envelope::RecordKind;
+pub use crate::keys::KeyPayload;
 use crate::reader::Reader;
 use crate::wire::wire_enum;
 
@@ -89,12 +90,14 @@ wire_enum! {
         Pending = 1,
         /// In use for new operations.
         Active = 2,
-        /// Usable only to decrypt or verify.
+        /// Usable only to decrypt or verify (CLI: `decrypt-only`).
         Deactivated = 3,
-        /// Known or suspected compromised.
+        /// Known or suspected compromised: refused unless the caller overrides, every use reported.
         Compromised = 4,
-        /// Material destroyed.
+        /// Material destroyed; the version's metadata stays.
         Destroyed = 5,
+        /// Refused for everything until enabled again.
+        Disabled = 6,
     }
 }
 
@@ -135,6 +138,10 @@ wire_enum! {
         MasterKeyRotated = 3,
         /// A key slot was added, changed or removed.
         KeySlotChanged = 4,
+        /// A managed key's policy was loosened (allowed an operation it did not).
+        KeyPolicyLoosened = 5,
+        /// A compromised key version was used, with the caller's override.
+        CompromisedKeyUsed = 6,
     }
 }
 
@@ -184,6 +191,8 @@ pub enum Payload {
     Event(EventPayload),
     /// [`RecordKind::HeaderBinding`].
     HeaderBinding(HeaderBindingPayload),
+    /// [`RecordKind::Key`].
+    Key(KeyPayload),
 }
 
 fn put_str16(out: &mut Vec<u8>, s: &str) {
@@ -223,6 +232,7 @@ impl Payload {
             Payload::Settings(_) => RecordKind::Settings,
             Payload::Event(_) => RecordKind::Event,
             Payload::HeaderBinding(_) => RecordKind::HeaderBinding,
+            Payload::Key(_) => RecordKind::Key,
         }
     }
 
@@ -303,6 +313,10 @@ impl Payload {
                 out.push(p.phase.to_byte());
                 out.extend_from_slice(&p.digest);
             }
+            Payload::Key(p) => {
+                checked_name(&p.name)?;
+                p.encode_into(&mut out)?;
+            }
         }
         Ok(out)
     }
@@ -328,6 +342,7 @@ impl Payload {
             Payload::Settings(_) => 4,
             Payload::Event(p) => 1 + 8 + 2 + p.text.len(),
             Payload::HeaderBinding(_) => 1 + 32,
+            Payload::Key(p) => p.encoded_len(),
         }
     }
 
@@ -437,6 +452,10 @@ impl Payload {
                 let digest = r.array("header digest")?;
                 Payload::HeaderBinding(HeaderBindingPayload { phase, digest })
             }
+            RecordKind::Key => {
+                let name = name(&mut r)?;
+                Payload::Key(KeyPayload::decode_from(&mut r, name)?)
+            }
         };
         r.finish()?;
         Ok(p)
@@ -517,7 +536,7 @@ fn check_tag(t: &Tag) -> Result<()> {
     Ok(())
 }
 
-fn check_algorithm(a: &str) -> Result<()> {
+pub(crate) fn check_algorithm(a: &str) -> Result<()> {
     if a.is_empty()
         || a.len() > MAX_ALGORITHM_LEN
         || !a
@@ -532,7 +551,7 @@ fn check_algorithm(a: &str) -> Result<()> {
     Ok(())
 }
 
-fn utf8(b: &[u8], field: &'static str) -> Result<String> {
+pub(crate) fn utf8(b: &[u8], field: &'static str) -> Result<String> {
     String::from_utf8(b.to_vec()).map_err(|_| invalid(field, "not valid UTF-8"))
 }
 

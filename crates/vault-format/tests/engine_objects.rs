@@ -62,13 +62,7 @@ fn arb_payload() -> impl Strategy<Value = Payload> {
             arb_name(),
             1u32..,
             "[a-z0-9_-]{1,32}",
-            prop::sample::select(vec![
-                KeyState::Pending,
-                KeyState::Active,
-                KeyState::Deactivated,
-                KeyState::Compromised,
-                KeyState::Destroyed
-            ]),
+            prop::sample::select(KeyState::ALL.to_vec()),
             any::<i64>(),
             any::<i64>(),
             prop::collection::vec(any::<u8>(), 0..64)
@@ -89,12 +83,7 @@ fn arb_payload() -> impl Strategy<Value = Payload> {
         (1u32..=MAX_MAX_VERSIONS)
             .prop_map(|max_versions| Payload::Settings(SettingsPayload { max_versions })),
         (
-            prop::sample::select(vec![
-                EventKind::Created,
-                EventKind::RollbackAccepted,
-                EventKind::MasterKeyRotated,
-                EventKind::KeySlotChanged
-            ]),
+            prop::sample::select(EventKind::ALL.to_vec()),
             any::<i64>(),
             "[ -~]{0,80}"
         )
@@ -109,6 +98,59 @@ fn arb_payload() -> impl Strategy<Value = Payload> {
         )
             .prop_map(
                 |(phase, digest)| Payload::HeaderBinding(HeaderBindingPayload { phase, digest })
+            ),
+        (
+            (
+                arb_name(),
+                any::<[u8; 8]>(),
+                "[a-z0-9_-]{1,32}",
+                prop::collection::btree_map(
+                    1u32..,
+                    (prop::sample::select(KeyState::ALL.to_vec()), any::<i64>()),
+                    1..6
+                ),
+                any::<prop::sample::Index>()
+            ),
+            (any::<u32>(), any::<u32>(), any::<Option<i64>>()),
+            (
+                prop::option::of(1u64..=i64::MAX as u64),
+                0u16..128,
+                any::<i64>(),
+                any::<i64>()
+            )
+        )
+            .prop_map(
+                |(
+                    (name, key_id, algorithm, versions, pick),
+                    (min_decrypt_version, min_encrypt_version, expires_ms),
+                    (rotate_every_ms, bits, created_ms, changed_ms),
+                )| {
+                    let versions: Vec<_> = versions
+                        .into_iter()
+                        .map(
+                            |(version, (state, changed_ms))| vault_format::keys::VersionState {
+                                version,
+                                state,
+                                changed_ms,
+                            },
+                        )
+                        .collect();
+                    let primary = pick.get(&versions).version;
+                    Payload::Key(KeyPayload {
+                        versions,
+                        name,
+                        key_id,
+                        algorithm,
+                        primary,
+                        min_decrypt_version,
+                        min_encrypt_version,
+                        expires_ms,
+                        rotate_every_ms,
+                        allowed: vault_format::keys::KeyOps::from_bits(bits).unwrap(),
+                        created_ms,
+                        changed_ms,
+                    })
+                }
             ),
     ]
 }

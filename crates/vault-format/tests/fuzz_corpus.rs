@@ -126,7 +126,7 @@ fn hand_written_seeds_decode() {
             .len(),
         2
     );
-    let full = IndexHeader::decode(&read("index", "header-full")[1..]).unwrap();
+    let full = IndexHeader::decode(&read("index", "header-full")[1..], 1).unwrap();
     assert_eq!((full.events.len(), full.keys.len()), (1, 1));
-    IndexHeader::decode(&read("index", "header-empty")[1..]).unwrap();
+    IndexHeader::decode(&read("index", "header-empty")[1..], 1).unwrap();
 }

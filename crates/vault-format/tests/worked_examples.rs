@@ -117,7 +117,7 @@ fn index_example_matches_spec_byte_for_byte_and_reads_back() {
     let header = footer
         .open_block(&key, off as u64, BlockKind::Header, &spec[off..off + len])
         .unwrap();
-    let header = IndexHeader::decode(header.expose_secret()).unwrap();
+    let header = IndexHeader::decode(header.expose_secret(), 1).unwrap();
     let (root, depth) = header.root.unwrap();
     assert_eq!((depth, header.secrets, header.cursor.1), (1, 1, 263));
     let leaf = footer

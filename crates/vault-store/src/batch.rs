@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 
 use vault_crypto::SecretBytes;
-use vault_format::payload::{self, KeyState, Payload, SecretState, SettingsPayload};
+use vault_format::payload::{self, Payload, SecretState, SettingsPayload};
 
-use crate::engine::now_ms;
 use crate::engine::replay::State;
+use crate::secrets;
 use crate::secrets::SetOptions;
 use crate::vault::Vault;
 use crate::{Error, Result};
-use crate::{keys, secrets};
 
 /// One change in a batch.
 #[derive(Debug)]
@@ -27,13 +26,6 @@ pub(crate) enum Op {
     },
     Settings {
         max_versions: u32,
-    },
-    KeyVersion {
-        name: String,
-        algorithm: String,
-        material: SecretBytes,
-        state: KeyState,
-        version: Option<u32>,
     },
 }
 
@@ -85,7 +77,7 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 
 /// The state a batch is prepared against: the index as committed, the secrets this batch has
 /// already changed, and what it has produced so far. Each record domain turns its requests into
-/// payloads here (`secrets::prepare_*`, `keys::prepare_version`).
+/// payloads here (`secrets::prepare_*`).
 pub(crate) struct Prepare<'a> {
     pub(crate) st: &'a State,
     /// Per-name (latest version, deleted) after this batch's earlier changes; `None` = the secret
@@ -123,7 +115,7 @@ impl Vault {
             let mut p = Prepare {
                 st,
                 latest: BTreeMap::new(),
-                time_ms: now_ms(),
+                time_ms: self.e.options.clock.now_ms(),
                 payloads: Vec::with_capacity(ops.len()),
                 versions: Vec::new(),
             };
@@ -157,15 +149,6 @@ impl Vault {
                         p.payloads.push(Payload::Settings(SettingsPayload {
                             max_versions: *max_versions,
                         }))
-                    }
-                    Op::KeyVersion {
-                        name,
-                        algorithm,
-                        material,
-                        state,
-                        version,
-                    } => {
-                        keys::prepare_version(&mut p, name, algorithm, material, *state, *version)?
                     }
                 }
             }

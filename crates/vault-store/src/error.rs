@@ -103,6 +103,10 @@ pub enum Error {
     /// Another process rotated the master key; this handle's key is stale.
     #[error("the vault's master key was rotated by another process; open the vault again")]
     Rekeyed,
+    /// A managed key refused an operation (its state, floor, policy or expiry), or a token or
+    /// signature given to it does not hold.
+    #[error("{0}")]
+    Key(crate::keys::KeyError),
     /// A cryptographic operation failed (RNG or KDF), not an authentication failure.
     #[error("cryptographic failure: {0}")]
     Crypto(#[from] vault_crypto::Error),

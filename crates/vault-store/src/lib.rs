@@ -35,7 +35,7 @@ mod batch;
 mod engine;
 mod error;
 pub mod io;
-mod keys;
+pub mod keys;
 mod rollback;
 mod rotation;
 mod secrets;
@@ -53,11 +53,14 @@ pub use batch::Batch;
 pub use engine::index::DEFAULT_MAX_VERSIONS;
 pub use engine::unlock::{KdfLimit, Unlock};
 pub use error::{Error, Result};
-pub use keys::KeyVersionInfo;
+pub use keys::{
+    Algorithm, KeyError, KeyInfo, KeyOps, KeySpec, KeyVersionInfo, RotateOptions, UseOptions,
+    parse_state, state_name,
+};
 pub use rollback::{DirRollbackStore, MemoryRollbackStore, RollbackStore};
 pub use secrets::{Secret, SecretInfo, SetOptions, VersionInfo};
 pub use slots::SlotInfo;
-pub use vault::{Vault, VaultOptions};
+pub use vault::{Clock, Vault, VaultOptions};
 pub use verify::VerifyReport;
 // What this crate's API takes and returns, re-exported so that a user needs no second vault
 // crate kept in step with this one.

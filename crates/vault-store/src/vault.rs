@@ -17,7 +17,7 @@ use crate::sync::{self, Arc};
 use crate::verify::VerifyReport;
 use crate::{Error, Result};
 
-pub use crate::engine::options::VaultOptions;
+pub use crate::engine::options::{Clock, VaultOptions};
 
 /// An open vault. `Send + Sync`: share it between threads behind an `Arc`.
 pub struct Vault {

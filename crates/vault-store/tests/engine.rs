@@ -76,20 +76,22 @@ fn exercise(v: &Vault) {
     assert_eq!(got.value.expose_secret(), &value[..]);
     assert_eq!(got.tags, tags);
     // Keys.
-    let kv = v
-        .add_key_version("signing", "ed25519", secret(&[7; 32]), KeyState::Active)
+    let k = v
+        .create_key(
+            "signing",
+            vault_store::KeySpec::new(vault_store::Algorithm::Ed25519),
+        )
         .unwrap();
-    assert_eq!(kv, 1);
-    v.set_key_state("signing", 1, KeyState::Deactivated)
+    assert_eq!(k.primary, 1);
+    let public = v.public_key("signing", None).unwrap();
+    assert_eq!(v.rotate_key("signing", Default::default()).unwrap(), 2);
+    v.set_key_version_state("signing", 1, KeyState::Disabled)
         .unwrap();
     assert_eq!(
         v.key_versions("signing").unwrap()[0].state,
-        KeyState::Deactivated
+        KeyState::Disabled
     );
-    assert_eq!(
-        v.key_material("signing", 1).unwrap().0.expose_secret(),
-        &[7; 32]
-    );
+    assert_eq!(v.public_key("signing", Some(1)).unwrap(), public);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 // ok: every unwrap here is in test machinery (a dev-dependency only); a failure is the test's
 // finding and should stop it loudly.
 
-use vault_store::{Batch, KeyState, SetOptions, Vault};
+use vault_store::{Algorithm, Batch, KeyOps, KeySpec, KeyState, RotateOptions, SetOptions, Vault};
 
 use crate::dirs::{cheap_kdf, pass, secret};
 
@@ -42,17 +42,34 @@ pub enum MutatingOp {
     RemovePassphrase,
     /// Master-key rotation.
     Rotate,
-    /// A new managed-key version.
-    AddKeyVersion,
-    /// A managed key's state change.
+    /// Creating a managed key.
+    CreateKey,
+    /// Rotating a managed key (a new primary version).
+    RotateKey,
+    /// Promoting a staged key version.
+    PromoteKeyVersion,
+    /// A managed key version's state change.
     SetKeyState,
+    /// Destroying a managed key version's material.
+    DestroyKeyVersion,
+    /// Loosening a managed key's policy (a settings record and an event).
+    SetKeyPolicy,
     /// Writing the index file (a checkpoint of the log).
     Checkpoint,
 }
 
+/// The oldest version of key "signing" that is neither its primary nor destroyed.
+fn spare_version(v: &Vault) -> Option<u32> {
+    let k = v.key("signing").ok()?;
+    k.versions
+        .iter()
+        .find(|x| x.version != k.primary && x.state != KeyState::Destroyed)
+        .map(|x| x.version)
+}
+
 impl MutatingOp {
     /// Every mutating operation.
-    pub const ALL: [MutatingOp; 14] = [
+    pub const ALL: [MutatingOp; 18] = [
         MutatingOp::Set,
         MutatingOp::Batch,
         MutatingOp::Delete,
@@ -64,8 +81,12 @@ impl MutatingOp {
         MutatingOp::AddPassphrase,
         MutatingOp::RemovePassphrase,
         MutatingOp::Rotate,
-        MutatingOp::AddKeyVersion,
+        MutatingOp::CreateKey,
+        MutatingOp::RotateKey,
+        MutatingOp::PromoteKeyVersion,
         MutatingOp::SetKeyState,
+        MutatingOp::DestroyKeyVersion,
+        MutatingOp::SetKeyPolicy,
         MutatingOp::Checkpoint,
     ];
 
@@ -84,9 +105,29 @@ impl MutatingOp {
                 v.add_passphrase(&pass(), &secret(SPARE_PASS), cheap_kdf())
                     .unwrap();
             }
-            MutatingOp::SetKeyState => {
-                v.add_key_version("signing", "ed25519", secret(&[7; 32]), KeyState::Active)
-                    .unwrap();
+            MutatingOp::RotateKey
+            | MutatingOp::PromoteKeyVersion
+            | MutatingOp::SetKeyState
+            | MutatingOp::DestroyKeyVersion
+            | MutatingOp::SetKeyPolicy => {
+                if v.key("signing").is_err() {
+                    let mut spec = KeySpec::new(Algorithm::Ed25519);
+                    spec.allowed = Some(KeyOps::SIGN.with(KeyOps::VERIFY));
+                    v.create_key("signing", spec).unwrap();
+                }
+                // A version to change or destroy: neither the primary nor destroyed.
+                if spare_version(v).is_none() {
+                    v.rotate_key("signing", RotateOptions::default()).unwrap();
+                }
+                // A staged version to promote.
+                let k = v.key("signing").unwrap();
+                if k.versions.last().unwrap().state != KeyState::Pending {
+                    let stage = RotateOptions {
+                        stage: true,
+                        keep_active: false,
+                    };
+                    v.rotate_key("signing", stage).unwrap();
+                }
             }
             _ => {}
         }
@@ -132,10 +173,31 @@ impl MutatingOp {
                 v.remove_slot(&pass(), spare)
             }
             MutatingOp::Rotate => v.rotate_master_key(&pass(), false),
-            MutatingOp::AddKeyVersion => v
-                .add_key_version("new-key", "ed25519", secret(&[9; 32]), KeyState::Pending)
+            MutatingOp::CreateKey => {
+                let n = v.key_names()?.len();
+                v.create_key(
+                    &format!("new-key-{n}"),
+                    KeySpec::new(Algorithm::XChaCha20Poly1305),
+                )
+                .map(|_| ())
+            }
+            MutatingOp::RotateKey => v
+                .rotate_key("signing", RotateOptions::default())
                 .map(|_| ()),
-            MutatingOp::SetKeyState => v.set_key_state("signing", 1, KeyState::Deactivated),
+            MutatingOp::PromoteKeyVersion => {
+                let latest = v.key("signing")?.versions.last().map_or(1, |x| x.version);
+                v.promote_key_version("signing", latest)
+            }
+            MutatingOp::SetKeyState => {
+                let spare = spare_version(v).unwrap_or(1);
+                v.set_key_version_state("signing", spare, KeyState::Disabled)
+            }
+            MutatingOp::DestroyKeyVersion => {
+                v.destroy_key_version("signing", spare_version(v).unwrap_or(1))
+            }
+            MutatingOp::SetKeyPolicy => {
+                v.set_key_policy("signing", Algorithm::Ed25519.capable(), true)
+            }
             MutatingOp::Checkpoint => v.checkpoint(),
         }
     }

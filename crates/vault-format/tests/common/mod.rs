@@ -221,6 +221,7 @@ pub fn example_index() -> Vec<u8> {
         }],
     };
     let mut footer = Footer {
+        version: 1,
         vault_id: vault_id(),
         key_epoch: 0,
         checkpoint_id: seq(0x50, 16).try_into().unwrap(),
@@ -260,6 +261,7 @@ pub fn example_index() -> Vec<u8> {
         header_confirmed: None,
         header_pending: None,
         keys: Vec::new(),
+        key_settings: Vec::new(),
     };
     let header_block = footer
         .seal_block_with_nonce(
@@ -267,7 +269,7 @@ pub fn example_index() -> Vec<u8> {
             &Nonce::from_slice(&seq(0x30, 24)).unwrap(),
             leaf.len() as u64,
             BlockKind::Header,
-            &header.encode(),
+            &header.encode().unwrap(),
         )
         .unwrap();
     footer.header_offset = leaf.len() as u64;

@@ -145,7 +145,7 @@ impl Checkpoint {
             len: footer.header_len,
         };
         let plain = cp.block(&at, BlockKind::Header)?;
-        cp.header = IndexHeader::decode(plain.expose_secret())
+        cp.header = IndexHeader::decode(plain.expose_secret(), footer.version)
             .map_err(|e| damaged(&location, &e.to_string()))?;
         if cp.header.cursor.2 != cp.header.last_mac {
             return Err(damaged(&location, "its cursor and chain MAC disagree"));
@@ -247,6 +247,7 @@ fn empty_header() -> IndexHeader {
         header_confirmed: None,
         header_pending: None,
         keys: Vec::new(),
+        key_settings: Vec::new(),
     }
 }
 
@@ -427,6 +428,13 @@ impl super::Engine {
         let base = st.index.secrets.base().cloned();
         let index = &st.index;
         let pos = st.pos;
+        // The oldest layout that holds what there is, so that builds reading only version 1
+        // keep using the index of a vault without managed keys.
+        let version: u16 = if index.keys.values().any(|k| k.settings.is_some()) {
+            2
+        } else {
+            1
+        };
         let header_of = |root, secrets| IndexHeader {
             cursor: (pos.hint(), pos.offset(), *pos.check()),
             generation: st.generation,
@@ -440,11 +448,17 @@ impl super::Engine {
             events: index.vault.events().iter().map(place_of).collect(),
             header_confirmed: index.vault.confirmed().map(|(d, r)| (d, place_of(&r))),
             header_pending: index.vault.pending().map(|(d, r)| (d, place_of(&r))),
+            key_settings: index
+                .keys
+                .values()
+                .filter_map(|k| k.settings.as_ref())
+                .map(|(p, env)| (p.clone(), place_of(env)))
+                .collect(),
             keys: index
                 .keys
                 .iter()
-                .flat_map(|(name, versions)| {
-                    versions.values().map(move |m| fmt::KeyEntry {
+                .flat_map(|(name, k)| {
+                    k.versions.values().map(move |m| fmt::KeyEntry {
                         name: name.clone(),
                         version: m.info.version,
                         algorithm: m.info.algorithm.clone(),
@@ -457,6 +471,7 @@ impl super::Engine {
                 .collect(),
         };
         let footer_of = |header_offset, header_len| Footer {
+            version,
             vault_id: self.vault_id,
             key_epoch: keys.epoch,
             checkpoint_id: id,
@@ -508,7 +523,7 @@ impl super::Engine {
             emit_changed_before(&mut w, None)?;
             let (root, offset, count) = w.finish()?;
             let footer = footer_of(0, 0);
-            let header = header_of(root, count).encode();
+            let header = header_of(root, count).encode()?;
             let block = footer.seal_block(&keys.index, offset, BlockKind::Header, &header)?;
             sink(&block)?;
             sink(&footer_of(offset, block.len() as u32).encode())
@@ -558,6 +573,9 @@ impl super::Engine {
                     env: ref_of(&k.place),
                 },
             );
+        }
+        for (p, place) in &h.key_settings {
+            index_keys.apply_settings(ref_of(place), p);
         }
         let mut st = State::empty(keys);
         st.pos = cp.cursor();

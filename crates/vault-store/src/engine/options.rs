@@ -32,6 +32,35 @@ pub struct VaultOptions {
     /// The most Argon2id work a key slot may ask for before it is tried (and the most a new
     /// slot may be given).
     pub kdf_limit: KdfLimit,
+    /// What the vault takes the time to be: the system clock, or a test's.
+    pub clock: Clock,
+}
+
+/// The time a vault stamps records with and checks key expiry and rotation against.
+#[derive(Clone, Default)]
+pub struct Clock(Option<Arc<dyn Fn() -> i64 + Send + Sync>>);
+
+impl Clock {
+    /// A clock that reads `f` (milliseconds since the Unix epoch); for tests of expiry and
+    /// rotation periods.
+    pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Clock(Some(Arc::new(f)))
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.0.as_ref().map_or_else(crate::engine::now_ms, |f| f())
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Clock(custom)"
+        } else {
+            "Clock(system)"
+        })
+    }
 }
 
 impl Default for VaultOptions {
@@ -44,6 +73,7 @@ impl Default for VaultOptions {
             auto_compact_bytes: 8 << 20,
             snapshot_part_bytes: 16 << 20,
             kdf_limit: KdfLimit::DEFAULT,
+            clock: Clock::default(),
         }
     }
 }

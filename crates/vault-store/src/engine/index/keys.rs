@@ -1,8 +1,9 @@
-//! The managed keys' part of the index: each key's versions and their lifecycle states.
+//! The managed keys' part of the index: each key's settings record and its versions with their
+//! lifecycle states (metadata only: material stays in the log until asked for).
 
 use std::collections::BTreeMap;
 
-use vault_format::payload::{KeyState, KeyVersionPayload};
+use vault_format::payload::{KeyPayload, KeyState, KeyVersionPayload};
 
 use super::RecordRef;
 
@@ -28,12 +29,20 @@ pub(crate) struct KeyMeta {
     pub(crate) env: RecordRef,
 }
 
-/// The managed keys, by name, then version.
+/// One managed key: its settings (absent only for versions written before keys had settings)
+/// and its versions.
 #[derive(Clone, Default)]
-pub(crate) struct Keys(BTreeMap<String, BTreeMap<u32, KeyMeta>>);
+pub(crate) struct KeyEntry {
+    pub(crate) settings: Option<(KeyPayload, RecordRef)>,
+    pub(crate) versions: BTreeMap<u32, KeyMeta>,
+}
+
+/// The managed keys, by name.
+#[derive(Clone, Default)]
+pub(crate) struct Keys(BTreeMap<String, KeyEntry>);
 
 impl std::ops::Deref for Keys {
-    type Target = BTreeMap<String, BTreeMap<u32, KeyMeta>>;
+    type Target = BTreeMap<String, KeyEntry>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
@@ -45,6 +54,7 @@ impl Keys {
         self.0
             .entry(name)
             .or_default()
+            .versions
             .insert(meta.info.version, meta);
     }
 
@@ -64,19 +74,37 @@ impl Keys {
         self.0
             .entry(p.name.clone())
             .or_default()
+            .versions
             .insert(p.version, meta)
             .map_or(0, |old| old.env.len())
+    }
+
+    /// Applies a key's settings record (also how a checkpoint's are put back); returns the bytes
+    /// it made dead.
+    pub(crate) fn apply_settings(&mut self, env: RecordRef, p: &KeyPayload) -> u64 {
+        self.0
+            .entry(p.name.clone())
+            .or_default()
+            .settings
+            .replace((p.clone(), env))
+            .map_or(0, |(_, old)| old.len())
     }
 
     /// Lets `f` move every live record.
     pub(crate) fn relocate(&mut self, f: &mut dyn FnMut(&mut RecordRef)) {
         for k in self.0.values_mut() {
-            k.values_mut().for_each(|v| f(&mut v.env));
+            k.versions.values_mut().for_each(|v| f(&mut v.env));
+            k.settings.iter_mut().for_each(|(_, env)| f(env));
         }
     }
 
     /// Every live record.
     pub(crate) fn live(&self) -> impl Iterator<Item = &RecordRef> {
-        self.0.values().flat_map(|k| k.values().map(|v| &v.env))
+        self.0.values().flat_map(|k| {
+            k.versions
+                .values()
+                .map(|v| &v.env)
+                .chain(k.settings.iter().map(|(_, env)| env))
+        })
     }
 }

@@ -51,6 +51,7 @@ impl Index {
             }
             Payload::Event(_) => self.vault.apply_event(env),
             Payload::HeaderBinding(p) => self.vault.apply_binding(env, p),
+            Payload::Key(p) => self.keys.apply_settings(env, p),
         };
         Ok(())
     }
