@@ -157,6 +157,13 @@ pub(crate) enum Command {
     /// Accept a vault older than its rollback record, after a deliberate restore (recorded in
     /// the vault as an event).
     AcceptRollback,
+    /// Managed keys: create, rotate, set states and policies; encrypt, decrypt, rewrap, make
+    /// data keys, sign and verify without the key leaving the vault.
+    #[command(after_help = crate::cli_keys::KEY_HELP)]
+    Key {
+        #[command(subcommand)]
+        command: crate::cli_keys::KeyCommand,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -15,11 +15,13 @@ pub(crate) enum Exit {
     Integrity = 5,
     Busy = 6,
     Conflict = 7,
+    KeyRefused = 8,
+    BadToken = 9,
 }
 
 impl Exit {
     /// Every code, in order.
-    pub(crate) const ALL: [Exit; 8] = [
+    pub(crate) const ALL: [Exit; 10] = [
         Exit::Success,
         Exit::Other,
         Exit::Usage,
@@ -28,6 +30,8 @@ impl Exit {
         Exit::Integrity,
         Exit::Busy,
         Exit::Conflict,
+        Exit::KeyRefused,
+        Exit::BadToken,
     ];
 
     /// What the code means, for `--help`.
@@ -40,7 +44,15 @@ impl Exit {
             Exit::NotFound => "not found (no such secret, version or vault)",
             Exit::Integrity => "integrity failure (tampering, corruption or rollback)",
             Exit::Busy => "busy (another process held the write lock past the timeout)",
-            Exit::Conflict => "conflict (check-and-set found a different version)",
+            Exit::Conflict => {
+                "conflict (check-and-set found a different version, or the key exists)"
+            }
+            Exit::KeyRefused => {
+                "refused by the key (version disabled, destroyed or compromised, below a floor, not allowed by its policy, expired)"
+            }
+            Exit::BadToken => {
+                "the ciphertext or signature does not hold (changed, cut short, another key, other associated data)"
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! Why a command stopped early: an exit code and a one-line message, mapped from the store's
 //! typed errors (with the hint a user needs) or made by the binary itself.
 
-use vault_store::Error;
+use vault_store::{Error, KeyError};
 
 use crate::exit::Exit;
 
@@ -32,6 +32,15 @@ impl From<Error> for Failure {
             Error::Busy { .. } => Exit::Busy,
             Error::Conflict { .. } => Exit::Conflict,
             Error::Invalid { .. } => Exit::Usage,
+            Error::Key(k) => match k {
+                KeyError::Exists { .. } => Exit::Conflict,
+                KeyError::UnknownVersion { .. } => Exit::NotFound,
+                KeyError::WrongKey { .. }
+                | KeyError::BadToken { .. }
+                | KeyError::Decrypt { .. }
+                | KeyError::BadSignature { .. } => Exit::BadToken,
+                _ => Exit::KeyRefused,
+            },
             _ => Exit::Other,
         };
         let mut message = e.to_string();
@@ -45,6 +54,10 @@ impl From<Error> for Failure {
                 what: "KDF parameters",
                 ..
             } => message.push_str(" with --max-kdf-memory-mib / --max-kdf-cost"),
+            Error::Key(KeyError::Compromised { .. }) => {
+                message.push_str(" (--allow-compromised uses it anyway; the use is recorded)")
+            }
+            Error::Key(KeyError::Loosen { .. }) => message.push_str(" with --loosen"),
             _ => {}
         }
         Failure {

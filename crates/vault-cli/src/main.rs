@@ -5,6 +5,7 @@
 //! writes exactly the stored bytes to stdout.
 
 mod cli;
+mod cli_keys;
 mod commands;
 mod exit;
 mod failure;
@@ -104,5 +105,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Compact => commands::maintenance::compact(&cli),
         Command::Upgrade => commands::maintenance::upgrade(&cli),
         Command::AcceptRollback => commands::maintenance::accept_rollback(&cli),
+        Command::Key { command } => commands::keys::run(&cli, command),
     }
 }

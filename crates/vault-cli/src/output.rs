@@ -41,6 +41,11 @@ impl Stdout {
         self.0.write_all(bytes).map_err(|e| stdout_failure(&e))
     }
 
+    /// The locked stream itself, for writers that take `impl Write`.
+    pub(crate) fn raw(&mut self) -> &mut io::StdoutLock<'static> {
+        &mut self.0
+    }
+
     /// Flushes what is still buffered (a value with no trailing newline, for one).
     pub(crate) fn finish(mut self) -> Result<(), Failure> {
         self.0.flush().map_err(|e| stdout_failure(&e))

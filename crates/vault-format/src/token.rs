@@ -269,6 +269,220 @@ pub fn looks_like_text(bytes: &[u8]) -> bool {
         .eq(TEXT_PREFIX.as_bytes().iter())
 }
 
+/// Writes a token in its text form as its bytes are written to it: `vault:v<N>:` once the
+/// token's header has passed (it names the version), then base64url in groups of three bytes, so
+/// a streamed token of any size becomes text in bounded memory. [`TextWriter::finish`] writes the
+/// last group and a newline.
+pub struct TextWriter<W: std::io::Write> {
+    inner: W,
+    pending: Vec<u8>,
+    started: bool,
+}
+
+impl<W: std::io::Write> TextWriter<W> {
+    /// A writer of text into `inner`.
+    pub fn new(inner: W) -> Self {
+        TextWriter {
+            inner,
+            pending: Vec::with_capacity(3 * 4096),
+            started: false,
+        }
+    }
+
+    fn emit(&mut self, upto: usize) -> std::io::Result<()> {
+        let take = upto - upto % 3;
+        if take == 0 {
+            return Ok(());
+        }
+        let rest = self.pending.split_off(take);
+        let text = Base64UrlUnpadded::encode_string(&self.pending);
+        self.inner.write_all(text.as_bytes())?;
+        self.pending = rest;
+        Ok(())
+    }
+
+    /// Writes what is left and a newline; returns the inner writer.
+    ///
+    /// # Errors
+    /// A token shorter than its header, or the inner writer's error.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        if !self.started {
+            self.start()?;
+        }
+        let text = Base64UrlUnpadded::encode_string(&self.pending);
+        self.inner.write_all(text.as_bytes())?;
+        self.inner.write_all(b"\n")?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+
+    fn start(&mut self) -> std::io::Result<()> {
+        let (h, _) = TokenHeader::decode(&self.pending)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        write!(self.inner, "{TEXT_PREFIX}{}:", h.version)?;
+        self.started = true;
+        Ok(())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for TextWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if !self.started {
+            if self.pending.len() < TOKEN_HEADER_LEN {
+                return Ok(buf.len());
+            }
+            self.start()?;
+        }
+        if self.pending.len() >= 3 * 4096 {
+            self.emit(self.pending.len())?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.started {
+            self.emit(self.pending.len())?;
+        }
+        self.inner.flush()
+    }
+}
+
+/// Reads the bytes of a token given in text form, decoding base64url as it goes (bounded
+/// memory), and checks that the version in the `vault:v<N>:` prefix is the one the token's
+/// header carries. Whitespace after the token (a newline) is ignored; anywhere else it is an
+/// error.
+pub struct TextReader<R: std::io::Read> {
+    inner: R,
+    prefix_version: Option<u32>,
+    text: Vec<u8>,
+    decoded: Vec<u8>,
+    at: usize,
+    given: u64,
+    eof: bool,
+}
+
+fn invalid_data(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+}
+
+impl<R: std::io::Read> TextReader<R> {
+    /// A reader of the token whose text `inner` yields.
+    pub fn new(inner: R) -> Self {
+        TextReader {
+            inner,
+            prefix_version: None,
+            text: Vec::new(),
+            decoded: Vec::new(),
+            at: 0,
+            given: 0,
+            eof: false,
+        }
+    }
+
+    fn fill_text(&mut self) -> std::io::Result<()> {
+        let mut buf = [0u8; 16 * 1024];
+        let n = loop {
+            match self.inner.read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            self.eof = true;
+        }
+        self.text
+            .extend_from_slice(buf.get(..n).unwrap_or_default());
+        Ok(())
+    }
+
+    fn read_prefix(&mut self) -> std::io::Result<()> {
+        loop {
+            let start = self
+                .text
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(self.text.len());
+            let t = self.text.get(start..).unwrap_or_default();
+            if let Some(colon) = t
+                .get(TEXT_PREFIX.len()..)
+                .and_then(|r| r.iter().position(|&b| b == b':'))
+            {
+                let end = TEXT_PREFIX.len() + colon;
+                let head = core::str::from_utf8(t.get(..=end).unwrap_or_default())
+                    .map_err(|_| invalid_data("the token's prefix is not text"))?;
+                let (v, _) = split_text(head).map_err(|e| invalid_data(e.to_string()))?;
+                self.prefix_version = Some(v);
+                self.text.drain(..start + end + 1);
+                return Ok(());
+            }
+            if self.eof || self.text.len() > 64 {
+                return Err(invalid_data("not a token: no \"vault:v<N>:\" prefix"));
+            }
+            self.fill_text()?;
+        }
+    }
+
+    fn decode_more(&mut self) -> std::io::Result<()> {
+        while self.at >= self.decoded.len() && !(self.eof && self.text.is_empty()) {
+            if !self.eof && self.text.len() < 4 * 4096 {
+                self.fill_text()?;
+                continue;
+            }
+            let mut end = self.text.len();
+            if self.eof {
+                while end > 0 && self.text.get(end - 1).is_some_and(u8::is_ascii_whitespace) {
+                    end -= 1;
+                }
+            } else {
+                end -= end % 4;
+            }
+            let chunk: Vec<u8> = self.text.drain(..end).collect();
+            if self.eof {
+                self.text.clear();
+            }
+            self.decoded = Base64UrlUnpadded::decode_vec(
+                core::str::from_utf8(&chunk).map_err(|_| invalid_data("not base64url"))?,
+            )
+            .map_err(|_| invalid_data("not base64url (RFC 4648 §5, no padding)"))?;
+            self.at = 0;
+        }
+        Ok(())
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for TextReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.prefix_version.is_none() {
+            self.read_prefix()?;
+        }
+        self.decode_more()?;
+        let avail = self.decoded.get(self.at..).unwrap_or_default();
+        let n = avail.len().min(buf.len());
+        buf.get_mut(..n)
+            .unwrap_or_default()
+            .copy_from_slice(avail.get(..n).unwrap_or_default());
+        // The header's version sits at bytes 10..14 of the token: check it against the prefix
+        // as it passes.
+        let from = self.given;
+        for (i, b) in avail.get(..n).unwrap_or_default().iter().enumerate() {
+            let pos = from + i as u64;
+            if (10..14).contains(&pos) {
+                let want = self.prefix_version.unwrap_or(0).to_le_bytes();
+                if want.get((pos - 10) as usize) != Some(b) {
+                    return Err(invalid_data(
+                        "the prefix names another version than the token",
+                    ));
+                }
+            }
+        }
+        self.at += n;
+        self.given += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // test code
@@ -324,6 +538,36 @@ mod tests {
         for n in 0..good.len() {
             assert!(TokenHeader::decode(&good[..n]).is_err());
         }
+    }
+
+    #[test]
+    fn text_streams_round_trip_through_the_writer_and_reader() {
+        use std::io::{Read, Write};
+        for len in [0usize, 1, 2, 3, 100, 3 * 4096 - 1, 3 * 4096 + 1, 100_000] {
+            let mut t = header(TokenForm::Stream).encode().to_vec();
+            t.extend((0..len).map(|i| (i % 251) as u8));
+            let mut w = TextWriter::new(Vec::new());
+            for piece in t.chunks(7000) {
+                w.write_all(piece).unwrap();
+            }
+            let text = w.finish().unwrap();
+            assert_eq!(text, format!("{}\n", to_text(&t).unwrap()).into_bytes());
+            let mut back = Vec::new();
+            TextReader::new(&text[..]).read_to_end(&mut back).unwrap();
+            assert_eq!(back, t, "length {len}");
+        }
+        let t = header(TokenForm::Mac).encode();
+        let text = to_text(&t).unwrap().replacen("vault:v3:", "vault:v9:", 1);
+        assert!(
+            TextReader::new(text.as_bytes())
+                .read_to_end(&mut Vec::new())
+                .is_err()
+        );
+        assert!(
+            TextReader::new(&b"nonsense"[..])
+                .read_to_end(&mut Vec::new())
+                .is_err()
+        );
     }
 
     #[test]

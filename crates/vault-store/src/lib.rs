@@ -68,3 +68,4 @@ pub use vault_crypto::SecretBytes;
 pub use vault_crypto::kdf::{self, KdfParams};
 pub use vault_format::log::LOG_HEADER_LEN;
 pub use vault_format::payload::{KeyState, MAX_NAME_LEN, MAX_VALUE_LEN, Tag, check_new_name};
+pub use vault_format::token;

@@ -1,6 +1,7 @@
 //! One module per group of commands, each command one function taking the parsed arguments.
 
 pub(crate) mod import;
+pub(crate) mod keys;
 pub(crate) mod maintenance;
 pub(crate) mod secrets;
 pub(crate) mod slots;

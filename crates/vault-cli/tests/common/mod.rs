@@ -73,13 +73,19 @@ impl Env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        {
-            let mut stdin = child.stdin.take().unwrap();
+        // Stdin is fed from a thread while the output is read: a large input and a large
+        // output through pipes would otherwise wait on each other for ever.
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.map(<[u8]>::to_vec);
+        let feeder = std::thread::spawn(move || {
             if let Some(i) = input {
-                stdin.write_all(i).unwrap();
+                // The command may stop reading early (a refusal): that is its answer.
+                let _ = stdin.write_all(&i);
             }
-        }
-        child.wait_with_output().unwrap()
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        out
     }
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_with(args, None, &[])

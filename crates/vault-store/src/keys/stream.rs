@@ -121,8 +121,21 @@ impl Vault {
             }
             .into()
         };
+        // A text token that is not base64 (or whose prefix disagrees) fails while it is read:
+        // that is a bad token, not an I/O failure.
+        let read_err = |e: std::io::Error| -> Error {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                KeyError::BadToken {
+                    key: name.into(),
+                    reason: e.to_string(),
+                }
+                .into()
+            } else {
+                io_err("reading", e)
+            }
+        };
         let mut head = [0u8; TOKEN_HEADER_LEN];
-        let got = read_full(input, &mut head).map_err(|e| io_err("reading", e))?;
+        let got = read_full(input, &mut head).map_err(read_err)?;
         let (h, _) = TokenHeader::decode(head.get(..got).unwrap_or_default())
             .map_err(|e| bad(e.to_string()))?;
         if h.form == TokenForm::Sealed {
@@ -131,7 +144,7 @@ impl Vault {
             input
                 .take(64 << 20)
                 .read_to_end(&mut token)
-                .map_err(|e| io_err("reading", e))?;
+                .map_err(read_err)?;
             let plain = self.decrypt(name, &token, associated_data, options)?;
             output
                 .write_all(plain.expose_secret())
@@ -149,7 +162,7 @@ impl Vault {
             options,
         )?;
         let mut sh_bytes = [0u8; STREAM_HEADER_LEN];
-        let got = read_full(input, &mut sh_bytes).map_err(|e| io_err("reading", e))?;
+        let got = read_full(input, &mut sh_bytes).map_err(read_err)?;
         let (sh, _) = StreamHeader::decode(sh_bytes.get(..got).unwrap_or_default())
             .map_err(|e| bad(e.to_string()))?;
         let aad = h.aad(&sh_bytes, associated_data);
@@ -165,11 +178,11 @@ impl Vault {
         };
         let mut cur = Zeroizing::new(vec![0u8; size]);
         let mut next = Zeroizing::new(vec![0u8; size]);
-        let mut n = read_full(input, &mut cur).map_err(|e| io_err("reading", e))?;
+        let mut n = read_full(input, &mut cur).map_err(read_err)?;
         let mut total = 0u64;
         loop {
             let k = if n == size {
-                read_full(input, &mut next).map_err(|e| io_err("reading", e))?
+                read_full(input, &mut next).map_err(read_err)?
             } else {
                 0
             };

@@ -1,0 +1,605 @@
+//! `vault key …`: managed keys from the command line, a thin layer over vault-store's key API.
+//! Input comes from stdin or `--in`; output goes to stdout or to `--out`, which is written to an
+//! owner-only temporary file beside it and renamed into place only when the command succeeds.
+
+use std::cell::RefCell;
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+
+use vault_store::token::{self, TextReader, TextWriter};
+use vault_store::{KeyInfo, KeySpec, RotateOptions, SecretBytes, UseOptions, Vault, state_name};
+
+use crate::cli::Cli;
+use crate::cli_keys::{Ad, Io, KeyCommand};
+use crate::exit::Exit;
+use crate::location::{current_passphrase, with_vault};
+use crate::output::{Stdout, stderr_line, stdout_failure};
+use crate::text::format_time;
+use crate::{Failure, fail};
+
+/// Input up to this size is encrypted as one token; anything longer as a stream.
+const ONE_SHOT_MAX: usize = 1 << 20;
+/// The most a message to sign, a token to decrypt in one piece, or a rewrap list may be.
+const MESSAGE_MAX: u64 = 256 << 20;
+
+/// Where a command's result goes: stdout, or a temporary file renamed over `--out` on success.
+enum Sink {
+    Stdout(Stdout, u64),
+    File(tempfile::NamedTempFile, std::path::PathBuf),
+}
+
+impl Sink {
+    fn open(io: &Io) -> Result<Sink, Failure> {
+        match &io.output {
+            None => Ok(Sink::Stdout(Stdout::lock(), 0)),
+            Some(path) => {
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                // NamedTempFile creates the file 0600, so a plaintext result is never readable
+                // by others, not even while it is written.
+                let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| {
+                    fail(
+                        Exit::Other,
+                        format!("cannot create a file in {}: {e}", dir.display()),
+                    )
+                })?;
+                Ok(Sink::File(tmp, path.clone()))
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), Failure> {
+        match self {
+            Sink::Stdout(s, _) => s.finish(),
+            Sink::File(mut tmp, path) => {
+                let written = tmp
+                    .as_file_mut()
+                    .flush()
+                    .and_then(|()| tmp.as_file().sync_all());
+                written
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| tmp.persist(&path).map(|_| ()).map_err(|e| e.to_string()))
+                    .map_err(|e| fail(Exit::Other, format!("cannot write {}: {e}", path.display())))
+            }
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Stdout(s, written) => {
+                let n = s.raw().write(buf)?;
+                *written += n as u64;
+                Ok(n)
+            }
+            Sink::File(f, _) => f.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(s, _) => s.raw().flush(),
+            Sink::File(f, _) => f.flush(),
+        }
+    }
+}
+
+fn input(io_in: &Option<std::path::PathBuf>) -> Result<Box<dyn Read>, Failure> {
+    match io_in {
+        None => Ok(Box::new(std::io::stdin().lock())),
+        Some(p) => std::fs::File::open(p)
+            .map(|f| Box::new(f) as Box<dyn Read>)
+            .map_err(|e| fail(Exit::NotFound, format!("cannot read {}: {e}", p.display()))),
+    }
+}
+
+fn read_all(r: &mut dyn Read, what: &str) -> Result<SecretBytes, Failure> {
+    let mut buf = Vec::new();
+    r.take(MESSAGE_MAX + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| fail(Exit::Other, format!("cannot read the {what}: {e}")))?;
+    if buf.len() as u64 > MESSAGE_MAX {
+        return Err(fail(
+            Exit::Usage,
+            format!("the {what} is larger than {} MiB", MESSAGE_MAX >> 20),
+        ));
+    }
+    Ok(SecretBytes::new(buf))
+}
+
+fn associated_data(ad: &Ad) -> Result<Vec<u8>, Failure> {
+    match (&ad.ad, &ad.ad_file) {
+        (Some(t), _) => Ok(t.as_bytes().to_vec()),
+        (None, Some(p)) => std::fs::read(p).map_err(|e| {
+            fail(
+                Exit::NotFound,
+                format!("cannot read associated data from {}: {e}", p.display()),
+            )
+        }),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+fn write_failure(e: std::io::Error) -> Failure {
+    stdout_failure(&e)
+}
+
+/// Runs `vault key …`.
+pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
+    match cmd {
+        KeyCommand::Create {
+            name,
+            algorithm,
+            rotate_every,
+            expires,
+            allow,
+        } => {
+            let pass = current_passphrase(cli)?;
+            let spec = KeySpec {
+                algorithm: *algorithm,
+                allowed: *allow,
+                rotate_every_ms: *rotate_every,
+                expires_ms: *expires,
+            };
+            let k = with_vault(cli, &pass, false, |v| v.create_key(name, spec.clone()))?;
+            stderr_line(format!(
+                "created key {name} ({}, allows {})",
+                k.algorithm, k.allowed
+            ));
+            Ok(())
+        }
+        KeyCommand::List => {
+            let pass = current_passphrase(cli)?;
+            let keys = with_vault(cli, &pass, false, Vault::keys)?;
+            let mut out = Stdout::lock();
+            for k in keys {
+                let line = format!(
+                    "{}\t{}\tv{} of {}{}\n",
+                    k.name,
+                    k.algorithm,
+                    k.primary,
+                    k.versions.len(),
+                    if k.rotation_due { "\trotation due" } else { "" }
+                );
+                out.write(line.as_bytes())?;
+            }
+            out.finish()
+        }
+        KeyCommand::Show { name } => {
+            let pass = current_passphrase(cli)?;
+            let k = with_vault(cli, &pass, false, |v| v.key(name))?;
+            show(&k)
+        }
+        KeyCommand::Rotate {
+            name,
+            due,
+            stage,
+            keep_active,
+        } => {
+            let pass = current_passphrase(cli)?;
+            if *due {
+                let rotated = with_vault(cli, &pass, false, Vault::rotate_due_keys)?;
+                for (k, v) in &rotated {
+                    stderr_line(format!("rotated {k} to version {v}"));
+                }
+                if rotated.is_empty() {
+                    stderr_line("no key is due for rotation");
+                }
+                return Ok(());
+            }
+            let name = name.as_deref().unwrap_or_default();
+            let options = RotateOptions {
+                stage: *stage,
+                keep_active: *keep_active,
+            };
+            let v = with_vault(cli, &pass, false, |v| v.rotate_key(name, options))?;
+            if *stage {
+                stderr_line(format!(
+                    "added version {v} of {name} as pending; `vault key promote {name} {v}` makes it primary"
+                ));
+            } else {
+                stderr_line(format!("rotated {name}: version {v} is primary"));
+            }
+            Ok(())
+        }
+        KeyCommand::Promote { name, version } => {
+            let pass = current_passphrase(cli)?;
+            with_vault(cli, &pass, false, |v| v.promote_key_version(name, *version))?;
+            stderr_line(format!("version {version} of {name} is primary"));
+            Ok(())
+        }
+        KeyCommand::SetState {
+            name,
+            version,
+            state,
+        } => {
+            let pass = current_passphrase(cli)?;
+            with_vault(cli, &pass, false, |v| {
+                v.set_key_version_state(name, *version, *state)
+            })?;
+            stderr_line(format!(
+                "version {version} of {name} is {}",
+                state_name(*state)
+            ));
+            Ok(())
+        }
+        KeyCommand::SetPolicy {
+            name,
+            allow,
+            loosen,
+        } => {
+            let pass = current_passphrase(cli)?;
+            with_vault(cli, &pass, false, |v| {
+                v.set_key_policy(name, *allow, *loosen)
+            })?;
+            stderr_line(format!("{name} allows {allow}"));
+            Ok(())
+        }
+        KeyCommand::SetFloors {
+            name,
+            min_decrypt,
+            min_encrypt,
+        } => {
+            if min_decrypt.is_none() && min_encrypt.is_none() {
+                return Err(fail(
+                    Exit::Usage,
+                    "give --min-decrypt, --min-encrypt or both",
+                ));
+            }
+            let pass = current_passphrase(cli)?;
+            with_vault(cli, &pass, false, |v| {
+                v.set_key_floors(name, *min_decrypt, *min_encrypt)
+            })?;
+            stderr_line(format!("floors of {name} set"));
+            Ok(())
+        }
+        KeyCommand::SetExpiry { name, when } => {
+            let pass = current_passphrase(cli)?;
+            with_vault(cli, &pass, false, |v| v.set_key_expiry(name, when.0))?;
+            match when.0 {
+                Some(t) => stderr_line(format!("{name} expires {}", format_time(t))),
+                None => stderr_line(format!("{name} never expires")),
+            }
+            Ok(())
+        }
+        KeyCommand::SetRotation { name, every } => {
+            let pass = current_passphrase(cli)?;
+            let every = every.0.map(|t| t as u64);
+            with_vault(cli, &pass, false, |v| v.set_key_rotation(name, every))?;
+            stderr_line(match every {
+                Some(ms) => format!("{name} is rotated every {}", duration_text(ms)),
+                None => format!("{name} is rotated by hand only"),
+            });
+            Ok(())
+        }
+        KeyCommand::Destroy { name, version } => {
+            let pass = current_passphrase(cli)?;
+            with_vault(cli, &pass, false, |v| v.destroy_key_version(name, *version))?;
+            stderr_line(format!(
+                "destroyed version {version} of {name} (its material leaves the files at the next `vault compact`)"
+            ));
+            Ok(())
+        }
+        KeyCommand::Encrypt {
+            name,
+            io,
+            ad,
+            binary,
+        } => encrypt(cli, name, io, ad, *binary),
+        KeyCommand::Decrypt {
+            name,
+            io,
+            ad,
+            allow_compromised,
+        } => decrypt(cli, name, io, ad, *allow_compromised),
+        KeyCommand::Rewrap {
+            name,
+            io,
+            ad,
+            allow_compromised,
+        } => rewrap(cli, name, io, ad, *allow_compromised),
+        KeyCommand::Datakey {
+            name,
+            ad,
+            wrapped_only,
+        } => {
+            let ad = associated_data(ad)?;
+            let pass = current_passphrase(cli)?;
+            let (dk, wrapped) = with_vault(cli, &pass, false, |v| v.datakey(name, &ad))?;
+            let wrapped = token::to_text(&wrapped).map_err(|e| fail(Exit::Other, e.to_string()))?;
+            let line = if *wrapped_only {
+                format!("{wrapped}\n")
+            } else {
+                use base64ct::{Base64, Encoding};
+                let b64 = zeroize::Zeroizing::new(Base64::encode_string(dk.expose_secret()));
+                let out = zeroize::Zeroizing::new(format!(
+                    "{{\"plaintext\":\"{}\",\"wrapped\":\"{wrapped}\"}}\n",
+                    &*b64
+                ));
+                out.to_string()
+            };
+            let line = zeroize::Zeroizing::new(line);
+            let mut out = Stdout::lock();
+            out.write(line.as_bytes())?;
+            out.finish()
+        }
+        KeyCommand::Sign { name, io, binary } => {
+            let message = read_all(&mut *input(&io.input)?, "message")?;
+            let pass = current_passphrase(cli)?;
+            let sig = with_vault(cli, &pass, false, |v| v.sign(name, message.expose_secret()))?;
+            let mut sink = Sink::open(io)?;
+            if *binary {
+                sink.write_all(&sig).map_err(write_failure)?;
+            } else {
+                let text = token::to_text(&sig).map_err(|e| fail(Exit::Other, e.to_string()))?;
+                writeln!(sink, "{text}").map_err(write_failure)?;
+            }
+            sink.finish()
+        }
+        KeyCommand::Verify {
+            name,
+            signature,
+            signature_file,
+            input: message_in,
+            allow_compromised,
+        } => {
+            let sig = match (signature, signature_file) {
+                (Some(t), _) => {
+                    token::from_text(t).map_err(|e| fail(Exit::Usage, e.to_string()))?
+                }
+                (None, Some(p)) => {
+                    let bytes = std::fs::read(p).map_err(|e| {
+                        fail(Exit::NotFound, format!("cannot read {}: {e}", p.display()))
+                    })?;
+                    if token::looks_like_text(&bytes) {
+                        let text = String::from_utf8(bytes)
+                            .map_err(|_| fail(Exit::Usage, "the signature is not text"))?;
+                        token::from_text(&text).map_err(|e| fail(Exit::Usage, e.to_string()))?
+                    } else {
+                        bytes
+                    }
+                }
+                (None, None) => {
+                    return Err(fail(Exit::Usage, "give --signature or --signature-file"));
+                }
+            };
+            let message = read_all(&mut *input(message_in)?, "message")?;
+            let pass = current_passphrase(cli)?;
+            let options = UseOptions {
+                allow_compromised: *allow_compromised,
+            };
+            with_vault(cli, &pass, false, |v| {
+                v.verify_signature(name, message.expose_secret(), &sig, options)
+            })?;
+            stderr_line("signature verified");
+            Ok(())
+        }
+        KeyCommand::Public { name, version } => {
+            let pass = current_passphrase(cli)?;
+            let public = with_vault(cli, &pass, false, |v| v.public_key(name, *version))?;
+            let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
+            let mut out = Stdout::lock();
+            out.write(format!("{hex}\n").as_bytes())?;
+            out.finish()
+        }
+    }
+}
+
+/// A duration in the largest unit that divides it: `30d`, `12h`, `90s`.
+fn duration_text(ms: u64) -> String {
+    for (unit, scale) in [
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms.is_multiple_of(scale) {
+            return format!("{}{unit}", ms / scale);
+        }
+    }
+    format!("{ms}ms")
+}
+
+fn show(k: &KeyInfo) -> Result<(), Failure> {
+    let mut out = Stdout::lock();
+    let opt_time = |t: Option<i64>| t.map_or_else(|| "never".to_string(), format_time);
+    let mut text = format!(
+        "name\t{}\nalgorithm\t{}\nkey id\t{}\nprimary\t{}\nallows\t{}\nmin decrypt version\t{}\nmin encrypt version\t{}\nexpires\t{}\nrotate every\t{}\ncreated\t{}\n",
+        k.name,
+        k.algorithm,
+        k.key_id
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        k.primary,
+        k.allowed,
+        k.min_decrypt_version,
+        k.min_encrypt_version,
+        opt_time(k.expires_ms),
+        k.rotate_every_ms.map_or_else(
+            || "never".to_string(),
+            |ms| format!(
+                "{}{}",
+                duration_text(ms),
+                if k.rotation_due { " (due)" } else { "" }
+            )
+        ),
+        format_time(k.created_ms),
+    );
+    text.push_str("versions:\n");
+    for v in &k.versions {
+        text.push_str(&format!(
+            "  {}\t{}\tcreated {}\tchanged {}{}\n",
+            v.version,
+            state_name(v.state),
+            format_time(v.created_ms),
+            format_time(v.state_changed_ms),
+            if v.version == k.primary {
+                "\tprimary"
+            } else {
+                ""
+            }
+        ));
+    }
+    out.write(text.as_bytes())?;
+    out.finish()
+}
+
+fn encrypt(cli: &Cli, name: &str, io: &Io, ad: &Ad, binary: bool) -> Result<(), Failure> {
+    let ad = associated_data(ad)?;
+    let mut reader = input(&io.input)?;
+    if io.input.is_none() && std::io::stdin().is_terminal() {
+        stderr_line("reading the plaintext from the terminal; end it with Ctrl-D");
+    }
+    // Up to ONE_SHOT_MAX bytes, then decide: what ends by then is one token, the rest a stream.
+    let mut head = Vec::with_capacity(ONE_SHOT_MAX + 1);
+    (&mut reader)
+        .take(ONE_SHOT_MAX as u64 + 1)
+        .read_to_end(&mut head)
+        .map_err(|e| fail(Exit::Other, format!("cannot read the plaintext: {e}")))?;
+    let head = zeroize::Zeroizing::new(head);
+    let pass = current_passphrase(cli)?;
+    let mut sink = Sink::open(io)?;
+    if head.len() <= ONE_SHOT_MAX {
+        let t = with_vault(cli, &pass, false, |v| v.encrypt(name, &head, &ad))?;
+        if binary {
+            sink.write_all(&t).map_err(write_failure)?;
+        } else {
+            let text = token::to_text(&t).map_err(|e| fail(Exit::Other, e.to_string()))?;
+            writeln!(sink, "{text}").map_err(write_failure)?;
+        }
+        return sink.finish();
+    }
+    let rest = RefCell::new(Some((std::io::Cursor::new(head), reader)));
+    let sink = RefCell::new(Some(sink));
+    with_vault(cli, &pass, false, |v| {
+        // The input can be read once: a retry after a concurrent master-key rotation happens
+        // before any of it is read (the key's material is fetched first).
+        let Some((head, reader)) = rest.borrow_mut().take() else {
+            return Err(vault_store::Error::Invalid {
+                what: "input",
+                reason: "the input was already consumed".into(),
+            });
+        };
+        let mut input = head.chain(reader);
+        let mut guard = sink.borrow_mut();
+        let Some(s) = guard.as_mut() else {
+            return Ok(0);
+        };
+        if binary {
+            v.encrypt_stream(name, &ad, &mut input, s)
+        } else {
+            let mut w = TextWriter::new(&mut *s);
+            let n = v.encrypt_stream(name, &ad, &mut input, &mut w)?;
+            w.finish()
+                .map_err(|e| vault_store::Error::storage("writing", "the output", e))?;
+            Ok(n)
+        }
+    })?;
+    match sink.into_inner() {
+        Some(s) => s.finish(),
+        None => Ok(()),
+    }
+}
+
+fn decrypt(
+    cli: &Cli,
+    name: &str,
+    io: &Io,
+    ad: &Ad,
+    allow_compromised: bool,
+) -> Result<(), Failure> {
+    let ad = associated_data(ad)?;
+    let mut reader = input(&io.input)?;
+    // Peek enough to tell the text form from the binary one.
+    let mut peek = Vec::with_capacity(64);
+    (&mut reader)
+        .take(64)
+        .read_to_end(&mut peek)
+        .map_err(|e| fail(Exit::Other, format!("cannot read the token: {e}")))?;
+    let text = token::looks_like_text(&peek);
+    let pass = current_passphrase(cli)?;
+    let options = UseOptions { allow_compromised };
+    let source = RefCell::new(Some(std::io::Cursor::new(peek).chain(reader)));
+    let sink = RefCell::new(Some(Sink::open(io)?));
+    let result = with_vault(cli, &pass, false, |v| {
+        let Some(src) = source.borrow_mut().take() else {
+            return Err(vault_store::Error::Invalid {
+                what: "input",
+                reason: "the input was already consumed".into(),
+            });
+        };
+        let mut guard = sink.borrow_mut();
+        let Some(s) = guard.as_mut() else {
+            return Ok(0);
+        };
+        if text {
+            let mut r = TextReader::new(src);
+            v.decrypt_stream(name, &ad, &mut r, s, options)
+        } else {
+            let mut r = src;
+            v.decrypt_stream(name, &ad, &mut r, s, options)
+        }
+    });
+    match result {
+        // On failure the temporary --out file is removed when the sink drops: nothing is left.
+        Err(mut f) => {
+            let wrote = matches!(sink.borrow().as_ref(), Some(Sink::Stdout(_, n)) if *n > 0);
+            if wrote && let Some(m) = f.message.as_mut() {
+                m.push_str(
+                    "; anything already written to stdout is incomplete: discard it (with --out FILE nothing is written on failure)",
+                );
+            }
+            Err(f)
+        }
+        Ok(_) => match sink.into_inner() {
+            Some(s) => s.finish(),
+            None => Ok(()),
+        },
+    }
+}
+
+fn rewrap(cli: &Cli, name: &str, io: &Io, ad: &Ad, allow_compromised: bool) -> Result<(), Failure> {
+    let ad = associated_data(ad)?;
+    let all = read_all(&mut *input(&io.input)?, "tokens")?;
+    let text = std::str::from_utf8(all.expose_secret())
+        .map_err(|_| fail(Exit::Usage, "rewrap reads text tokens, one per line"))?;
+    let mut tokens = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let t = token::from_text(line)
+            .map_err(|e| fail(Exit::Usage, format!("line {}: {e}", i + 1)))?;
+        tokens.push((i + 1, t));
+    }
+    let pass = current_passphrase(cli)?;
+    let options = UseOptions { allow_compromised };
+    let failed_at = std::cell::Cell::new(0);
+    let out = with_vault(cli, &pass, false, |v| {
+        let mut out = Vec::with_capacity(tokens.len());
+        for (line, t) in &tokens {
+            failed_at.set(*line);
+            out.push(v.rewrap(name, t, &ad, options)?);
+        }
+        failed_at.set(0);
+        Ok(out)
+    })
+    .map_err(|mut f| {
+        if failed_at.get() > 0
+            && let Some(m) = f.message.as_mut()
+        {
+            *m = format!("line {}: {m} (nothing was written)", failed_at.get());
+        }
+        f
+    })?;
+    let mut sink = Sink::open(io)?;
+    for t in out {
+        let text = token::to_text(&t).map_err(|e| fail(Exit::Other, e.to_string()))?;
+        writeln!(sink, "{text}").map_err(write_failure)?;
+    }
+    sink.finish()
+}

@@ -1,0 +1,237 @@
+//! `vault key …` end to end: every command, tokens in text and binary form, streams beside
+//! one-shot tokens, `--out` written only on success, and each refusal's exit code and message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+use common::*;
+
+fn text(b: Vec<u8>) -> String {
+    String::from_utf8(b).unwrap()
+}
+
+#[test]
+fn the_acceptance_scenario_from_the_command_line() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["key", "create", "pay"], None);
+    let t1 = e.ok(
+        &["key", "encrypt", "pay", "--ad", "order 7"],
+        Some(b"card 4242"),
+    );
+    assert!(text(t1.clone()).starts_with("vault:v1:"));
+    for _ in 0..3 {
+        e.ok(&["key", "rotate", "pay"], None);
+    }
+    let dec = |extra: &[&str]| {
+        let mut args = vec!["key", "decrypt", "pay", "--ad", "order 7"];
+        args.extend_from_slice(extra);
+        e.run_with(&args, Some(&t1), &[])
+    };
+    assert_eq!(dec(&[]).stdout, b"card 4242");
+    e.ok(&["key", "set-state", "pay", "1", "disabled"], None);
+    let refused = dec(&[]);
+    assert_eq!(code(&refused), 8);
+    assert!(one_line(&refused).contains("version 1 of key \"pay\" is disabled"));
+    e.ok(&["key", "set-state", "pay", "1", "decrypt-only"], None);
+    assert_eq!(dec(&[]).stdout, b"card 4242");
+    e.ok(&["key", "set-floors", "pay", "--min-decrypt", "2"], None);
+    assert_eq!(code(&dec(&[])), 8);
+    e.ok(&["key", "set-floors", "pay", "--min-decrypt", "1"], None);
+    let moved = e.ok(&["key", "rewrap", "pay", "--ad", "order 7"], Some(&t1));
+    assert!(
+        text(moved.clone()).starts_with("vault:v4:"),
+        "{}",
+        text(moved)
+    );
+    let show = text(e.ok(&["key", "show", "pay"], None));
+    assert!(show.contains("primary\t4"), "{show}");
+    assert!(show.contains("  1\tdecrypt-only"), "{show}");
+    assert_eq!(
+        text(e.ok(&["key", "list"], None)),
+        "pay\txchacha20poly1305\tv4 of 4\n"
+    );
+}
+
+#[test]
+fn large_inputs_stream_and_out_files_appear_only_on_success() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["key", "create", "k"], None);
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let dir = e.tmp.path();
+    let out = dir.join("big.tok");
+    let big_path = dir.join("big");
+    std::fs::write(&big_path, &big).unwrap();
+    for binary in [false, true] {
+        let mut args = vec![
+            "key",
+            "encrypt",
+            "k",
+            "--in",
+            big_path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if binary {
+            args.push("--binary");
+        }
+        e.ok(&args, None);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "owner-only: {mode:o}");
+        let tok = std::fs::read(&out).unwrap();
+        assert_eq!(tok.starts_with(b"vault:v1:"), !binary);
+        assert_eq!(e.ok(&["key", "decrypt", "k"], Some(&tok)), big);
+        // Cut short: refused, and --out is not created.
+        let cut = &tok[..tok.len() / 2];
+        let plain = dir.join("plain");
+        let r = e.run_with(
+            &["key", "decrypt", "k", "--out", plain.to_str().unwrap()],
+            Some(cut),
+            &[],
+        );
+        assert_eq!(code(&r), 9, "{}", String::from_utf8_lossy(&r.stderr));
+        assert!(!plain.exists(), "nothing is written on failure");
+    }
+}
+
+#[test]
+fn signatures_data_keys_and_public_keys() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["key", "create", "ed", "--algorithm", "ed25519"], None);
+    e.ok(
+        &["key", "create", "mac", "--algorithm", "hmac-sha256"],
+        None,
+    );
+    for k in ["ed", "mac"] {
+        let sig = text(e.ok(&["key", "sign", k], Some(b"release 1.0")));
+        let sig = sig.trim();
+        e.ok(
+            &["key", "verify", k, "--signature", sig],
+            Some(b"release 1.0"),
+        );
+        let bad = e.run_with(
+            &["key", "verify", k, "--signature", sig],
+            Some(b"release 1.1"),
+            &[],
+        );
+        assert_eq!(code(&bad), 9);
+        assert!(one_line(&bad).contains("does not verify"));
+    }
+    let public = text(e.ok(&["key", "public", "ed"], None));
+    assert_eq!(public.trim().len(), 64, "{public}");
+    assert_eq!(code(&e.run(&["key", "public", "mac"])), 8);
+
+    e.ok(&["key", "create", "env"], None);
+    let json = text(e.ok(&["key", "datakey", "env", "--ad", "file 9"], None));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let wrapped = v["wrapped"].as_str().unwrap();
+    let plain = e.ok(
+        &["key", "decrypt", "env", "--ad", "file 9"],
+        Some(wrapped.as_bytes()),
+    );
+    use base64ct::Encoding;
+    assert_eq!(
+        base64ct::Base64::encode_string(&plain),
+        v["plaintext"].as_str().unwrap()
+    );
+    let only = text(e.ok(&["key", "datakey", "env", "--wrapped-only"], None));
+    assert!(only.starts_with("vault:v1:") && only.lines().count() == 1);
+}
+
+#[test]
+fn refusals_have_their_own_codes_and_messages() {
+    let e = Env::new();
+    e.init();
+    let mut args = vec!["key", "create", "k", "--allow", "encrypt,decrypt"];
+    args.extend_from_slice(&["--expires", "2000-01-01T00:00:00Z"]);
+    e.ok(&args, None);
+    let expired = e.run_with(&["key", "encrypt", "k"], Some(b"x"), &[]);
+    assert_eq!(code(&expired), 8);
+    assert!(one_line(&expired).contains("expired on 2000-01-01"));
+    e.ok(&["key", "set-expiry", "k", "never"], None);
+    let t = e.ok(&["key", "encrypt", "k"], Some(b"x"));
+
+    let forbidden = e.run(&["key", "datakey", "k"]);
+    assert_eq!(code(&forbidden), 8);
+    assert!(one_line(&forbidden).contains("does not allow datakey"));
+    let loosen = e.run(&[
+        "key",
+        "set-policy",
+        "k",
+        "--allow",
+        "encrypt,decrypt,datakey",
+    ]);
+    assert_eq!(code(&loosen), 8);
+    assert!(one_line(&loosen).contains("--loosen"));
+    e.ok(
+        &[
+            "key",
+            "set-policy",
+            "k",
+            "--allow",
+            "encrypt,decrypt,datakey",
+            "--loosen",
+        ],
+        None,
+    );
+    assert_eq!(code(&e.run(&["key", "create", "k"])), 7);
+    assert_eq!(code(&e.run(&["key", "show", "nope"])), 4);
+    assert_eq!(code(&e.run(&["key", "promote", "k", "9"])), 4);
+    assert_eq!(
+        code(&e.run(&["key", "create", "x", "--algorithm", "rsa"])),
+        2
+    );
+    assert_eq!(code(&e.run(&["key", "create", "x", "--allow", "sign"])), 2);
+
+    e.ok(&["key", "set-state", "k", "1", "compromised"], None);
+    let r = e.run_with(&["key", "decrypt", "k"], Some(&t), &[]);
+    assert_eq!(code(&r), 8);
+    assert!(one_line(&r).contains("--allow-compromised"));
+    assert_eq!(
+        e.ok(&["key", "decrypt", "k", "--allow-compromised"], Some(&t)),
+        b"x"
+    );
+    e.ok(&["key", "set-state", "k", "1", "active"], None);
+    e.ok(&["key", "rotate", "k"], None);
+    e.ok(&["key", "destroy", "k", "1"], None);
+    let gone = e.run_with(&["key", "decrypt", "k"], Some(&t), &[]);
+    assert_eq!(code(&gone), 8);
+    assert!(one_line(&gone).contains("was destroyed on"));
+    assert_eq!(
+        code(&e.run(&["key", "destroy", "k", "2"])),
+        8,
+        "the primary"
+    );
+
+    e.ok(&["key", "create", "other"], None);
+    let wrong = e.run_with(&["key", "decrypt", "other"], Some(&t), &[]);
+    assert_eq!(code(&wrong), 9);
+    assert!(one_line(&wrong).contains("made by another key"));
+    let junk = e.run_with(&["key", "decrypt", "k"], Some(b"vault:v1:!!!"), &[]);
+    assert_eq!(code(&junk), 9);
+    let bad_line = e.run_with(&["key", "rewrap", "k"], Some(b"\nnot a token\n"), &[]);
+    assert_eq!(code(&bad_line), 2);
+    assert!(one_line(&bad_line).contains("line 2"));
+}
+
+#[test]
+fn due_rotation_from_the_command_line() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["key", "create", "k", "--rotate-every", "1ms"], None);
+    e.ok(&["key", "create", "manual"], None);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(text(e.ok(&["key", "list"], None)).contains("rotation due"));
+    let out = e.run(&["key", "rotate", "--due"]);
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("rotated k to version 2"), "{said}");
+    assert!(!said.contains("manual"));
+}
