@@ -99,7 +99,10 @@ impl Footer {
             return Err(r.invalid("magic", "not a vault index file"));
         }
         let version = r.u16("version")?;
-        if version == 0 || version > INDEX_VERSION {
+        if version == 0 {
+            return Err(r.invalid("version", "version 0 does not exist"));
+        }
+        if version > INDEX_VERSION {
             return Err(Error::UnsupportedVersion {
                 object: OBJECT,
                 found: version,

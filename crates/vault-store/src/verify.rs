@@ -76,26 +76,26 @@ impl Vault {
             .start_state(keys.clone(), &*session)
             .map_err(|e| self.e.rekeyed_or(e, keys.epoch, &*session))?;
         let with_index = checkpoint.index.secrets.base().is_some();
-        let pass = if with_index {
+        let (pass, index_used) = if with_index {
             let pass = self.read_checked(&*session, &keys, Some(checkpoint))?;
             if pass.used {
-                pass
+                (pass, true)
             } else {
-                // The index describes no prefix of this log (a stale one): read it all.
-                self.read_checked(&*session, &keys, None)?
+                // The index describes no prefix of this log (a stale one, from before a
+                // compaction say): it is not used, and the log is read all.
+                (self.read_checked(&*session, &keys, None)?, false)
             }
         } else {
-            self.read_checked(&*session, &keys, None)?
+            (self.read_checked(&*session, &keys, None)?, false)
         };
         let Checked {
             mut st,
             out,
             frames,
             records,
-            used,
             failure,
+            ..
         } = pass;
-        let index_used = used && with_index;
         let index_secrets = if index_used {
             let mut n = 0u64;
             if let Some(b) = st.index.secrets.base() {

@@ -210,14 +210,42 @@ fn a_damaged_or_forged_index_is_an_integrity_error_never_a_wrong_answer() {
     // Removing it is the remedy the message gives, and loses nothing.
     std::fs::remove_file(index_path(&d)).unwrap();
     assert_eq!(contents(&d.open().unwrap()).unwrap(), expected);
-    // A newer index format is refused as such.
-    std::fs::write(index_path(&d), &good).unwrap();
+    // A newer build's index format is not used (the log gives the same answers) and the next
+    // checkpoint replaces it; version 0, which no build writes, is damage.
+    let footer = good.len() - 60;
     let mut newer = good.clone();
-    let footer = newer.len() - 60;
     newer[footer + 8] = 9;
     std::fs::write(index_path(&d), &newer).unwrap();
+    let h = d.open().unwrap();
+    assert_eq!(contents(&h).unwrap(), expected);
+    assert_eq!(h.verify().unwrap().index_secrets, None, "not used, and said so");
+    h.checkpoint().unwrap();
+    assert_ne!(std::fs::read(index_path(&d)).unwrap(), newer);
+    assert_eq!(contents(&d.open().unwrap()).unwrap(), expected);
+    let mut zero = good.clone();
+    zero[footer + 8] = 0;
+    std::fs::write(index_path(&d), &zero).unwrap();
     let r = d.open();
-    assert!(matches!(r, Err(Error::Format(_))), "{:?}", r.err());
+    assert!(matches!(r, Err(Error::Integrity { .. })), "{:?}", r.err());
+}
+
+/// A pre-compaction index put back after the compaction describes no prefix of the new log: it
+/// is not used, and verify says so rather than describing it as matching (hostile pass finding).
+#[test]
+fn an_index_from_before_a_compaction_is_not_reported_as_used() {
+    let d = TestDir::new();
+    let v = filled(&d, 300);
+    v.checkpoint().unwrap();
+    let before = std::fs::read(index_path(&d)).unwrap();
+    v.set("s/1", secret(b"newer"), SetOptions::default()).unwrap();
+    v.compact().unwrap();
+    let expected = contents(&v).unwrap();
+    drop(v);
+    std::fs::write(index_path(&d), &before).unwrap();
+    let h = d.open().unwrap();
+    assert_eq!(contents(&h).unwrap(), expected);
+    let report = h.verify().unwrap();
+    assert_eq!(report.index_secrets, None, "{report:?}");
 }
 
 /// Reads, writes and compaction on a handle that started from a checkpoint agree with a handle

@@ -108,23 +108,28 @@ fn stored_of(key: [u8; KEY_LEN], name: &str, e: &SecretEntry) -> fmt::SecretEntr
 
 impl Checkpoint {
     /// Opens `file` for the vault `vault_id` at `keys`' epoch: the footer and the header block,
-    /// authenticated. Anything wrong with them is an integrity error naming the file.
+    /// authenticated. Anything wrong with them is an integrity error naming the file; an index
+    /// of a newer format (`None`) is not used.
     pub(crate) fn open(
         file: Box<dyn IndexFile>,
         keys: Arc<Keys>,
         vault_id: &VaultId,
-    ) -> Result<Self> {
+    ) -> Result<Option<Self>> {
         let location = file.location();
         let len = file.len();
         if len < FOOTER_LEN as u64 {
             return Err(damaged(&location, "it is shorter than its footer"));
         }
-        let footer = Footer::decode(&file.read_at(len - FOOTER_LEN as u64, FOOTER_LEN)?).map_err(
-            |e| match e {
-                vault_format::Error::UnsupportedVersion { .. } => Error::Format(e),
-                other => damaged(&location, &other.to_string()),
-            },
-        )?;
+        let footer = match Footer::decode(&file.read_at(len - FOOTER_LEN as u64, FOOTER_LEN)?) {
+            Ok(f) => f,
+            // A newer build's index: derived data this build cannot read, so it is not used
+            // (the log alone gives the same answers) and this build's next checkpoint replaces it.
+            Err(e @ vault_format::Error::UnsupportedVersion { .. }) => {
+                tracing::warn!(index = %location, "{e}: not used");
+                return Ok(None);
+            }
+            Err(other) => return Err(damaged(&location, &other.to_string())),
+        };
         if footer.vault_id != *vault_id || footer.key_epoch != keys.epoch {
             return Err(damaged(
                 &location,
@@ -150,7 +155,7 @@ impl Checkpoint {
         if cp.header.cursor.2 != cp.header.last_mac {
             return Err(damaged(&location, "its cursor and chain MAC disagree"));
         }
-        Ok(cp)
+        Ok(Some(cp))
     }
 
     /// The cursor of the log prefix the checkpoint describes.
@@ -531,7 +536,8 @@ impl super::Engine {
         let file = session
             .open_index(keys.epoch)?
             .ok_or_else(|| Error::integrity("index", "the index just written is not there"))?;
-        let cp = Checkpoint::open(file, keys.clone(), &self.vault_id)?;
+        let cp = Checkpoint::open(file, keys.clone(), &self.vault_id)?
+            .ok_or_else(|| Error::integrity("index", "the index just written is unreadable"))?;
         st.index.secrets = Secrets::on(Arc::new(cp));
         st.tail_records = 0;
         st.tail_bytes = 0;
@@ -549,7 +555,9 @@ impl super::Engine {
         let Some(file) = session.open_index(keys.epoch)? else {
             return Ok(State::empty(keys));
         };
-        let cp = Checkpoint::open(file, keys.clone(), &self.vault_id)?;
+        let Some(cp) = Checkpoint::open(file, keys.clone(), &self.vault_id)? else {
+            return Ok(State::empty(keys));
+        };
         let h = &cp.header;
         let mut vault = VaultRecords::default();
         vault.restore(
