@@ -200,6 +200,91 @@ impl StreamHeader {
     }
 }
 
+/// Seals `plaintext` as a one-shot token of `header` (form [`TokenForm::Sealed`]) under the key
+/// version's material `key`, with `nonce` (random, never reused under the key: see [`seal`]).
+///
+/// # Errors
+/// A header of another form; [`Error::Crypto`] if the cipher refuses the input.
+pub fn seal_with_nonce(
+    key: &vault_crypto::Key256,
+    header: &TokenHeader,
+    nonce: &[u8; NONCE_LEN],
+    associated_data: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    if header.form != TokenForm::Sealed {
+        return Err(Error::InvalidField {
+            object: OBJECT,
+            field: "token form",
+            reason: "a one-shot ciphertext is sealed".into(),
+        });
+    }
+    let nonce = vault_crypto::aead::Nonce::from_bytes(*nonce);
+    let ct = vault_crypto::aead::seal_with_nonce(
+        key,
+        &nonce,
+        &header.aad(&[], associated_data),
+        plaintext,
+    )
+    .map_err(|source| Error::Crypto {
+        object: OBJECT,
+        source,
+    })?;
+    let mut out = Vec::with_capacity(TOKEN_HEADER_LEN + NONCE_LEN + ct.len());
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(nonce.as_bytes());
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// [`seal_with_nonce`] with a fresh random nonce.
+///
+/// # Errors
+/// As [`seal_with_nonce`]; [`Error::Crypto`] if no nonce could be drawn.
+pub fn seal(
+    key: &vault_crypto::Key256,
+    header: &TokenHeader,
+    associated_data: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    let nonce = vault_crypto::rng::bytes::<NONCE_LEN>().map_err(|source| Error::Crypto {
+        object: OBJECT,
+        source,
+    })?;
+    seal_with_nonce(key, header, &nonce, associated_data, plaintext)
+}
+
+/// Opens a one-shot token with the material of the version its header names.
+///
+/// # Errors
+/// A malformed token or one of another form; [`Error::Authentication`] if it does not
+/// authenticate (changed, cut short, another key, other associated data).
+pub fn open(
+    key: &vault_crypto::Key256,
+    token: &[u8],
+    associated_data: &[u8],
+) -> Result<vault_crypto::SecretBytes> {
+    let (h, body) = TokenHeader::decode(token)?;
+    if h.form != TokenForm::Sealed {
+        return Err(Error::InvalidField {
+            object: OBJECT,
+            field: "token form",
+            reason: match h.form {
+                TokenForm::Stream => "a streamed ciphertext: decrypt it as a stream".into(),
+                _ => "a signature, not a ciphertext".into(),
+            },
+        });
+    }
+    let s = Sealed::decode(body)?;
+    vault_crypto::aead::open(
+        key,
+        &vault_crypto::aead::Nonce::from_bytes(*s.nonce),
+        &h.aad(&[], associated_data),
+        s.ciphertext,
+    )
+    .map_err(|_| Error::Authentication { object: OBJECT })
+}
+
 /// The text form of a token: `vault:v<version>:<base64url, no padding>`.
 pub fn to_text(token: &[u8]) -> Result<String> {
     let (h, _) = TokenHeader::decode(token)?;

@@ -22,6 +22,37 @@ fn print_examples() {
     println!("payload:\n{}", dump(&example_payload().encode().unwrap()));
     println!("rollback:\n{}", dump(&example_rollback()));
     println!("index:\n{}", dump(&example_index()));
+    println!("key-payload:\n{}", dump(&example_key_payload().encode().unwrap()));
+    println!("token:\n{}", dump(&example_token()));
+    println!("token text: {}", vault_format::token::to_text(&example_token()).unwrap());
+    println!("stream:\n{}", dump(&example_stream()));
+    println!("mac-token:\n{}", dump(&example_mac_token()));
+    println!("mac text: {}", vault_format::token::to_text(&example_mac_token()).unwrap());
+}
+
+#[test]
+fn key_examples_match_spec_byte_for_byte() {
+    use vault_format::payload::Payload;
+    use vault_format::token;
+    let spec = spec_example("key-payload");
+    assert_eq!(dump(&example_key_payload().encode().unwrap()), dump(&spec));
+    assert_eq!(
+        Payload::decode(vault_format::RecordKind::Key, &spec).unwrap(),
+        example_key_payload()
+    );
+    let spec = spec_example("token");
+    assert_eq!(dump(&example_token()), dump(&spec));
+    assert_eq!(
+        token::open(&key_material(), &spec, b"order 7")
+            .unwrap()
+            .expose_secret(),
+        b"attack at dawn"
+    );
+    assert!(token::open(&key_material(), &spec, b"order 8").is_err());
+    let text = spec_text("token-text");
+    assert_eq!(token::from_text(&text).unwrap(), spec);
+    assert_eq!(dump(&example_stream()), dump(&spec_example("stream")));
+    assert_eq!(dump(&example_mac_token()), dump(&spec_example("mac-token")));
 }
 
 #[test]

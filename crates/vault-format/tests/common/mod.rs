@@ -80,6 +80,20 @@ pub fn dump(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The text in the ```text example=NAME block of docs/FORMAT.md.
+pub fn spec_text(name: &str) -> String {
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md"))
+            .unwrap();
+    let open = format!("```text example={name}\n");
+    let start = spec
+        .find(&open)
+        .unwrap_or_else(|| panic!("FORMAT.md has no example {name}"))
+        + open.len();
+    let end = start + spec[start..].find("```").unwrap();
+    spec[start..end].trim().to_string()
+}
+
 /// Extracts the hex dump in the ```hex example=NAME block of docs/FORMAT.md.
 pub fn spec_example(name: &str) -> Vec<u8> {
     let spec =
@@ -277,5 +291,92 @@ pub fn example_index() -> Vec<u8> {
     let mut out = leaf;
     out.extend_from_slice(&header_block);
     out.extend_from_slice(&footer.encode());
+    out
+}
+
+/// The managed key of the key examples (§7.7–7.9): material `40 41 … 5f`, key id `01 … 08`.
+pub fn key_material() -> Key256 {
+    Key256::from_slice(&seq(0x40, 32)).unwrap()
+}
+
+pub fn key_header(form: vault_format::token::TokenForm) -> vault_format::token::TokenHeader {
+    vault_format::token::TokenHeader {
+        form,
+        key_id: seq(0x01, 8).try_into().unwrap(),
+        version: 1,
+    }
+}
+
+/// §7.7: the settings record of key "payments", version 2 primary, version 1 decrypt-only.
+pub fn example_key_payload() -> vault_format::payload::Payload {
+    use vault_format::keys::{KeyOps, VersionState};
+    use vault_format::payload::{KeyPayload, KeyState, Payload};
+    let t = 1_700_000_000_000;
+    Payload::Key(KeyPayload {
+        name: "payments".into(),
+        key_id: seq(0x01, 8).try_into().unwrap(),
+        algorithm: "xchacha20poly1305".into(),
+        primary: 2,
+        min_decrypt_version: 1,
+        min_encrypt_version: 0,
+        expires_ms: None,
+        rotate_every_ms: Some(30 * 86_400_000),
+        allowed: KeyOps::ENCRYPT.with(KeyOps::DECRYPT).with(KeyOps::REWRAP),
+        created_ms: t,
+        changed_ms: t + 1000,
+        versions: vec![
+            VersionState {
+                version: 1,
+                state: KeyState::Deactivated,
+                changed_ms: t + 1000,
+            },
+            VersionState {
+                version: 2,
+                state: KeyState::Active,
+                changed_ms: t + 1000,
+            },
+        ],
+    })
+}
+
+/// §7.8: `attack at dawn` with associated data `order 7`, nonce `60 61 … 77`.
+pub fn example_token() -> Vec<u8> {
+    use vault_format::token::{TokenForm, seal_with_nonce};
+    seal_with_nonce(
+        &key_material(),
+        &key_header(TokenForm::Sealed),
+        &seq(0x60, 24).try_into().unwrap(),
+        b"order 7",
+        b"attack at dawn",
+    )
+    .unwrap()
+}
+
+/// §7.9: `hello stream` as a stream of chunk size 1024 (one, last, chunk), nonce prefix
+/// `78 79 … 8a`, no associated data.
+pub fn example_stream() -> Vec<u8> {
+    use vault_format::token::{StreamHeader, TokenForm};
+    let h = key_header(TokenForm::Stream);
+    let sh = StreamHeader {
+        chunk_size: 1024,
+        nonce_prefix: seq(0x78, 19).try_into().unwrap(),
+    };
+    let mut out = h.encode().to_vec();
+    out.extend_from_slice(&sh.encode());
+    let mut chunk = b"hello stream".to_vec();
+    vault_crypto::stream::Sealer::new(&key_material(), &sh.nonce_prefix)
+        .seal_last(&h.aad(&sh.encode(), b""), &mut chunk)
+        .unwrap();
+    out.extend_from_slice(&chunk);
+    out
+}
+
+/// §7.9: an HMAC-SHA256 signature token of `hello` by the same material as an hmac-sha256 key.
+pub fn example_mac_token() -> Vec<u8> {
+    use vault_format::token::TokenForm;
+    let mut out = key_header(TokenForm::Mac).encode().to_vec();
+    out.extend_from_slice(
+        vault_crypto::mac::hmac_sha256(key_material().expose_secret(), &[b"hello"]).as_bytes(),
+    );
     out
 }

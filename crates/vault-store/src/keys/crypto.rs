@@ -2,12 +2,10 @@
 //! rewrap, data keys, sign and verify, with self-describing tokens (`vault_format::token`). Every
 //! use is checked against the key's policy, expiry, floors and the version's state first.
 
-use vault_crypto::{Key256, SecretBytes, aead, mac, sign};
+use vault_crypto::{Key256, SecretBytes, mac, sign};
 use vault_format::keys::{Algorithm, KeyOps};
 use vault_format::payload::{EventKind, EventPayload, KeyPayload, KeyState, Payload};
-use vault_format::token::{
-    self, MAC_LEN, NONCE_LEN, SIGNATURE_LEN, Sealed, TokenForm, TokenHeader,
-};
+use vault_format::token::{self, MAC_LEN, SIGNATURE_LEN, TokenForm, TokenHeader};
 
 use super::lifecycle::rotation_due;
 use super::{KeyError, algorithm_of, settings, state_name};
@@ -525,46 +523,26 @@ impl Vault {
 
 /// Seals `plaintext` as a one-shot token of `m`.
 pub(crate) fn seal(m: &Material, plaintext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>> {
-    let h = m.header(TokenForm::Sealed);
-    let sealed = aead::seal(&m.key256()?, &h.aad(&[], associated_data), plaintext)?;
-    let mut out = Vec::with_capacity(token::TOKEN_HEADER_LEN + NONCE_LEN + sealed.ciphertext.len());
-    out.extend_from_slice(&h.encode());
-    out.extend_from_slice(sealed.nonce.as_bytes());
-    out.extend_from_slice(&sealed.ciphertext);
-    Ok(out)
+    Ok(token::seal(
+        &m.key256()?,
+        &m.header(TokenForm::Sealed),
+        associated_data,
+        plaintext,
+    )?)
 }
 
 /// Opens a one-shot token with `m` (the version it names).
-fn open(name: &str, m: &Material, token: &[u8], associated_data: &[u8]) -> Result<SecretBytes> {
-    let bad = |reason: String| -> Error {
-        KeyError::BadToken {
+fn open(name: &str, m: &Material, tok: &[u8], associated_data: &[u8]) -> Result<SecretBytes> {
+    token::open(&m.key256()?, tok, associated_data).map_err(|e| match e {
+        vault_format::Error::Authentication { .. } => KeyError::Decrypt {
             key: name.into(),
-            reason,
+            version: m.version,
         }
-        .into()
-    };
-    let (h, body) = TokenHeader::decode(token).map_err(|e| bad(e.to_string()))?;
-    match h.form {
-        TokenForm::Sealed => {}
-        TokenForm::Stream => {
-            return Err(bad("a streamed ciphertext: decrypt it as a stream".into()));
-        }
-        TokenForm::Mac | TokenForm::Signature => {
-            return Err(bad("a signature, not a ciphertext".into()));
-        }
-    }
-    let s = Sealed::decode(body).map_err(|e| bad(e.to_string()))?;
-    aead::open(
-        &m.key256()?,
-        &aead::Nonce::from_bytes(*s.nonce),
-        &h.aad(&[], associated_data),
-        s.ciphertext,
-    )
-    .map_err(|_| {
-        KeyError::Decrypt {
+        .into(),
+        other => KeyError::BadToken {
             key: name.into(),
-            version: h.version,
+            reason: other.to_string(),
         }
-        .into()
+        .into(),
     })
 }
