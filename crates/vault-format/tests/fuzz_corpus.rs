@@ -62,6 +62,11 @@ fn rollback_corpus() {
 }
 
 #[test]
+fn token_corpus() {
+    replay("token", vault_format::fuzzing::token);
+}
+
+#[test]
 fn every_fuzz_target_has_a_replay() {
     let targets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/fuzz_targets");
     let replayed = [
@@ -72,6 +77,7 @@ fn every_fuzz_target_has_a_replay() {
         "rollback.rs",
         "tail.rs",
         "index.rs",
+        "token.rs",
     ];
     for entry in std::fs::read_dir(targets).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -101,6 +107,7 @@ fn hand_written_seeds_decode() {
         "key-version",
         "settings",
         "event",
+        "key",
     ] {
         let b = read("payload", n);
         let kind = RecordKind::from_byte(b[0]).unwrap();
@@ -129,4 +136,9 @@ fn hand_written_seeds_decode() {
     let full = IndexHeader::decode(&read("index", "header-full")[1..], 1).unwrap();
     assert_eq!((full.events.len(), full.keys.len()), (1, 1));
     IndexHeader::decode(&read("index", "header-empty")[1..], 1).unwrap();
+    let text = String::from_utf8(read("token", "text-sealed")[1..].to_vec()).unwrap();
+    vault_format::token::from_text(&text).unwrap();
+    for n in ["sealed", "stream", "mac"] {
+        vault_format::token::TokenHeader::decode(&read("token", n)[1..]).unwrap();
+    }
 }
