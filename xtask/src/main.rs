@@ -261,15 +261,20 @@ fn bench(args: &[String]) -> Result<()> {
         "all" => {
             bench(&["crypto".to_string()])?;
             bench(&["store".to_string()])?;
+            bench(&["keys".to_string()])?;
             bench(&["micro".to_string()])
         }
         "store" => run(
             "bench store",
             cargo().args(["bench", "-p", "vault-store", "--bench", "store"]),
         ),
+        "keys" => run(
+            "bench keys",
+            cargo().args(["bench", "-p", "vault-store", "--bench", "keys"]),
+        ),
         // Not part of `all`: it builds vaults of a million secrets and takes minutes.
         "scale" => scale::main(args.get(1..).unwrap_or_default()),
-        other => bail!("unknown bench suite `{other}` (crypto, store, micro, scale, all)"),
+        other => bail!("unknown bench suite `{other}` (crypto, store, keys, micro, scale, all)"),
     }
 }
 

@@ -82,14 +82,38 @@ pub fn seal_with_nonce(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    let cipher = XChaCha20Poly1305::new(key.expose_secret().into());
     let mut out = Vec::with_capacity(plaintext.len() + TAG_LEN);
-    out.extend_from_slice(plaintext);
-    let tag = cipher
-        .encrypt_inout_detached(&XNonce::from(nonce.0), aad, out.as_mut_slice().into())
-        .map_err(|_| Error::Encrypt)?;
-    out.extend_from_slice(&tag);
+    seal_append(key, nonce, aad, plaintext, &mut out)?;
     Ok(out)
+}
+
+/// [`seal_with_nonce`], appending `ciphertext ‖ tag` to `out` (one copy of the plaintext, for
+/// callers that put a header before it).
+///
+/// # Errors
+/// [`Error::Encrypt`] if the input is too large for the cipher (`out` is then as it was).
+pub fn seal_append(
+    key: &Key256,
+    nonce: &Nonce,
+    aad: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let cipher = XChaCha20Poly1305::new(key.expose_secret().into());
+    let start = out.len();
+    out.reserve(plaintext.len() + TAG_LEN);
+    out.extend_from_slice(plaintext);
+    let body = out.get_mut(start..).unwrap_or_default();
+    match cipher.encrypt_inout_detached(&XNonce::from(nonce.0), aad, body.into()) {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(())
+        }
+        Err(_) => {
+            out.truncate(start);
+            Err(Error::Encrypt)
+        }
+    }
 }
 
 /// Decrypts `ciphertext ‖ tag` and verifies it together with `aad`.

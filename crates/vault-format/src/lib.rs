@@ -210,7 +210,11 @@ pub mod fuzzing {
                         _ => {}
                     }
                     let text = to_text(rest).unwrap_or_default();
-                    assert_eq!(from_text(&text).ok().as_deref(), Some(rest), "text round trip");
+                    assert_eq!(
+                        from_text(&text).ok().as_deref(),
+                        Some(rest),
+                        "text round trip"
+                    );
                 }
             }
             1 => {

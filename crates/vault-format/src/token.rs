@@ -220,20 +220,20 @@ pub fn seal_with_nonce(
         });
     }
     let nonce = vault_crypto::aead::Nonce::from_bytes(*nonce);
-    let ct = vault_crypto::aead::seal_with_nonce(
+    let mut out = Vec::with_capacity(TOKEN_HEADER_LEN + NONCE_LEN + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(nonce.as_bytes());
+    vault_crypto::aead::seal_append(
         key,
         &nonce,
         &header.aad(&[], associated_data),
         plaintext,
+        &mut out,
     )
     .map_err(|source| Error::Crypto {
         object: OBJECT,
         source,
     })?;
-    let mut out = Vec::with_capacity(TOKEN_HEADER_LEN + NONCE_LEN + ct.len());
-    out.extend_from_slice(&header.encode());
-    out.extend_from_slice(nonce.as_bytes());
-    out.extend_from_slice(&ct);
     Ok(out)
 }
 

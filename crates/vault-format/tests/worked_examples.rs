@@ -22,12 +22,21 @@ fn print_examples() {
     println!("payload:\n{}", dump(&example_payload().encode().unwrap()));
     println!("rollback:\n{}", dump(&example_rollback()));
     println!("index:\n{}", dump(&example_index()));
-    println!("key-payload:\n{}", dump(&example_key_payload().encode().unwrap()));
+    println!(
+        "key-payload:\n{}",
+        dump(&example_key_payload().encode().unwrap())
+    );
     println!("token:\n{}", dump(&example_token()));
-    println!("token text: {}", vault_format::token::to_text(&example_token()).unwrap());
+    println!(
+        "token text: {}",
+        vault_format::token::to_text(&example_token()).unwrap()
+    );
     println!("stream:\n{}", dump(&example_stream()));
     println!("mac-token:\n{}", dump(&example_mac_token()));
-    println!("mac text: {}", vault_format::token::to_text(&example_mac_token()).unwrap());
+    println!(
+        "mac text: {}",
+        vault_format::token::to_text(&example_mac_token()).unwrap()
+    );
 }
 
 #[test]

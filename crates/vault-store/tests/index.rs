@@ -218,7 +218,11 @@ fn a_damaged_or_forged_index_is_an_integrity_error_never_a_wrong_answer() {
     std::fs::write(index_path(&d), &newer).unwrap();
     let h = d.open().unwrap();
     assert_eq!(contents(&h).unwrap(), expected);
-    assert_eq!(h.verify().unwrap().index_secrets, None, "not used, and said so");
+    assert_eq!(
+        h.verify().unwrap().index_secrets,
+        None,
+        "not used, and said so"
+    );
     h.checkpoint().unwrap();
     assert_ne!(std::fs::read(index_path(&d)).unwrap(), newer);
     assert_eq!(contents(&d.open().unwrap()).unwrap(), expected);
@@ -237,7 +241,8 @@ fn an_index_from_before_a_compaction_is_not_reported_as_used() {
     let v = filled(&d, 300);
     v.checkpoint().unwrap();
     let before = std::fs::read(index_path(&d)).unwrap();
-    v.set("s/1", secret(b"newer"), SetOptions::default()).unwrap();
+    v.set("s/1", secret(b"newer"), SetOptions::default())
+        .unwrap();
     v.compact().unwrap();
     let expected = contents(&v).unwrap();
     drop(v);

@@ -707,3 +707,46 @@ proptest! {
         run(&ops, Arc::new(FileBackend::new(d.vault_dir())), d.options())?;
     }
 }
+
+/// A handle keeps the material it has read, but checks the key's state on every use against the
+/// vault as it is: a version another handle (another process) disabled or destroyed is refused at
+/// once, and re-enabled is usable again.
+#[test]
+fn material_a_handle_has_read_is_never_used_past_a_change_by_another_handle() {
+    let d = TestDir::new();
+    let a = d.create();
+    a.create_key("k", KeySpec::new(Algorithm::XChaCha20Poly1305))
+        .unwrap();
+    let t = a.encrypt("k", b"x", b"").unwrap();
+    a.rotate_key("k", RotateOptions::default()).unwrap();
+    assert_eq!(
+        a.decrypt("k", &t, b"", UseOptions::default())
+            .unwrap()
+            .expose_secret(),
+        b"x"
+    );
+    let b = d.open().unwrap();
+    b.set_key_version_state("k", 1, KeyState::Disabled).unwrap();
+    assert!(matches!(
+        key_err(a.decrypt("k", &t, b"", UseOptions::default())),
+        KeyError::Disabled { .. }
+    ));
+    b.set_key_version_state("k", 1, KeyState::Deactivated)
+        .unwrap();
+    assert_eq!(
+        a.decrypt("k", &t, b"", UseOptions::default())
+            .unwrap()
+            .expose_secret(),
+        b"x"
+    );
+    b.destroy_key_version("k", 1).unwrap();
+    b.compact().unwrap();
+    assert!(matches!(
+        key_err(a.decrypt("k", &t, b"", UseOptions::default())),
+        KeyError::Destroyed { .. }
+    ));
+    // A master-key rotation by the other handle: this one is told to reopen, not served from
+    // what it kept.
+    b.rotate_master_key(&pass(), false).unwrap();
+    assert!(matches!(a.encrypt("k", b"y", b""), Err(Error::Rekeyed)));
+}

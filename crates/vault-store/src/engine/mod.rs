@@ -55,7 +55,15 @@ pub(crate) struct Engine {
     pub(crate) accepted: Mutex<Option<String>>,
     /// What this handle was opened with, for changes authorised by the same passphrase.
     pub(crate) opened: Mutex<Option<unlock::OpenedWith>>,
+    /// Managed-key material this handle has read, by key and version, with the key epoch and
+    /// record sequence it came from (a use checks the key's state first, every time; only the
+    /// read of the material is saved). Zeroized when dropped.
+    pub(crate) material: Mutex<MaterialCache>,
 }
+
+/// Key material by (key name, version), with the key epoch and record sequence it was read from.
+pub(crate) type MaterialCache =
+    std::collections::HashMap<(String, u32), (u32, u64, vault_crypto::SecretBytes)>;
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -149,6 +157,7 @@ impl Engine {
             writer: Mutex::new(()),
             accepted: Mutex::new(None),
             opened: Mutex::new(None),
+            material: Mutex::new(std::collections::HashMap::new()),
         }
     }
 }

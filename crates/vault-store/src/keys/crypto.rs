@@ -39,6 +39,18 @@ impl Use {
     }
 }
 
+/// Most key versions' material one handle keeps (then it starts again).
+const MATERIAL_CACHE: usize = 1024;
+
+/// What a check of a use picked: the version, and what a token of it carries.
+struct Picked {
+    key_id: [u8; vault_format::keys::KEY_ID_LEN],
+    algorithm: Algorithm,
+    version: u32,
+    compromised: bool,
+    epoch: u32,
+}
+
 /// A version's material, ready to use, and what it is.
 pub(crate) struct Material {
     pub(crate) key_id: [u8; vault_format::keys::KEY_ID_LEN],
@@ -195,11 +207,15 @@ impl Vault {
         token: Option<&[u8]>,
         options: UseOptions,
     ) -> Result<Material> {
+        // One catch-up with other writers (cheap when nothing changed), then every check against
+        // that view; the material is read from the log unless this handle already holds that
+        // very record's.
+        self.e.refresh()?;
         if matches!(u, Use::Make(..)) {
             self.rotate_when_due(name)?;
         }
         let now = self.e.options.clock.now_ms();
-        let (env, keys, (key_id, algorithm, version, compromised)) = self.e.fetch(|st| {
+        let pick = |st: &State| -> Result<(crate::engine::index::RecordRef, Picked)> {
             let (entry, s) = settings(&st.index.keys, name)?;
             let asked = match token {
                 Some(t) => Some(token_header(name, s, t)?.0.version),
@@ -213,37 +229,69 @@ impl Vault {
                     key: name.into(),
                     version,
                 })?;
-            Ok((meta.env, (s.key_id, algorithm_of(s)?, version, compromised)))
-        })?;
-        let bytes = match payload_of(&env, &keys, &self.e.vault_id)? {
-            Payload::KeyVersion(p)
-                if p.name == name
-                    && p.version == version
-                    && p.state != KeyState::Destroyed
-                    && p.material.len() == algorithm.material_len() =>
-            {
-                p.material
-            }
-            _ => {
-                return Err(Error::integrity(
-                    format!("record {}", env.sequence),
-                    format!("expected the material of version {version} of key {name:?}"),
-                ));
+            Ok((
+                meta.env,
+                Picked {
+                    key_id: s.key_id,
+                    algorithm: algorithm_of(s)?,
+                    version,
+                    compromised,
+                    epoch: st.keys.epoch,
+                },
+            ))
+        };
+        let (env, p) = pick(&sync::read(&self.e.state))?;
+        let cache_key = (name.to_string(), p.version);
+        let cached = sync::lock(&self.e.material)
+            .get(&cache_key)
+            .filter(|(epoch, seq, _)| *epoch == p.epoch && *seq == env.sequence)
+            .map(|(_, _, b)| b.duplicate());
+        let (bytes, p) = match cached {
+            Some(b) => (b, p),
+            None => {
+                let (record, keys, p) = self.e.fetch(pick)?;
+                let bytes = match payload_of(&record, &keys, &self.e.vault_id)? {
+                    Payload::KeyVersion(kv)
+                        if kv.name == name
+                            && kv.version == p.version
+                            && kv.state != KeyState::Destroyed
+                            && kv.material.len() == p.algorithm.material_len() =>
+                    {
+                        kv.material
+                    }
+                    _ => {
+                        return Err(Error::integrity(
+                            format!("record {}", record.sequence),
+                            format!(
+                                "expected the material of version {} of key {name:?}",
+                                p.version
+                            ),
+                        ));
+                    }
+                };
+                let mut cache = sync::lock(&self.e.material);
+                if cache.len() >= MATERIAL_CACHE {
+                    cache.clear();
+                }
+                cache.insert(
+                    (name.to_string(), p.version),
+                    (p.epoch, record.sequence, bytes.duplicate()),
+                );
+                (bytes, p)
             }
         };
         Ok(Material {
-            key_id,
-            algorithm,
-            version,
+            key_id: p.key_id,
+            algorithm: p.algorithm,
+            version: p.version,
             bytes,
-            compromised,
+            compromised: p.compromised,
         })
     }
 
     /// Rotates key `name` first if it is past its rotation period (a read finds out; the
     /// rotation itself checks again under the lock).
     fn rotate_when_due(&self, name: &str) -> Result<()> {
-        self.e.refresh()?;
         let due = {
             let st = sync::read(&self.e.state);
             let (_, s) = settings(&st.index.keys, name)?;
