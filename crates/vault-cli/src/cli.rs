@@ -109,15 +109,46 @@ pub(crate) enum Command {
         file: PathBuf,
         /// dotenv: NAME=value lines (# comments, optional `export`, values unquoted, 'literal'
         /// or "with \n \t \" \\ escapes", no $VAR expansion); json: one object of name to
-        /// string value; jsonl: one {"name": …, "value": …} object per line.
+        /// string value; jsonl: one {"name": …, "value": …} object per line. Without --format,
+        /// the file is a vault export (`vault export`, binary or JSON): its secrets (with
+        /// history) and keys are imported, under the export passphrase.
         #[arg(long, value_enum)]
-        format: crate::import::Format,
+        format: Option<crate::import::Format>,
+        /// For a vault export: replace secrets and keys of the same name.
+        #[arg(long)]
+        replace: bool,
         /// Show what would be added, changed or restored (names only) and write nothing.
         #[arg(long)]
         dry_run: bool,
         /// Import empty values (refused otherwise).
         #[arg(long)]
         allow_empty: bool,
+    },
+    /// Export secrets (with their kept versions) to a file sealed under an export passphrase,
+    /// for `vault import` into another vault (VAULT_EXPORT_PASSPHRASE_FILE / _COMMAND /
+    /// VAULT_EXPORT_PASSPHRASE, or asked twice).
+    Export {
+        /// Secret names.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every secret (deleted ones included).
+        #[arg(long)]
+        all: bool,
+        /// Also every managed key whose policy allows export.
+        #[arg(long)]
+        keys: bool,
+        /// The file to write (owner-only; written whole, only on success).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The JSON encoding instead of the binary one.
+        #[arg(long)]
+        json: bool,
+        /// Write the latest values in plaintext, as JSON lines for `vault import --format
+        /// jsonl` (no history, no keys): anyone who can read the file reads the secrets.
+        #[arg(long, conflicts_with_all = ["json", "keys"])]
+        plaintext: bool,
+        #[command(flatten)]
+        kdf: crate::cli_keys::ExportKdf,
     },
     /// Show a secret's versions (no values).
     History {

@@ -215,6 +215,40 @@ pub(crate) enum KeyCommand {
         #[arg(long)]
         allow_compromised: bool,
     },
+    /// Export keys (every version, state, policy and time) to a file sealed under an export
+    /// passphrase (VAULT_EXPORT_PASSPHRASE_FILE / _COMMAND / VAULT_EXPORT_PASSPHRASE, or asked
+    /// twice); a key whose policy does not allow export is refused.
+    Export {
+        /// Key names.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every key.
+        #[arg(long)]
+        all: bool,
+        /// The file to write (owner-only; written whole, only on success).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The JSON encoding instead of the binary one.
+        #[arg(long)]
+        json: bool,
+        /// Only the public keys of Ed25519 keys, as JSON, not encrypted (any signing key).
+        #[arg(long, conflicts_with = "json")]
+        public: bool,
+        #[command(flatten)]
+        kdf: ExportKdf,
+    },
+    /// Import the keys of an export file (binary or JSON); everything is checked before
+    /// anything changes.
+    Import {
+        /// The export file.
+        file: PathBuf,
+        /// Import the file's one key under this name.
+        #[arg(long)]
+        rename: Option<String>,
+        /// Replace keys of the same name (their versions become the file's).
+        #[arg(long)]
+        replace: bool,
+    },
     /// Print an Ed25519 key's public key (hex): what anyone verifies its signatures with.
     Public {
         /// Key name.
@@ -223,6 +257,17 @@ pub(crate) enum KeyCommand {
         #[arg(long)]
         version: Option<u32>,
     },
+}
+
+/// Argon2id parameters of a new export file's passphrase.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ExportKdf {
+    /// Argon2id memory in MiB for the export passphrase [default: 256].
+    #[arg(long)]
+    pub(crate) kdf_memory_mib: Option<u32>,
+    /// Argon2id passes for the export passphrase [default: 3].
+    #[arg(long)]
+    pub(crate) kdf_iterations: Option<u32>,
 }
 
 /// A time or duration in milliseconds, or none (`never`).

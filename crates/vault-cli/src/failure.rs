@@ -1,7 +1,7 @@
 //! Why a command stopped early: an exit code and a one-line message, mapped from the store's
 //! typed errors (with the hint a user needs) or made by the binary itself.
 
-use vault_store::{Error, KeyError};
+use vault_store::{Error, ExportFileError, KeyError};
 
 use crate::exit::Exit;
 
@@ -40,6 +40,14 @@ impl From<Error> for Failure {
                 | KeyError::Decrypt { .. }
                 | KeyError::BadSignature { .. } => Exit::BadToken,
                 _ => Exit::KeyRefused,
+            },
+            Error::Export(x) => match x {
+                ExportFileError::WrongPassphrase => Exit::WrongPassphrase,
+                ExportFileError::KdfLimit(_) => Exit::Other,
+                ExportFileError::Format(vault_store::FormatError::UnsupportedVersion {
+                    ..
+                }) => Exit::Other,
+                ExportFileError::Tampered | ExportFileError::Format(_) => Exit::Integrity,
             },
             _ => Exit::Other,
         };

@@ -88,10 +88,36 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Destroy { name } => commands::secrets::destroy(&cli, name),
         Command::Import {
             file,
-            format,
+            format: Some(format),
             dry_run,
             allow_empty,
+            replace: false,
         } => commands::import::import(&cli, file, *format, *dry_run, *allow_empty),
+        Command::Import {
+            file: _,
+            format: Some(_),
+            replace: true,
+            ..
+        } => Err(fail(
+            exit::Exit::Usage,
+            "--replace is for vault exports (no --format)",
+        )),
+        Command::Import {
+            file,
+            format: None,
+            replace,
+            dry_run,
+            ..
+        } => commands::transfer::import(&cli, file, *replace, *dry_run),
+        Command::Export {
+            names,
+            all,
+            keys,
+            out,
+            json,
+            plaintext,
+            kdf,
+        } => commands::transfer::export(&cli, names, *all, *keys, out, *json, *plaintext, kdf),
         Command::History { name } => commands::secrets::history(&cli, name),
         Command::ChangePassphrase => commands::slots::change_passphrase(&cli),
         Command::MaxVersions { count } => commands::secrets::max_versions(&cli, count),

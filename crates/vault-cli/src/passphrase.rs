@@ -304,3 +304,26 @@ pub(crate) fn new_passphrase() -> Result<SecretBytes, Failure> {
         "repeat the new passphrase: ",
     )?)
 }
+
+/// The passphrase of an export file: for a new export (`twice`), asked twice on a terminal; for
+/// one being read, once. VAULT_EXPORT_PASSPHRASE_FILE, _COMMAND or VAULT_EXPORT_PASSPHRASE
+/// otherwise, never the vault's own.
+pub(crate) fn export_passphrase(twice: bool) -> Result<SecretBytes, Failure> {
+    if let Some(p) = from_env("VAULT_EXPORT_PASSPHRASE")? {
+        return check_new(p);
+    }
+    if !has_terminal() {
+        return Err(fail(
+            Exit::Other,
+            "no export passphrase: there is no terminal to prompt on and none of VAULT_EXPORT_PASSPHRASE_FILE, VAULT_EXPORT_PASSPHRASE_COMMAND or VAULT_EXPORT_PASSPHRASE is set",
+        ));
+    }
+    if twice {
+        check_new(prompt_twice(
+            "export passphrase: ",
+            "repeat the export passphrase: ",
+        )?)
+    } else {
+        prompt("export passphrase: ")
+    }
+}

@@ -62,6 +62,11 @@ fn rollback_corpus() {
 }
 
 #[test]
+fn export_corpus() {
+    replay("export", vault_format::fuzzing::export);
+}
+
+#[test]
 fn token_corpus() {
     replay("token", vault_format::fuzzing::token);
 }
@@ -78,6 +83,7 @@ fn every_fuzz_target_has_a_replay() {
         "tail.rs",
         "index.rs",
         "token.rs",
+        "export.rs",
     ];
     for entry in std::fs::read_dir(targets).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -138,6 +144,11 @@ fn hand_written_seeds_decode() {
     IndexHeader::decode(&read("index", "header-empty")[1..], 1).unwrap();
     let text = String::from_utf8(read("token", "text-sealed")[1..].to_vec()).unwrap();
     vault_format::token::from_text(&text).unwrap();
+    let c = vault_format::export::ExportContents::decode(&read("export", "contents")[1..]).unwrap();
+    assert_eq!(c.keys.len(), 1);
+    vault_format::export::ExportHeader::decode(&read("export", "binary")[1..]).unwrap();
+    let json = String::from_utf8(read("export", "json")[1..].to_vec()).unwrap();
+    vault_format::export::from_json(&json).unwrap();
     for n in ["sealed", "stream", "mac"] {
         vault_format::token::TokenHeader::decode(&read("token", n)[1..]).unwrap();
     }

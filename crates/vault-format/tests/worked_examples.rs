@@ -37,6 +37,31 @@ fn print_examples() {
         "mac text: {}",
         vault_format::token::to_text(&example_mac_token()).unwrap()
     );
+    println!("export:\n{}", dump(&example_export()));
+    println!(
+        "export json: {}",
+        vault_format::export::to_json(&example_export()).unwrap()
+    );
+    println!(
+        "export contents:\n{}",
+        dump(&example_export_contents().encode().unwrap())
+    );
+}
+
+#[test]
+fn export_example_matches_spec_byte_for_byte() {
+    use vault_format::export;
+    let spec = spec_example("export");
+    assert_eq!(dump(&example_export()), dump(&spec));
+    let opened = export::open(&spec, PASSPHRASE, &|_| None).unwrap();
+    assert_eq!(opened, example_export_contents());
+    assert!(matches!(
+        export::open(&spec, b"wrong", &|_| None),
+        Err(export::OpenError::WrongPassphrase)
+    ));
+    let json = spec_text("export-json");
+    assert_eq!(export::from_json(&json).unwrap(), spec);
+    assert_eq!(export::to_json(&spec).unwrap().trim(), json);
 }
 
 #[test]

@@ -107,6 +107,10 @@ pub enum Error {
     /// signature given to it does not hold.
     #[error("{0}")]
     Key(crate::keys::KeyError),
+    /// An export file could not be read: wrong export passphrase, changed, malformed, or asking
+    /// for too much key-derivation work.
+    #[error("{0}")]
+    Export(crate::transfer::ExportFileError),
     /// A cryptographic operation failed (RNG or KDF), not an authentication failure.
     #[error("cryptographic failure: {0}")]
     Crypto(#[from] vault_crypto::Error),

@@ -41,6 +41,7 @@ mod rotation;
 mod secrets;
 mod slots;
 mod sync;
+mod transfer;
 mod vault;
 mod verify;
 
@@ -60,12 +61,17 @@ pub use keys::{
 pub use rollback::{DirRollbackStore, MemoryRollbackStore, RollbackStore};
 pub use secrets::{Secret, SecretInfo, SetOptions, VersionInfo};
 pub use slots::SlotInfo;
+pub use transfer::{ExportFileError, ExportSelection, Exported, ImportOptions, ImportReport};
 pub use vault::{Clock, Vault, VaultOptions};
 pub use verify::VerifyReport;
 // What this crate's API takes and returns, re-exported so that a user needs no second vault
 // crate kept in step with this one.
 pub use vault_crypto::SecretBytes;
 pub use vault_crypto::kdf::{self, KdfParams};
+pub use vault_format::Error as FormatError;
+pub use vault_format::export::{
+    ExportContents, from_json as export_from_json, to_json as export_to_json,
+};
 pub use vault_format::log::LOG_HEADER_LEN;
 pub use vault_format::payload::{KeyState, MAX_NAME_LEN, MAX_VALUE_LEN, Tag, check_new_name};
 pub use vault_format::token;

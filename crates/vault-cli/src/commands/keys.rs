@@ -376,6 +376,19 @@ pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
             stderr_line("signature verified");
             Ok(())
         }
+        KeyCommand::Export {
+            names,
+            all,
+            out,
+            json,
+            public,
+            kdf,
+        } => super::transfer::key_export(cli, names, *all, out, *json, *public, kdf),
+        KeyCommand::Import {
+            file,
+            rename,
+            replace,
+        } => super::transfer::key_import(cli, file, rename, *replace),
         KeyCommand::Public { name, version } => {
             let pass = current_passphrase(cli)?;
             let public = with_vault(cli, &pass, false, |v| v.public_key(name, *version))?;

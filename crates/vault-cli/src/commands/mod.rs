@@ -5,3 +5,4 @@ pub(crate) mod keys;
 pub(crate) mod maintenance;
 pub(crate) mod secrets;
 pub(crate) mod slots;
+pub(crate) mod transfer;

@@ -380,3 +380,57 @@ pub fn example_mac_token() -> Vec<u8> {
     );
     out
 }
+
+/// §7.10: an export of one hmac-sha256 key (material `40 … 5f`, version 1 active), passphrase
+/// `correct horse battery staple`, Argon2id m = 64 KiB, t = 1, p = 1, salt `a0 … af`, nonce
+/// `b0 … c7`, exported at 1 700 000 000 000 ms.
+pub fn example_export_contents() -> vault_format::export::ExportContents {
+    use vault_format::export::{ExportContents, ExportedKey};
+    use vault_format::keys::{KeyOps, VersionState};
+    use vault_format::payload::{KeyPayload, KeyState, KeyVersionPayload};
+    let t = 1_700_000_000_000;
+    ExportContents {
+        exported_ms: t,
+        keys: vec![ExportedKey {
+            key: KeyPayload {
+                name: "mac".into(),
+                key_id: seq(0x01, 8).try_into().unwrap(),
+                algorithm: "hmac-sha256".into(),
+                primary: 1,
+                min_decrypt_version: 0,
+                min_encrypt_version: 0,
+                expires_ms: None,
+                rotate_every_ms: None,
+                allowed: KeyOps::SIGN.with(KeyOps::VERIFY).with(KeyOps::EXPORT),
+                created_ms: t,
+                changed_ms: t,
+                versions: vec![VersionState {
+                    version: 1,
+                    state: KeyState::Active,
+                    changed_ms: t,
+                }],
+            },
+            versions: vec![KeyVersionPayload {
+                name: "mac".into(),
+                version: 1,
+                algorithm: "hmac-sha256".into(),
+                state: KeyState::Active,
+                created_ms: t,
+                state_changed_ms: t,
+                material: vault_crypto::SecretBytes::from_slice(&seq(0x40, 32)),
+            }],
+        }],
+        secrets: Vec::new(),
+    }
+}
+
+pub fn example_export() -> Vec<u8> {
+    vault_format::export::seal_with(
+        &example_export_contents(),
+        PASSPHRASE,
+        example_kdf(),
+        seq(0xa0, 16).try_into().unwrap(),
+        seq(0xb0, 24).try_into().unwrap(),
+    )
+    .unwrap()
+}

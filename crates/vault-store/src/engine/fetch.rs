@@ -61,3 +61,27 @@ impl Engine {
         Ok((env, keys, t))
     }
 }
+
+impl Engine {
+    /// [`Engine::fetch`] for many records from one view, in one read session: what a consistent
+    /// snapshot (an export) reads. `pick` returns the records and anything else the caller
+    /// needs; each record comes back with its payload, authenticated.
+    pub(crate) fn fetch_many<T>(
+        &self,
+        pick: impl FnOnce(&State) -> Result<(Vec<RecordRef>, T)>,
+    ) -> Result<(Vec<vault_format::payload::Payload>, T)> {
+        let session: Box<dyn ReadSession> = self.session()?;
+        self.refresh_in(&*session)?;
+        let (refs, keys, t) = {
+            let st = sync::read(&self.state);
+            let (refs, t) = pick(&st)?;
+            (refs, st.keys.clone(), t)
+        };
+        let mut out = Vec::with_capacity(refs.len());
+        for r in &refs {
+            let env = read_envelope(&*session, keys.epoch, r)?;
+            out.push(payload_of(&env, &keys, &self.vault_id)?);
+        }
+        Ok((out, t))
+    }
+}

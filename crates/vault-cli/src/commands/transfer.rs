@@ -1,0 +1,281 @@
+//! Export files: `vault export`, `vault import FILE` (no --format), `vault key export`,
+//! `vault key import`. The file is written owner-only to a temporary name beside `--out` and
+//! renamed into place only when complete.
+
+use std::io::Write;
+use std::path::Path;
+
+use vault_store::kdf::KdfParams;
+use vault_store::{ExportSelection, ImportOptions, KeyState, Vault, state_name};
+
+use crate::cli::Cli;
+use crate::cli_keys::ExportKdf;
+use crate::exit::Exit;
+use crate::location::{current_passphrase, options, with_vault};
+use crate::output::stderr_line;
+use crate::{Failure, fail, passphrase};
+
+fn kdf(k: &ExportKdf) -> Result<KdfParams, Failure> {
+    let memory = k
+        .kdf_memory_mib
+        .map_or(Ok(KdfParams::DEFAULT.memory_kib()), |m| {
+            m.checked_mul(1024)
+                .ok_or_else(|| fail(Exit::Usage, "--kdf-memory-mib is too large"))
+        })?;
+    let iterations = k.kdf_iterations.unwrap_or(KdfParams::DEFAULT.iterations());
+    KdfParams::for_key(memory, iterations, KdfParams::DEFAULT.lanes())
+        .map_err(|e| fail(Exit::Usage, format!("export key derivation: {e}")))
+}
+
+/// Writes `bytes` to `path`: an owner-only temporary file beside it, synced, then renamed.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let failed = |e: String| fail(Exit::Other, format!("cannot write {}: {e}", path.display()));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| failed(e.to_string()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| failed(e.to_string()))?;
+    tmp.persist(path).map_err(|e| failed(e.to_string()))?;
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        fail(
+            Exit::NotFound,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    // An export holds at most 1 GiB of contents; its text form a third more.
+    if meta.len() > (3 << 30) / 2 {
+        return Err(fail(
+            Exit::Usage,
+            format!("{} is larger than any export file", path.display()),
+        ));
+    }
+    std::fs::read(path).map_err(|e| {
+        fail(
+            Exit::NotFound,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })
+}
+
+fn encoded(bytes: Vec<u8>, json: bool) -> Result<Vec<u8>, Failure> {
+    if json {
+        vault_store::export_to_json(&bytes)
+            .map(String::into_bytes)
+            .map_err(|e| fail(Exit::Other, e.to_string()))
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// `vault export`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn export(
+    cli: &Cli,
+    names: &[String],
+    all: bool,
+    keys: bool,
+    out: &Path,
+    json: bool,
+    plaintext: bool,
+    k: &ExportKdf,
+) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    if plaintext {
+        return export_plaintext(cli, &pass, names, all, out);
+    }
+    let params = kdf(k)?;
+    let export_pass = passphrase::export_passphrase(true)?;
+    let selection = ExportSelection {
+        keys: if keys { None } else { Some(Vec::new()) },
+        secrets: if all { None } else { Some(names.to_vec()) },
+    };
+    let exported = with_vault(cli, &pass, false, |v| {
+        v.export(&selection, export_pass.expose_secret(), params)
+    })?;
+    write_file(out, &encoded(exported.file, json)?)?;
+    for k in &exported.skipped_keys {
+        stderr_line(format!(
+            "left out key {k}: its policy does not allow export"
+        ));
+    }
+    stderr_line(format!("exported to {}", out.display()));
+    Ok(())
+}
+
+fn export_plaintext(
+    cli: &Cli,
+    pass: &vault_store::SecretBytes,
+    names: &[String],
+    all: bool,
+    out: &Path,
+) -> Result<(), Failure> {
+    stderr_line(
+        "warning: writing secret values in plaintext; anyone who can read the file reads them",
+    );
+    let lines = with_vault(cli, pass, false, |v| {
+        let names: Vec<String> = if all {
+            v.list(false)?.into_iter().map(|s| s.name).collect()
+        } else {
+            names.to_vec()
+        };
+        let mut text = zeroize::Zeroizing::new(String::new());
+        for n in names {
+            let s = v.get(&n)?;
+            let value = std::str::from_utf8(s.value.expose_secret()).map_err(|_| {
+                vault_store::Error::Invalid {
+                    what: "value",
+                    reason: format!(
+                        "{n:?} is not UTF-8 text, which the plaintext form cannot hold; use the encrypted export"
+                    ),
+                }
+            })?;
+            let line = serde_json::json!({ "name": n, "value": value }).to_string();
+            text.push_str(&line);
+            text.push('\n');
+        }
+        Ok(text)
+    })?;
+    write_file(out, lines.as_bytes())?;
+    stderr_line(format!("wrote {} in plaintext", out.display()));
+    Ok(())
+}
+
+/// `vault import FILE` of a vault export.
+pub(crate) fn import(cli: &Cli, file: &Path, replace: bool, dry_run: bool) -> Result<(), Failure> {
+    let bytes = read_file(file)?;
+    let pass = current_passphrase(cli)?;
+    let export_pass = passphrase::export_passphrase(false)?;
+    let opts = options(cli, false)?;
+    if dry_run {
+        let c = Vault::read_export(&bytes, export_pass.expose_secret(), &opts.kdf_limit)?;
+        for k in &c.keys {
+            stderr_line(format!("would import key {}", k.key.name));
+        }
+        for s in &c.secrets {
+            stderr_line(format!("would import secret {}", s.name));
+        }
+        return Ok(());
+    }
+    let options = ImportOptions {
+        rename: None,
+        replace,
+        kdf_limit: opts.kdf_limit,
+    };
+    let report = with_vault(cli, &pass, false, |v| {
+        v.import_export(&bytes, export_pass.expose_secret(), &options)
+    })?;
+    stderr_line(format!(
+        "imported {} secrets and {} keys",
+        report.secrets.len(),
+        report.keys.len()
+    ));
+    Ok(())
+}
+
+/// `vault key export`.
+pub(crate) fn key_export(
+    cli: &Cli,
+    names: &[String],
+    all: bool,
+    out: &Path,
+    json: bool,
+    public: bool,
+    k: &ExportKdf,
+) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    if public {
+        let doc = with_vault(cli, &pass, false, |v| {
+            let infos = if all {
+                v.keys()?
+                    .into_iter()
+                    .filter(|k| k.algorithm == "ed25519")
+                    .collect()
+            } else {
+                names
+                    .iter()
+                    .map(|n| v.key(n))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            let mut keys = Vec::new();
+            for k in infos {
+                let mut versions = Vec::new();
+                for ver in &k.versions {
+                    if ver.state == KeyState::Destroyed {
+                        continue;
+                    }
+                    let public = v.public_key(&k.name, Some(ver.version))?;
+                    versions.push(serde_json::json!({
+                        "version": ver.version,
+                        "state": state_name(ver.state),
+                        "public_key": public.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                    }));
+                }
+                keys.push(serde_json::json!({
+                    "name": k.name,
+                    "key_id": k.key_id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                    "algorithm": k.algorithm,
+                    "primary": k.primary,
+                    "versions": versions,
+                }));
+            }
+            Ok(serde_json::json!({ "format": "vault-public-keys", "version": 1, "keys": keys }))
+        })?;
+        write_file(out, format!("{doc:#}\n").as_bytes())?;
+        stderr_line(format!("wrote the public keys to {}", out.display()));
+        return Ok(());
+    }
+    let params = kdf(k)?;
+    let export_pass = passphrase::export_passphrase(true)?;
+    let selection = ExportSelection {
+        keys: if all { None } else { Some(names.to_vec()) },
+        secrets: Some(Vec::new()),
+    };
+    let exported = with_vault(cli, &pass, false, |v| {
+        v.export(&selection, export_pass.expose_secret(), params)
+    })?;
+    write_file(out, &encoded(exported.file, json)?)?;
+    for k in &exported.skipped_keys {
+        stderr_line(format!(
+            "left out key {k}: its policy does not allow export"
+        ));
+    }
+    stderr_line(format!("exported to {}", out.display()));
+    Ok(())
+}
+
+/// `vault key import`.
+pub(crate) fn key_import(
+    cli: &Cli,
+    file: &Path,
+    rename: &Option<String>,
+    replace: bool,
+) -> Result<(), Failure> {
+    let bytes = read_file(file)?;
+    let pass = current_passphrase(cli)?;
+    let export_pass = passphrase::export_passphrase(false)?;
+    let opts = options(cli, false)?;
+    let c = Vault::read_export(&bytes, export_pass.expose_secret(), &opts.kdf_limit)?;
+    if !c.secrets.is_empty() {
+        return Err(fail(
+            Exit::Usage,
+            "the file holds secrets too: import it with `vault import FILE`",
+        ));
+    }
+    let options = ImportOptions {
+        rename: rename.clone(),
+        replace,
+        kdf_limit: opts.kdf_limit,
+    };
+    let report = with_vault(cli, &pass, false, |v| {
+        v.import_export(&bytes, export_pass.expose_secret(), &options)
+    })?;
+    stderr_line(format!("imported keys: {}", report.keys.join(", ")));
+    Ok(())
+}
