@@ -235,3 +235,100 @@ fn due_rotation_from_the_command_line() {
     assert!(said.contains("rotated k to version 2"), "{said}");
     assert!(!said.contains("manual"));
 }
+
+#[test]
+fn exports_move_keys_and_secrets_between_vaults() {
+    use std::ffi::OsStr;
+    let a = Env::new();
+    a.init();
+    let b = Env::new();
+    b.init();
+    let pass = [("VAULT_EXPORT_PASSPHRASE", OsStr::new("export pass"))];
+    let cheap = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
+    a.ok(&["key", "create", "k"], None);
+    a.ok(
+        &["key", "create", "sealed-in", "--allow", "encrypt,decrypt"],
+        None,
+    );
+    a.ok(&["set", "db/pw"], Some(b"one"));
+    a.ok(&["set", "db/pw"], Some(b"two"));
+    let t = a.ok(&["key", "encrypt", "k"], Some(b"secret"));
+    let file = a.path("keys.vexp");
+    let f = file.to_str().unwrap();
+    let mut args = vec!["key", "export", "k", "--out", f];
+    args.extend_from_slice(&cheap);
+    let out = a.run_with(&args, None, &pass);
+    assert!(out.status.success(), "{}", stderr(&out));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o077,
+        0
+    );
+    // Refused by policy, by name.
+    let mut args = vec!["key", "export", "sealed-in", "--out", f];
+    args.extend_from_slice(&cheap);
+    assert_eq!(code(&a.run_with(&args, None, &pass)), 8);
+    // Wrong export passphrase: exit 3; then the real import, and the token opens in vault b.
+    let wrong = [("VAULT_EXPORT_PASSPHRASE", OsStr::new("nope"))];
+    assert_eq!(code(&b.run_with(&["key", "import", f], None, &wrong)), 3);
+    assert!(
+        b.run_with(&["key", "import", f], None, &pass)
+            .status
+            .success()
+    );
+    assert_eq!(b.ok(&["key", "decrypt", "k"], Some(&t)), b"secret");
+    assert_eq!(code(&b.run_with(&["key", "import", f], None, &pass)), 7);
+    assert!(
+        b.run_with(&["key", "import", f, "--rename", "k2"], None, &pass)
+            .status
+            .success()
+    );
+    // A changed file: exit 5.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len() - 3;
+    bytes[n] ^= 1;
+    let changed = a.path("changed.vexp");
+    std::fs::write(&changed, &bytes).unwrap();
+    assert_eq!(
+        code(&b.run_with(&["key", "import", changed.to_str().unwrap()], None, &pass)),
+        5
+    );
+    // Secrets, with history, as JSON; every key allowing export comes along with --keys.
+    let all = a.path("all.json");
+    let mut args = vec![
+        "export",
+        "--all",
+        "--keys",
+        "--json",
+        "--out",
+        all.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&cheap);
+    let out = a.run_with(&args, None, &pass);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("left out key sealed-in"));
+    let c = Env::new();
+    c.init();
+    assert!(
+        c.run_with(&["import", all.to_str().unwrap()], None, &pass)
+            .status
+            .success()
+    );
+    assert_eq!(c.ok(&["get", "db/pw"], None), b"two");
+    assert_eq!(c.ok(&["get", "db/pw", "--version", "1"], None), b"one");
+    assert_eq!(c.ok(&["key", "decrypt", "k"], Some(&t)), b"secret");
+    // The plaintext form, for --format jsonl.
+    let plain = a.path("plain.jsonl");
+    let out = a.run(&[
+        "export",
+        "--all",
+        "--plaintext",
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert!(stderr(&out).contains("plaintext"));
+    assert_eq!(
+        std::fs::read_to_string(&plain).unwrap(),
+        "{\"name\":\"db/pw\",\"value\":\"two\"}\n"
+    );
+}

@@ -6,7 +6,10 @@
 // ok: every unwrap here is in test machinery (a dev-dependency only); a failure is the test's
 // finding and should stop it loudly.
 
-use vault_store::{Algorithm, Batch, KeyOps, KeySpec, KeyState, RotateOptions, SetOptions, Vault};
+use vault_store::{
+    Algorithm, Batch, ExportSelection, ImportOptions, KeyOps, KeySpec, KeyState, RotateOptions,
+    SetOptions, Vault,
+};
 
 use crate::dirs::{cheap_kdf, pass, secret};
 
@@ -54,6 +57,8 @@ pub enum MutatingOp {
     DestroyKeyVersion,
     /// Loosening a managed key's policy (a settings record and an event).
     SetKeyPolicy,
+    /// Importing a key from an export file, under a new name.
+    ImportKey,
     /// Writing the index file (a checkpoint of the log).
     Checkpoint,
 }
@@ -69,7 +74,7 @@ fn spare_version(v: &Vault) -> Option<u32> {
 
 impl MutatingOp {
     /// Every mutating operation.
-    pub const ALL: [MutatingOp; 18] = [
+    pub const ALL: [MutatingOp; 19] = [
         MutatingOp::Set,
         MutatingOp::Batch,
         MutatingOp::Delete,
@@ -87,6 +92,7 @@ impl MutatingOp {
         MutatingOp::SetKeyState,
         MutatingOp::DestroyKeyVersion,
         MutatingOp::SetKeyPolicy,
+        MutatingOp::ImportKey,
         MutatingOp::Checkpoint,
     ];
 
@@ -128,6 +134,10 @@ impl MutatingOp {
                     };
                     v.rotate_key("signing", stage).unwrap();
                 }
+            }
+            MutatingOp::ImportKey if v.key("portable").is_err() => {
+                v.create_key("portable", KeySpec::new(Algorithm::HmacSha256))
+                    .unwrap();
             }
             _ => {}
         }
@@ -197,6 +207,21 @@ impl MutatingOp {
             }
             MutatingOp::SetKeyPolicy => {
                 v.set_key_policy("signing", Algorithm::Ed25519.capable(), true)
+            }
+            MutatingOp::ImportKey => {
+                let file = v
+                    .export(
+                        &ExportSelection::keys(&["portable".to_string()]),
+                        b"export",
+                        cheap_kdf(),
+                    )?
+                    .file;
+                let n = v.key_names()?.len();
+                let options = ImportOptions {
+                    rename: Some(format!("imported-{n}")),
+                    ..ImportOptions::default()
+                };
+                v.import_export(&file, b"export", &options).map(|_| ())
             }
             MutatingOp::Checkpoint => v.checkpoint(),
         }
