@@ -164,4 +164,42 @@ fn main() {
             );
         }
     }
+    export_import(tmp.path());
+}
+
+/// Export and import of 1 and 1,000 keys at the default Argon2id parameters (256 MiB, 3 passes):
+/// one derivation per file, shown beside one derivation alone.
+fn export_import(dir: &std::path::Path) {
+    use vault_store::{ExportSelection, ImportOptions};
+    let t = Instant::now();
+    vault_crypto::kdf::derive_key(b"export", &[1; 16], &KdfParams::DEFAULT).unwrap();
+    println!(
+        "| one Argon2id derivation at the defaults (256 MiB, 3 passes, 4 lanes) | | | | | {:.2} s |",
+        t.elapsed().as_secs_f64()
+    );
+    let v = vault(true, &dir.join("export"));
+    for i in 0..1000 {
+        v.create_key(&format!("k{i}"), KeySpec::new(Algorithm::XChaCha20Poly1305))
+            .unwrap();
+    }
+    for n in [1usize, 1000] {
+        let names: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        let t = Instant::now();
+        let file = v
+            .export(&ExportSelection::keys(&names), b"export", KdfParams::DEFAULT)
+            .unwrap()
+            .file;
+        let export = t.elapsed();
+        let w = vault(true, &dir.join(format!("import-{n}")));
+        let t = Instant::now();
+        w.import_export(&file, b"export", &ImportOptions::default())
+            .unwrap();
+        let import = t.elapsed();
+        println!(
+            "| export / import of {n} keys, default KDF | {} B | | | | {:.2} s / {:.2} s |",
+            file.len(),
+            export.as_secs_f64(),
+            import.as_secs_f64()
+        );
+    }
 }
