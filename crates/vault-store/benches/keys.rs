@@ -186,7 +186,11 @@ fn export_import(dir: &std::path::Path) {
         let names: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
         let t = Instant::now();
         let file = v
-            .export(&ExportSelection::keys(&names), b"export", KdfParams::DEFAULT)
+            .export(
+                &ExportSelection::keys(&names),
+                b"export",
+                KdfParams::DEFAULT,
+            )
             .unwrap()
             .file;
         let export = t.elapsed();

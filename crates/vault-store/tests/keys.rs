@@ -414,20 +414,29 @@ fn destroyed_material_is_gone_from_the_files_after_the_next_compaction() {
         .unwrap();
 }
 
-// The lifecycle against a model.
+// The lifecycle against a model: several keys (encryption, HMAC and Ed25519), each with its
+// own versions, states, floors and expiry; making (encrypt, sign) and opening (decrypt, verify,
+// rewrap) checked against what the model says every time.
 
 #[derive(Clone, Debug)]
 enum Op {
-    Rotate { stage: bool, keep_active: bool },
-    Promote(u8),
-    SetState(u8, KeyState),
-    Destroy(u8),
-    Floors(Option<u8>, Option<u8>),
-    Encrypt,
-    Decrypt(u8),
-    Rewrap(u8),
+    Create,
+    Rotate {
+        key: u8,
+        stage: bool,
+        keep_active: bool,
+    },
+    Promote(u8, u8),
+    SetState(u8, u8, KeyState),
+    Destroy(u8, u8),
+    Floors(u8, Option<u8>, Option<u8>),
+    /// Encrypt (an encryption key) or sign (a signing key) with the primary.
+    Make(u8),
+    /// Decrypt or verify a token made earlier.
+    Open(u8, u8),
+    Rewrap(u8, u8),
     Advance(u8),
-    Expire(Option<u8>),
+    Expire(u8, Option<u8>),
     Reopen,
     Compact,
 }
@@ -440,18 +449,30 @@ fn op() -> impl Strategy<Value = Op> {
         KeyState::Compromised,
     ]);
     prop_oneof![
-        (any::<bool>(), any::<bool>())
-            .prop_map(|(stage, keep_active)| Op::Rotate { stage, keep_active }),
-        any::<u8>().prop_map(Op::Promote),
-        (any::<u8>(), states).prop_map(|(v, s)| Op::SetState(v, s)),
-        any::<u8>().prop_map(Op::Destroy),
-        (prop::option::of(0u8..6), prop::option::of(0u8..6)).prop_map(|(a, b)| Op::Floors(a, b)),
-        Just(Op::Encrypt),
-        Just(Op::Encrypt),
-        any::<u8>().prop_map(Op::Decrypt),
-        any::<u8>().prop_map(Op::Rewrap),
+        Just(Op::Create),
+        (any::<u8>(), any::<bool>(), any::<bool>()).prop_map(|(key, stage, keep_active)| {
+            Op::Rotate {
+                key,
+                stage,
+                keep_active,
+            }
+        }),
+        (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Promote(k, v)),
+        (any::<u8>(), any::<u8>(), states).prop_map(|(k, v, s)| Op::SetState(k, v, s)),
+        (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Destroy(k, v)),
+        (
+            any::<u8>(),
+            prop::option::of(0u8..6),
+            prop::option::of(0u8..6)
+        )
+            .prop_map(|(k, a, b)| Op::Floors(k, a, b)),
+        any::<u8>().prop_map(Op::Make),
+        any::<u8>().prop_map(Op::Make),
+        (any::<u8>(), any::<u8>()).prop_map(|(k, t)| Op::Open(k, t)),
+        (any::<u8>(), any::<u8>()).prop_map(|(k, t)| Op::Open(k, t)),
+        (any::<u8>(), any::<u8>()).prop_map(|(k, t)| Op::Rewrap(k, t)),
         (0u8..40).prop_map(Op::Advance),
-        prop::option::of(0u8..40).prop_map(Op::Expire),
+        (any::<u8>(), prop::option::of(0u8..40)).prop_map(|(k, d)| Op::Expire(k, d)),
         Just(Op::Reopen),
         Just(Op::Compact),
     ]
@@ -459,13 +480,36 @@ fn op() -> impl Strategy<Value = Op> {
 
 #[derive(Debug)]
 struct Model {
+    name: String,
+    algorithm: Algorithm,
     states: BTreeMap<u32, KeyState>,
     primary: u32,
     min_decrypt: u32,
     min_encrypt: u32,
     expires: Option<i64>,
-    /// Tokens made, with the version that made them and the plaintext.
+    /// Tokens made (ciphertexts or signatures), with the version that made them and the
+    /// plaintext or message.
     tokens: Vec<(Vec<u8>, u32, Vec<u8>)>,
+}
+
+impl Model {
+    fn new(name: String, algorithm: Algorithm) -> Self {
+        Model {
+            name,
+            algorithm,
+            states: BTreeMap::from([(1, KeyState::Active)]),
+            primary: 1,
+            min_decrypt: 0,
+            min_encrypt: 0,
+            expires: None,
+            tokens: Vec::new(),
+        }
+    }
+
+    /// Mostly an existing version, sometimes one past the last.
+    fn pick(&self, i: u8) -> u32 {
+        u32::from(i) % (self.states.len() as u32 + 1) + 1
+    }
 }
 
 /// Which error the model expects for opening version `v`, if any.
@@ -490,6 +534,7 @@ fn make_refusal(m: &Model, now: i64) -> Option<&'static str> {
         KeyState::Compromised => Some("compromised"),
         _ => Some("state"),
     }
+    .or_else(|| (m.primary < m.min_encrypt).then_some("floor"))
 }
 
 fn kind(e: &KeyError) -> &'static str {
@@ -501,6 +546,7 @@ fn kind(e: &KeyError) -> &'static str {
         KeyError::Destroyed { .. } => "destroyed",
         KeyError::Expired { .. } => "expired",
         KeyError::State { .. } => "state",
+        KeyError::NotCapable { .. } => "capable",
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -522,6 +568,12 @@ fn expect<T: std::fmt::Debug>(
     }
 }
 
+const ALGORITHMS: [Algorithm; 3] = [
+    Algorithm::XChaCha20Poly1305,
+    Algorithm::HmacSha256,
+    Algorithm::Ed25519,
+];
+
 fn run(ops: &[Op], backend: Arc<dyn Backend>, options: VaultOptions) -> Result<(), TestCaseError> {
     let now = Arc::new(AtomicI64::new(DAY));
     let options = VaultOptions {
@@ -532,29 +584,30 @@ fn run(ops: &[Op], backend: Arc<dyn Backend>, options: VaultOptions) -> Result<(
         ..options
     };
     let mut v = Vault::create(backend.clone(), &pass(), cheap_kdf(), options.clone()).unwrap();
-    v.create_key("k", KeySpec::new(Algorithm::XChaCha20Poly1305))
+    v.create_key("k0", KeySpec::new(Algorithm::XChaCha20Poly1305))
         .unwrap();
-    let mut m = Model {
-        states: BTreeMap::from([(1, KeyState::Active)]),
-        primary: 1,
-        min_decrypt: 0,
-        min_encrypt: 0,
-        expires: None,
-        tokens: Vec::new(),
-    };
-    let pick = |m: &Model, i: u8| -> u32 {
-        // Mostly an existing version, sometimes one past the last.
-        let n = m.states.len() as u32 + 1;
-        u32::from(i) % n + 1
-    };
+    let mut keys = vec![Model::new("k0".into(), Algorithm::XChaCha20Poly1305)];
     for (step, op) in ops.iter().enumerate() {
         let t = now.load(Ordering::SeqCst);
         let what = format!("step {step} {op:?}");
+        let n = keys.len();
+        let at = |k: &u8| usize::from(*k) % n;
         match op {
-            Op::Rotate { stage, keep_active } => {
+            Op::Create => {
+                let algorithm = ALGORITHMS[n % ALGORITHMS.len()];
+                let name = format!("k{n}");
+                v.create_key(&name, KeySpec::new(algorithm)).unwrap();
+                keys.push(Model::new(name, algorithm));
+            }
+            Op::Rotate {
+                key,
+                stage,
+                keep_active,
+            } => {
+                let m = &mut keys[at(key)];
                 let new = v
                     .rotate_key(
-                        "k",
+                        &m.name,
                         RotateOptions {
                             stage: *stage,
                             keep_active: *keep_active,
@@ -572,8 +625,9 @@ fn run(ops: &[Op], backend: Arc<dyn Backend>, options: VaultOptions) -> Result<(
                     m.primary = new;
                 }
             }
-            Op::Promote(i) => {
-                let ver = pick(&m, *i);
+            Op::Promote(key, i) => {
+                let m = &mut keys[at(key)];
+                let ver = m.pick(*i);
                 let want = match m.states.get(&ver) {
                     None => Some("unknown"),
                     Some(KeyState::Destroyed) => Some("destroyed"),
@@ -583,7 +637,7 @@ fn run(ops: &[Op], backend: Arc<dyn Backend>, options: VaultOptions) -> Result<(
                     Some(KeyState::Pending | KeyState::Active) => None,
                     Some(_) => Some("state"),
                 };
-                if expect(v.promote_key_version("k", ver), want, &what)?.is_some() {
+                if expect(v.promote_key_version(&m.name, ver), want, &what)?.is_some() {
                     if ver != m.primary && m.states[&m.primary] == KeyState::Active {
                         m.states.insert(m.primary, KeyState::Deactivated);
                     }
@@ -591,33 +645,36 @@ fn run(ops: &[Op], backend: Arc<dyn Backend>, options: VaultOptions) -> Result<(
                     m.primary = ver;
                 }
             }
-            Op::SetState(i, state) => {
-                let ver = pick(&m, *i);
+            Op::SetState(key, i, state) => {
+                let m = &mut keys[at(key)];
+                let ver = m.pick(*i);
                 let want = match m.states.get(&ver) {
                     None => Some("unknown"),
                     Some(KeyState::Destroyed) => Some("destroyed"),
                     Some(_) if ver == m.primary && *state == KeyState::Deactivated => Some("state"),
                     Some(_) => None,
                 };
-                if expect(v.set_key_version_state("k", ver, *state), want, &what)?.is_some() {
+                if expect(v.set_key_version_state(&m.name, ver, *state), want, &what)?.is_some() {
                     m.states.insert(ver, *state);
                 }
             }
-            Op::Destroy(i) => {
-                let ver = pick(&m, *i);
+            Op::Destroy(key, i) => {
+                let m = &mut keys[at(key)];
+                let ver = m.pick(*i);
                 let want = match m.states.get(&ver) {
                     None => Some("unknown"),
                     Some(KeyState::Destroyed) => None,
                     Some(_) if ver == m.primary => Some("state"),
                     Some(_) => None,
                 };
-                if expect(v.destroy_key_version("k", ver), want, &what)?.is_some() {
+                if expect(v.destroy_key_version(&m.name, ver), want, &what)?.is_some() {
                     m.states.insert(ver, KeyState::Destroyed);
                 }
             }
-            Op::Floors(dec, enc) => {
+            Op::Floors(key, dec, enc) => {
+                let m = &mut keys[at(key)];
                 let (dec, enc) = (dec.map(u32::from), enc.map(u32::from));
-                let r = v.set_key_floors("k", dec, enc);
+                let r = v.set_key_floors(&m.name, dec, enc);
                 if dec.is_some_and(|f| f > m.primary) || enc.is_some_and(|f| f > m.primary) {
                     prop_assert!(matches!(r, Err(Error::Invalid { .. })), "{what}: {r:?}");
                 } else {
@@ -626,34 +683,53 @@ fn run(ops: &[Op], backend: Arc<dyn Backend>, options: VaultOptions) -> Result<(
                     m.min_encrypt = enc.unwrap_or(m.min_encrypt);
                 }
             }
-            Op::Encrypt => {
-                let plain = format!("plaintext {step}").into_bytes();
-                let want =
-                    make_refusal(&m, t).or_else(|| (m.primary < m.min_encrypt).then_some("floor"));
-                if let Some(tok) = expect(v.encrypt("k", &plain, b"ad"), want, &what)? {
+            Op::Make(key) => {
+                let m = &mut keys[at(key)];
+                let plain = format!("message {step}").into_bytes();
+                let want = make_refusal(m, t);
+                let r = if m.algorithm == Algorithm::XChaCha20Poly1305 {
+                    v.encrypt(&m.name, &plain, b"ad")
+                } else {
+                    v.sign(&m.name, &plain)
+                };
+                if let Some(tok) = expect(r, want, &what)? {
                     let h = token::TokenHeader::decode(&tok).unwrap().0;
                     prop_assert_eq!(h.version, m.primary);
                     m.tokens.push((tok, m.primary, plain));
                 }
             }
-            Op::Decrypt(i) | Op::Rewrap(i) => {
+            Op::Open(key, i) | Op::Rewrap(key, i) => {
+                let m = &mut keys[at(key)];
                 if m.tokens.is_empty() {
                     continue;
                 }
                 let (tok, ver, plain) = m.tokens[usize::from(*i) % m.tokens.len()].clone();
-                if matches!(op, Op::Decrypt(_)) {
-                    let want = open_refusal(&m, ver);
-                    if let Some(got) = expect(
-                        v.decrypt("k", &tok, b"ad", UseOptions::default()),
-                        want,
-                        &what,
-                    )? {
-                        prop_assert_eq!(got.expose_secret(), &plain[..]);
+                let encryption = m.algorithm == Algorithm::XChaCha20Poly1305;
+                if matches!(op, Op::Open(..)) {
+                    let want = open_refusal(m, ver);
+                    if encryption {
+                        if let Some(got) = expect(
+                            v.decrypt(&m.name, &tok, b"ad", UseOptions::default()),
+                            want,
+                            &what,
+                        )? {
+                            prop_assert_eq!(got.expose_secret(), &plain[..]);
+                        }
+                    } else {
+                        expect(
+                            v.verify_signature(&m.name, &plain, &tok, UseOptions::default()),
+                            want,
+                            &what,
+                        )?;
                     }
                 } else {
-                    let want = open_refusal(&m, ver).or_else(|| make_refusal(&m, t));
+                    let want = if encryption {
+                        open_refusal(m, ver).or_else(|| make_refusal(m, t))
+                    } else {
+                        Some("capable")
+                    };
                     if let Some(new) = expect(
-                        v.rewrap("k", &tok, b"ad", UseOptions::default()),
+                        v.rewrap(&m.name, &tok, b"ad", UseOptions::default()),
                         want,
                         &what,
                     )? {
@@ -668,10 +744,11 @@ fn run(ops: &[Op], backend: Arc<dyn Backend>, options: VaultOptions) -> Result<(
             Op::Advance(days) => {
                 now.fetch_add(i64::from(*days) * DAY, Ordering::SeqCst);
             }
-            Op::Expire(days) => {
-                let at = days.map(|d| t + i64::from(d) * DAY);
-                v.set_key_expiry("k", at).unwrap();
-                m.expires = at;
+            Op::Expire(key, days) => {
+                let m = &mut keys[at(key)];
+                let when = days.map(|d| t + i64::from(d) * DAY);
+                v.set_key_expiry(&m.name, when).unwrap();
+                m.expires = when;
             }
             Op::Reopen => {
                 drop(v);
@@ -679,16 +756,18 @@ fn run(ops: &[Op], backend: Arc<dyn Backend>, options: VaultOptions) -> Result<(
             }
             Op::Compact => v.compact().unwrap(),
         }
-        // The vault's view agrees with the model after every step.
-        let info = v.key("k").unwrap();
-        prop_assert_eq!(info.primary, m.primary, "{}", what);
-        let states: BTreeMap<u32, KeyState> =
-            info.versions.iter().map(|x| (x.version, x.state)).collect();
-        prop_assert_eq!(&states, &m.states, "{}", what);
+        // The vault's view agrees with the model after every step, for every key.
+        for m in &keys {
+            let info = v.key(&m.name).unwrap();
+            prop_assert_eq!(info.primary, m.primary, "{} {}", what, m.name);
+            let states: BTreeMap<u32, KeyState> =
+                info.versions.iter().map(|x| (x.version, x.state)).collect();
+            prop_assert_eq!(&states, &m.states, "{} {}", what, m.name);
+        }
     }
     // A fresh handle sees the same, and the whole log verifies.
     let fresh = Vault::open(backend, &pass(), options).unwrap();
-    prop_assert_eq!(fresh.key("k").unwrap(), v.key("k").unwrap());
+    prop_assert_eq!(fresh.keys().unwrap(), v.keys().unwrap());
     fresh.verify().unwrap();
     Ok(())
 }
