@@ -153,6 +153,9 @@ pub(crate) enum KeyCommand {
         /// Write the raw token instead of its text form.
         #[arg(long)]
         binary: bool,
+        /// Use a primary version marked compromised (the use is recorded in the vault).
+        #[arg(long)]
+        allow_compromised: bool,
     },
     /// Decrypt a token (text or binary) made by the key.
     Decrypt {
@@ -187,6 +190,9 @@ pub(crate) enum KeyCommand {
         /// Print only the wrapped form (decrypt it later with `key decrypt`).
         #[arg(long)]
         wrapped_only: bool,
+        /// Use a primary version marked compromised (the use is recorded in the vault).
+        #[arg(long)]
+        allow_compromised: bool,
     },
     /// Sign (HMAC-SHA256 or Ed25519) the input with the key's primary version.
     Sign {
@@ -197,6 +203,9 @@ pub(crate) enum KeyCommand {
         /// Write the raw token instead of its text form.
         #[arg(long)]
         binary: bool,
+        /// Use a primary version marked compromised (the use is recorded in the vault).
+        #[arg(long)]
+        allow_compromised: bool,
     },
     /// Verify a signature of the input: exit 0 if it holds, 9 if it does not.
     Verify {
@@ -326,13 +335,21 @@ pub(crate) fn parse_duration_ms(s: &str) -> Result<u64, String> {
     }
 }
 
+/// 9999-12-31T23:59:59Z: the latest time accepted.
+const MAX_TIME_MS: i64 = 253_402_300_799_000;
+
 /// An RFC 3339 time, or `+DURATION` from now, in milliseconds since the Unix epoch.
 pub(crate) fn parse_time_ms(s: &str) -> Result<i64, String> {
     if let Some(d) = s.strip_prefix('+') {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        return Ok(now.saturating_add(parse_duration_ms(d)? as i64));
+        let t = now.saturating_add(parse_duration_ms(d)? as i64);
+        return if t <= MAX_TIME_MS {
+            Ok(t)
+        } else {
+            Err(format!("{s:?} is after the year 9999"))
+        };
     }
     use time::format_description::well_known::Rfc3339;
     let t = time::OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {

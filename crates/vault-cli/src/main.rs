@@ -11,6 +11,7 @@ mod exit;
 mod failure;
 mod import;
 mod location;
+mod outfile;
 mod output;
 mod passphrase;
 mod permissions;

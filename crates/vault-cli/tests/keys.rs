@@ -149,9 +149,12 @@ fn signatures_data_keys_and_public_keys() {
 fn refusals_have_their_own_codes_and_messages() {
     let e = Env::new();
     e.init();
+    let past = ["--expires", "2000-01-01T00:00:00Z"];
     let mut args = vec!["key", "create", "k", "--allow", "encrypt,decrypt"];
-    args.extend_from_slice(&["--expires", "2000-01-01T00:00:00Z"]);
-    e.ok(&args, None);
+    args.extend_from_slice(&past);
+    assert_eq!(code(&e.run(&args)), 2, "a key that could never be used");
+    e.ok(&["key", "create", "k", "--allow", "encrypt,decrypt"], None);
+    e.ok(&["key", "set-expiry", "k", "2000-01-01T00:00:00Z"], None);
     let expired = e.run_with(&["key", "encrypt", "k"], Some(b"x"), &[]);
     assert_eq!(code(&expired), 8);
     assert!(one_line(&expired).contains("expired on 2000-01-01"));
@@ -217,8 +220,35 @@ fn refusals_have_their_own_codes_and_messages() {
     let junk = e.run_with(&["key", "decrypt", "k"], Some(b"vault:v1:!!!"), &[]);
     assert_eq!(code(&junk), 9);
     let bad_line = e.run_with(&["key", "rewrap", "k"], Some(b"\nnot a token\n"), &[]);
-    assert_eq!(code(&bad_line), 2);
+    assert_eq!(code(&bad_line), 9);
     assert!(one_line(&bad_line).contains("line 2"));
+    // Blank lines stay, so output line N answers input line N.
+    let t2 = e.ok(&["key", "encrypt", "k"], Some(b"y"));
+    let mut list = b"\n".to_vec();
+    list.extend_from_slice(&t2);
+    e.ok(
+        &[
+            "key",
+            "set-policy",
+            "k",
+            "--allow",
+            "encrypt,decrypt,datakey,rewrap",
+            "--loosen",
+        ],
+        None,
+    );
+    let out = text(e.ok(&["key", "rewrap", "k"], Some(&list)));
+    assert_eq!(out.lines().count(), 2);
+    assert!(out.lines().next().unwrap().is_empty());
+    // A signature given as text that is not a token is one that does not hold: exit 9.
+    for sig in ["garbage", "", "vault:v01:AAAA"] {
+        let r = e.run_with(&["key", "verify", "k", "--signature", sig], Some(b"m"), &[]);
+        assert_eq!(code(&r), 9, "{sig:?}");
+    }
+    // Text that is not a token, given where a binary one could be: said so, not "newer".
+    let r = e.run_with(&["key", "decrypt", "k"], Some(b"VAULT:v1:AAAA"), &[]);
+    assert_eq!(code(&r), 9);
+    assert!(one_line(&r).contains("not a token"), "{}", one_line(&r));
 }
 
 #[test]

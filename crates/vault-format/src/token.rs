@@ -80,6 +80,13 @@ impl TokenHeader {
         if v == 0 {
             return Err(r.invalid("token version", "version 0 does not exist"));
         }
+        if (0x20..0x7f).contains(&v) {
+            // Printable text where a binary token's version byte should be.
+            return Err(r.invalid(
+                "token",
+                "text that is not a token (a token's text form starts with \"vault:v\")",
+            ));
+        }
         if v > TOKEN_VERSION {
             return Err(Error::UnsupportedVersion {
                 object: OBJECT,
@@ -335,8 +342,14 @@ pub fn split_text(text: &str) -> Result<(u32, &str)> {
     let (version, b64) = rest
         .split_once(':')
         .ok_or_else(|| bad("no ':' after the version"))?;
-    if version.is_empty() || version.len() > 10 || !version.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad("the version is not a number"));
+    if version.is_empty()
+        || version.len() > 10
+        || !version.bytes().all(|b| b.is_ascii_digit())
+        || version.starts_with('0')
+    {
+        return Err(bad(
+            "the version is not a number from 1, without leading zeros",
+        ));
     }
     let version: u32 = version
         .parse()

@@ -64,6 +64,11 @@ pub trait Io: Send + Sync + 'static {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Opens the lock file read-write (creating it, mode 0600, if `create`), for `flock`.
     fn open_lock(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoLock>>;
+    /// Opens the lock file for reading only (a shared `flock` needs no more): how a reader
+    /// locks a vault on read-only storage.
+    fn open_lock_readonly(&self, path: &Path) -> io::Result<Box<dyn IoLock>> {
+        self.open_lock(path, false)
+    }
 }
 
 /// An open lock file.
@@ -210,6 +215,11 @@ impl Io for RealIo {
             .mode(0o600)
             .open(path)?;
         Ok(Box::new(RealLock(f)))
+    }
+    fn open_lock_readonly(&self, path: &Path) -> io::Result<Box<dyn IoLock>> {
+        Ok(Box::new(RealLock(
+            OpenOptions::new().read(true).open(path)?,
+        )))
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let mut out = Vec::new();

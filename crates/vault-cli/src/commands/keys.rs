@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::io::{IsTerminal, Read, Write};
-use std::path::Path;
 
 use vault_store::token::{self, TextReader, TextWriter};
 use vault_store::{KeyInfo, KeySpec, RotateOptions, SecretBytes, UseOptions, Vault, state_name};
@@ -13,56 +12,47 @@ use crate::cli::Cli;
 use crate::cli_keys::{Ad, Io, KeyCommand};
 use crate::exit::Exit;
 use crate::location::{current_passphrase, with_vault};
+use crate::outfile::OutFile;
 use crate::output::{Stdout, stderr_line, stdout_failure};
 use crate::text::format_time;
 use crate::{Failure, fail};
 
 /// Input up to this size is encrypted as one token; anything longer as a stream.
 const ONE_SHOT_MAX: usize = 1 << 20;
+/// The most associated data may be: it is a label (an id, a context), not data.
+const AD_MAX: u64 = 1 << 20;
 /// The most a message to sign, a token to decrypt in one piece, or a rewrap list may be.
 const MESSAGE_MAX: u64 = 256 << 20;
 
-/// Where a command's result goes: stdout, or a temporary file renamed over `--out` on success.
+/// Where a command's result goes: stdout, or `--out` (crate::outfile).
 enum Sink {
     Stdout(Stdout, u64),
-    File(tempfile::NamedTempFile, std::path::PathBuf),
+    File(OutFile),
 }
 
 impl Sink {
     fn open(io: &Io) -> Result<Sink, Failure> {
         match &io.output {
             None => Ok(Sink::Stdout(Stdout::lock(), 0)),
-            Some(path) => {
-                let dir = path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                // NamedTempFile creates the file 0600, so a plaintext result is never readable
-                // by others, not even while it is written.
-                let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| {
-                    fail(
-                        Exit::Other,
-                        format!("cannot create a file in {}: {e}", dir.display()),
-                    )
-                })?;
-                Ok(Sink::File(tmp, path.clone()))
-            }
+            Some(path) => Ok(Sink::File(OutFile::create(path)?)),
         }
     }
 
     fn finish(self) -> Result<(), Failure> {
         match self {
             Sink::Stdout(s, _) => s.finish(),
-            Sink::File(mut tmp, path) => {
-                let written = tmp
-                    .as_file_mut()
-                    .flush()
-                    .and_then(|()| tmp.as_file().sync_all());
-                written
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| tmp.persist(&path).map(|_| ()).map_err(|e| e.to_string()))
-                    .map_err(|e| fail(Exit::Other, format!("cannot write {}: {e}", path.display())))
-            }
+            Sink::File(f) => f.finish(),
+        }
+    }
+
+    /// The failure for an error writing to this sink.
+    fn failure(&self, e: &std::io::Error) -> Failure {
+        match self {
+            Sink::Stdout(..) => stdout_failure(e),
+            Sink::File(f) => fail(
+                Exit::Other,
+                format!("cannot write {}: {e}", f.path().display()),
+            ),
         }
     }
 }
@@ -75,13 +65,13 @@ impl Write for Sink {
                 *written += n as u64;
                 Ok(n)
             }
-            Sink::File(f, _) => f.write(buf),
+            Sink::File(f) => f.write(buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Sink::Stdout(s, _) => s.raw().flush(),
-            Sink::File(f, _) => f.flush(),
+            Sink::File(f) => f.flush(),
         }
     }
 }
@@ -112,18 +102,36 @@ fn read_all(r: &mut dyn Read, what: &str) -> Result<SecretBytes, Failure> {
 fn associated_data(ad: &Ad) -> Result<Vec<u8>, Failure> {
     match (&ad.ad, &ad.ad_file) {
         (Some(t), _) => Ok(t.as_bytes().to_vec()),
-        (None, Some(p)) => std::fs::read(p).map_err(|e| {
-            fail(
-                Exit::NotFound,
-                format!("cannot read associated data from {}: {e}", p.display()),
-            )
-        }),
+        (None, Some(p)) => {
+            let cannot = |e: std::io::Error| {
+                let code = if e.kind() == std::io::ErrorKind::NotFound {
+                    Exit::NotFound
+                } else {
+                    Exit::Other
+                };
+                fail(
+                    code,
+                    format!("cannot read associated data from {}: {e}", p.display()),
+                )
+            };
+            let mut buf = Vec::new();
+            std::fs::File::open(p)
+                .and_then(|f| f.take(AD_MAX + 1).read_to_end(&mut buf))
+                .map_err(cannot)?;
+            if buf.len() as u64 > AD_MAX {
+                return Err(fail(
+                    Exit::Usage,
+                    format!(
+                        "the associated data in {} is larger than {} KiB",
+                        p.display(),
+                        AD_MAX >> 10
+                    ),
+                ));
+            }
+            Ok(buf)
+        }
         (None, None) => Ok(Vec::new()),
     }
-}
-
-fn write_failure(e: std::io::Error) -> Failure {
-    stdout_failure(&e)
 }
 
 /// Runs `vault key …`.
@@ -287,7 +295,17 @@ pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
             io,
             ad,
             binary,
-        } => encrypt(cli, name, io, ad, *binary),
+            allow_compromised,
+        } => encrypt(
+            cli,
+            name,
+            io,
+            ad,
+            *binary,
+            UseOptions {
+                allow_compromised: *allow_compromised,
+            },
+        ),
         KeyCommand::Decrypt {
             name,
             io,
@@ -304,10 +322,15 @@ pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
             name,
             ad,
             wrapped_only,
+            allow_compromised,
         } => {
             let ad = associated_data(ad)?;
             let pass = current_passphrase(cli)?;
-            let (dk, wrapped) = with_vault(cli, &pass, false, |v| v.datakey(name, &ad))?;
+            let options = UseOptions {
+                allow_compromised: *allow_compromised,
+            };
+            let (dk, wrapped) =
+                with_vault(cli, &pass, false, |v| v.datakey_with(name, &ad, options))?;
             let wrapped = token::to_text(&wrapped).map_err(|e| fail(Exit::Other, e.to_string()))?;
             let line = if *wrapped_only {
                 format!("{wrapped}\n")
@@ -325,16 +348,26 @@ pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
             out.write(line.as_bytes())?;
             out.finish()
         }
-        KeyCommand::Sign { name, io, binary } => {
+        KeyCommand::Sign {
+            name,
+            io,
+            binary,
+            allow_compromised,
+        } => {
             let message = read_all(&mut *input(&io.input)?, "message")?;
             let pass = current_passphrase(cli)?;
-            let sig = with_vault(cli, &pass, false, |v| v.sign(name, message.expose_secret()))?;
+            let options = UseOptions {
+                allow_compromised: *allow_compromised,
+            };
+            let sig = with_vault(cli, &pass, false, |v| {
+                v.sign_with(name, message.expose_secret(), options)
+            })?;
             let mut sink = Sink::open(io)?;
             if *binary {
-                sink.write_all(&sig).map_err(write_failure)?;
+                sink.write_all(&sig).map_err(|e| sink.failure(&e))?;
             } else {
                 let text = token::to_text(&sig).map_err(|e| fail(Exit::Other, e.to_string()))?;
-                writeln!(sink, "{text}").map_err(write_failure)?;
+                writeln!(sink, "{text}").map_err(|e| sink.failure(&e))?;
             }
             sink.finish()
         }
@@ -346,17 +379,18 @@ pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
             allow_compromised,
         } => {
             let sig = match (signature, signature_file) {
-                (Some(t), _) => {
-                    token::from_text(t).map_err(|e| fail(Exit::Usage, e.to_string()))?
-                }
+                (Some(t), _) => token::from_text(t)
+                    .map_err(|e| fail(Exit::BadToken, format!("not a valid signature: {e}")))?,
                 (None, Some(p)) => {
                     let bytes = std::fs::read(p).map_err(|e| {
                         fail(Exit::NotFound, format!("cannot read {}: {e}", p.display()))
                     })?;
                     if token::looks_like_text(&bytes) {
                         let text = String::from_utf8(bytes)
-                            .map_err(|_| fail(Exit::Usage, "the signature is not text"))?;
-                        token::from_text(&text).map_err(|e| fail(Exit::Usage, e.to_string()))?
+                            .map_err(|_| fail(Exit::BadToken, "not a valid signature: not text"))?;
+                        token::from_text(&text).map_err(|e| {
+                            fail(Exit::BadToken, format!("not a valid signature: {e}"))
+                        })?
                     } else {
                         bytes
                     }
@@ -461,7 +495,14 @@ fn show(k: &KeyInfo) -> Result<(), Failure> {
     out.finish()
 }
 
-fn encrypt(cli: &Cli, name: &str, io: &Io, ad: &Ad, binary: bool) -> Result<(), Failure> {
+fn encrypt(
+    cli: &Cli,
+    name: &str,
+    io: &Io,
+    ad: &Ad,
+    binary: bool,
+    options: UseOptions,
+) -> Result<(), Failure> {
     let ad = associated_data(ad)?;
     let mut reader = input(&io.input)?;
     if io.input.is_none() && std::io::stdin().is_terminal() {
@@ -477,12 +518,14 @@ fn encrypt(cli: &Cli, name: &str, io: &Io, ad: &Ad, binary: bool) -> Result<(), 
     let pass = current_passphrase(cli)?;
     let mut sink = Sink::open(io)?;
     if head.len() <= ONE_SHOT_MAX {
-        let t = with_vault(cli, &pass, false, |v| v.encrypt(name, &head, &ad))?;
+        let t = with_vault(cli, &pass, false, |v| {
+            v.encrypt_with(name, &head, &ad, options)
+        })?;
         if binary {
-            sink.write_all(&t).map_err(write_failure)?;
+            sink.write_all(&t).map_err(|e| sink.failure(&e))?;
         } else {
             let text = token::to_text(&t).map_err(|e| fail(Exit::Other, e.to_string()))?;
-            writeln!(sink, "{text}").map_err(write_failure)?;
+            writeln!(sink, "{text}").map_err(|e| sink.failure(&e))?;
         }
         return sink.finish();
     }
@@ -503,10 +546,10 @@ fn encrypt(cli: &Cli, name: &str, io: &Io, ad: &Ad, binary: bool) -> Result<(), 
             return Ok(0);
         };
         if binary {
-            v.encrypt_stream(name, &ad, &mut input, s)
+            v.encrypt_stream_with(name, &ad, &mut input, s, options)
         } else {
             let mut w = TextWriter::new(&mut *s);
-            let n = v.encrypt_stream(name, &ad, &mut input, &mut w)?;
+            let n = v.encrypt_stream_with(name, &ad, &mut input, &mut w, options)?;
             w.finish()
                 .map_err(|e| vault_store::Error::storage("writing", "the output", e))?;
             Ok(n)
@@ -581,12 +624,21 @@ fn rewrap(cli: &Cli, name: &str, io: &Io, ad: &Ad, allow_compromised: bool) -> R
     let text = std::str::from_utf8(all.expose_secret())
         .map_err(|_| fail(Exit::Usage, "rewrap reads text tokens, one per line"))?;
     let mut tokens = Vec::new();
+    // A blank line stays a blank line, so output line N answers input line N.
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
+            tokens.push((i + 1, Vec::new()));
             continue;
         }
-        let t = token::from_text(line)
-            .map_err(|e| fail(Exit::Usage, format!("line {}: {e}", i + 1)))?;
+        let t = token::from_text(line).map_err(|e| {
+            fail(
+                Exit::BadToken,
+                format!(
+                    "line {}: not a valid token: {e} (nothing was written)",
+                    i + 1
+                ),
+            )
+        })?;
         tokens.push((i + 1, t));
     }
     let pass = current_passphrase(cli)?;
@@ -595,6 +647,10 @@ fn rewrap(cli: &Cli, name: &str, io: &Io, ad: &Ad, allow_compromised: bool) -> R
     let out = with_vault(cli, &pass, false, |v| {
         let mut out = Vec::with_capacity(tokens.len());
         for (line, t) in &tokens {
+            if t.is_empty() {
+                out.push(Vec::new());
+                continue;
+            }
             failed_at.set(*line);
             out.push(v.rewrap(name, t, &ad, options)?);
         }
@@ -611,8 +667,12 @@ fn rewrap(cli: &Cli, name: &str, io: &Io, ad: &Ad, allow_compromised: bool) -> R
     })?;
     let mut sink = Sink::open(io)?;
     for t in out {
-        let text = token::to_text(&t).map_err(|e| fail(Exit::Other, e.to_string()))?;
-        writeln!(sink, "{text}").map_err(write_failure)?;
+        let text = if t.is_empty() {
+            String::new()
+        } else {
+            token::to_text(&t).map_err(|e| fail(Exit::Other, e.to_string()))?
+        };
+        writeln!(sink, "{text}").map_err(|e| sink.failure(&e))?;
     }
     sink.finish()
 }

@@ -12,6 +12,7 @@ use crate::cli::Cli;
 use crate::cli_keys::ExportKdf;
 use crate::exit::Exit;
 use crate::location::{current_passphrase, options, with_vault};
+use crate::outfile::OutFile;
 use crate::output::stderr_line;
 use crate::{Failure, fail, passphrase};
 
@@ -27,19 +28,12 @@ fn kdf(k: &ExportKdf) -> Result<KdfParams, Failure> {
         .map_err(|e| fail(Exit::Usage, format!("export key derivation: {e}")))
 }
 
-/// Writes `bytes` to `path`: an owner-only temporary file beside it, synced, then renamed.
+/// Writes `bytes` to `path` whole (crate::outfile): nothing appears there unless all of it does.
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let failed = |e: String| fail(Exit::Other, format!("cannot write {}: {e}", path.display()));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| failed(e.to_string()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| failed(e.to_string()))?;
-    tmp.persist(path).map_err(|e| failed(e.to_string()))?;
-    Ok(())
+    let mut f = OutFile::create(path)?;
+    f.write_all(bytes)
+        .map_err(|e| fail(Exit::Other, format!("cannot write {}: {e}", path.display())))?;
+    f.finish()
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {

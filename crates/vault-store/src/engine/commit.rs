@@ -233,7 +233,14 @@ impl Engine {
             && let Err(e) = self.checkpoint_locked(session, st, None)
         {
             // The commit is durable; the checkpoint only shortens the next open's replay.
-            tracing::warn!(error = %e, "writing the index failed");
+            match e {
+                Error::StorageFull { .. } => tracing::warn!(
+                    "the disk is full, so the index was not written; the commit itself is durable, and a later write writes the index"
+                ),
+                e => {
+                    tracing::warn!(error = %e, "writing the index failed (the commit itself is durable)")
+                }
+            }
         }
         Ok(result)
     }

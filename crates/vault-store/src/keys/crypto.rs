@@ -414,15 +414,24 @@ impl Vault {
     /// # Errors
     /// As [`Vault::encrypt`]; the key's policy must allow datakey.
     pub fn datakey(&self, name: &str, associated_data: &[u8]) -> Result<(SecretBytes, Vec<u8>)> {
-        let m = self.material(
-            name,
-            Use::Make(KeyOps::DATAKEY, "datakey"),
-            None,
-            UseOptions::default(),
-        )?;
+        self.datakey_with(name, associated_data, UseOptions::default())
+    }
+
+    /// [`Vault::datakey`] with options (such as using a compromised primary).
+    ///
+    /// # Errors
+    /// As [`Vault::datakey`].
+    pub fn datakey_with(
+        &self,
+        name: &str,
+        associated_data: &[u8],
+        options: UseOptions,
+    ) -> Result<(SecretBytes, Vec<u8>)> {
+        let m = self.material(name, Use::Make(KeyOps::DATAKEY, "datakey"), None, options)?;
         let mut dk = SecretBytes::zeroed(32);
         vault_crypto::rng::fill(dk.expose_secret_mut())?;
         let wrapped = seal(&m, dk.expose_secret(), associated_data)?;
+        self.report_compromised(name, &m, "make a data key")?;
         Ok((dk, wrapped))
     }
 
@@ -432,12 +441,15 @@ impl Vault {
     /// # Errors
     /// The [`KeyError`] for a refusal.
     pub fn sign(&self, name: &str, message: &[u8]) -> Result<Vec<u8>> {
-        let m = self.material(
-            name,
-            Use::Make(KeyOps::SIGN, "sign"),
-            None,
-            UseOptions::default(),
-        )?;
+        self.sign_with(name, message, UseOptions::default())
+    }
+
+    /// [`Vault::sign`] with options (such as using a compromised primary).
+    ///
+    /// # Errors
+    /// As [`Vault::sign`].
+    pub fn sign_with(&self, name: &str, message: &[u8], options: UseOptions) -> Result<Vec<u8>> {
+        let m = self.material(name, Use::Make(KeyOps::SIGN, "sign"), None, options)?;
         let mut out = Vec::new();
         match m.algorithm {
             Algorithm::HmacSha256 => {
@@ -459,6 +471,7 @@ impl Vault {
                 .into());
             }
         }
+        self.report_compromised(name, &m, "sign")?;
         Ok(out)
     }
 

@@ -204,6 +204,16 @@ fn refuse_state(s: &KeyPayload, version: u32, state: KeyState, reason: &'static 
     .into()
 }
 
+/// The event recording that key `name` was loosened: a policy widened, a floor lowered, a
+/// compromised version trusted again.
+fn loosened(name: &str, what: &str, now: i64) -> Payload {
+    Payload::Event(EventPayload {
+        kind: EventKind::KeyPolicyLoosened,
+        time_ms: now,
+        text: format!("key {name:?}: {what}"),
+    })
+}
+
 /// Adds version n+1 to `s` (payloads appended to `out`); returns it.
 fn rotate_into(
     s: &mut KeyPayload,
@@ -303,6 +313,17 @@ impl Vault {
             return Err(Error::invalid("rotation period", "must be at least 1 ms"));
         }
         let now = self.e.options.clock.now_ms();
+        if let Some(at) = spec.expires_ms
+            && at <= now
+        {
+            return Err(Error::invalid(
+                "expiry",
+                format!(
+                    "{} is not in the future: the key could never be used",
+                    super::rfc3339(at)
+                ),
+            ));
+        }
         let key_id = vault_crypto::rng::bytes::<KEY_ID_LEN>()?;
         let first = material(spec.algorithm)?;
         self.e.write_txn(|st| {
@@ -501,7 +522,7 @@ impl Vault {
             }
             _ => {}
         }
-        self.change_key(name, |_, s, now, _| {
+        self.change_key(name, |_, s, now, out| {
             let current = state_of(s, version)?;
             if current == KeyState::Destroyed {
                 return Err(refuse_state(s, version, current, ""));
@@ -514,6 +535,16 @@ impl Vault {
                     reason: "it is the primary version; promote or rotate to another first",
                 }
                 .into());
+            }
+            if current == KeyState::Compromised && state != KeyState::Compromised {
+                out.push(loosened(
+                    &s.name,
+                    &format!(
+                        "version {version} no longer marked compromised (now {})",
+                        state_name(state)
+                    ),
+                    now,
+                ));
             }
             set_state(s, version, state, now);
             Ok(())
@@ -576,7 +607,7 @@ impl Vault {
         min_decrypt: Option<u32>,
         min_encrypt: Option<u32>,
     ) -> Result<()> {
-        self.change_key(name, |_, s, _, _| {
+        self.change_key(name, |_, s, now, out| {
             for (floor, what) in [(min_decrypt, "decrypt"), (min_encrypt, "encrypt")] {
                 if let Some(f) = floor
                     && f > s.primary
@@ -590,11 +621,28 @@ impl Vault {
                     ));
                 }
             }
+            // Lowering a floor lets old versions work again: recorded, as loosening a policy is.
+            let mut lowered = Vec::new();
             if let Some(f) = min_decrypt {
+                if f < s.min_decrypt_version {
+                    lowered.push(format!(
+                        "minimum decrypt version lowered from {} to {f}",
+                        s.min_decrypt_version
+                    ));
+                }
                 s.min_decrypt_version = f;
             }
             if let Some(f) = min_encrypt {
+                if f < s.min_encrypt_version {
+                    lowered.push(format!(
+                        "minimum encrypt version lowered from {} to {f}",
+                        s.min_encrypt_version
+                    ));
+                }
                 s.min_encrypt_version = f;
+            }
+            if !lowered.is_empty() {
+                out.push(loosened(&s.name, &lowered.join(", "), now));
             }
             Ok(())
         })
@@ -654,14 +702,11 @@ impl Vault {
                     }
                     .into());
                 }
-                out.push(Payload::Event(EventPayload {
-                    kind: EventKind::KeyPolicyLoosened,
-                    time_ms: now,
-                    text: format!(
-                        "key {:?}: policy loosened from {} to {}",
-                        s.name, s.allowed, allowed
-                    ),
-                }));
+                out.push(loosened(
+                    &s.name,
+                    &format!("policy loosened from {} to {allowed}", s.allowed),
+                    now,
+                ));
             }
             s.allowed = allowed;
             Ok(())

@@ -51,12 +51,22 @@ impl Vault {
         input: &mut dyn Read,
         output: &mut dyn Write,
     ) -> Result<u64> {
-        let m = self.material(
-            name,
-            Use::Make(KeyOps::ENCRYPT, "encrypt"),
-            None,
-            UseOptions::default(),
-        )?;
+        self.encrypt_stream_with(name, associated_data, input, output, UseOptions::default())
+    }
+
+    /// [`Vault::encrypt_stream`] with options (such as using a compromised primary).
+    ///
+    /// # Errors
+    /// As [`Vault::encrypt_stream`].
+    pub fn encrypt_stream_with(
+        &self,
+        name: &str,
+        associated_data: &[u8],
+        input: &mut dyn Read,
+        output: &mut dyn Write,
+        options: UseOptions,
+    ) -> Result<u64> {
+        let m = self.material(name, Use::Make(KeyOps::ENCRYPT, "encrypt"), None, options)?;
         let h = m.header(TokenForm::Stream);
         let sh = StreamHeader {
             chunk_size: CHUNK_SIZE,
@@ -97,6 +107,7 @@ impl Vault {
             total += k as u64;
         }
         output.flush().map_err(|e| io_err("writing", e))?;
+        self.report_compromised(name, &m, "encrypt")?;
         Ok(total)
     }
 
