@@ -40,12 +40,15 @@ enum Op {
     AddPassphrase,
     RemovePassphrase,
     MaxVersions,
+    KeyEncrypt,
+    KeyDecrypt,
+    KeyRotate,
 }
 
 /// The mix, in parts per thousand. Mostly writes and reads of the worker's own names (what the
 /// ledger can check); compaction and rotation 5 % each, so a run has dozens of both racing
 /// everything else; the key-slot commands rarer, as each rewrites the header.
-const MIX: [(Op, u64); 18] = [
+const MIX: [(Op, u64); 21] = [
     (Op::Set, 170),
     (Op::SetLate, 120),
     (Op::SetCas, 60),
@@ -64,7 +67,15 @@ const MIX: [(Op, u64); 18] = [
     (Op::AddPassphrase, 15),
     (Op::RemovePassphrase, 15),
     (Op::MaxVersions, 5),
+    // Managed keys: each worker encrypts with its own key, rotates it, and decrypts what it
+    // encrypted earlier, through every compaction and master-key rotation of the others.
+    (Op::KeyEncrypt, 40),
+    (Op::KeyDecrypt, 40),
+    (Op::KeyRotate, 15),
 ];
+
+/// How many acknowledged ciphertexts a worker keeps to decrypt again.
+const TOKENS_KEPT: usize = 64;
 
 /// The longest a late `set` keeps its stdin open before writing the value.
 const MAX_STDIN_DELAY_MS: u64 = 200;
@@ -75,6 +86,10 @@ pub struct Worker<'a> {
     ledger: Ledger,
     stats: Stats,
     seq: u64,
+    /// Whether this worker's key exists (its `key create` was acknowledged).
+    key_made: bool,
+    /// Acknowledged ciphertexts of this worker's key, with their plaintexts.
+    tokens: Vec<(Vec<u8>, String)>,
 }
 
 impl<'a> Worker<'a> {
@@ -86,6 +101,8 @@ impl<'a> Worker<'a> {
             ledger: Ledger::new(id),
             stats: Stats::default(),
             seq: 0,
+            key_made: false,
+            tokens: Vec::new(),
         };
         while Instant::now() < sh.deadline {
             let op = w.pick();
@@ -149,6 +166,92 @@ impl<'a> Worker<'a> {
                 let n = (1 + self.rng.below(20)).to_string();
                 self.global("max-versions", &["max-versions", &n], NewPassphrase::Same)
             }
+            Op::KeyEncrypt => self.key_encrypt(),
+            Op::KeyDecrypt => self.key_decrypt(),
+            Op::KeyRotate => {
+                if self.make_key() {
+                    let name = self.key_name();
+                    self.global("key rotate", &["key", "rotate", &name], NewPassphrase::Same);
+                }
+            }
+        }
+    }
+
+    fn key_name(&self) -> String {
+        format!("w{}-key", self.ledger.worker())
+    }
+
+    /// Creates this worker's key if it has not yet; whether it exists.
+    fn make_key(&mut self) -> bool {
+        if self.key_made {
+            return true;
+        }
+        let name = self.key_name();
+        let args = ["key", "create", name.as_str()];
+        let o = self.exec("key create", &args, Input::Nothing, NewPassphrase::Same);
+        // 7: an earlier create was applied though its answer was lost (never here: no kills).
+        if o.exited_with(&[0, 7]) {
+            self.key_made = true;
+        } else if !o.is(6) {
+            self.unexpected(&args, &o);
+        }
+        self.key_made
+    }
+
+    fn key_encrypt(&mut self) {
+        if !self.make_key() {
+            return;
+        }
+        self.seq += 1;
+        let plain = format!(
+            "w{}-plain-{}-{:016x}",
+            self.ledger.worker(),
+            self.seq,
+            self.rng.next_u64()
+        );
+        let name = self.key_name();
+        let ad = format!("w{}", self.ledger.worker());
+        let args = ["key", "encrypt", name.as_str(), "--ad", ad.as_str()];
+        let o = self.exec(
+            "key encrypt",
+            &args,
+            Input::Now(plain.clone().into_bytes()),
+            NewPassphrase::Same,
+        );
+        if o.is(6) {
+            return;
+        }
+        if !o.is(0) || !o.stdout.starts_with(b"vault:v") {
+            return self.unexpected(&args, &o);
+        }
+        if self.tokens.len() >= TOKENS_KEPT {
+            let i = self.rng.index(self.tokens.len());
+            self.tokens.swap_remove(i);
+        }
+        self.tokens.push((o.stdout, plain));
+    }
+
+    fn key_decrypt(&mut self) {
+        if self.tokens.is_empty() {
+            return self.key_encrypt();
+        }
+        let i = self.rng.index(self.tokens.len());
+        let (token, plain) = self.tokens[i].clone();
+        let name = self.key_name();
+        let ad = format!("w{}", self.ledger.worker());
+        let args = ["key", "decrypt", name.as_str(), "--ad", ad.as_str()];
+        let o = self.exec("key decrypt", &args, Input::Now(token), NewPassphrase::Same);
+        if o.is(6) {
+            return;
+        }
+        self.stats.checked += 1;
+        if !o.is(0) || o.stdout != plain.as_bytes() {
+            self.lost(
+                &args,
+                &o,
+                format!("an acknowledged ciphertext of {plain:?} does not decrypt to it"),
+            );
+            self.tokens.swap_remove(i);
         }
     }
 
