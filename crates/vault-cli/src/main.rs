@@ -15,6 +15,7 @@ mod outfile;
 mod output;
 mod passphrase;
 mod permissions;
+mod rewind;
 mod terminal;
 mod text;
 

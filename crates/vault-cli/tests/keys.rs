@@ -362,3 +362,48 @@ fn exports_move_keys_and_secrets_between_vaults() {
         "{\"name\":\"db/pw\",\"value\":\"two\"}\n"
     );
 }
+
+/// Decryptions racing master-key rotations by another process: a command that finds the key
+/// rotated under it starts over with its input from the first byte (the soak found it failing
+/// with "the input was already consumed").
+#[test]
+fn decryptions_racing_master_key_rotations_all_succeed() {
+    let e = std::sync::Arc::new(Env::new());
+    e.init();
+    e.ok(&["key", "create", "k"], None);
+    let small = e.ok(&["key", "encrypt", "k"], Some(b"small"));
+    let big_plain: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    let big = e.ok(&["key", "encrypt", "k", "--binary"], Some(&big_plain));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rotator = {
+        let (e, stop) = (e.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let o = e.run(&["rotate-master-key"]);
+                assert!(o.status.success() || code(&o) == 6, "{}", stderr(&o));
+                n += 1;
+            }
+            n
+        })
+    };
+    let start = std::time::Instant::now();
+    let mut runs = 0;
+    while start.elapsed() < std::time::Duration::from_secs(4) {
+        for (token, plain) in [(&small, &b"small"[..]), (&big, &big_plain[..])] {
+            let o = e.run_with(&["key", "decrypt", "k"], Some(token), &[]);
+            if code(&o) == 6 {
+                continue;
+            }
+            assert!(o.status.success(), "run {runs}: {}", stderr(&o));
+            assert_eq!(o.stdout, plain);
+            runs += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rotations = rotator.join().unwrap();
+    assert!(
+        rotations > 3 && runs > 3,
+        "{rotations} rotations, {runs} decryptions"
+    );
+}

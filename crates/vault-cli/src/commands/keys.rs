@@ -14,11 +14,23 @@ use crate::exit::Exit;
 use crate::location::{current_passphrase, with_vault};
 use crate::outfile::OutFile;
 use crate::output::{Stdout, stderr_line, stdout_failure};
+use crate::rewind::Rewind;
 use crate::text::format_time;
 use crate::{Failure, fail};
 
 /// Input up to this size is encrypted as one token; anything longer as a stream.
 const ONE_SHOT_MAX: usize = 1 << 20;
+/// The most of its input a streaming command keeps to start over with (a one-shot token in text
+/// form is at most about 1.4 MiB).
+const REWIND_MAX: usize = 2 << 20;
+
+fn consumed() -> vault_store::Error {
+    vault_store::Error::Invalid {
+        what: "input",
+        reason: "the operation had to start over (another process rotated the master key) after reading more of the input than it keeps; run it again".into(),
+    }
+}
+
 /// The most associated data may be: it is a label (an id, a context), not data.
 const AD_MAX: u64 = 1 << 20;
 /// The most a message to sign, a token to decrypt in one piece, or a rewrap list may be.
@@ -529,27 +541,28 @@ fn encrypt(
         }
         return sink.finish();
     }
-    let rest = RefCell::new(Some((std::io::Cursor::new(head), reader)));
+    let input = RefCell::new(Rewind::new(
+        std::io::Cursor::new(head).chain(reader),
+        REWIND_MAX,
+    ));
     let sink = RefCell::new(Some(sink));
     with_vault(cli, &pass, false, |v| {
-        // The input can be read once: a retry after a concurrent master-key rotation happens
-        // before any of it is read (the key's material is fetched first).
-        let Some((head, reader)) = rest.borrow_mut().take() else {
-            return Err(vault_store::Error::Invalid {
-                what: "input",
-                reason: "the input was already consumed".into(),
-            });
-        };
-        let mut input = head.chain(reader);
+        // Another process may rotate the master key between the open and the use: the
+        // operation then starts over, with the input from its first byte (the key's material
+        // is fetched before any of it is read, so nothing of it is lost).
+        let mut input = input.borrow_mut();
+        if !input.rewind() {
+            return Err(consumed());
+        }
         let mut guard = sink.borrow_mut();
         let Some(s) = guard.as_mut() else {
             return Ok(0);
         };
         if binary {
-            v.encrypt_stream_with(name, &ad, &mut input, s, options)
+            v.encrypt_stream_with(name, &ad, &mut *input, s, options)
         } else {
             let mut w = TextWriter::new(&mut *s);
-            let n = v.encrypt_stream_with(name, &ad, &mut input, &mut w, options)?;
+            let n = v.encrypt_stream_with(name, &ad, &mut *input, &mut w, options)?;
             w.finish()
                 .map_err(|e| vault_store::Error::storage("writing", "the output", e))?;
             Ok(n)
@@ -579,25 +592,28 @@ fn decrypt(
     let text = token::looks_like_text(&peek);
     let pass = current_passphrase(cli)?;
     let options = UseOptions { allow_compromised };
-    let source = RefCell::new(Some(std::io::Cursor::new(peek).chain(reader)));
+    let source = RefCell::new(Rewind::new(
+        std::io::Cursor::new(peek).chain(reader),
+        REWIND_MAX,
+    ));
     let sink = RefCell::new(Some(Sink::open(io)?));
     let result = with_vault(cli, &pass, false, |v| {
-        let Some(src) = source.borrow_mut().take() else {
-            return Err(vault_store::Error::Invalid {
-                what: "input",
-                reason: "the input was already consumed".into(),
-            });
-        };
+        // Started over after a concurrent master-key rotation: the token again from its first
+        // byte (what was read of it is kept; nothing was written yet, as nothing is before the
+        // key's material is fetched).
+        let mut src = source.borrow_mut();
         let mut guard = sink.borrow_mut();
         let Some(s) = guard.as_mut() else {
             return Ok(0);
         };
+        if !src.rewind() || matches!(s, Sink::Stdout(_, n) if *n > 0) {
+            return Err(consumed());
+        }
         if text {
-            let mut r = TextReader::new(src);
+            let mut r = TextReader::new(&mut *src);
             v.decrypt_stream(name, &ad, &mut r, s, options)
         } else {
-            let mut r = src;
-            v.decrypt_stream(name, &ad, &mut r, s, options)
+            v.decrypt_stream(name, &ad, &mut *src, s, options)
         }
     });
     match result {
