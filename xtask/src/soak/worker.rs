@@ -236,7 +236,9 @@ impl<'a> Worker<'a> {
             return self.key_encrypt();
         }
         let i = self.rng.index(self.tokens.len());
-        let (token, plain) = self.tokens[i].clone();
+        let Some((token, plain)) = self.tokens.get(i).cloned() else {
+            return;
+        };
         let name = self.key_name();
         let ad = format!("w{}", self.ledger.worker());
         let args = ["key", "decrypt", name.as_str(), "--ad", ad.as_str()];
