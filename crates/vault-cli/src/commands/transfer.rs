@@ -84,14 +84,26 @@ pub(crate) fn export(
     if plaintext {
         return export_plaintext(cli, &pass, names, all, out);
     }
-    let params = kdf(k)?;
-    let export_pass = passphrase::export_passphrase(true)?;
     let selection = ExportSelection {
         keys: if keys { None } else { Some(Vec::new()) },
         secrets: if all { None } else { Some(names.to_vec()) },
     };
-    let exported = with_vault(cli, &pass, false, |v| {
-        v.export(&selection, export_pass.expose_secret(), params)
+    sealed_export(cli, &pass, &selection, out, json, k)
+}
+
+/// Writes the selection as an export file sealed under the export passphrase (asked twice).
+fn sealed_export(
+    cli: &Cli,
+    pass: &vault_store::SecretBytes,
+    selection: &ExportSelection,
+    out: &Path,
+    json: bool,
+    k: &ExportKdf,
+) -> Result<(), Failure> {
+    let params = kdf(k)?;
+    let export_pass = passphrase::export_passphrase(true)?;
+    let exported = with_vault(cli, pass, false, |v| {
+        v.export(selection, export_pass.expose_secret(), params)
     })?;
     write_file(out, &encoded(exported.file, json)?)?;
     for k in &exported.skipped_keys {
@@ -225,23 +237,11 @@ pub(crate) fn key_export(
         stderr_line(format!("wrote the public keys to {}", out.display()));
         return Ok(());
     }
-    let params = kdf(k)?;
-    let export_pass = passphrase::export_passphrase(true)?;
     let selection = ExportSelection {
         keys: if all { None } else { Some(names.to_vec()) },
         secrets: Some(Vec::new()),
     };
-    let exported = with_vault(cli, &pass, false, |v| {
-        v.export(&selection, export_pass.expose_secret(), params)
-    })?;
-    write_file(out, &encoded(exported.file, json)?)?;
-    for k in &exported.skipped_keys {
-        stderr_line(format!(
-            "left out key {k}: its policy does not allow export"
-        ));
-    }
-    stderr_line(format!("exported to {}", out.display()));
-    Ok(())
+    sealed_export(cli, &pass, &selection, out, json, k)
 }
 
 /// `vault key import`.
