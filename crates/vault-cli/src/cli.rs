@@ -17,7 +17,9 @@ above. From each of these, exactly one trailing newline (\\n or \\r\\n) is strip
 other whitespace included, is part of the passphrase. A passphrase file that yields nothing for
 30 s (a FIFO no one writes to), or a passphrase command that has not finished by then, is an
 error; VAULT_PASSPHRASE_TIMEOUT_MS sets that wait (0: no limit). With several sources set, the
-first in the order above that is set is used, with a warning.";
+first in the order above that is set is used, with a warning. Export files have their own
+passphrase: VAULT_EXPORT_PASSPHRASE_FILE / _COMMAND / VAULT_EXPORT_PASSPHRASE, or a prompt (twice
+for a new export).";
 
 /// Keep secrets and keys in a passphrase-protected, crash-safe vault.
 #[derive(Parser, Debug)]
