@@ -34,9 +34,42 @@ fn refuse(path: &Path, why: impl std::fmt::Display) -> Failure {
     )
 }
 
+/// Refuses an output path inside the vault's directory or its state directory: writing a result
+/// over `header` or `log.0` would destroy the vault (hostile pass finding).
+fn check_not_inside(path: &Path, guarded: &[PathBuf]) -> Result<(), Failure> {
+    let parent = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(dir) = std::fs::canonicalize(parent) else {
+        return Ok(()); // no such directory: the create fails with its own message
+    };
+    let resolved = std::fs::canonicalize(path).ok();
+    for g in guarded {
+        if let Ok(g) = std::fs::canonicalize(g)
+            && (dir.starts_with(&g) || resolved.as_ref().is_some_and(|r| r.starts_with(&g)))
+        {
+            return Err(refuse(
+                path,
+                format!("it is inside {}, which vault manages", g.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl OutFile {
-    /// Opens the output for `path` (see the module's docs).
-    pub(crate) fn create(path: &Path) -> Result<OutFile, Failure> {
+    /// Opens the output for `path` (see the module's docs), refusing a path inside any of
+    /// `guarded` (the vault's directory and state directory).
+    pub(crate) fn create(path: &Path, guarded: &[PathBuf]) -> Result<OutFile, Failure> {
+        if path == Path::new("-") {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/stdout")
+                .map_err(|e| refuse(path, e))?;
+            return Ok(OutFile::Direct(f, path.to_path_buf()));
+        }
+        check_not_inside(path, guarded)?;
         let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
         let mut target = path.to_path_buf();
         // What the path leads to (through symlinks: /dev/stdout is one, to a pipe or terminal).

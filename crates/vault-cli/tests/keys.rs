@@ -407,3 +407,57 @@ fn decryptions_racing_master_key_rotations_all_succeed() {
         "{rotations} rotations, {runs} decryptions"
     );
 }
+
+/// Hostile-pass findings on exports: --out into the vault's own directory is refused (it
+/// destroyed the vault), endless input is refused without being read, a dry run reports
+/// conflicts, and an export can come from stdin.
+#[test]
+fn exports_refuse_the_vault_directory_endless_input_and_report_conflicts() {
+    use std::ffi::OsStr;
+    let e = Env::new();
+    e.init();
+    let pass = [("VAULT_EXPORT_PASSPHRASE", OsStr::new("export pass"))];
+    let cheap = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
+    e.ok(&["set", "s"], Some(b"v"));
+    let log = e.vault_dir().join("log.0");
+    let before = std::fs::read(&log).unwrap();
+    let mut args = vec!["export", "--all", "--out", log.to_str().unwrap()];
+    args.extend_from_slice(&cheap);
+    let r = e.run_with(&args, None, &pass);
+    assert_eq!(code(&r), 2, "{}", stderr(&r));
+    let r = e.run_with(&["key", "create", "k"], None, &[]);
+    assert!(r.status.success());
+    let header = e.vault_dir().join("header");
+    let r = e.run_with(
+        &["key", "encrypt", "k", "--out", header.to_str().unwrap()],
+        Some(b"x"),
+        &[],
+    );
+    assert_eq!(code(&r), 2);
+    // The log only grew (the key's creation): nothing was written over it.
+    assert!(std::fs::read(&log).unwrap().starts_with(&before));
+    e.ok(&["verify"], None);
+
+    let t = std::time::Instant::now();
+    let r = e.run_with(&["import", "/dev/zero"], None, &pass);
+    assert_ne!(code(&r), 0);
+    assert!(t.elapsed() < std::time::Duration::from_secs(30));
+
+    let file = e.path("all.vexp");
+    let mut args = vec!["export", "--all", "--out", file.to_str().unwrap()];
+    args.extend_from_slice(&cheap);
+    assert!(e.run_with(&args, None, &pass).status.success());
+    let dry = e.run_with(
+        &["import", file.to_str().unwrap(), "--dry-run"],
+        None,
+        &pass,
+    );
+    assert_eq!(code(&dry), 7);
+    assert!(stderr(&dry).contains("conflict"));
+    let bytes = std::fs::read(&file).unwrap();
+    let other = Env::new();
+    other.init();
+    let r = other.run_with(&["import", "-"], Some(&bytes), &pass);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(other.ok(&["get", "s"], None), b"v");
+}

@@ -222,6 +222,9 @@ impl ExportContents {
             if versions.is_empty() {
                 return Err(r.invalid("secret versions", "a secret has at least one"));
             }
+            if secrets.iter().any(|x: &ExportedSecret| x.name == name) {
+                return Err(r.invalid("secret", format!("secret {name:?} is in the file twice")));
+            }
             secrets.push(ExportedSecret {
                 name,
                 deleted,
@@ -293,6 +296,12 @@ impl ExportHeader {
                 "ciphertext length",
                 format!("{ciphertext_len} is outside 16..={}", MAX_CONTENTS + 16),
             ));
+        }
+        if (r.remaining() as u64) > ciphertext_len {
+            return Err(Error::TrailingBytes {
+                object: OBJECT,
+                count: r.remaining() - ciphertext_len as usize,
+            });
         }
         if ciphertext_len != r.remaining() as u64 {
             return Err(Error::Truncated {

@@ -4,7 +4,7 @@
 
 use vault_crypto::kdf::KdfParams;
 use vault_format::export::{self, ExportContents, ExportedKey, ExportedSecret, OpenError};
-use vault_format::keys::KeyOps;
+use vault_format::keys::{KeyOps, VersionState};
 use vault_format::payload::{
     KeyState, KeyVersionPayload, Payload, SecretState, SecretStatePayload,
 };
@@ -273,11 +273,30 @@ impl Vault {
             let mut report = ImportReport::default();
             for k in &contents.keys {
                 let name = &k.key.name;
+                let mut record = k.key.clone();
                 if let Some(existing) = st.index.keys.get(name) {
                     if !options.replace {
                         return Err(KeyError::Exists { key: name.clone() }.into());
                     }
-                    // Versions the file does not have are destroyed, not left behind.
+                    // Versions the file does not have are destroyed, not forgotten: their numbers
+                    // stay taken (a later rotation goes past them) and their tokens are refused
+                    // as destroyed, never opened by a new version of the same number.
+                    let mut merged: std::collections::BTreeMap<u32, VersionState> =
+                        record.versions.iter().map(|v| (v.version, *v)).collect();
+                    for v in existing.versions.keys() {
+                        merged.entry(*v).or_insert(VersionState {
+                            version: *v,
+                            state: KeyState::Destroyed,
+                            changed_ms: now,
+                        });
+                    }
+                    if merged.len() > vault_format::keys::MAX_KEY_VERSIONS {
+                        return Err(Error::invalid(
+                            "import",
+                            format!("key {name:?} would have more versions than a key can"),
+                        ));
+                    }
+                    record.versions = merged.into_values().collect();
                     for (v, m) in &existing.versions {
                         if !k.versions.iter().any(|x| x.version == *v) {
                             out.push(Payload::KeyVersion(KeyVersionPayload {
@@ -303,7 +322,7 @@ impl Vault {
                         material: v.material.duplicate(),
                     }));
                 }
-                out.push(Payload::Key(k.key.clone()));
+                out.push(Payload::Key(record));
                 report.keys.push(name.clone());
             }
             for s in &contents.secrets {

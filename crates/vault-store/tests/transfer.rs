@@ -200,6 +200,52 @@ fn each_bad_file_has_its_own_error() {
     assert!(w.keys().unwrap().is_empty());
 }
 
+/// An export naming a secret or key twice is malformed, not half imported (hostile pass).
+#[test]
+fn a_name_twice_in_an_export_is_refused() {
+    use vault_format::export::{ExportContents, ExportedSecret, seal};
+    let (v, _) = source();
+    let once = v
+        .export(
+            &ExportSelection {
+                keys: Some(Vec::new()),
+                secrets: Some(vec!["db/pw".into()]),
+            },
+            EXPORT_PASS,
+            kdf(),
+        )
+        .unwrap()
+        .file;
+    let c = Vault::read_export(&once, EXPORT_PASS, &vault_store::KdfLimit::DEFAULT).unwrap();
+    let dup = |s: &ExportedSecret| ExportedSecret {
+        name: s.name.clone(),
+        deleted: s.deleted,
+        versions: s
+            .versions
+            .iter()
+            .map(|x| vault_format::payload::SecretVersionPayload {
+                name: x.name.clone(),
+                version: x.version,
+                created_ms: x.created_ms,
+                tags: x.tags.clone(),
+                value: x.value.duplicate(),
+            })
+            .collect(),
+    };
+    let twice = ExportContents {
+        exported_ms: 0,
+        keys: Vec::new(),
+        secrets: vec![dup(&c.secrets[0]), dup(&c.secrets[0])],
+    };
+    let file = seal(&twice, EXPORT_PASS, kdf()).unwrap();
+    let w = vault();
+    assert!(matches!(
+        export_err(w.import_export(&file, EXPORT_PASS, &ImportOptions::default())),
+        ExportFileError::Format(_)
+    ));
+    assert!(w.list(true).unwrap().is_empty());
+}
+
 #[test]
 fn conflicts_renames_replacement_and_policy() {
     let (v, _) = source();
@@ -232,10 +278,36 @@ fn conflicts_renames_replacement_and_policy() {
         replace: true,
         ..ImportOptions::default()
     };
+    let old5 = w.encrypt("pay", b"old", b"").unwrap();
     w.import_export(&pay, EXPORT_PASS, &replace).unwrap();
-    assert_eq!(w.key("pay").unwrap(), v.key("pay").unwrap());
-    // The replaced key's versions 4 and 5 are gone, not left behind.
-    assert_eq!(w.key_versions("pay").unwrap().len(), 3);
+    assert_eq!(w.key("pay").unwrap().primary, v.key("pay").unwrap().primary);
+    // The file's key is another key (another id): the replaced key's tokens say so.
+    assert!(matches!(
+        w.decrypt("pay", &old5, b"", UseOptions::default()),
+        Err(Error::Key(KeyError::WrongKey { .. }))
+    ));
+    // The replaced key's versions 4 and 5 are destroyed, not forgotten: their numbers stay
+    // taken, and a token of the old version 5 is refused as destroyed, never opened by a new
+    // version 5 (hostile pass finding).
+    let replaced = w.key("pay").unwrap();
+    assert_eq!(replaced.versions.len(), 5);
+    assert_eq!(replaced.version(4).unwrap().state, KeyState::Destroyed);
+    assert_eq!(replaced.version(5).unwrap().state, KeyState::Destroyed);
+    assert_eq!(w.rotate_key("pay", RotateOptions::default()).unwrap(), 6);
+    // The same key put back from its own older export: what it made since is refused as
+    // destroyed.
+    let own = w
+        .export(&ExportSelection::keys(&["pay".into()]), EXPORT_PASS, kdf())
+        .unwrap()
+        .file;
+    w.rotate_key("pay", RotateOptions::default()).unwrap();
+    let t7 = w.encrypt("pay", b"seven", b"").unwrap();
+    w.import_export(&own, EXPORT_PASS, &replace).unwrap();
+    assert!(matches!(
+        w.decrypt("pay", &t7, b"", UseOptions::default()),
+        Err(Error::Key(KeyError::Destroyed { version: 7, .. }))
+    ));
+    assert_eq!(w.rotate_key("pay", RotateOptions::default()).unwrap(), 8);
 
     v.create_key("kept", {
         let mut s = KeySpec::new(Algorithm::HmacSha256);

@@ -37,6 +37,13 @@ fn read_input(source: &Path) -> Result<SecretBytes, Failure> {
             .read_to_end(&mut buf)
             .map_err(cannot)?;
     } else {
+        // A regular file over the limit is refused before any of it is read.
+        if std::fs::metadata(source).is_ok_and(|m| m.is_file() && m.len() > MAX_INPUT) {
+            return Err(fail(
+                Exit::Usage,
+                format!("{what} is larger than the import limit of {MAX_INPUT} bytes; split it"),
+            ));
+        }
         std::fs::File::open(source)
             .map_err(cannot)?
             .take(MAX_INPUT + 1)

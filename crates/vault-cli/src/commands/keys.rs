@@ -43,10 +43,10 @@ enum Sink {
 }
 
 impl Sink {
-    fn open(io: &Io) -> Result<Sink, Failure> {
+    fn open(cli: &Cli, io: &Io) -> Result<Sink, Failure> {
         match &io.output {
             None => Ok(Sink::Stdout(Stdout::lock(), 0)),
-            Some(path) => Ok(Sink::File(OutFile::create(path)?)),
+            Some(path) => Ok(Sink::File(OutFile::create(path, &guarded(cli)?)?)),
         }
     }
 
@@ -86,6 +86,14 @@ impl Write for Sink {
             Sink::File(f) => f.flush(),
         }
     }
+}
+
+/// The directories no result may be written into: the vault's and its state directory.
+pub(crate) fn guarded(cli: &Cli) -> Result<Vec<std::path::PathBuf>, Failure> {
+    Ok(vec![
+        crate::location::vault_dir(cli)?,
+        crate::location::state_dir(cli)?,
+    ])
 }
 
 fn input(io_in: &Option<std::path::PathBuf>) -> Result<Box<dyn Read>, Failure> {
@@ -374,7 +382,7 @@ pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
             let sig = with_vault(cli, &pass, false, |v| {
                 v.sign_with(name, message.expose_secret(), options)
             })?;
-            let mut sink = Sink::open(io)?;
+            let mut sink = Sink::open(cli, io)?;
             if *binary {
                 sink.write_all(&sig).map_err(|e| sink.failure(&e))?;
             } else {
@@ -528,7 +536,7 @@ fn encrypt(
         .map_err(|e| fail(Exit::Other, format!("cannot read the plaintext: {e}")))?;
     let head = zeroize::Zeroizing::new(head);
     let pass = current_passphrase(cli)?;
-    let mut sink = Sink::open(io)?;
+    let mut sink = Sink::open(cli, io)?;
     if head.len() <= ONE_SHOT_MAX {
         let t = with_vault(cli, &pass, false, |v| {
             v.encrypt_with(name, &head, &ad, options)
@@ -596,7 +604,7 @@ fn decrypt(
         std::io::Cursor::new(peek).chain(reader),
         REWIND_MAX,
     ));
-    let sink = RefCell::new(Some(Sink::open(io)?));
+    let sink = RefCell::new(Some(Sink::open(cli, io)?));
     let result = with_vault(cli, &pass, false, |v| {
         // Started over after a concurrent master-key rotation: the token again from its first
         // byte (what was read of it is kept; nothing was written yet, as nothing is before the
@@ -681,7 +689,7 @@ fn rewrap(cli: &Cli, name: &str, io: &Io, ad: &Ad, allow_compromised: bool) -> R
         }
         f
     })?;
-    let mut sink = Sink::open(io)?;
+    let mut sink = Sink::open(cli, io)?;
     for t in out {
         let text = if t.is_empty() {
             String::new()

@@ -2,7 +2,7 @@
 //! `vault key import`. The file is written owner-only to a temporary name beside `--out` and
 //! renamed into place only when complete.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use vault_store::kdf::KdfParams;
@@ -29,33 +29,68 @@ fn kdf(k: &ExportKdf) -> Result<KdfParams, Failure> {
 }
 
 /// Writes `bytes` to `path` whole (crate::outfile): nothing appears there unless all of it does.
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let mut f = OutFile::create(path)?;
+pub(crate) fn write_file(cli: &Cli, path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let mut f = OutFile::create(path, &super::keys::guarded(cli)?)?;
     f.write_all(bytes)
         .map_err(|e| fail(Exit::Other, format!("cannot write {}: {e}", path.display())))?;
     f.finish()
 }
 
+/// The most an export file can be: 1 GiB of contents in its JSON form (a third larger) and its
+/// header.
+const EXPORT_MAX: u64 = (4 << 30) / 3 + 4096;
+
+/// Reads an export file (`-`: stdin), refusing at once what cannot be one: a directory, a file
+/// over [`EXPORT_MAX`], and endless input past it (`/dev/zero`), without reading more.
 fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
-    let meta = std::fs::metadata(path).map_err(|e| {
+    let cannot = |e: std::io::Error| {
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            Exit::NotFound
+        } else {
+            Exit::Other
+        };
+        fail(code, format!("cannot read {}: {e}", path.display()))
+    };
+    let too_large = || {
         fail(
-            Exit::NotFound,
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    // An export holds at most 1 GiB of contents; its text form a third more.
-    if meta.len() > (3 << 30) / 2 {
-        return Err(fail(
             Exit::Usage,
             format!("{} is larger than any export file", path.display()),
+        )
+    };
+    let mut buf = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(EXPORT_MAX + 1)
+            .read_to_end(&mut buf)
+            .map_err(cannot)?;
+    } else {
+        let meta = std::fs::metadata(path).map_err(cannot)?;
+        if meta.is_dir() {
+            return Err(fail(
+                Exit::Usage,
+                format!("{} is a directory, not an export file", path.display()),
+            ));
+        }
+        if meta.is_file() && meta.len() > EXPORT_MAX {
+            return Err(too_large());
+        }
+        std::fs::File::open(path)
+            .map_err(cannot)?
+            .take(EXPORT_MAX + 1)
+            .read_to_end(&mut buf)
+            .map_err(cannot)?;
+    }
+    if buf.len() as u64 > EXPORT_MAX {
+        return Err(too_large());
+    }
+    if buf.is_empty() {
+        return Err(fail(
+            Exit::Usage,
+            format!("{} is empty, not an export file", path.display()),
         ));
     }
-    std::fs::read(path).map_err(|e| {
-        fail(
-            Exit::NotFound,
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })
+    Ok(buf)
 }
 
 fn encoded(bytes: Vec<u8>, json: bool) -> Result<Vec<u8>, Failure> {
@@ -105,7 +140,7 @@ fn sealed_export(
     let exported = with_vault(cli, pass, false, |v| {
         v.export(selection, export_pass.expose_secret(), params)
     })?;
-    write_file(out, &encoded(exported.file, json)?)?;
+    write_file(cli, out, &encoded(exported.file, json)?)?;
     for k in &exported.skipped_keys {
         stderr_line(format!(
             "left out key {k}: its policy does not allow export"
@@ -127,7 +162,18 @@ fn export_plaintext(
     );
     let lines = with_vault(cli, pass, false, |v| {
         let names: Vec<String> = if all {
-            v.list(false)?.into_iter().map(|s| s.name).collect()
+            let listed = v.list(true)?;
+            let deleted = listed.iter().filter(|s| s.deleted).count();
+            if deleted > 0 {
+                stderr_line(format!(
+                    "left out {deleted} deleted secrets: the plaintext form holds latest values only (the encrypted export keeps them)"
+                ));
+            }
+            listed
+                .into_iter()
+                .filter(|s| !s.deleted)
+                .map(|s| s.name)
+                .collect()
         } else {
             names.to_vec()
         };
@@ -148,7 +194,7 @@ fn export_plaintext(
         }
         Ok(text)
     })?;
-    write_file(out, lines.as_bytes())?;
+    write_file(cli, out, lines.as_bytes())?;
     stderr_line(format!("wrote {} in plaintext", out.display()));
     Ok(())
 }
@@ -161,13 +207,39 @@ pub(crate) fn import(cli: &Cli, file: &Path, replace: bool, dry_run: bool) -> Re
     let opts = options(cli, false)?;
     if dry_run {
         let c = Vault::read_export(&bytes, export_pass.expose_secret(), &opts.kdf_limit)?;
+        let (keys, secrets) = with_vault(cli, &pass, false, |v| {
+            let keys = v.key_names()?;
+            let secrets: Vec<String> = v.list(true)?.into_iter().map(|s| s.name).collect();
+            Ok((keys, secrets))
+        })?;
+        let mut conflicts = 0;
+        let mut say = |what: &str, name: &str, exists: bool| {
+            let verb = match (exists, replace) {
+                (false, _) => "would import",
+                (true, true) => "would replace",
+                (true, false) => {
+                    conflicts += 1;
+                    "conflict (exists; --replace replaces it):"
+                }
+            };
+            stderr_line(format!("{verb} {what} {name}"));
+        };
         for k in &c.keys {
-            stderr_line(format!("would import key {}", k.key.name));
+            say("key", &k.key.name, keys.contains(&k.key.name));
         }
         for s in &c.secrets {
-            stderr_line(format!("would import secret {}", s.name));
+            say("secret", &s.name, secrets.contains(&s.name));
         }
-        return Ok(());
+        return if conflicts > 0 {
+            Err(fail(
+                Exit::Conflict,
+                format!(
+                    "{conflicts} names exist already: nothing would be imported without --replace"
+                ),
+            ))
+        } else {
+            Ok(())
+        };
     }
     let options = ImportOptions {
         rename: None,
@@ -233,7 +305,7 @@ pub(crate) fn key_export(
             }
             Ok(serde_json::json!({ "format": "vault-public-keys", "version": 1, "keys": keys }))
         })?;
-        write_file(out, format!("{doc:#}\n").as_bytes())?;
+        write_file(cli, out, format!("{doc:#}\n").as_bytes())?;
         stderr_line(format!("wrote the public keys to {}", out.display()));
         return Ok(());
     }
