@@ -41,6 +41,32 @@ impl MacTag {
     }
 }
 
+/// HMAC-SHA256 computed incrementally, over input that arrives in pieces (a stream).
+pub struct Hmac256(Option<Hmac<Sha256>>);
+
+impl Hmac256 {
+    /// A MAC under `key`.
+    pub fn new(key: &[u8]) -> Self {
+        Hmac256(<Hmac<Sha256> as KeyInit>::new_from_slice(key).ok())
+    }
+
+    /// Adds `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        if let Some(m) = &mut self.0 {
+            m.update(data);
+        }
+    }
+
+    /// The tag of everything added.
+    pub fn finish(self) -> MacTag {
+        match self.0 {
+            Some(m) => MacTag(m.finalize().into_bytes().into()),
+            // ok: unreachable for HMAC (any key length is accepted); never verifies anything real
+            None => MacTag([0; MAC_LEN]),
+        }
+    }
+}
+
 /// Computes HMAC-SHA256 of the concatenation of `parts` under `key`.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> MacTag {
     // HMAC accepts keys of any length, so construction cannot fail.

@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+pub mod backup;
 mod envelope;
 mod error;
 pub mod export;

@@ -1,0 +1,201 @@
+//! Backups of a vault: streamed, encrypted, compressed, verifiable (docs/designs/backup.md).
+//!
+//! - [`container`]: the sealed container as a stream: [`container::Sealer`] (a `Write`) and
+//!   [`container::Opener`] (a `Read`), two chunks in memory whatever the size.
+//! - [`open`]: reads a backup's header, checks its KDF parameters against a limit before any
+//!   work, derives its keys with one Argon2id run, and tells a wrong passphrase from damage.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use vault_backup::{Limits, create, open};
+//! use vault_crypto::kdf::KdfParams;
+//!
+//! # fn main() -> Result<(), vault_backup::Error> {
+//! let kdf = KdfParams::for_key(64, 1, 1).expect("cheap parameters for the example");
+//! let (header, keys) = create(b"backup pass", kdf, [7; 16], 3, "example")?;
+//! let mut w = vault_backup::container::Sealer::new(Vec::new(), &header, &keys)?;
+//! w.write_all(b"the payload")?;
+//! let file = w.finish()?;
+//!
+//! let mut r = open(&file[..], b"backup pass", &Limits::default())?;
+//! let mut back = Vec::new();
+//! r.read_to_end(&mut back)?;
+//! assert_eq!(back, b"the payload");
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod container;
+
+use std::io::Read;
+
+use vault_crypto::kdf::KdfParams;
+use vault_format::VaultId;
+use vault_format::backup::{BackupHeader, BackupKeys, CHUNK_SIZE, FLAG_GZIP};
+
+/// Why a backup could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The backup passphrase is not the one the backup was made with.
+    #[error("wrong backup passphrase")]
+    WrongPassphrase,
+    /// The file asks for more key-derivation work than allowed.
+    #[error("the backup asks for too much key-derivation work: {0}")]
+    KdfLimit(String),
+    /// The file is not a backup, is malformed, or of a newer version.
+    #[error("{0}")]
+    Format(#[from] vault_format::Error),
+    /// Reading or writing failed, or a chunk or the trailer does not authenticate (then the
+    /// kind is `InvalidData` and the message names the chunk).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The most Argon2id work a backup file may ask for before any is done.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most memory, KiB.
+    pub max_memory_kib: u32,
+    /// Most memory × passes, KiB × passes.
+    pub max_cost: u64,
+}
+
+impl Default for Limits {
+    /// 1 GiB, and 32 GiB-passes: as for a vault's key slots.
+    fn default() -> Self {
+        Limits {
+            max_memory_kib: 1 << 20,
+            max_cost: 32 << 20,
+        }
+    }
+}
+
+impl Limits {
+    fn refusal(&self, p: &KdfParams) -> Option<String> {
+        let cost = u64::from(p.memory_kib()) * u64::from(p.iterations());
+        if p.memory_kib() > self.max_memory_kib {
+            Some(format!(
+                "Argon2id memory {} KiB is over the limit of {} KiB",
+                p.memory_kib(),
+                self.max_memory_kib
+            ))
+        } else if cost > self.max_cost {
+            Some(format!(
+                "Argon2id memory × passes {cost} KiB is over the limit of {} KiB",
+                self.max_cost
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// A header for a new full backup of vault `vault_id` at `generation` (gzip on), and its keys
+/// derived from `passphrase` (one Argon2id run).
+///
+/// # Errors
+/// A crypto failure; a comment over the limit.
+pub fn create(
+    passphrase: &[u8],
+    kdf: KdfParams,
+    vault_id: [u8; 16],
+    generation: u64,
+    comment: &str,
+) -> Result<(BackupHeader, BackupKeys), Error> {
+    let crypto = |source| vault_format::Error::Crypto {
+        object: "backup file",
+        source,
+    };
+    let backup_id = vault_crypto::rng::bytes::<16>().map_err(crypto)?;
+    let salt = vault_crypto::rng::bytes::<16>().map_err(crypto)?;
+    let nonce_prefix = vault_crypto::rng::bytes::<19>().map_err(crypto)?;
+    let (keys, check) = BackupKeys::derive(passphrase, &kdf, &salt, &backup_id)?;
+    let created_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let header = BackupHeader {
+        flags: FLAG_GZIP,
+        vault_id: VaultId::from_bytes(vault_id),
+        backup_id,
+        created_ms,
+        source_generation: generation,
+        base_id: [0; 16],
+        base_generation: 0,
+        kdf,
+        salt,
+        check,
+        chunk_size: CHUNK_SIZE,
+        nonce_prefix,
+        comment: comment.to_string(),
+    };
+    // Refuse a header that could not be read back (comment too long) before anything is sealed.
+    header.encode()?;
+    Ok((header, keys))
+}
+
+/// Reads the header of the backup `input` yields, checks its KDF parameters against `limits`
+/// before any work, derives its keys (one Argon2id run) and checks the passphrase; returns the
+/// payload's reader.
+///
+/// # Errors
+/// [`Error::KdfLimit`], [`Error::WrongPassphrase`], [`Error::Format`] for a header that is not a
+/// backup's (or is cut short, or newer), [`Error::Io`].
+pub fn open<R: Read>(
+    mut input: R,
+    passphrase: &[u8],
+    limits: &Limits,
+) -> Result<BackupReader<R>, Error> {
+    let mut head = Vec::with_capacity(256);
+    let len = loop {
+        if let Some(len) = BackupHeader::len_from_prefix(&head) {
+            break len;
+        }
+        let mut b = [0u8; 64];
+        let n = input.read(&mut b)?;
+        if n == 0 {
+            // Too short to say its own length: let the decoder name what is missing.
+            BackupHeader::decode(&head)?;
+            return Err(vault_format::Error::Truncated {
+                object: "backup file",
+                field: "header",
+                needed: 1,
+                got: 0,
+            }
+            .into());
+        }
+        head.extend_from_slice(b.get(..n).unwrap_or_default());
+    };
+    if head.len() < len {
+        let mut rest = vec![0u8; len - head.len()];
+        input
+            .read_exact(&mut rest)
+            .map_err(|_| vault_format::Error::Truncated {
+                object: "backup file",
+                field: "header",
+                needed: len,
+                got: head.len(),
+            })?;
+        head.extend_from_slice(&rest);
+    }
+    // What was read past the header belongs to the first chunk.
+    let extra = head.split_off(len);
+    let (header, _) = BackupHeader::decode(&head)?;
+    if let Some(why) = limits.refusal(&header.kdf) {
+        return Err(Error::KdfLimit(why));
+    }
+    let (keys, check) =
+        BackupKeys::derive(passphrase, &header.kdf, &header.salt, &header.backup_id)?;
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(&check[..], &header.check[..])) {
+        return Err(Error::WrongPassphrase);
+    }
+    Ok(container::Opener::new(
+        std::io::Cursor::new(extra).chain(input),
+        &header,
+        &head,
+        &keys,
+    ))
+}
+
+/// The payload reader [`open`] returns: the bytes read past the header, then the rest.
+pub type BackupReader<R> = container::Opener<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>;
