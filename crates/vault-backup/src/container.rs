@@ -107,6 +107,7 @@ impl<W: Write> Write for Sealer<W> {
 /// when the input ends. Fails with [`io::ErrorKind::InvalidData`] naming the chunk.
 pub struct Opener<R: Read> {
     input: R,
+    header: BackupHeader,
     aad: Vec<u8>,
     opener: Option<stream::Opener>,
     mac: Option<Hmac256>,
@@ -132,6 +133,7 @@ impl<R: Read> Opener<R> {
         let size = header.chunk_size as usize;
         Opener {
             input,
+            header: header.clone(),
             aad: header_bytes.to_vec(),
             opener: Some(stream::Opener::new(&keys.encrypt, &header.nonce_prefix)),
             mac: Some(mac),
@@ -142,6 +144,11 @@ impl<R: Read> Opener<R> {
             size,
             chunk_no: 0,
         }
+    }
+
+    /// The backup's header.
+    pub fn header(&self) -> &BackupHeader {
+        &self.header
     }
 
     /// How many chunks have been opened.

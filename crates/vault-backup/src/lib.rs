@@ -2,6 +2,9 @@
 //!
 //! - [`container`]: the sealed container as a stream: [`container::Sealer`] (a `Write`) and
 //!   [`container::Opener`] (a `Read`), two chunks in memory whatever the size.
+//! - [`backup`](mod@backup): a full backup of a vault to any `Write`, verify (reads everything,
+//!   writes nothing), and restore into a new vault put in place only when complete.
+//! - [`payload`]: the items inside (keys, secrets, their versions, an end item with counts).
 //! - [`open`]: reads a backup's header, checks its KDF parameters against a limit before any
 //!   work, derives its keys with one Argon2id run, and tells a wrong passphrase from damage.
 //!
@@ -25,7 +28,9 @@
 //! # }
 //! ```
 
+pub mod backup;
 pub mod container;
+pub mod payload;
 
 use std::io::Read;
 

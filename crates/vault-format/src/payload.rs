@@ -142,6 +142,8 @@ wire_enum! {
         KeyPolicyLoosened = 5,
         /// A compromised key version was used, with the caller's override.
         CompromisedKeyUsed = 6,
+        /// The vault was restored from a backup.
+        Restored = 7,
     }
 }
 

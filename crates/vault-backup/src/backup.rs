@@ -1,0 +1,345 @@
+//! Making, checking and restoring a full backup of a vault: the snapshot streamed through the
+//! payload writer, gzip and the container to any `Write`; a verify that reads everything and
+//! writes nothing; a restore that verifies first, builds the new vault beside the target, and
+//! puts it in place only when everything committed.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use vault_crypto::kdf::KdfParams;
+use vault_format::backup::{BackupHeader, FLAG_GZIP};
+use vault_store::{LoadItem, SnapshotItem, Vault};
+
+use crate::payload::{Counts, Item, PayloadReader, PayloadWriter};
+use crate::{Error, Limits, container, create, open};
+
+/// How a backup is made.
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    /// gzip the payload (on by default).
+    pub compress: bool,
+    /// A note kept in the header (not secret: it is readable without the passphrase).
+    pub comment: String,
+    /// Argon2id parameters for the backup passphrase.
+    pub kdf: KdfParams,
+}
+
+/// What a backup holds, as a verify (or the backup itself) counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The header.
+    pub header: BackupHeader,
+    /// Keys, secrets and secret versions.
+    pub counts: Counts,
+    /// Sealed chunks.
+    pub chunks: u64,
+}
+
+fn store_err(e: std::io::Error) -> vault_store::Error {
+    vault_store::Error::storage("writing", "the backup", e)
+}
+
+/// Writes a full backup of `vault` to `out` under `passphrase`; returns what it holds.
+///
+/// # Errors
+/// The vault's errors (integrity, storage), or `out`'s.
+pub fn backup<W: Write>(
+    vault: &Vault,
+    out: W,
+    passphrase: &[u8],
+    options: &BackupOptions,
+) -> Result<(W, Summary), Error> {
+    // The header needs the snapshot's generation, known once the snapshot holds its view.
+    enum Stage<W: Write> {
+        Before(W),
+        Plain(PayloadWriter<container::Sealer<W>>, BackupHeader),
+        Gzip(PayloadWriter<GzEncoder<container::Sealer<W>>>, BackupHeader),
+        Gone,
+    }
+    let mut stage = Stage::Before(out);
+    let mut setup_error: Option<Error> = None;
+    let mut on_item = |item: SnapshotItem| -> vault_store::Result<()> {
+        let item = match item {
+            SnapshotItem::Start {
+                vault_id,
+                generation,
+            } => {
+                let Stage::Before(out) = std::mem::replace(&mut stage, Stage::Gone) else {
+                    return Ok(());
+                };
+                let made = create(
+                    passphrase,
+                    options.kdf,
+                    vault_id,
+                    generation,
+                    &options.comment,
+                )
+                .and_then(|(mut header, keys)| {
+                    if !options.compress {
+                        header.flags &= !FLAG_GZIP;
+                    }
+                    let sealer = container::Sealer::new(out, &header, &keys)?;
+                    Ok((header, sealer))
+                });
+                let (header, sealer) = match made {
+                    Ok(x) => x,
+                    Err(e) => {
+                        setup_error = Some(e);
+                        return Err(vault_store::Error::Invalid {
+                            what: "backup",
+                            reason: "could not start".into(),
+                        });
+                    }
+                };
+                stage = if options.compress {
+                    let gz = GzEncoder::new(sealer, Compression::new(6));
+                    Stage::Gzip(PayloadWriter::new(gz).map_err(store_err)?, header)
+                } else {
+                    Stage::Plain(PayloadWriter::new(sealer).map_err(store_err)?, header)
+                };
+                return Ok(());
+            }
+            SnapshotItem::Key(k, v) => Item::Key(k, v),
+            SnapshotItem::Secret {
+                name,
+                deleted,
+                versions,
+            } => Item::Secret {
+                name,
+                deleted,
+                versions,
+            },
+            SnapshotItem::Version(v) => Item::Version(v),
+        };
+        match &mut stage {
+            Stage::Plain(w, _) => w.write(&item).map_err(store_err),
+            Stage::Gzip(w, _) => w.write(&item).map_err(store_err),
+            _ => Err(vault_store::Error::Invalid {
+                what: "backup",
+                reason: "an item before the start".into(),
+            }),
+        }
+    };
+    let snap = vault.snapshot(&mut on_item);
+    if let Some(e) = setup_error {
+        return Err(e);
+    }
+    snap.map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    match stage {
+        Stage::Plain(w, header) => {
+            let (sealer, counts) = w.finish()?;
+            let out = sealer.finish()?;
+            Ok((out, summary(header, counts)))
+        }
+        Stage::Gzip(w, header) => {
+            let (gz, counts) = w.finish()?;
+            let out = gz.finish()?.finish()?;
+            Ok((out, summary(header, counts)))
+        }
+        _ => Err(Error::Io(std::io::Error::other(
+            "the snapshot never started",
+        ))),
+    }
+}
+
+fn summary(header: BackupHeader, counts: Counts) -> Summary {
+    Summary {
+        header,
+        counts,
+        chunks: 0,
+    }
+}
+
+/// Reads every item of the backup `input` yields, handing each to `f`; checks the passphrase,
+/// every chunk, the trailer, the decompressed stream and every record. Writes nothing itself.
+///
+/// # Errors
+/// What is wrong, naming the chunk or field.
+pub fn read_items<R: Read>(
+    input: R,
+    passphrase: &[u8],
+    limits: &Limits,
+    f: &mut dyn FnMut(Item) -> Result<(), Error>,
+) -> Result<Summary, Error> {
+    let mut opener = open(input, passphrase, limits)?;
+    let header = opener.header().clone();
+    let counts = {
+        let source: Box<dyn Read + '_> = if header.flags & FLAG_GZIP != 0 {
+            Box::new(GzDecoder::new(&mut opener))
+        } else {
+            Box::new(&mut opener)
+        };
+        let mut reader = PayloadReader::new(source)?;
+        while let Some(item) = reader.next_item()? {
+            f(item)?;
+        }
+        reader.counts()
+    };
+    // The payload ended: the container must end too, with its trailer checked.
+    let mut rest = [0u8; 1];
+    if opener.read(&mut rest)? != 0 {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "backup: data after the payload's end",
+        )));
+    }
+    Ok(Summary {
+        header,
+        counts,
+        chunks: opener.chunks(),
+    })
+}
+
+/// Checks a backup without writing anything: every chunk, the trailer, the decompressed stream
+/// and every record; returns what it holds.
+///
+/// # Errors
+/// As [`read_items`].
+pub fn verify<R: Read>(input: R, passphrase: &[u8], limits: &Limits) -> Result<Summary, Error> {
+    read_items(input, passphrase, limits, &mut |_| Ok(()))
+}
+
+/// Most value bytes in one commit of a restore.
+const BATCH_BYTES: usize = 64 << 20;
+
+/// Restores the backup at `file` into a new vault at `target`: the file is verified first
+/// (nothing is written if it is damaged); the vault `make` creates in a directory beside
+/// `target` is filled in batches, and renamed to `target` only when all of it committed. An
+/// existing `target` is refused unless `force`, and then moved aside until the restore is in
+/// place, and removed after.
+///
+/// # Errors
+/// The backup's errors; [`Error::Io`] for an existing target without `force`; the vault's.
+pub fn restore(
+    file: &Path,
+    passphrase: &[u8],
+    limits: &Limits,
+    target: &Path,
+    force: bool,
+    make: &dyn Fn(&Path) -> vault_store::Result<Vault>,
+) -> Result<Summary, Error> {
+    if target.exists() && !force {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists; restore into a new directory, or pass --force to replace it",
+                target.display()
+            ),
+        )));
+    }
+    let checked = verify(std::fs::File::open(file)?, passphrase, limits)?;
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "vault".into());
+    let suffix: [u8; 6] =
+        vault_crypto::rng::bytes().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let staging = parent.join(format!(".{name}.restoring-{hex}"));
+    let result = fill(file, passphrase, limits, &staging, &checked, make);
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    let aside: Option<PathBuf> = if target.exists() {
+        let aside = parent.join(format!(".{name}.replaced-{hex}"));
+        std::fs::rename(target, &aside)?;
+        Some(aside)
+    } else {
+        None
+    };
+    if let Err(e) = std::fs::rename(&staging, target) {
+        if let Some(a) = &aside {
+            let _ = std::fs::rename(a, target);
+        }
+        return Err(e.into());
+    }
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    if let Some(a) = aside {
+        std::fs::remove_dir_all(a)?;
+    }
+    Ok(checked)
+}
+
+fn fill(
+    file: &Path,
+    passphrase: &[u8],
+    limits: &Limits,
+    staging: &Path,
+    checked: &Summary,
+    make: &dyn Fn(&Path) -> vault_store::Result<Vault>,
+) -> Result<(), Error> {
+    let to_err = |e: vault_store::Error| Error::Io(std::io::Error::other(e.to_string()));
+    let vault = make(staging).map_err(to_err)?;
+    let mut batch: Vec<LoadItem> = Vec::new();
+    let mut bytes = 0usize;
+    let mut deleted: Option<(String, u32)> = None;
+    let flush = |batch: &mut Vec<LoadItem>, bytes: &mut usize| -> Result<(), Error> {
+        if !batch.is_empty() {
+            vault.load(std::mem::take(batch), None).map_err(to_err)?;
+            *bytes = 0;
+        }
+        Ok(())
+    };
+    read_items(
+        std::fs::File::open(file)?,
+        passphrase,
+        limits,
+        &mut |item| {
+            match item {
+                Item::Key(k, v) => batch.push(LoadItem::Key(k, v)),
+                Item::Secret {
+                    name,
+                    deleted: d,
+                    versions,
+                } => {
+                    deleted = d.then_some((name, versions));
+                }
+                Item::Version(v) => {
+                    bytes += v.value.len();
+                    let name = v.name.clone();
+                    batch.push(LoadItem::Version(v));
+                    if let Some((n, left)) = &mut deleted
+                        && *n == name
+                    {
+                        *left -= 1;
+                        if *left == 0 {
+                            batch.push(LoadItem::Deleted(name));
+                            deleted = None;
+                        }
+                    }
+                }
+            }
+            if bytes >= BATCH_BYTES || batch.len() >= 100_000 {
+                flush(&mut batch, &mut bytes)?;
+            }
+            Ok(())
+        },
+    )?;
+    flush(&mut batch, &mut bytes)?;
+    let h = &checked.header;
+    vault
+        .load(
+            Vec::new(),
+            Some(format!(
+                "restored from backup {} of vault {} at generation {}",
+                h.backup_id
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+                h.vault_id.to_hex(),
+                h.source_generation
+            )),
+        )
+        .map_err(to_err)?;
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! A backup's payload (inside the container, gzip-compressed unless turned off): a version byte,
+//! then items, one at a time, so neither side ever holds more than one record:
+//!
+//! ```text
+//! payload = version (u8 = 1) ‖ item* ‖ end
+//! item    = kind (u8) ‖ length (u32) ‖ body            (body ≤ 16 MiB)
+//!   1 key            key record (u32 length ‖ kind-7 payload) ‖ count (u32)
+//!                    ‖ (u32 length ‖ kind-3 payload)*   (the versions the key record lists)
+//!   2 secret         name (u16 length ‖ UTF-8) ‖ deleted (u8) ‖ version count (u32, ≥ 1)
+//!   3 secret version a kind-1 payload of the secret last started (count of them follow it)
+//!   0 end            keys (u64) ‖ secrets (u64) ‖ secret versions (u64); nothing may follow
+//! ```
+//!
+//! Record payloads are FORMAT.md §6.3's, checked as a vault's records are; the end item's counts
+//! catch a payload cut short inside the compressed stream.
+
+use std::io::{self, Read, Write};
+
+use vault_format::RecordKind;
+use vault_format::payload::{KeyPayload, KeyVersionPayload, Payload, SecretVersionPayload};
+use zeroize::Zeroizing;
+
+/// The payload layout version.
+pub const PAYLOAD_VERSION: u8 = 1;
+/// Largest item body.
+pub const MAX_ITEM: usize = 16 << 20;
+
+/// One item of a payload.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A managed key: its key record and version records.
+    Key(KeyPayload, Vec<KeyVersionPayload>),
+    /// A secret begins: its name, whether it is soft-deleted, how many versions follow.
+    Secret {
+        /// Name.
+        name: String,
+        /// Soft-deleted.
+        deleted: bool,
+        /// Versions that follow.
+        versions: u32,
+    },
+    /// A version of the secret last begun.
+    Version(SecretVersionPayload),
+}
+
+/// What a payload held, as its end item says (and the reader counted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Managed keys.
+    pub keys: u64,
+    /// Secrets.
+    pub secrets: u64,
+    /// Secret versions.
+    pub versions: u64,
+}
+
+fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("backup payload: {}", msg.into()),
+    )
+}
+
+fn encoded(p: Payload) -> io::Result<Zeroizing<Vec<u8>>> {
+    p.encode().map_err(|e| bad(e.to_string()))
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Writes a payload item by item.
+pub struct PayloadWriter<W: Write> {
+    out: W,
+    counts: Counts,
+}
+
+impl<W: Write> PayloadWriter<W> {
+    /// Starts a payload on `out`.
+    ///
+    /// # Errors
+    /// `out`'s error.
+    pub fn new(mut out: W) -> io::Result<Self> {
+        out.write_all(&[PAYLOAD_VERSION])?;
+        Ok(PayloadWriter {
+            out,
+            counts: Counts::default(),
+        })
+    }
+
+    fn item(&mut self, kind: u8, body: &[u8]) -> io::Result<()> {
+        if body.len() > MAX_ITEM {
+            return Err(bad("an item over 16 MiB"));
+        }
+        self.out.write_all(&[kind])?;
+        self.out.write_all(&(body.len() as u32).to_le_bytes())?;
+        self.out.write_all(body)
+    }
+
+    /// Writes an item.
+    ///
+    /// # Errors
+    /// A record outside the format's limits; `out`'s error.
+    pub fn write(&mut self, item: &Item) -> io::Result<()> {
+        let mut body = Zeroizing::new(Vec::new());
+        let kind = match item {
+            Item::Key(k, versions) => {
+                put_bytes(&mut body, &encoded(Payload::Key(k.clone()))?);
+                body.extend_from_slice(&(versions.len() as u32).to_le_bytes());
+                for v in versions {
+                    let p = Payload::KeyVersion(KeyVersionPayload {
+                        name: v.name.clone(),
+                        version: v.version,
+                        algorithm: v.algorithm.clone(),
+                        state: v.state,
+                        created_ms: v.created_ms,
+                        state_changed_ms: v.state_changed_ms,
+                        material: v.material.duplicate(),
+                    });
+                    put_bytes(&mut body, &encoded(p)?);
+                }
+                self.counts.keys += 1;
+                1
+            }
+            Item::Secret {
+                name,
+                deleted,
+                versions,
+            } => {
+                body.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                body.extend_from_slice(name.as_bytes());
+                body.push(u8::from(*deleted));
+                body.extend_from_slice(&versions.to_le_bytes());
+                self.counts.secrets += 1;
+                2
+            }
+            Item::Version(v) => {
+                let p = Payload::SecretVersion(SecretVersionPayload {
+                    name: v.name.clone(),
+                    version: v.version,
+                    created_ms: v.created_ms,
+                    tags: v.tags.clone(),
+                    value: v.value.duplicate(),
+                });
+                body.extend_from_slice(&encoded(p)?);
+                self.counts.versions += 1;
+                3
+            }
+        };
+        self.item(kind, &body)
+    }
+
+    /// Writes the end item; returns the output and the counts.
+    ///
+    /// # Errors
+    /// `out`'s error.
+    pub fn finish(mut self) -> io::Result<(W, Counts)> {
+        let c = self.counts;
+        let mut body = Vec::with_capacity(24);
+        for n in [c.keys, c.secrets, c.versions] {
+            body.extend_from_slice(&n.to_le_bytes());
+        }
+        self.item(0, &body)?;
+        self.out.flush()?;
+        Ok((self.out, c))
+    }
+}
+
+/// Reads a payload item by item, checking each record, that a secret's versions are its own and
+/// as many as announced, and the end item's counts.
+pub struct PayloadReader<R: Read> {
+    input: R,
+    counts: Counts,
+    /// The secret whose versions are being read, and how many are still to come.
+    open: Option<(String, u32, u32)>,
+    done: bool,
+}
+
+struct Cur<'a>(&'a [u8]);
+
+impl<'a> Cur<'a> {
+    fn take(&mut self, n: usize, what: &str) -> io::Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(bad(format!("{what} is cut short")));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u32(&mut self, what: &str) -> io::Result<u32> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes(b.try_into().map_err(|_| bad(what))?))
+    }
+    fn bytes(&mut self, what: &str) -> io::Result<&'a [u8]> {
+        let n = self.u32(what)? as usize;
+        self.take(n, what)
+    }
+}
+
+fn record(kind: RecordKind, bytes: &[u8]) -> io::Result<Payload> {
+    Payload::decode(kind, bytes).map_err(|e| bad(e.to_string()))
+}
+
+impl<R: Read> PayloadReader<R> {
+    /// Starts reading a payload from `input`.
+    ///
+    /// # Errors
+    /// A newer payload version, or `input`'s error.
+    pub fn new(mut input: R) -> io::Result<Self> {
+        let mut v = [0u8; 1];
+        input.read_exact(&mut v).map_err(|_| bad("empty"))?;
+        let [version] = v;
+        if version != PAYLOAD_VERSION {
+            return Err(bad(format!(
+                "version {version} (this build reads version {PAYLOAD_VERSION})"
+            )));
+        }
+        Ok(PayloadReader {
+            input,
+            counts: Counts::default(),
+            open: None,
+            done: false,
+        })
+    }
+
+    /// What has been read so far (all of it, once [`PayloadReader::next_item`] gave `None`).
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// The next item, or `None` after the end item (whose counts have then been checked).
+    ///
+    /// # Errors
+    /// Anything malformed, with [`io::ErrorKind::InvalidData`].
+    pub fn next_item(&mut self) -> io::Result<Option<Item>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut head = [0u8; 5];
+        self.input
+            .read_exact(&mut head)
+            .map_err(|_| bad("it ends before its end item (cut short)"))?;
+        let [kind, l0, l1, l2, l3] = head;
+        let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+        if len > MAX_ITEM {
+            return Err(bad(format!("an item of {len} bytes, over 16 MiB")));
+        }
+        let mut body = Zeroizing::new(vec![0u8; len]);
+        self.input
+            .read_exact(&mut body)
+            .map_err(|_| bad("an item is cut short"))?;
+        if kind != 3
+            && let Some((name, left, _)) = &self.open
+            && *left > 0
+        {
+            return Err(bad(format!(
+                "secret {name:?} has fewer versions than announced"
+            )));
+        }
+        let mut c = Cur(&body);
+        let item = match kind {
+            0 => {
+                let mut n = [0u64; 3];
+                for x in &mut n {
+                    let b = c.take(8, "the end item")?;
+                    *x = u64::from_le_bytes(b.try_into().map_err(|_| bad("end item"))?);
+                }
+                let said = Counts {
+                    keys: n[0],
+                    secrets: n[1],
+                    versions: n[2],
+                };
+                if said != self.counts || !c.0.is_empty() {
+                    return Err(bad(format!(
+                        "the end item says {said:?}, the payload held {:?}",
+                        self.counts
+                    )));
+                }
+                let mut more = [0u8; 1];
+                if self.input.read(&mut more)? != 0 {
+                    return Err(bad("bytes after the end item"));
+                }
+                self.done = true;
+                return Ok(None);
+            }
+            1 => {
+                let Payload::Key(k) = record(RecordKind::Key, c.bytes("key record")?)? else {
+                    return Err(bad("not a key record"));
+                };
+                let n = c.u32("key version count")?;
+                let mut versions = Vec::new();
+                for _ in 0..n {
+                    let Payload::KeyVersion(v) =
+                        record(RecordKind::KeyVersion, c.bytes("key version")?)?
+                    else {
+                        return Err(bad("not a key version"));
+                    };
+                    versions.push(v);
+                }
+                if versions.iter().any(|v| v.name != k.name)
+                    || versions
+                        .iter()
+                        .map(|v| v.version)
+                        .ne(k.versions.iter().map(|v| v.version))
+                    || !c.0.is_empty()
+                {
+                    return Err(bad(format!(
+                        "key {:?}: its versions are not the ones its key record lists",
+                        k.name
+                    )));
+                }
+                self.counts.keys += 1;
+                Item::Key(k, versions)
+            }
+            2 => {
+                let n = usize::from(u16::from_le_bytes(
+                    c.take(2, "name length")?
+                        .try_into()
+                        .map_err(|_| bad("name"))?,
+                ));
+                let name = String::from_utf8(c.take(n, "name")?.to_vec())
+                    .map_err(|_| bad("a name that is not UTF-8"))?;
+                let deleted = match c.take(1, "deleted")?.first() {
+                    Some(0) => false,
+                    Some(1) => true,
+                    _ => return Err(bad("deleted must be 0 or 1")),
+                };
+                let versions = c.u32("version count")?;
+                if versions == 0 || !c.0.is_empty() {
+                    return Err(bad(format!("secret {name:?}: no versions, or bytes after")));
+                }
+                self.open = Some((name.clone(), versions, 0));
+                self.counts.secrets += 1;
+                Item::Secret {
+                    name,
+                    deleted,
+                    versions,
+                }
+            }
+            3 => {
+                let Payload::SecretVersion(v) = record(RecordKind::SecretVersion, &body)? else {
+                    return Err(bad("not a secret version"));
+                };
+                match &mut self.open {
+                    Some((name, left, last))
+                        if *left > 0 && *name == v.name && v.version > *last =>
+                    {
+                        *left -= 1;
+                        *last = v.version;
+                    }
+                    _ => return Err(bad("a secret version that is not the open secret's next")),
+                }
+                self.counts.versions += 1;
+                Item::Version(v)
+            }
+            other => return Err(bad(format!("unknown item kind {other}"))),
+        };
+        Ok(Some(item))
+    }
+}
