@@ -32,11 +32,13 @@ pub mod backup;
 pub mod container;
 pub mod payload;
 
+pub use vault_format::backup::{BackupHeader, FLAG_AUDIT, FLAG_GZIP, FLAG_INCREMENTAL};
+
 use std::io::Read;
 
 use vault_crypto::kdf::KdfParams;
 use vault_format::VaultId;
-use vault_format::backup::{BackupHeader, BackupKeys, CHUNK_SIZE, FLAG_GZIP};
+use vault_format::backup::{BackupKeys, CHUNK_SIZE};
 
 /// Why a backup could not be written or read.
 #[derive(Debug, thiserror::Error)]

@@ -61,6 +61,19 @@ fn bad(msg: impl Into<String>) -> io::Error {
     )
 }
 
+/// The input's own error (a chunk that does not authenticate, a gzip stream that is damaged),
+/// or, where it simply ended, what that means here.
+fn eof_or(e: io::Error, what: &str) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        bad(what)
+    } else if e.kind() == io::ErrorKind::InvalidInput {
+        // flate2 reports a corrupt deflate stream as InvalidInput.
+        bad(format!("the compressed stream is damaged ({e})"))
+    } else {
+        e
+    }
+}
+
 fn encoded(p: Payload) -> io::Result<Zeroizing<Vec<u8>>> {
     p.encode().map_err(|e| bad(e.to_string()))
 }
@@ -209,7 +222,7 @@ impl<R: Read> PayloadReader<R> {
     /// A newer payload version, or `input`'s error.
     pub fn new(mut input: R) -> io::Result<Self> {
         let mut v = [0u8; 1];
-        input.read_exact(&mut v).map_err(|_| bad("empty"))?;
+        input.read_exact(&mut v).map_err(|e| eof_or(e, "empty"))?;
         let [version] = v;
         if version != PAYLOAD_VERSION {
             return Err(bad(format!(
@@ -240,7 +253,7 @@ impl<R: Read> PayloadReader<R> {
         let mut head = [0u8; 5];
         self.input
             .read_exact(&mut head)
-            .map_err(|_| bad("it ends before its end item (cut short)"))?;
+            .map_err(|e| eof_or(e, "it ends before its end item (cut short)"))?;
         let [kind, l0, l1, l2, l3] = head;
         let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
         if len > MAX_ITEM {
@@ -249,7 +262,7 @@ impl<R: Read> PayloadReader<R> {
         let mut body = Zeroizing::new(vec![0u8; len]);
         self.input
             .read_exact(&mut body)
-            .map_err(|_| bad("an item is cut short"))?;
+            .map_err(|e| eof_or(e, "an item is cut short"))?;
         if kind != 3
             && let Some((name, left, _)) = &self.open
             && *left > 0

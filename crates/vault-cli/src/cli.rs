@@ -190,12 +190,64 @@ pub(crate) enum Command {
     /// Accept a vault older than its rollback record, after a deliberate restore (recorded in
     /// the vault as an event).
     AcceptRollback,
+    /// Back up the vault to FILE (or `-` for stdout): encrypted under a backup passphrase
+    /// (VAULT_BACKUP_PASSPHRASE_FILE / _COMMAND / VAULT_BACKUP_PASSPHRASE, or asked twice),
+    /// gzip-compressed, streamed; `vault backup verify FILE` checks one without restoring it.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Backup {
+        #[command(subcommand)]
+        action: Option<BackupAction>,
+        /// Where to write the backup (written whole, owner-only, only on success), or `-`.
+        #[arg(required = true)]
+        file: Option<PathBuf>,
+        /// Do not compress.
+        #[arg(long)]
+        no_compress: bool,
+        /// A note kept in the backup's header (readable without the passphrase).
+        #[arg(long)]
+        comment: Option<String>,
+        /// Protect the backup with the vault's passphrase instead of a backup passphrase.
+        #[arg(long)]
+        use_vault_passphrase: bool,
+        #[command(flatten)]
+        kdf: crate::cli_keys::ExportKdf,
+    },
+    /// Restore a backup into a new vault directory (the new vault's passphrase as for `init`);
+    /// the backup is verified first, and the vault appears only when complete.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new vault's directory.
+        #[arg(long)]
+        to: PathBuf,
+        /// Replace a vault already there (it is set aside until the restore is complete).
+        #[arg(long)]
+        force: bool,
+        /// The backup was made with --use-vault-passphrase: use VAULT_PASSPHRASE… for it.
+        #[arg(long)]
+        use_vault_passphrase: bool,
+        #[command(flatten)]
+        kdf: crate::cli_keys::ExportKdf,
+    },
     /// Managed keys: create, rotate, set states and policies; encrypt, decrypt, rewrap, make
     /// data keys, sign and verify without the key leaving the vault.
     #[command(after_help = crate::cli_keys::KEY_HELP)]
     Key {
         #[command(subcommand)]
         command: crate::cli_keys::KeyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum BackupAction {
+    /// Check a backup without restoring it: every chunk, the trailer, the decompressed stream
+    /// and every record; prints what it holds. Exit 5 on any damage, naming the first.
+    Verify {
+        /// The backup file, or `-` for stdin.
+        file: PathBuf,
+        /// The backup was made with --use-vault-passphrase.
+        #[arg(long)]
+        use_vault_passphrase: bool,
     },
 }
 

@@ -134,5 +134,36 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Upgrade => commands::maintenance::upgrade(&cli),
         Command::AcceptRollback => commands::maintenance::accept_rollback(&cli),
         Command::Key { command } => commands::keys::run(&cli, command),
+        Command::Backup {
+            action:
+                Some(cli::BackupAction::Verify {
+                    file,
+                    use_vault_passphrase,
+                }),
+            ..
+        } => commands::backups::check(&cli, file, *use_vault_passphrase),
+        Command::Backup {
+            action: None,
+            file,
+            no_compress,
+            comment,
+            use_vault_passphrase,
+            kdf,
+        } => match file {
+            Some(f) => {
+                commands::backups::make(&cli, f, *no_compress, comment, *use_vault_passphrase, kdf)
+            }
+            None => Err(fail(
+                exit::Exit::Usage,
+                "give the backup file, or `-` for stdout",
+            )),
+        },
+        Command::Restore {
+            file,
+            to,
+            force,
+            use_vault_passphrase,
+            kdf,
+        } => commands::backups::restore_into(&cli, file, to, *force, *use_vault_passphrase, kdf),
     }
 }

@@ -327,3 +327,25 @@ pub(crate) fn export_passphrase(twice: bool) -> Result<SecretBytes, Failure> {
         prompt("export passphrase: ")
     }
 }
+
+/// The passphrase of a backup: VAULT_BACKUP_PASSPHRASE_FILE, _COMMAND or VAULT_BACKUP_PASSPHRASE,
+/// or asked (twice for a new backup).
+pub(crate) fn backup_passphrase(twice: bool) -> Result<SecretBytes, Failure> {
+    if let Some(p) = from_env("VAULT_BACKUP_PASSPHRASE")? {
+        return check_new(p);
+    }
+    if !has_terminal() {
+        return Err(fail(
+            Exit::Other,
+            "no backup passphrase: there is no terminal to prompt on and none of VAULT_BACKUP_PASSPHRASE_FILE, VAULT_BACKUP_PASSPHRASE_COMMAND or VAULT_BACKUP_PASSPHRASE is set (or pass --use-vault-passphrase)",
+        ));
+    }
+    if twice {
+        check_new(prompt_twice(
+            "backup passphrase: ",
+            "repeat the backup passphrase: ",
+        )?)
+    } else {
+        prompt("backup passphrase: ")
+    }
+}

@@ -1,0 +1,212 @@
+//! `vault backup FILE|-`, `vault backup verify FILE|-`, `vault restore FILE --to DIR`: thin
+//! layers over vault-backup.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use vault_backup::backup::{BackupOptions, Summary, backup, restore, verify};
+use vault_backup::{Error as BackupError, Limits};
+use vault_store::kdf::KdfParams;
+use vault_store::{FileBackend, SecretBytes, Vault};
+
+use crate::cli::Cli;
+use crate::cli_keys::ExportKdf;
+use crate::exit::Exit;
+use crate::location::{current_passphrase, options, with_vault};
+use crate::outfile::OutFile;
+use crate::output::stderr_line;
+use crate::text::format_time;
+use crate::{Failure, fail, passphrase};
+
+fn kdf(k: &ExportKdf) -> Result<KdfParams, Failure> {
+    let memory = k
+        .kdf_memory_mib
+        .map_or(Ok(KdfParams::DEFAULT.memory_kib()), |m| {
+            m.checked_mul(1024)
+                .ok_or_else(|| fail(Exit::Usage, "--kdf-memory-mib is too large"))
+        })?;
+    KdfParams::for_key(
+        memory,
+        k.kdf_iterations.unwrap_or(KdfParams::DEFAULT.iterations()),
+        KdfParams::DEFAULT.lanes(),
+    )
+    .map_err(|e| fail(Exit::Usage, format!("key derivation: {e}")))
+}
+
+fn limits(cli: &Cli) -> Limits {
+    Limits {
+        max_memory_kib: cli.max_kdf_memory_mib.saturating_mul(1024),
+        max_cost: cli.max_kdf_cost.saturating_mul(1024),
+    }
+}
+
+/// A backup error as the user sees it: damage is exit 5, naming what is wrong.
+fn failure(e: BackupError) -> Failure {
+    match e {
+        BackupError::WrongPassphrase => fail(Exit::WrongPassphrase, "wrong backup passphrase"),
+        BackupError::KdfLimit(why) => fail(
+            Exit::Other,
+            format!(
+                "the backup asks for too much key-derivation work: {why}; raise --max-kdf-memory-mib / --max-kdf-cost for a backup you trust"
+            ),
+        ),
+        BackupError::Format(vault_store::FormatError::UnsupportedVersion { .. }) => {
+            fail(Exit::Other, e.to_string())
+        }
+        BackupError::Format(f) => fail(Exit::Integrity, format!("damaged backup: {f}")),
+        BackupError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            fail(Exit::Integrity, format!("damaged backup: {io}"))
+        }
+        BackupError::Io(io) if io.kind() == std::io::ErrorKind::AlreadyExists => {
+            fail(Exit::Conflict, io.to_string())
+        }
+        other => fail(Exit::Other, other.to_string()),
+    }
+}
+
+fn the_passphrase(use_vault: bool, twice: bool) -> Result<SecretBytes, Failure> {
+    if use_vault {
+        passphrase::current()
+    } else {
+        passphrase::backup_passphrase(twice)
+    }
+}
+
+fn describe(s: &Summary) -> String {
+    let h = &s.header;
+    format!(
+        "backup of vault {} at generation {}, made {}: {} secrets ({} versions), {} keys; {}{}",
+        h.vault_id.to_hex(),
+        h.source_generation,
+        format_time(h.created_ms),
+        s.counts.secrets,
+        s.counts.versions,
+        s.counts.keys,
+        if h.flags & vault_backup::FLAG_GZIP != 0 {
+            "compressed"
+        } else {
+            "not compressed"
+        },
+        if h.comment.is_empty() {
+            String::new()
+        } else {
+            format!("; comment: {}", h.comment)
+        }
+    )
+}
+
+/// `vault backup FILE|-`.
+pub(crate) fn make(
+    cli: &Cli,
+    file: &Path,
+    no_compress: bool,
+    comment: &Option<String>,
+    use_vault_passphrase: bool,
+    k: &ExportKdf,
+) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    let backup_pass = if use_vault_passphrase {
+        pass.duplicate()
+    } else {
+        the_passphrase(false, true)?
+    };
+    let opts = BackupOptions {
+        compress: !no_compress,
+        comment: comment.clone().unwrap_or_default(),
+        kdf: kdf(k)?,
+    };
+    let out = OutFile::create(file, &super::keys::guarded(cli)?)?;
+    let out = std::cell::RefCell::new(Some(out));
+    let failed: std::cell::RefCell<Option<BackupError>> = std::cell::RefCell::new(None);
+    let summary = with_vault(cli, &pass, false, |v| {
+        let Some(o) = out.borrow_mut().take() else {
+            return Err(vault_store::Error::Invalid {
+                what: "backup",
+                reason: "the output was already used (another process rotated the master key during the backup); run it again".into(),
+            });
+        };
+        match backup(v, o, backup_pass.expose_secret(), &opts) {
+            Ok((o, s)) => {
+                *out.borrow_mut() = Some(o);
+                Ok(Some(s))
+            }
+            Err(e) => {
+                *failed.borrow_mut() = Some(e);
+                Ok(None)
+            }
+        }
+    })?;
+    if let Some(e) = failed.into_inner() {
+        return Err(failure(e));
+    }
+    let Some(summary) = summary else {
+        return Err(fail(Exit::Other, "the backup did not complete"));
+    };
+    match out.into_inner() {
+        Some(o) => o.finish()?,
+        None => return Err(fail(Exit::Other, "the backup did not complete")),
+    }
+    stderr_line(format!("wrote {}", describe(&summary)));
+    Ok(())
+}
+
+/// `vault backup verify FILE|-`.
+pub(crate) fn check(cli: &Cli, file: &Path, use_vault_passphrase: bool) -> Result<(), Failure> {
+    let pass = the_passphrase(use_vault_passphrase, false)?;
+    let input: Box<dyn Read> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(file).map_err(|e| {
+            fail(
+                Exit::NotFound,
+                format!("cannot read {}: {e}", file.display()),
+            )
+        })?)
+    };
+    let s = verify(input, pass.expose_secret(), &limits(cli)).map_err(failure)?;
+    let mut out = crate::output::Stdout::lock();
+    out.write(format!("ok: {} in {} chunks\n", describe(&s), s.chunks).as_bytes())?;
+    out.finish()
+}
+
+/// `vault restore FILE --to DIR`.
+pub(crate) fn restore_into(
+    cli: &Cli,
+    file: &Path,
+    to: &Path,
+    force: bool,
+    use_vault_passphrase: bool,
+    k: &ExportKdf,
+) -> Result<(), Failure> {
+    if !file.is_file() {
+        return Err(fail(
+            Exit::NotFound,
+            format!("{} is not a backup file", file.display()),
+        ));
+    }
+    let backup_pass = the_passphrase(use_vault_passphrase, false)?;
+    let new_pass = passphrase::new_for_init()?;
+    let params = kdf(k)?;
+    let opts = options(cli, false)?;
+    let make = |dir: &Path| {
+        Vault::create(
+            Arc::new(FileBackend::new(dir)),
+            &new_pass,
+            params,
+            opts.clone(),
+        )
+    };
+    let s = restore(
+        file,
+        backup_pass.expose_secret(),
+        &limits(cli),
+        to,
+        force,
+        &make,
+    )
+    .map_err(failure)?;
+    let _ = std::io::stderr().flush();
+    stderr_line(format!("restored {} into {}", describe(&s), to.display()));
+    Ok(())
+}

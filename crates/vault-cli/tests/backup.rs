@@ -1,0 +1,94 @@
+//! `vault backup`, `vault backup verify` and `vault restore` end to end: a backup to a file and
+//! to stdout, verified, restored into a new vault that holds the same secrets and keys; a cut or
+//! changed backup is exit 5 and restores nothing; a wrong passphrase is exit 3; an existing
+//! target is refused without --force.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+use std::ffi::OsStr;
+
+use common::*;
+
+#[test]
+fn back_up_verify_and_restore() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "db/pw"], Some(b"one"));
+    e.ok(&["set", "db/pw"], Some(b"two"));
+    e.ok(&["set", "gone"], Some(b"x"));
+    e.ok(&["rm", "gone"], None);
+    e.ok(&["key", "create", "k"], None);
+    let t = e.ok(&["key", "encrypt", "k"], Some(b"sealed"));
+    let bp = [("VAULT_BACKUP_PASSPHRASE", OsStr::new("backup pass"))];
+    let file = e.path("v.vbak");
+    let f = file.to_str().unwrap();
+    let cheap = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
+    let mut args = vec!["backup", f, "--comment", "nightly"];
+    args.extend_from_slice(&cheap);
+    let out = e.run_with(&args, None, &bp);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = e.run_with(&["backup", "verify", f], None, &bp);
+    assert!(v.status.success(), "{}", stderr(&v));
+    let said = String::from_utf8(v.stdout).unwrap();
+    assert!(said.contains("2 secrets (3 versions), 1 keys"), "{said}");
+    assert!(said.contains("nightly"));
+    // To stdout, and verified from stdin.
+    let mut args = vec!["backup", "-"];
+    args.extend_from_slice(&cheap);
+    let piped = e.run_with(&args, None, &bp);
+    assert!(piped.status.success());
+    assert!(
+        e.run_with(&["backup", "verify", "-"], Some(&piped.stdout), &bp)
+            .status
+            .success()
+    );
+    // Damage: cut, or a byte changed: exit 5, and a restore writes nothing.
+    let bytes = std::fs::read(&file).unwrap();
+    let bad = e.path("bad.vbak");
+    std::fs::write(&bad, &bytes[..bytes.len() - 10]).unwrap();
+    let b = bad.to_str().unwrap();
+    assert_eq!(code(&e.run_with(&["backup", "verify", b], None, &bp)), 5);
+    let target = e.path("restored");
+    let t_str = target.to_str().unwrap();
+    let new = [
+        ("VAULT_BACKUP_PASSPHRASE", OsStr::new("backup pass")),
+        ("VAULT_NEW_PASSPHRASE", OsStr::new("restored pass")),
+    ];
+    let mut args = vec!["restore", b, "--to", t_str];
+    args.extend_from_slice(&cheap);
+    assert_eq!(code(&e.run_with(&args, None, &new)), 5);
+    assert!(!target.exists());
+    let wrong = [("VAULT_BACKUP_PASSPHRASE", OsStr::new("nope"))];
+    assert_eq!(code(&e.run_with(&["backup", "verify", f], None, &wrong)), 3);
+    // The real restore, then the restored vault under its own passphrase.
+    let mut args = vec!["restore", f, "--to", t_str];
+    args.extend_from_slice(&cheap);
+    let r = e.run_with(&args, None, &new);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(
+        code(&e.run_with(&args, None, &new)),
+        7,
+        "an existing target"
+    );
+    let restored_pass = e.path("restored-pass");
+    std::fs::write(&restored_pass, "restored pass\n").unwrap();
+    let env = [
+        ("VAULT_DIR", target.as_os_str()),
+        ("VAULT_PASSPHRASE_FILE", restored_pass.as_os_str()),
+    ];
+    let get = |args: &[&str], input: Option<&[u8]>| {
+        let o = e.run_with(args, input, &env);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        o.stdout
+    };
+    assert_eq!(get(&["get", "db/pw"], None), b"two");
+    assert_eq!(get(&["get", "db/pw", "--version", "1"], None), b"one");
+    assert_eq!(get(&["list", "--all"], None), b"db/pw\ngone\t(deleted)\n");
+    assert_eq!(get(&["key", "decrypt", "k"], Some(&t)), b"sealed");
+    get(&["verify"], None);
+}
