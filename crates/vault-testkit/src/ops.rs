@@ -7,8 +7,8 @@
 // finding and should stop it loudly.
 
 use vault_store::{
-    Algorithm, Batch, ExportSelection, ImportOptions, KeyOps, KeySpec, KeyState, RotateOptions,
-    SetOptions, Vault,
+    Algorithm, Batch, ExportSelection, ImportOptions, KeyOps, KeySpec, KeyState, LoadItem,
+    RotateOptions, SetOptions, SnapshotItem, Vault,
 };
 
 use crate::dirs::{cheap_kdf, pass, secret};
@@ -59,6 +59,8 @@ pub enum MutatingOp {
     SetKeyPolicy,
     /// Importing a key from an export file, under a new name.
     ImportKey,
+    /// A restore's write path: a batch of keys and secret versions loaded as given.
+    Load,
     /// Writing the index file (a checkpoint of the log).
     Checkpoint,
 }
@@ -74,7 +76,7 @@ fn spare_version(v: &Vault) -> Option<u32> {
 
 impl MutatingOp {
     /// Every mutating operation.
-    pub const ALL: [MutatingOp; 19] = [
+    pub const ALL: [MutatingOp; 20] = [
         MutatingOp::Set,
         MutatingOp::Batch,
         MutatingOp::Delete,
@@ -93,6 +95,7 @@ impl MutatingOp {
         MutatingOp::DestroyKeyVersion,
         MutatingOp::SetKeyPolicy,
         MutatingOp::ImportKey,
+        MutatingOp::Load,
         MutatingOp::Checkpoint,
     ];
 
@@ -135,7 +138,7 @@ impl MutatingOp {
                     v.rotate_key("signing", stage).unwrap();
                 }
             }
-            MutatingOp::ImportKey if v.key("portable").is_err() => {
+            MutatingOp::ImportKey | MutatingOp::Load if v.key("portable").is_err() => {
                 v.create_key("portable", KeySpec::new(Algorithm::HmacSha256))
                     .unwrap();
             }
@@ -222,6 +225,28 @@ impl MutatingOp {
                     ..ImportOptions::default()
                 };
                 v.import_export(&file, b"export", &options).map(|_| ())
+            }
+            MutatingOp::Load => {
+                // What a restore writes: a key taken whole from a snapshot (under a new name)
+                // and secret versions with their own numbers, and the restore's event.
+                let n = v.key_names()?.len();
+                let mut items = Vec::new();
+                v.snapshot(&mut |item| {
+                    match item {
+                        SnapshotItem::Key(mut k, mut versions) if items.is_empty() => {
+                            k.name = format!("loaded-{n}");
+                            versions.iter_mut().for_each(|x| x.name.clone_from(&k.name));
+                            items.push(LoadItem::Key(k, versions));
+                        }
+                        SnapshotItem::Version(mut s) if s.name == "base0" => {
+                            s.name = format!("loaded/{n}");
+                            items.push(LoadItem::Version(s));
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                })?;
+                v.load(items, Some("loaded by the test harness".into()))
             }
             MutatingOp::Checkpoint => v.checkpoint(),
         }
