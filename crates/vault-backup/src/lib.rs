@@ -206,3 +206,44 @@ pub fn open<R: Read>(
 
 /// The payload reader [`open`] returns: the bytes read past the header, then the rest.
 pub type BackupReader<R> = container::Opener<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>;
+
+/// Entry points for the fuzz targets (`fuzz/fuzz_targets/backup.rs`) and their corpus replay.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::io::Read;
+
+    /// The first byte picks: the header (0: decode, re-encode), the payload reader (1: items to
+    /// the end), or a whole container opened with the passphrase `fuzz` (2). Nothing may panic;
+    /// a header that decodes re-encodes to the same bytes.
+    pub fn backup(data: &[u8]) {
+        let Some((which, rest)) = data.split_first() else {
+            return;
+        };
+        match which % 3 {
+            0 => {
+                if let Ok((h, used)) = crate::BackupHeader::decode(rest) {
+                    assert_eq!(
+                        h.encode().ok().as_deref(),
+                        rest.get(..used),
+                        "backup header re-encoding differs"
+                    );
+                }
+            }
+            1 => {
+                if let Ok(mut r) = crate::payload::PayloadReader::new(rest) {
+                    while let Ok(Some(_)) = r.next_item() {}
+                }
+            }
+            _ => {
+                let limits = crate::Limits {
+                    max_memory_kib: 64,
+                    max_cost: 64,
+                };
+                if let Ok(mut r) = crate::open(rest, b"fuzz", &limits) {
+                    let mut sink = Vec::new();
+                    let _ = r.by_ref().take(1 << 24).read_to_end(&mut sink);
+                }
+            }
+        }
+    }
+}
