@@ -7,6 +7,7 @@
 //! - `cargo xtask release`: the release binary with its SHA-256 checksum in `target/dist/`.
 //! - `cargo xtask soak concurrency [--short]`: many `vault` processes racing on ext4 and tmpfs.
 
+mod backup_bench;
 mod scale;
 mod soak;
 
@@ -274,7 +275,9 @@ fn bench(args: &[String]) -> Result<()> {
         ),
         // Not part of `all`: it builds vaults of a million secrets and takes minutes.
         "scale" => scale::main(args.get(1..).unwrap_or_default()),
-        other => bail!("unknown bench suite `{other}` (crypto, store, keys, micro, scale, all)"),
+        // Not part of `all` either: it builds vaults of a million secrets and of 1 GiB.
+        "backup" => backup_bench::main(args.get(1..).unwrap_or_default()),
+        other => bail!("unknown bench suite `{other}` (crypto, store, keys, micro, scale, backup, all)"),
     }
 }
 

@@ -17,18 +17,18 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cargo, root, run};
 
-const TIME: &str = "/usr/bin/time";
+pub(crate) const TIME: &str = "/usr/bin/time";
 
 /// One measured run of `vault`: wall time and peak RSS.
-struct Measured {
-    wall: Duration,
-    rss_kib: u64,
+pub(crate) struct Measured {
+    pub(crate) wall: Duration,
+    pub(crate) rss_kib: u64,
 }
 
 /// A vault under test and how to run the binary on it.
-struct Bench {
-    bin: PathBuf,
-    dir: PathBuf,
+pub(crate) struct Bench {
+    pub(crate) bin: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl Bench {
@@ -42,13 +42,14 @@ impl Bench {
             .env("VAULT_STATE_DIR", self.dir.join("state"))
             .env("VAULT_PASSPHRASE_FILE", self.dir.join("pass"))
             .env("VAULT_NEW_PASSPHRASE_FILE", self.dir.join("pass"))
+            .env("VAULT_BACKUP_PASSPHRASE_FILE", self.dir.join("pass"))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         c
     }
 
     /// Runs `vault ARGS` with `input` on stdin; fails unless it succeeds.
-    fn run(&self, args: &[&str], input: Option<&Path>) -> Result<Measured> {
+    pub(crate) fn run(&self, args: &[&str], input: Option<&Path>) -> Result<Measured> {
         let mut c = self.command(args);
         match input {
             Some(p) => c.stdin(fs::File::open(p)?),
@@ -95,11 +96,11 @@ impl Bench {
     }
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
-fn mib(kib: u64) -> String {
+pub(crate) fn mib(kib: u64) -> String {
     format!("{:.0} MiB", kib as f64 / 1024.0)
 }
 
@@ -135,7 +136,7 @@ fn fsync_floor(dir: &Path) -> Result<Duration> {
 }
 
 /// A dotenv file of `n` secrets `s/<i>` with `len`-byte values.
-fn write_input(path: &Path, n: usize, len: usize) -> Result<()> {
+pub(crate) fn write_input(path: &Path, n: usize, len: usize) -> Result<()> {
     let mut out = std::io::BufWriter::new(fs::File::create(path)?);
     let mut value = vec![b'x'; len];
     for i in 0..n {
@@ -151,7 +152,7 @@ fn write_input(path: &Path, n: usize, len: usize) -> Result<()> {
     Ok(())
 }
 
-fn vault_at(bin: &Path, work: &Path, name: &str, cheap: bool) -> Result<Bench> {
+pub(crate) fn vault_at(bin: &Path, work: &Path, name: &str, cheap: bool) -> Result<Bench> {
     let dir = work.join(name);
     fs::create_dir_all(&dir)?;
     fs::write(dir.join("pass"), "bench passphrase\n")?;
