@@ -39,7 +39,10 @@ fn measure(bin: &Path, work: &Path, n: usize, len: usize) -> Result<()> {
         .stderr(Stdio::null())
         .output()?;
     let tar_time = t.elapsed();
-    let tar_size: u64 = String::from_utf8_lossy(&tar.stdout).trim().parse().unwrap_or(0);
+    let tar_size: u64 = String::from_utf8_lossy(&tar.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     fs::remove_file(&input)?;
     let file = b.dir.join("backup.vbak");
     let f = file.to_string_lossy().into_owned();

@@ -277,7 +277,9 @@ fn bench(args: &[String]) -> Result<()> {
         "scale" => scale::main(args.get(1..).unwrap_or_default()),
         // Not part of `all` either: it builds vaults of a million secrets and of 1 GiB.
         "backup" => backup_bench::main(args.get(1..).unwrap_or_default()),
-        other => bail!("unknown bench suite `{other}` (crypto, store, keys, micro, scale, backup, all)"),
+        other => {
+            bail!("unknown bench suite `{other}` (crypto, store, keys, micro, scale, backup, all)")
+        }
     }
 }
 

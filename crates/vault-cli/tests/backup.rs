@@ -92,3 +92,65 @@ fn back_up_verify_and_restore() {
     assert_eq!(get(&["key", "decrypt", "k"], Some(&t)), b"sealed");
     get(&["verify"], None);
 }
+
+/// A restore killed part-way (SIGKILL, at several moments) never leaves a vault, whole or half,
+/// at the target; running it again restores everything.
+#[test]
+fn a_killed_restore_leaves_no_vault_at_the_target() {
+    let e = Env::new();
+    e.init();
+    let mut input = Vec::new();
+    for i in 0..3000 {
+        input.extend_from_slice(format!("s{i}={}\n", "x".repeat(4000 + i % 7)).as_bytes());
+    }
+    e.ok(&["import", "-", "--format", "dotenv"], Some(&input));
+    let file = e.path("v.vbak");
+    let f = file.to_str().unwrap();
+    let cheap = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
+    let bp = [("VAULT_BACKUP_PASSPHRASE", OsStr::new("b"))];
+    let mut args = vec!["backup", f, "--no-compress"];
+    args.extend_from_slice(&cheap);
+    assert!(e.run_with(&args, None, &bp).status.success());
+    let target = e.path("restored");
+    let t = target.to_str().unwrap();
+    let mut killed = 0;
+    for delay_ms in [20u64, 60, 120, 250] {
+        let mut cmd = e.command(&[
+            "restore",
+            f,
+            "--to",
+            t,
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+        ]);
+        cmd.env("VAULT_BACKUP_PASSPHRASE", "b")
+            .env("VAULT_NEW_PASSPHRASE", "n")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.success() {
+            // It finished first: a whole vault, which the next round replaces.
+            std::fs::remove_dir_all(&target).unwrap();
+            continue;
+        }
+        assert!(
+            !target.exists(),
+            "killed after {delay_ms} ms: something is at the target"
+        );
+    }
+    let new = [
+        ("VAULT_BACKUP_PASSPHRASE", OsStr::new("b")),
+        ("VAULT_NEW_PASSPHRASE", OsStr::new("n")),
+    ];
+    let mut args = vec!["restore", f, "--to", t];
+    args.extend_from_slice(&cheap);
+    let r = e.run_with(&args, None, &new);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(target.join("header").exists());
+}
