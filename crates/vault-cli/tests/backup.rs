@@ -143,7 +143,12 @@ fn a_killed_restore_leaves_no_vault_at_the_target() {
             !target.exists(),
             "killed after {delay_ms} ms: something is at the target"
         );
+        killed += 1;
     }
+    assert!(
+        killed > 0,
+        "every restore finished before its kill: the test proves nothing"
+    );
     let new = [
         ("VAULT_BACKUP_PASSPHRASE", OsStr::new("b")),
         ("VAULT_NEW_PASSPHRASE", OsStr::new("n")),
