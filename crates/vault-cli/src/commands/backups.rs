@@ -96,6 +96,50 @@ fn describe(s: &Summary) -> String {
     )
 }
 
+/// Counts what passes through to a progress spinner on stderr (only when stderr is a terminal:
+/// nothing is printed for scripts but errors).
+struct Progress<W: Write> {
+    inner: W,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<W: Write> Progress<W> {
+    fn new(inner: W) -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} backing up: {bytes} written ({bytes_per_sec}), {elapsed}",
+            ) {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Progress { inner, bar }
+    }
+
+    fn done(self) -> W {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        self.inner
+    }
+}
+
+impl<W: Write> Write for Progress<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// `vault backup FILE|-`.
 pub(crate) fn make(
     cli: &Cli,
@@ -126,9 +170,9 @@ pub(crate) fn make(
                 reason: "the output was already used (another process rotated the master key during the backup); run it again".into(),
             });
         };
-        match backup(v, o, backup_pass.expose_secret(), &opts) {
+        match backup(v, Progress::new(o), backup_pass.expose_secret(), &opts) {
             Ok((o, s)) => {
-                *out.borrow_mut() = Some(o);
+                *out.borrow_mut() = Some(o.done());
                 Ok(Some(s))
             }
             Err(e) => {
