@@ -247,10 +247,24 @@ pub fn restore(
     let suffix: [u8; 6] =
         vault_crypto::rng::bytes().map_err(|e| std::io::Error::other(e.to_string()))?;
     let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    sweep_abandoned(parent, &name);
     let staging = parent.join(format!(".{name}.restoring-{hex}"));
+    // Held while the staging directory exists: a later restore that can take it knows the
+    // restore that made the directory is gone (killed), and removes what it left.
+    let claim_path = parent.join(format!(".{name}.restoring-{hex}.lock"));
+    let claim = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&claim_path)?;
+    claim.lock()?;
     let result = fill(file, passphrase, limits, &staging, &checked, make);
+    let done = |claim: std::fs::File| {
+        drop(claim);
+        let _ = std::fs::remove_file(&claim_path);
+    };
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
+        done(claim);
         return Err(e);
     }
     let aside: Option<PathBuf> = if target.exists() {
@@ -269,10 +283,52 @@ pub fn restore(
     if let Ok(d) = std::fs::File::open(parent) {
         let _ = d.sync_all();
     }
+    done(claim);
     if let Some(a) = aside {
         std::fs::remove_dir_all(a)?;
     }
     Ok(checked)
+}
+
+/// Removes what killed restores to `name` in `parent` left: staging directories whose claim no
+/// live restore holds (a restore running now holds its own, and is left alone).
+fn sweep_abandoned(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.restoring-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file_name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if let Some(dir) = rest.strip_suffix(".lock") {
+            // A claim whose directory was never made (killed in between), held by no one.
+            let free = std::fs::OpenOptions::new()
+                .write(true)
+                .open(e.path())
+                .is_ok_and(|f| f.try_lock().is_ok());
+            if free && !parent.join(format!("{prefix}{dir}")).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+            continue;
+        }
+        if rest.len() != 12 {
+            continue;
+        }
+        let lock = parent.join(format!("{file_name}.lock"));
+        let taken = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&lock)
+            .ok()
+            .map(|f| matches!(f.try_lock(), Ok(())).then_some(f));
+        // No claim file at all (killed before it was made is impossible: it is made first), or
+        // one no one holds: abandoned.
+        if let Some(Some(_held)) = taken {
+            let _ = std::fs::remove_dir_all(e.path());
+            let _ = std::fs::remove_file(&lock);
+        }
+    }
 }
 
 fn fill(

@@ -158,4 +158,11 @@ fn a_killed_restore_leaves_no_vault_at_the_target() {
     let r = e.run_with(&args, None, &new);
     assert!(r.status.success(), "{}", stderr(&r));
     assert!(target.join("header").exists());
+    // What the killed restores left beside the target was swept by this one.
+    let left: Vec<String> = std::fs::read_dir(target.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("restoring"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
