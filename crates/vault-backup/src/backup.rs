@@ -4,10 +4,10 @@
 //! puts it in place only when everything committed.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flate2::Compression;
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 use vault_crypto::kdf::KdfParams;
 use vault_format::backup::{BackupHeader, FLAG_GZIP};
@@ -102,6 +102,7 @@ pub fn backup<W: Write>(
                 };
                 return Ok(());
             }
+            SnapshotItem::Settings { max_versions } => Item::Settings(max_versions),
             SnapshotItem::Key(k, v) => Item::Key(k, v),
             SnapshotItem::Secret {
                 name,
@@ -166,13 +167,26 @@ pub fn read_items<R: Read>(
 ) -> Result<Summary, Error> {
     let mut opener = open(input, passphrase, limits)?;
     let header = opener.header().clone();
-    let counts = {
-        let source: Box<dyn Read + '_> = if header.flags & FLAG_GZIP != 0 {
-            Box::new(GzDecoder::new(&mut opener))
-        } else {
-            Box::new(&mut opener)
+    let counts = if header.flags & FLAG_GZIP != 0 {
+        // A buffered reader of our own, so that what follows the gzip stream is seen, not
+        // swallowed by the decoder's buffer: nothing may.
+        let mut buffered = std::io::BufReader::new(&mut opener);
+        let counts = {
+            let mut reader = PayloadReader::new(GzDecoder::new(&mut buffered))?;
+            while let Some(item) = reader.next_item()? {
+                f(item)?;
+            }
+            reader.counts()
         };
-        let mut reader = PayloadReader::new(source)?;
+        if !std::io::BufRead::fill_buf(&mut buffered)?.is_empty() {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "backup: data after the compressed payload",
+            )));
+        }
+        counts
+    } else {
+        let mut reader = PayloadReader::new(&mut opener)?;
         while let Some(item) = reader.next_item()? {
             f(item)?;
         }
@@ -226,24 +240,45 @@ pub fn restore(
     force: bool,
     make: &dyn Fn(&Path) -> vault_store::Result<Vault>,
 ) -> Result<Summary, Error> {
-    if target.exists() && !force {
-        return Err(Error::Io(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            format!(
-                "{} exists; restore into a new directory, or pass --force to replace it",
-                target.display()
-            ),
-        )));
+    let refuse =
+        |kind: std::io::ErrorKind, msg: String| Err(Error::Io(std::io::Error::new(kind, msg)));
+    // What is at the target now decides the final step: nothing (the restored vault is renamed
+    // there, refusing anything that appeared meanwhile), or, with --force, a vault (exchanged
+    // atomically with the restored one: at no moment is there no vault at the target).
+    match std::fs::symlink_metadata(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+        Ok(_) if !force => {
+            return refuse(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists; restore into a new directory, or pass --force to replace the vault there",
+                    target.display()
+                ),
+            );
+        }
+        Ok(m) if m.file_type().is_symlink() || !m.is_dir() || !target.join("header").is_file() => {
+            return refuse(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not a vault directory (a symlink, a file, or a directory without a vault header); --force replaces only a vault",
+                    target.display()
+                ),
+            );
+        }
+        Ok(_) => {}
     }
     let checked = verify(std::fs::File::open(file)?, passphrase, limits)?;
     let parent = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "vault".into());
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return refuse(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} names no directory to restore into", target.display()),
+        );
+    };
     let suffix: [u8; 6] =
         vault_crypto::rng::bytes().map_err(|e| std::io::Error::other(e.to_string()))?;
     let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
@@ -257,36 +292,40 @@ pub fn restore(
         .write(true)
         .open(&claim_path)?;
     claim.lock()?;
-    let result = fill(file, passphrase, limits, &staging, &checked, make);
-    let done = |claim: std::fs::File| {
+    let finish = |claim: std::fs::File| {
+        let _ = std::fs::remove_dir_all(&staging);
         drop(claim);
         let _ = std::fs::remove_file(&claim_path);
     };
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&staging);
-        done(claim);
+    if let Err(e) = fill(file, passphrase, limits, &staging, &checked, make) {
+        finish(claim);
         return Err(e);
     }
-    let aside: Option<PathBuf> = if target.exists() {
-        let aside = parent.join(format!(".{name}.replaced-{hex}"));
-        std::fs::rename(target, &aside)?;
-        Some(aside)
+    let flags = if force {
+        rustix::fs::RenameFlags::EXCHANGE
     } else {
-        None
+        rustix::fs::RenameFlags::NOREPLACE
     };
-    if let Err(e) = std::fs::rename(&staging, target) {
-        if let Some(a) = &aside {
-            let _ = std::fs::rename(a, target);
-        }
-        return Err(e.into());
+    let renamed =
+        rustix::fs::renameat_with(rustix::fs::CWD, &staging, rustix::fs::CWD, target, flags);
+    if let Err(e) = renamed {
+        finish(claim);
+        let e = std::io::Error::from(e);
+        let msg = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            format!(
+                "{} appeared while restoring (another restore, or a directory made meanwhile); nothing was replaced",
+                target.display()
+            )
+        } else {
+            format!("cannot put the restored vault at {}: {e}", target.display())
+        };
+        return refuse(e.kind(), msg);
     }
     if let Ok(d) = std::fs::File::open(parent) {
         let _ = d.sync_all();
     }
-    done(claim);
-    if let Some(a) = aside {
-        std::fs::remove_dir_all(a)?;
-    }
+    // After an exchange the staging path holds the replaced vault: removed with the claim.
+    finish(claim);
     Ok(checked)
 }
 
@@ -351,18 +390,35 @@ fn fill(
         }
         Ok(())
     };
+    let mut batch_names: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let twice = |what: &str, name: &str| {
+        Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("backup payload: {what} {name:?} is in the backup twice"),
+        ))
+    };
     read_items(
         std::fs::File::open(file)?,
         passphrase,
         limits,
         &mut |item| {
             match item {
-                Item::Key(k, v) => batch.push(LoadItem::Key(k, v)),
+                Item::Settings(max) => batch.push(LoadItem::Settings(max)),
+                Item::Key(k, v) => {
+                    // A name seen before, in this batch or a committed one: a malformed backup.
+                    if !batch_names.insert(format!("k:{}", k.name)) || vault.key(&k.name).is_ok() {
+                        return Err(twice("key", &k.name));
+                    }
+                    batch.push(LoadItem::Key(k, v));
+                }
                 Item::Secret {
                     name,
                     deleted: d,
                     versions,
                 } => {
+                    if !batch_names.insert(format!("s:{name}")) || vault.history(&name).is_ok() {
+                        return Err(twice("secret", &name));
+                    }
                     deleted = d.then_some((name, versions));
                 }
                 Item::Version(v) => {
@@ -382,6 +438,7 @@ fn fill(
             }
             if bytes >= BATCH_BYTES || batch.len() >= BATCH_ITEMS {
                 flush(&mut batch, &mut bytes)?;
+                batch_names.clear();
             }
             Ok(())
         },

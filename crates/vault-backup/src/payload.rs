@@ -8,6 +8,7 @@
 //!                    ‖ (u32 length ‖ kind-3 payload)*   (the versions the key record lists)
 //!   2 secret         name (u16 length ‖ UTF-8) ‖ deleted (u8) ‖ version count (u32, ≥ 1)
 //!   3 secret version a kind-1 payload of the secret last started (count of them follow it)
+//!   4 settings       versions kept per secret (u32, 1..=10 000); first, at most once
 //!   0 end            keys (u64) ‖ secrets (u64) ‖ secret versions (u64); nothing may follow
 //! ```
 //!
@@ -28,6 +29,8 @@ pub const MAX_ITEM: usize = 16 << 20;
 /// One item of a payload.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Item {
+    /// The vault's settings: versions kept per secret.
+    Settings(u32),
     /// A managed key: its key record and version records.
     Key(KeyPayload, Vec<KeyVersionPayload>),
     /// A secret begins: its name, whether it is soft-deleted, how many versions follow.
@@ -118,6 +121,10 @@ impl<W: Write> PayloadWriter<W> {
     pub fn write(&mut self, item: &Item) -> io::Result<()> {
         let mut body = Zeroizing::new(Vec::new());
         let kind = match item {
+            Item::Settings(max) => {
+                body.extend_from_slice(&max.to_le_bytes());
+                4
+            }
             Item::Key(k, versions) => {
                 put_bytes(&mut body, &encoded(Payload::Key(k.clone()))?);
                 body.extend_from_slice(&(versions.len() as u32).to_le_bytes());
@@ -291,7 +298,12 @@ impl<R: Read> PayloadReader<R> {
                     )));
                 }
                 let mut more = [0u8; 1];
-                if self.input.read(&mut more)? != 0 {
+                if self
+                    .input
+                    .read(&mut more)
+                    .map_err(|e| eof_or(e, "the compressed stream ends without its checksum"))?
+                    != 0
+                {
                     return Err(bad("bytes after the end item"));
                 }
                 self.done = true;
@@ -366,6 +378,16 @@ impl<R: Read> PayloadReader<R> {
                 }
                 self.counts.versions += 1;
                 Item::Version(v)
+            }
+            4 => {
+                let max = c.u32("max versions")?;
+                if !(1..=vault_format::payload::MAX_MAX_VERSIONS).contains(&max)
+                    || !c.0.is_empty()
+                    || self.counts != Counts::default()
+                {
+                    return Err(bad("settings out of range, or not first"));
+                }
+                Item::Settings(max)
             }
             other => return Err(bad(format!("unknown item kind {other}"))),
         };

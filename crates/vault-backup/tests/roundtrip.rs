@@ -223,3 +223,114 @@ fn a_damaged_backup_restores_nothing_and_force_replaces_whole() {
             .contains("replaced")
     }));
 }
+
+/// Hostile-pass findings on restore's target and payload: max-versions is kept; a payload naming
+/// a secret twice is refused; data after the gzip stream is refused; --force replaces only a
+/// vault (never a plain directory or a file), atomically; a target that appears during the
+/// restore is never overwritten.
+#[test]
+fn restore_keeps_settings_and_guards_its_target() {
+    use std::io::Write;
+    use vault_backup::container::Sealer;
+    use vault_backup::payload::{Item, PayloadWriter};
+    let d = TestDir::new();
+    let v = d.create();
+    v.set_max_versions(7).unwrap();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    let (file, _) = backup(&v, Vec::new(), BACKUP_PASS, &options(true)).unwrap();
+    let path = d.state_dir().with_extension("vbak");
+    std::fs::write(&path, &file).unwrap();
+    let state = d.state_dir().with_extension("state2");
+    let lim = Limits::default();
+    let target = d.state_dir().with_extension("restored");
+    restore(&path, BACKUP_PASS, &lim, &target, false, &make(&state)).unwrap();
+    let opened = |p: &Path| {
+        Vault::open(
+            Arc::new(FileBackend::new(p)),
+            &pass(),
+            VaultOptions {
+                rollback_dir: Some(state.clone()),
+                ..VaultOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    assert_eq!(opened(&target).max_versions(), 7);
+
+    // --force onto a directory that is not a vault, or onto a file: refused, untouched.
+    let plain = d.state_dir().with_extension("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::write(plain.join("data.txt"), b"important").unwrap();
+    assert!(restore(&path, BACKUP_PASS, &lim, &plain, true, &make(&state)).is_err());
+    assert_eq!(std::fs::read(plain.join("data.txt")).unwrap(), b"important");
+    let afile = d.state_dir().with_extension("afile");
+    std::fs::write(&afile, b"hi").unwrap();
+    assert!(restore(&path, BACKUP_PASS, &lim, &afile, true, &make(&state)).is_err());
+    assert_eq!(std::fs::read(&afile).unwrap(), b"hi");
+    // --force onto a vault: replaced, and nothing left beside it.
+    restore(&path, BACKUP_PASS, &lim, &target, true, &make(&state)).unwrap();
+    assert_eq!(
+        opened(&target).get("a").unwrap().value.expose_secret(),
+        b"1"
+    );
+    let parent = target.parent().unwrap();
+    assert!(std::fs::read_dir(parent).unwrap().all(|e| {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        !n.contains("restoring") && !n.contains("replaced")
+    }));
+    // A target made while the restore runs is never overwritten.
+    let late = d.state_dir().with_extension("late");
+    let make_then_occupy = |dir: &Path| {
+        let v = make(&state)(dir);
+        std::fs::create_dir_all(&late).unwrap();
+        std::fs::write(late.join("precious.txt"), b"mine").unwrap();
+        v
+    };
+    assert!(restore(&path, BACKUP_PASS, &lim, &late, false, &make_then_occupy).is_err());
+    assert_eq!(std::fs::read(late.join("precious.txt")).unwrap(), b"mine");
+
+    // A payload naming a secret twice: refused, nothing restored.
+    let (header, keys) =
+        vault_backup::create(BACKUP_PASS, options(false).kdf, [1; 16], 1, "").unwrap();
+    let mut header = header;
+    header.flags = 0;
+    let mut p = PayloadWriter::new(Vec::new()).unwrap();
+    for value in [b"x", b"y"] {
+        p.write(&Item::Secret {
+            name: "dd".into(),
+            deleted: false,
+            versions: 1,
+        })
+        .unwrap();
+        p.write(&Item::Version(
+            vault_format::payload::SecretVersionPayload {
+                name: "dd".into(),
+                version: 1,
+                created_ms: 0,
+                tags: Vec::new(),
+                value: secret(value),
+            },
+        ))
+        .unwrap();
+    }
+    let (payload, _) = p.finish().unwrap();
+    let mut w = Sealer::new(Vec::new(), &header, &keys).unwrap();
+    w.write_all(&payload).unwrap();
+    std::fs::write(&path, w.finish().unwrap()).unwrap();
+    let dup_target = d.state_dir().with_extension("dup");
+    assert!(restore(&path, BACKUP_PASS, &lim, &dup_target, false, &make(&state)).is_err());
+    assert!(!dup_target.exists());
+
+    // Data after the gzip stream, inside an authentic container: refused by verify.
+    let (header, keys) =
+        vault_backup::create(BACKUP_PASS, options(true).kdf, [1; 16], 1, "").unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    let (gz_payload, _) = PayloadWriter::new(Vec::new()).unwrap().finish().unwrap();
+    gz.write_all(&gz_payload).unwrap();
+    let mut compressed = gz.finish().unwrap();
+    compressed.extend_from_slice(b"trailing junk");
+    let mut w = Sealer::new(Vec::new(), &header, &keys).unwrap();
+    w.write_all(&compressed).unwrap();
+    let junk = w.finish().unwrap();
+    assert!(verify(&junk[..], BACKUP_PASS, &lim).is_err());
+}

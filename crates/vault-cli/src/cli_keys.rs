@@ -268,13 +268,14 @@ pub(crate) enum KeyCommand {
     },
 }
 
-/// Argon2id parameters of a new export file's passphrase.
+/// Argon2id parameters of a new passphrase: an export's, a backup's, or a restored vault's.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ExportKdf {
-    /// Argon2id memory in MiB for the export passphrase [default: 256].
+    /// Argon2id memory in MiB for the new passphrase (the export's, the backup's, or the restored
+    /// vault's) [default: 256].
     #[arg(long)]
     pub(crate) kdf_memory_mib: Option<u32>,
-    /// Argon2id passes for the export passphrase [default: 3].
+    /// Argon2id passes for that passphrase [default: 3].
     #[arg(long)]
     pub(crate) kdf_iterations: Option<u32>,
 }

@@ -377,6 +377,11 @@ pub enum SnapshotItem {
         /// Its generation.
         generation: u64,
     },
+    /// The vault's settings: how many versions of each secret it keeps.
+    Settings {
+        /// Versions kept per secret.
+        max_versions: u32,
+    },
     /// A managed key: its key record and version records (a destroyed version's without
     /// material).
     Key(
@@ -408,6 +413,8 @@ pub enum LoadItem {
     Version(vault_format::payload::SecretVersionPayload),
     /// A secret, all of whose versions came before, is soft-deleted.
     Deleted(String),
+    /// How many versions of each secret the vault keeps.
+    Settings(u32),
 }
 
 impl Vault {
@@ -427,6 +434,9 @@ impl Vault {
         f(SnapshotItem::Start {
             vault_id: *self.e.vault_id.as_bytes(),
             generation: st.generation,
+        })?;
+        f(SnapshotItem::Settings {
+            max_versions: st.index.max_versions(),
         })?;
         let read = |r: &RecordRef| -> Result<Payload> {
             let env = read_envelope(&*session, keys.epoch, r)?;
@@ -488,6 +498,11 @@ impl Vault {
                         out.push(Payload::Key(k));
                     }
                     LoadItem::Version(v) => out.push(Payload::SecretVersion(v)),
+                    LoadItem::Settings(max_versions) => {
+                        out.push(Payload::Settings(vault_format::payload::SettingsPayload {
+                            max_versions,
+                        }));
+                    }
                     LoadItem::Deleted(name) => out.push(Payload::SecretState(SecretStatePayload {
                         name,
                         state: SecretState::Deleted,

@@ -41,10 +41,19 @@ fn limits(cli: &Cli) -> Limits {
     }
 }
 
+fn wrong_passphrase() -> Failure {
+    // The check value is derived from the header's salt, ids and parameters too, so a damaged
+    // header field reads as a wrong passphrase: say both.
+    fail(
+        Exit::WrongPassphrase,
+        "wrong backup passphrase (or the backup's header was changed)",
+    )
+}
+
 /// A backup error as the user sees it: damage is exit 5, naming what is wrong.
 fn failure(e: BackupError) -> Failure {
     match e {
-        BackupError::WrongPassphrase => fail(Exit::WrongPassphrase, "wrong backup passphrase"),
+        BackupError::WrongPassphrase => wrong_passphrase(),
         BackupError::KdfLimit(why) => fail(
             Exit::Other,
             format!(
@@ -60,6 +69,9 @@ fn failure(e: BackupError) -> Failure {
         }
         BackupError::Io(io) if io.kind() == std::io::ErrorKind::AlreadyExists => {
             fail(Exit::Conflict, io.to_string())
+        }
+        BackupError::Io(io) if io.kind() == std::io::ErrorKind::InvalidInput => {
+            fail(Exit::Usage, io.to_string())
         }
         other => fail(Exit::Other, other.to_string()),
     }
@@ -91,7 +103,7 @@ fn describe(s: &Summary) -> String {
         if h.comment.is_empty() {
             String::new()
         } else {
-            format!("; comment: {}", h.comment)
+            format!("; comment: {}", h.comment.escape_default())
         }
     )
 }
@@ -155,10 +167,27 @@ pub(crate) fn make(
     } else {
         the_passphrase(false, true)?
     };
+    let comment = comment.clone().unwrap_or_default();
+    if comment.len() > 1024 || comment.chars().any(char::is_control) {
+        return Err(fail(
+            Exit::Usage,
+            "the comment must be at most 1024 bytes, without control characters",
+        ));
+    }
+    let params = kdf(k)?;
+    let limit = limits(cli);
+    if u64::from(params.memory_kib()) > u64::from(limit.max_memory_kib)
+        || u64::from(params.memory_kib()) * u64::from(params.iterations()) > limit.max_cost
+    {
+        return Err(fail(
+            Exit::Usage,
+            "those Argon2id parameters are over the limit a reader applies (--max-kdf-memory-mib, --max-kdf-cost): the backup could not be verified or restored with the defaults",
+        ));
+    }
     let opts = BackupOptions {
         compress: !no_compress,
-        comment: comment.clone().unwrap_or_default(),
-        kdf: kdf(k)?,
+        comment,
+        kdf: params,
     };
     let out = OutFile::create(file, &super::keys::guarded(cli)?)?;
     let out = std::cell::RefCell::new(Some(out));
