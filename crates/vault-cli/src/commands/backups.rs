@@ -227,6 +227,12 @@ pub(crate) fn make(
 /// `vault backup verify FILE|-`.
 pub(crate) fn check(cli: &Cli, file: &Path, use_vault_passphrase: bool) -> Result<(), Failure> {
     let pass = the_passphrase(use_vault_passphrase, false)?;
+    if file.is_dir() {
+        return Err(fail(
+            Exit::Usage,
+            format!("{} is a directory, not a backup file", file.display()),
+        ));
+    }
     let input: Box<dyn Read> = if file == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
@@ -252,11 +258,13 @@ pub(crate) fn restore_into(
     use_vault_passphrase: bool,
     k: &ExportKdf,
 ) -> Result<(), Failure> {
-    if !file.is_file() {
-        return Err(fail(
-            Exit::NotFound,
-            format!("{} is not a backup file", file.display()),
-        ));
+    if file == Path::new("-") || !file.is_file() {
+        let (code, why) = if file == Path::new("-") || file.exists() {
+            (Exit::Usage, "restore needs a backup file (it reads it twice: to verify, then to restore), not stdin, a directory or a device")
+        } else {
+            (Exit::NotFound, "no such file")
+        };
+        return Err(fail(code, format!("{}: {why}", file.display())));
     }
     let backup_pass = the_passphrase(use_vault_passphrase, false)?;
     let new_pass = passphrase::new_for_init()?;
