@@ -260,7 +260,10 @@ pub(crate) fn restore_into(
 ) -> Result<(), Failure> {
     if file == Path::new("-") || !file.is_file() {
         let (code, why) = if file == Path::new("-") || file.exists() {
-            (Exit::Usage, "restore needs a backup file (it reads it twice: to verify, then to restore), not stdin, a directory or a device")
+            (
+                Exit::Usage,
+                "restore needs a backup file (it reads it twice: to verify, then to restore), not stdin, a directory or a device",
+            )
         } else {
             (Exit::NotFound, "no such file")
         };
