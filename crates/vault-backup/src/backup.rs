@@ -213,7 +213,33 @@ pub fn read_items<R: Read>(
 /// # Errors
 /// As [`read_items`].
 pub fn verify<R: Read>(input: R, passphrase: &[u8], limits: &Limits) -> Result<Summary, Error> {
-    read_items(input, passphrase, limits, &mut |_| Ok(()))
+    // Every key and secret name, as a 128-bit keyed hash (16 bytes a name: 16 MiB for a million),
+    // to find a name given twice without holding the names.
+    let (a, b) = (
+        std::collections::hash_map::RandomState::new(),
+        std::collections::hash_map::RandomState::new(),
+    );
+    let hash = |kind: u8, name: &str| {
+        use std::hash::BuildHasher;
+        (u128::from(a.hash_one((kind, name))) << 64) | u128::from(b.hash_one((kind, name)))
+    };
+    let mut names: Vec<u128> = Vec::new();
+    let summary = read_items(input, passphrase, limits, &mut |item| {
+        match &item {
+            Item::Key(k, _) => names.push(hash(1, &k.name)),
+            Item::Secret { name, .. } => names.push(hash(2, name)),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    names.sort_unstable();
+    if names.windows(2).any(|w| w.first() == w.get(1)) {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "backup payload: a key or secret is given twice",
+        )));
+    }
+    Ok(summary)
 }
 
 /// Most value bytes in one commit of a restore: a commit is sealed as one frame, so this bounds
@@ -406,9 +432,7 @@ fn fill(
                 Item::Settings(max) => batch.push(LoadItem::Settings(max)),
                 Item::Key(k, v) => {
                     // A name seen before, in this batch or a committed one: a malformed backup.
-                    if !batch_names.insert(format!("k:{}", k.name)) || vault.key(&k.name).is_ok() {
-                        return Err(twice("key", &k.name));
-                    }
+                    // (A name given twice is refused by `Vault::load`, under the write lock.)
                     batch.push(LoadItem::Key(k, v));
                 }
                 Item::Secret {
@@ -416,7 +440,7 @@ fn fill(
                     deleted: d,
                     versions,
                 } => {
-                    if !batch_names.insert(format!("s:{name}")) || vault.history(&name).is_ok() {
+                    if !batch_names.insert(name.clone()) {
                         return Err(twice("secret", &name));
                     }
                     deleted = d.then_some((name, versions));

@@ -86,10 +86,16 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// Bytes of items gathered before one write to the output: a compressor called once per small
+/// item spent most of its time clearing its own buffers (perf: memset 15 % of a backup).
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Writes a payload item by item.
 pub struct PayloadWriter<W: Write> {
     out: W,
     counts: Counts,
+    /// Items not yet written to `out` (zeroized: they hold secret values).
+    pending: Zeroizing<Vec<u8>>,
 }
 
 impl<W: Write> PayloadWriter<W> {
@@ -97,11 +103,13 @@ impl<W: Write> PayloadWriter<W> {
     ///
     /// # Errors
     /// `out`'s error.
-    pub fn new(mut out: W) -> io::Result<Self> {
-        out.write_all(&[PAYLOAD_VERSION])?;
+    pub fn new(out: W) -> io::Result<Self> {
+        let mut pending = Zeroizing::new(Vec::with_capacity(2 * WRITE_BATCH));
+        pending.push(PAYLOAD_VERSION);
         Ok(PayloadWriter {
             out,
             counts: Counts::default(),
+            pending,
         })
     }
 
@@ -109,9 +117,25 @@ impl<W: Write> PayloadWriter<W> {
         if body.len() > MAX_ITEM {
             return Err(bad("an item over 16 MiB"));
         }
-        self.out.write_all(&[kind])?;
-        self.out.write_all(&(body.len() as u32).to_le_bytes())?;
-        self.out.write_all(body)
+        if self.pending.len() + 5 + body.len() > self.pending.capacity() {
+            // Written out before it would grow (a grown buffer leaves a copy behind).
+            self.out.write_all(&self.pending)?;
+            self.pending.clear();
+        }
+        if 5 + body.len() > self.pending.capacity() {
+            self.out.write_all(&[kind])?;
+            self.out.write_all(&(body.len() as u32).to_le_bytes())?;
+            return self.out.write_all(body);
+        }
+        self.pending.push(kind);
+        self.pending
+            .extend_from_slice(&(body.len() as u32).to_le_bytes());
+        self.pending.extend_from_slice(body);
+        if self.pending.len() >= WRITE_BATCH {
+            self.out.write_all(&self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
     }
 
     /// Writes an item.
@@ -182,6 +206,8 @@ impl<W: Write> PayloadWriter<W> {
             body.extend_from_slice(&n.to_le_bytes());
         }
         self.item(0, &body)?;
+        self.out.write_all(&self.pending)?;
+        self.pending.clear();
         self.out.flush()?;
         Ok((self.out, c))
     }
