@@ -280,6 +280,25 @@ pub(crate) struct ExportKdf {
     pub(crate) kdf_iterations: Option<u32>,
 }
 
+impl ExportKdf {
+    /// The parameters these options give (defaults: KdfParams::DEFAULT's).
+    pub(crate) fn params(&self) -> Result<vault_store::KdfParams, crate::Failure> {
+        use vault_store::KdfParams;
+        let usage = |m: String| crate::fail(crate::exit::Exit::Usage, m);
+        let memory = self
+            .kdf_memory_mib
+            .map_or(Ok(KdfParams::DEFAULT.memory_kib()), |m| {
+                m.checked_mul(1024)
+                    .ok_or_else(|| usage("--kdf-memory-mib is too large".into()))
+            })?;
+        let iterations = self
+            .kdf_iterations
+            .unwrap_or(KdfParams::DEFAULT.iterations());
+        KdfParams::for_key(memory, iterations, KdfParams::DEFAULT.lanes())
+            .map_err(|e| usage(format!("key derivation: {e}")))
+    }
+}
+
 /// A time or duration in milliseconds, or none (`never`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OptionalMs(pub(crate) Option<i64>);

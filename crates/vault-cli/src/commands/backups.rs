@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use vault_backup::backup::{BackupOptions, Summary, backup, restore, verify};
 use vault_backup::{Error as BackupError, Limits};
-use vault_store::kdf::KdfParams;
 use vault_store::{FileBackend, SecretBytes, Vault};
 
 use crate::cli::Cli;
@@ -18,21 +17,6 @@ use crate::outfile::OutFile;
 use crate::output::stderr_line;
 use crate::text::format_time;
 use crate::{Failure, fail, passphrase};
-
-fn kdf(k: &ExportKdf) -> Result<KdfParams, Failure> {
-    let memory = k
-        .kdf_memory_mib
-        .map_or(Ok(KdfParams::DEFAULT.memory_kib()), |m| {
-            m.checked_mul(1024)
-                .ok_or_else(|| fail(Exit::Usage, "--kdf-memory-mib is too large"))
-        })?;
-    KdfParams::for_key(
-        memory,
-        k.kdf_iterations.unwrap_or(KdfParams::DEFAULT.iterations()),
-        KdfParams::DEFAULT.lanes(),
-    )
-    .map_err(|e| fail(Exit::Usage, format!("key derivation: {e}")))
-}
 
 fn limits(cli: &Cli) -> Limits {
     Limits {
@@ -174,7 +158,7 @@ pub(crate) fn make(
             "the comment must be at most 1024 bytes, without control characters",
         ));
     }
-    let params = kdf(k)?;
+    let params = k.params()?;
     let limit = limits(cli);
     if u64::from(params.memory_kib()) > u64::from(limit.max_memory_kib)
         || u64::from(params.memory_kib()) * u64::from(params.iterations()) > limit.max_cost
@@ -271,7 +255,7 @@ pub(crate) fn restore_into(
     }
     let backup_pass = the_passphrase(use_vault_passphrase, false)?;
     let new_pass = passphrase::new_for_init()?;
-    let params = kdf(k)?;
+    let params = k.params()?;
     let opts = options(cli, false)?;
     let make = |dir: &Path| {
         Vault::create(

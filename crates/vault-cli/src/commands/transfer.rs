@@ -5,7 +5,6 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use vault_store::kdf::KdfParams;
 use vault_store::{ExportSelection, ImportOptions, KeyState, Vault, state_name};
 
 use crate::cli::Cli;
@@ -15,18 +14,6 @@ use crate::location::{current_passphrase, options, with_vault};
 use crate::outfile::OutFile;
 use crate::output::stderr_line;
 use crate::{Failure, fail, passphrase};
-
-fn kdf(k: &ExportKdf) -> Result<KdfParams, Failure> {
-    let memory = k
-        .kdf_memory_mib
-        .map_or(Ok(KdfParams::DEFAULT.memory_kib()), |m| {
-            m.checked_mul(1024)
-                .ok_or_else(|| fail(Exit::Usage, "--kdf-memory-mib is too large"))
-        })?;
-    let iterations = k.kdf_iterations.unwrap_or(KdfParams::DEFAULT.iterations());
-    KdfParams::for_key(memory, iterations, KdfParams::DEFAULT.lanes())
-        .map_err(|e| fail(Exit::Usage, format!("export key derivation: {e}")))
-}
 
 /// Writes `bytes` to `path` whole (crate::outfile): nothing appears there unless all of it does.
 pub(crate) fn write_file(cli: &Cli, path: &Path, bytes: &[u8]) -> Result<(), Failure> {
@@ -135,7 +122,7 @@ fn sealed_export(
     json: bool,
     k: &ExportKdf,
 ) -> Result<(), Failure> {
-    let params = kdf(k)?;
+    let params = k.params()?;
     let export_pass = passphrase::export_passphrase(true)?;
     let exported = with_vault(cli, pass, false, |v| {
         v.export(selection, export_pass.expose_secret(), params)
