@@ -15,7 +15,14 @@
 //!
 //! # fn main() -> Result<(), vault_backup::Error> {
 //! let kdf = KdfParams::for_key(64, 1, 1).expect("cheap parameters for the example");
-//! let (header, keys) = create(b"backup pass", kdf, [7; 16], 3, "example")?;
+//! let vault = vault_store::SnapshotCursor {
+//!     vault_id: [7; 16],
+//!     key_epoch: 1,
+//!     generation: 3,
+//!     sequence: 5,
+//!     lineage: [0; 16],
+//! };
+//! let (header, keys) = create(b"backup pass", kdf, &vault, None, "example")?;
 //! let mut w = vault_backup::container::Sealer::new(Vec::new(), &header, &keys)?;
 //! w.write_all(b"the payload")?;
 //! let file = w.finish()?;
@@ -29,8 +36,10 @@
 //! ```
 
 pub mod backup;
+pub mod chain;
 pub mod container;
 pub mod payload;
+pub mod restore;
 
 pub use vault_format::backup::{BackupHeader, FLAG_AUDIT, FLAG_GZIP, FLAG_INCREMENTAL};
 
@@ -57,6 +66,14 @@ pub enum Error {
     /// kind is `InvalidData` and the message names the chunk).
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The vault's error: making a backup (a base not in the vault's history is
+    /// [`vault_store::Error::Invalid`]), or filling the restored vault.
+    #[error("{0}")]
+    Vault(#[from] vault_store::Error),
+    /// The backups given are not one chain (a full backup, then incrementals each on the one
+    /// before it), or do not add up to a whole vault.
+    #[error("{0}")]
+    Chain(String),
 }
 
 /// The most Argon2id work a backup file may ask for before any is done.
@@ -98,16 +115,17 @@ impl Limits {
     }
 }
 
-/// A header for a new full backup of vault `vault_id` at `generation` (gzip on), and its keys
-/// derived from `passphrase` (one Argon2id run).
+/// A header for a new backup of the vault at `source` (gzip on): a full backup, or, with
+/// `base`, an incremental one on the backup whose header that is; and its keys derived from
+/// `passphrase` (one Argon2id run).
 ///
 /// # Errors
 /// A crypto failure; a comment over the limit.
 pub fn create(
     passphrase: &[u8],
     kdf: KdfParams,
-    vault_id: [u8; 16],
-    generation: u64,
+    source: &vault_store::SnapshotCursor,
+    base: Option<&BackupHeader>,
     comment: &str,
 ) -> Result<(BackupHeader, BackupKeys), Error> {
     let crypto = |source| vault_format::Error::Crypto {
@@ -122,13 +140,17 @@ pub fn create(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let header = BackupHeader {
-        flags: FLAG_GZIP,
-        vault_id: VaultId::from_bytes(vault_id),
+        flags: FLAG_GZIP | base.map_or(0, |_| FLAG_INCREMENTAL),
+        vault_id: VaultId::from_bytes(source.vault_id),
         backup_id,
         created_ms,
-        source_generation: generation,
-        base_id: [0; 16],
-        base_generation: 0,
+        key_epoch: source.key_epoch,
+        source_generation: source.generation,
+        source_sequence: source.sequence,
+        lineage: source.lineage,
+        base_id: base.map_or([0; 16], |b| b.backup_id),
+        base_generation: base.map_or(0, |b| b.source_generation),
+        base_sequence: base.map_or(0, |b| b.source_sequence),
         kdf,
         salt,
         check,
@@ -139,6 +161,61 @@ pub fn create(
     // Refuse a header that could not be read back (comment too long) before anything is sealed.
     header.encode()?;
     Ok((header, keys))
+}
+
+/// Where the vault stood when the backup with this header was made: what an incremental
+/// backup on it starts from.
+pub fn cursor_of(header: &BackupHeader) -> vault_store::SnapshotCursor {
+    vault_store::SnapshotCursor {
+        vault_id: *header.vault_id.as_bytes(),
+        key_epoch: header.key_epoch,
+        generation: header.source_generation,
+        sequence: header.source_sequence,
+        lineage: header.lineage,
+    }
+}
+
+/// Reads the header at the start of `input` (no passphrase needed: it is not secret); returns
+/// it and its bytes.
+///
+/// # Errors
+/// [`Error::Format`] for a header that is not a backup's (or is cut short, or newer),
+/// [`Error::Io`].
+pub fn read_header<R: Read>(input: &mut R) -> Result<(BackupHeader, Vec<u8>), Error> {
+    // Exactly the header is read, never past it: what follows is the first chunk.
+    let mut head = vec![0u8; vault_format::backup::HEADER_FIXED_LEN];
+    let mut got = 0;
+    while got < head.len() {
+        let n = input.read(head.get_mut(got..).unwrap_or_default())?;
+        if n == 0 {
+            // Too short to say its own length: let the decoder name what is missing.
+            head.truncate(got);
+            BackupHeader::decode(&head)?;
+            return Err(vault_format::Error::Truncated {
+                object: "backup file",
+                field: "header",
+                needed: vault_format::backup::HEADER_FIXED_LEN,
+                got,
+            }
+            .into());
+        }
+        got += n;
+    }
+    let len = BackupHeader::len_from_prefix(&head).unwrap_or(head.len());
+    if head.len() < len {
+        let mut rest = vec![0u8; len - head.len()];
+        input
+            .read_exact(&mut rest)
+            .map_err(|_| vault_format::Error::Truncated {
+                object: "backup file",
+                field: "header",
+                needed: len,
+                got: head.len(),
+            })?;
+        head.extend_from_slice(&rest);
+    }
+    let (header, _) = BackupHeader::decode(&head)?;
+    Ok((header, head))
 }
 
 /// Reads the header of the backup `input` yields, checks its KDF parameters against `limits`
@@ -153,41 +230,7 @@ pub fn open<R: Read>(
     passphrase: &[u8],
     limits: &Limits,
 ) -> Result<BackupReader<R>, Error> {
-    let mut head = Vec::with_capacity(256);
-    let len = loop {
-        if let Some(len) = BackupHeader::len_from_prefix(&head) {
-            break len;
-        }
-        let mut b = [0u8; 64];
-        let n = input.read(&mut b)?;
-        if n == 0 {
-            // Too short to say its own length: let the decoder name what is missing.
-            BackupHeader::decode(&head)?;
-            return Err(vault_format::Error::Truncated {
-                object: "backup file",
-                field: "header",
-                needed: 1,
-                got: 0,
-            }
-            .into());
-        }
-        head.extend_from_slice(b.get(..n).unwrap_or_default());
-    };
-    if head.len() < len {
-        let mut rest = vec![0u8; len - head.len()];
-        input
-            .read_exact(&mut rest)
-            .map_err(|_| vault_format::Error::Truncated {
-                object: "backup file",
-                field: "header",
-                needed: len,
-                got: head.len(),
-            })?;
-        head.extend_from_slice(&rest);
-    }
-    // What was read past the header belongs to the first chunk.
-    let extra = head.split_off(len);
-    let (header, _) = BackupHeader::decode(&head)?;
+    let (header, head) = read_header(&mut input)?;
     if let Some(why) = limits.refusal(&header.kdf) {
         return Err(Error::KdfLimit(why));
     }
@@ -196,30 +239,26 @@ pub fn open<R: Read>(
     if !bool::from(subtle::ConstantTimeEq::ct_eq(&check[..], &header.check[..])) {
         return Err(Error::WrongPassphrase);
     }
-    Ok(container::Opener::new(
-        std::io::Cursor::new(extra).chain(input),
-        &header,
-        &head,
-        &keys,
-    ))
+    Ok(container::Opener::new(input, &header, &head, &keys))
 }
 
 /// The payload reader [`open`] returns: the bytes read past the header, then the rest.
-pub type BackupReader<R> = container::Opener<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>;
+pub type BackupReader<R> = container::Opener<R>;
 
 /// Entry points for the fuzz targets (`fuzz/fuzz_targets/backup.rs`) and their corpus replay.
 #[doc(hidden)]
 pub mod fuzzing {
     use std::io::Read;
 
-    /// The first byte picks: the header (0: decode, re-encode), the payload reader (1: items to
-    /// the end), or a whole container opened with the passphrase `fuzz` (2). Nothing may panic;
-    /// a header that decodes re-encodes to the same bytes.
+    /// The first byte picks: the header (0: decode, re-encode), the payload reader (1: a full
+    /// backup's items to the end; 3: an incremental one's), or a whole container opened with the
+    /// passphrase `fuzz` (2). Nothing may panic; a header that decodes re-encodes to the same
+    /// bytes.
     pub fn backup(data: &[u8]) {
         let Some((which, rest)) = data.split_first() else {
             return;
         };
-        match which % 3 {
+        match which % 4 {
             0 => {
                 if let Ok((h, used)) = crate::BackupHeader::decode(rest) {
                     assert_eq!(
@@ -229,8 +268,8 @@ pub mod fuzzing {
                     );
                 }
             }
-            1 => {
-                if let Ok(mut r) = crate::payload::PayloadReader::new(rest) {
+            1 | 3 => {
+                if let Ok(mut r) = crate::payload::PayloadReader::new(rest, which % 4 == 3) {
                     while let Ok(Some(_)) = r.next_item() {}
                 }
             }

@@ -6,14 +6,21 @@
 //! item    = kind (u8) ‖ length (u32) ‖ body            (body ≤ 16 MiB)
 //!   1 key            key record (u32 length ‖ kind-7 payload) ‖ count (u32)
 //!                    ‖ (u32 length ‖ kind-3 payload)*   (the versions the key record lists)
-//!   2 secret         name (u16 length ‖ UTF-8) ‖ deleted (u8) ‖ version count (u32, ≥ 1)
-//!   3 secret version a kind-1 payload of the secret last started (count of them follow it)
+//!   2 secret         order key (32) ‖ name (u16 length ‖ UTF-8) ‖ deleted (u8)
+//!                    ‖ version count (u32, ≥ 1)                      (full backups only)
+//!   5 changed secret order key (32) ‖ name (u16 length ‖ UTF-8) ‖ deleted (u8)
+//!                    ‖ kept count (u32, 1..=10 000) ‖ (version (u32) ‖ carried (u8))*
+//!                                                                   (incremental backups only)
+//!   3 secret version a kind-1 payload of the secret last started: its version count of them,
+//!                    or its carried versions in the order listed
 //!   4 settings       versions kept per secret (u32, 1..=10 000); first, at most once
 //!   0 end            keys (u64) ‖ secrets (u64) ‖ secret versions (u64); nothing may follow
 //! ```
 //!
-//! Record payloads are FORMAT.md §6.3's, checked as a vault's records are; the end item's counts
-//! catch a payload cut short inside the compressed stream.
+//! Keys come before secrets, keys in increasing order of name, secrets in strictly increasing
+//! order of their order key (so that a chain of backups can be merged as streams). Record
+//! payloads are FORMAT.md §6.3's, checked as a vault's records are; the end item's counts catch
+//! a payload cut short inside the compressed stream.
 
 use std::io::{self, Read, Write};
 
@@ -33,14 +40,29 @@ pub enum Item {
     Settings(u32),
     /// A managed key: its key record and version records.
     Key(KeyPayload, Vec<KeyVersionPayload>),
-    /// A secret begins: its name, whether it is soft-deleted, how many versions follow.
+    /// A secret begins (a full backup): its name, whether it is soft-deleted, how many versions
+    /// follow.
     Secret {
+        /// Its place in the order of secrets.
+        order: [u8; 32],
         /// Name.
         name: String,
         /// Soft-deleted.
         deleted: bool,
         /// Versions that follow.
         versions: u32,
+    },
+    /// A secret as it is now (an incremental backup): every kept version, and which of them
+    /// were written since the base and follow.
+    Changed {
+        /// Its place in the order of secrets.
+        order: [u8; 32],
+        /// Name.
+        name: String,
+        /// Soft-deleted.
+        deleted: bool,
+        /// Kept versions in increasing order, each with whether it follows.
+        kept: Vec<(u32, bool)>,
     },
     /// A version of the secret last begun.
     Version(SecretVersionPayload),
@@ -168,16 +190,36 @@ impl<W: Write> PayloadWriter<W> {
                 1
             }
             Item::Secret {
+                order,
                 name,
                 deleted,
                 versions,
             } => {
+                body.extend_from_slice(order);
                 body.extend_from_slice(&(name.len() as u16).to_le_bytes());
                 body.extend_from_slice(name.as_bytes());
                 body.push(u8::from(*deleted));
                 body.extend_from_slice(&versions.to_le_bytes());
                 self.counts.secrets += 1;
                 2
+            }
+            Item::Changed {
+                order,
+                name,
+                deleted,
+                kept,
+            } => {
+                body.extend_from_slice(order);
+                body.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                body.extend_from_slice(name.as_bytes());
+                body.push(u8::from(*deleted));
+                body.extend_from_slice(&(kept.len() as u32).to_le_bytes());
+                for (v, carried) in kept {
+                    body.extend_from_slice(&v.to_le_bytes());
+                    body.push(u8::from(*carried));
+                }
+                self.counts.secrets += 1;
+                5
             }
             Item::Version(v) => {
                 let p = Payload::SecretVersion(SecretVersionPayload {
@@ -218,9 +260,43 @@ impl<W: Write> PayloadWriter<W> {
 pub struct PayloadReader<R: Read> {
     input: R,
     counts: Counts,
-    /// The secret whose versions are being read, and how many are still to come.
-    open: Option<(String, u32, u32)>,
+    /// Whether this is an incremental backup's payload (changed-secret items, not secrets).
+    incremental: bool,
+    /// The secret whose versions are being read.
+    open: Option<Open>,
+    /// The last key's name and the last secret's order key: each must be above the last.
+    last_key: Option<String>,
+    last_order: Option<[u8; 32]>,
     done: bool,
+}
+
+/// The secret whose versions are being read: how many are still to come, the last one's
+/// number, and (for a changed secret) the numbers they must have.
+struct Open {
+    name: String,
+    left: u32,
+    last: u32,
+    expect: std::collections::VecDeque<u32>,
+}
+
+fn name_and_state(c: &mut Cur<'_>) -> io::Result<([u8; 32], String, bool)> {
+    let order: [u8; 32] = c
+        .take(32, "order key")?
+        .try_into()
+        .map_err(|_| bad("order key"))?;
+    let n = usize::from(u16::from_le_bytes(
+        c.take(2, "name length")?
+            .try_into()
+            .map_err(|_| bad("name"))?,
+    ));
+    let name = String::from_utf8(c.take(n, "name")?.to_vec())
+        .map_err(|_| bad("a name that is not UTF-8"))?;
+    let deleted = match c.take(1, "deleted")?.first() {
+        Some(0) => false,
+        Some(1) => true,
+        _ => return Err(bad("deleted must be 0 or 1")),
+    };
+    Ok((order, name, deleted))
 }
 
 struct Cur<'a>(&'a [u8]);
@@ -249,11 +325,11 @@ fn record(kind: RecordKind, bytes: &[u8]) -> io::Result<Payload> {
 }
 
 impl<R: Read> PayloadReader<R> {
-    /// Starts reading a payload from `input`.
+    /// Starts reading a payload from `input`: a full backup's, or an incremental one's.
     ///
     /// # Errors
     /// A newer payload version, or `input`'s error.
-    pub fn new(mut input: R) -> io::Result<Self> {
+    pub fn new(mut input: R, incremental: bool) -> io::Result<Self> {
         let mut v = [0u8; 1];
         input.read_exact(&mut v).map_err(|e| eof_or(e, "empty"))?;
         let [version] = v;
@@ -265,7 +341,10 @@ impl<R: Read> PayloadReader<R> {
         Ok(PayloadReader {
             input,
             counts: Counts::default(),
+            incremental,
             open: None,
+            last_key: None,
+            last_order: None,
             done: false,
         })
     }
@@ -273,6 +352,11 @@ impl<R: Read> PayloadReader<R> {
     /// What has been read so far (all of it, once [`PayloadReader::next_item`] gave `None`).
     pub fn counts(&self) -> Counts {
         self.counts
+    }
+
+    /// The input the payload was read from (after the end item: what follows it).
+    pub fn into_inner(self) -> R {
+        self.input
     }
 
     /// The next item, or `None` after the end item (whose counts have then been checked).
@@ -297,12 +381,16 @@ impl<R: Read> PayloadReader<R> {
             .read_exact(&mut body)
             .map_err(|e| eof_or(e, "an item is cut short"))?;
         if kind != 3
-            && let Some((name, left, _)) = &self.open
-            && *left > 0
+            && let Some(open) = &self.open
+            && open.left > 0
         {
             return Err(bad(format!(
-                "secret {name:?} has fewer versions than announced"
+                "secret {:?} has fewer versions than announced",
+                open.name
             )));
+        }
+        if kind == 1 && self.last_order.is_some() {
+            return Err(bad("a key after the secrets"));
         }
         let mut c = Cur(&body);
         let item = match kind {
@@ -361,32 +449,81 @@ impl<R: Read> PayloadReader<R> {
                         k.name
                     )));
                 }
+                if self.last_key.as_ref().is_some_and(|l| *l >= k.name) {
+                    return Err(bad(format!("key {:?} is out of order", k.name)));
+                }
+                self.last_key = Some(k.name.clone());
                 self.counts.keys += 1;
                 Item::Key(k, versions)
             }
-            2 => {
-                let n = usize::from(u16::from_le_bytes(
-                    c.take(2, "name length")?
-                        .try_into()
-                        .map_err(|_| bad("name"))?,
-                ));
-                let name = String::from_utf8(c.take(n, "name")?.to_vec())
-                    .map_err(|_| bad("a name that is not UTF-8"))?;
-                let deleted = match c.take(1, "deleted")?.first() {
-                    Some(0) => false,
-                    Some(1) => true,
-                    _ => return Err(bad("deleted must be 0 or 1")),
-                };
-                let versions = c.u32("version count")?;
-                if versions == 0 || !c.0.is_empty() {
-                    return Err(bad(format!("secret {name:?}: no versions, or bytes after")));
+            2 | 5 => {
+                if (kind == 5) != self.incremental {
+                    return Err(bad(if self.incremental {
+                        "a full secret item in an incremental backup"
+                    } else {
+                        "a changed-secret item in a full backup"
+                    }));
                 }
-                self.open = Some((name.clone(), versions, 0));
+                let (order, name, deleted) = name_and_state(&mut c)?;
+                if self.last_order.is_some_and(|l| l >= order) {
+                    return Err(bad(format!("secret {name:?} is out of order")));
+                }
+                self.last_order = Some(order);
                 self.counts.secrets += 1;
-                Item::Secret {
-                    name,
-                    deleted,
-                    versions,
+                if kind == 2 {
+                    let versions = c.u32("version count")?;
+                    if versions == 0 || !c.0.is_empty() {
+                        return Err(bad(format!("secret {name:?}: no versions, or bytes after")));
+                    }
+                    self.open = Some(Open {
+                        name: name.clone(),
+                        left: versions,
+                        last: 0,
+                        expect: Default::default(),
+                    });
+                    Item::Secret {
+                        order,
+                        name,
+                        deleted,
+                        versions,
+                    }
+                } else {
+                    let n = c.u32("kept count")?;
+                    if n == 0 || n > vault_format::payload::MAX_MAX_VERSIONS {
+                        return Err(bad(format!("secret {name:?}: {n} kept versions")));
+                    }
+                    let mut kept = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        let v = c.u32("kept version")?;
+                        let carried = match c.take(1, "carried")?.first() {
+                            Some(0) => false,
+                            Some(1) => true,
+                            _ => return Err(bad("carried must be 0 or 1")),
+                        };
+                        if kept.last().is_some_and(|(l, _)| *l >= v) || v == 0 {
+                            return Err(bad(format!(
+                                "secret {name:?}: its kept versions are not in increasing order"
+                            )));
+                        }
+                        kept.push((v, carried));
+                    }
+                    if !c.0.is_empty() {
+                        return Err(bad(format!("secret {name:?}: bytes after its versions")));
+                    }
+                    let expect: std::collections::VecDeque<u32> =
+                        kept.iter().filter(|(_, c)| *c).map(|(v, _)| *v).collect();
+                    self.open = Some(Open {
+                        name: name.clone(),
+                        left: expect.len() as u32,
+                        last: 0,
+                        expect,
+                    });
+                    Item::Changed {
+                        order,
+                        name,
+                        deleted,
+                        kept,
+                    }
                 }
             }
             3 => {
@@ -394,11 +531,15 @@ impl<R: Read> PayloadReader<R> {
                     return Err(bad("not a secret version"));
                 };
                 match &mut self.open {
-                    Some((name, left, last))
-                        if *left > 0 && *name == v.name && v.version > *last =>
+                    Some(o)
+                        if o.left > 0
+                            && o.name == v.name
+                            && v.version > o.last
+                            && o.expect.front().is_none_or(|e| *e == v.version) =>
                     {
-                        *left -= 1;
-                        *last = v.version;
+                        o.left -= 1;
+                        o.last = v.version;
+                        o.expect.pop_front();
                     }
                     _ => return Err(bad("a secret version that is not the open secret's next")),
                 }

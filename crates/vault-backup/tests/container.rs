@@ -16,6 +16,16 @@ use vault_backup::{Error, Limits, container::Sealer, create, open};
 use vault_crypto::kdf::KdfParams;
 use vault_format::backup::{BackupHeader, CHUNK_SIZE};
 
+fn cursor(vault_id: [u8; 16], generation: u64) -> vault_store::SnapshotCursor {
+    vault_store::SnapshotCursor {
+        vault_id,
+        key_epoch: 1,
+        generation,
+        sequence: generation,
+        lineage: [0; 16],
+    }
+}
+
 const PASS: &[u8] = b"backup passphrase";
 const C: usize = CHUNK_SIZE as usize;
 
@@ -24,7 +34,7 @@ fn kdf() -> KdfParams {
 }
 
 fn seal(payload: &[u8]) -> Vec<u8> {
-    let (header, keys) = create(PASS, kdf(), [7; 16], 3, "test").unwrap();
+    let (header, keys) = create(PASS, kdf(), &cursor([7; 16], 3), None, "test").unwrap();
     let mut w = Sealer::new(Vec::new(), &header, &keys).unwrap();
     // Written in uneven pieces, as a compressor would.
     for piece in payload.chunks(7919) {

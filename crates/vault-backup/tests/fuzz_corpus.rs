@@ -16,11 +16,19 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     use vault_backup::payload::{Item, PayloadWriter};
     use vault_crypto::kdf::KdfParams;
     let kdf = KdfParams::for_key(8, 1, 1).unwrap();
-    let (mut header, keys) = vault_backup::create(b"fuzz", kdf, [1; 16], 2, "seed").unwrap();
+    let source = vault_store::SnapshotCursor {
+        vault_id: [1; 16],
+        key_epoch: 1,
+        generation: 2,
+        sequence: 2,
+        lineage: [0; 16],
+    };
+    let (mut header, keys) = vault_backup::create(b"fuzz", kdf, &source, None, "seed").unwrap();
     header.flags = 0;
     let mut payload = PayloadWriter::new(Vec::new()).unwrap();
     payload
         .write(&Item::Secret {
+            order: [7; 32],
             name: "a".into(),
             deleted: false,
             versions: 1,
@@ -45,11 +53,34 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     head.extend_from_slice(&header.encode().unwrap());
     let mut items = vec![1u8];
     items.extend_from_slice(&payload);
+    // An incremental payload: one secret with two kept versions, the second carried.
+    let mut inc = PayloadWriter::new(Vec::new()).unwrap();
+    inc.write(&Item::Changed {
+        order: [7; 32],
+        name: "a".into(),
+        deleted: true,
+        kept: vec![(1, false), (2, true)],
+    })
+    .unwrap();
+    inc.write(&Item::Version(
+        vault_format::payload::SecretVersionPayload {
+            name: "a".into(),
+            version: 2,
+            created_ms: 0,
+            tags: Vec::new(),
+            value: vault_crypto::SecretBytes::from_slice(b"w"),
+        },
+    ))
+    .unwrap();
+    let (inc, _) = inc.finish().unwrap();
+    let mut inc_items = vec![3u8];
+    inc_items.extend_from_slice(&inc);
     let mut whole = vec![2u8];
     whole.extend_from_slice(&file);
     vec![
         ("seed-header", head),
         ("seed-payload", items),
+        ("seed-payload-incremental", inc_items),
         ("seed-container", whole),
     ]
 }
@@ -72,7 +103,7 @@ fn backup_corpus() {
             count += 1;
         }
     }
-    assert!(count >= 3, "the backup corpus is empty");
+    assert!(count >= 4, "the backup corpus is empty");
     // The seeds are valid, so the fuzzer starts from inputs that get deep.
     let whole = std::fs::read(dir.join("seed-container")).unwrap();
     let limits = vault_backup::Limits {
@@ -82,7 +113,14 @@ fn backup_corpus() {
     let mut r = vault_backup::open(&whole[1..], b"fuzz", &limits).unwrap();
     let mut payload = Vec::new();
     std::io::Read::read_to_end(&mut r, &mut payload).unwrap();
-    let mut items = vault_backup::payload::PayloadReader::new(&payload[..]).unwrap();
+    let mut items = vault_backup::payload::PayloadReader::new(&payload[..], false).unwrap();
+    let mut n = 0;
+    while items.next_item().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 2);
+    let inc = std::fs::read(dir.join("seed-payload-incremental")).unwrap();
+    let mut items = vault_backup::payload::PayloadReader::new(&inc[1..], true).unwrap();
     let mut n = 0;
     while items.next_item().unwrap().is_some() {
         n += 1;

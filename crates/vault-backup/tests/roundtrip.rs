@@ -14,71 +14,55 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use vault_backup::Limits;
-use vault_backup::backup::{BackupOptions, backup, restore, verify};
+use vault_backup::backup::{BackupOptions, backup, verify};
+use vault_backup::chain::ChainSummary;
 use vault_crypto::kdf::KdfParams;
 use vault_store::{
     Algorithm, FileBackend, KeySpec, RotateOptions, SetOptions, UseOptions, Vault, VaultOptions,
 };
-use vault_testkit::{TestDir, cheap_kdf, pass, secret};
+use vault_testkit::{TestDir, pass, secret};
+
+mod common;
+use common::{contents, make};
+
+fn cursor(vault_id: [u8; 16], generation: u64) -> vault_store::SnapshotCursor {
+    vault_store::SnapshotCursor {
+        vault_id,
+        key_epoch: 1,
+        generation,
+        sequence: generation,
+        lineage: [0; 16],
+    }
+}
 
 const BACKUP_PASS: &[u8] = b"backup passphrase";
 
+/// A restore of one full backup.
+fn restore(
+    file: &Path,
+    passphrase: &[u8],
+    limits: &Limits,
+    target: &Path,
+    force: bool,
+    make: &dyn Fn(&Path) -> vault_store::Result<Vault>,
+) -> Result<ChainSummary, vault_backup::Error> {
+    vault_backup::restore::restore(
+        &[file.to_path_buf()],
+        passphrase,
+        limits,
+        target,
+        force,
+        make,
+    )
+}
+
 fn options(compress: bool) -> BackupOptions {
     BackupOptions {
+        base: None,
         compress,
         comment: "test".into(),
         kdf: KdfParams::for_key(64, 1, 1).unwrap(),
     }
-}
-
-fn make(state: &Path) -> impl Fn(&Path) -> vault_store::Result<Vault> + '_ {
-    move |dir: &Path| {
-        Vault::create(
-            Arc::new(FileBackend::new(dir)),
-            &pass(),
-            cheap_kdf(),
-            VaultOptions {
-                rollback_dir: Some(state.to_path_buf()),
-                ..VaultOptions::default()
-            },
-        )
-    }
-}
-
-type Contents = (
-    Vec<(
-        vault_store::SecretInfo,
-        Vec<vault_store::VersionInfo>,
-        Vec<Vec<u8>>,
-    )>,
-    Vec<vault_store::KeyInfo>,
-);
-
-fn contents(v: &Vault) -> Contents {
-    let secrets = v
-        .list(true)
-        .unwrap()
-        .into_iter()
-        .map(|s| {
-            let history = v.history(&s.name).unwrap();
-            let values = if s.deleted {
-                Vec::new()
-            } else {
-                history
-                    .iter()
-                    .map(|h| {
-                        v.get_version(&s.name, h.version)
-                            .unwrap()
-                            .value
-                            .expose_secret()
-                            .to_vec()
-                    })
-                    .collect()
-            };
-            (s, history, values)
-        })
-        .collect();
-    (secrets, v.keys().unwrap())
 }
 
 fn round_trip(ops: &[(u8, u8, Vec<u8>)], compress: bool) -> Result<(), TestCaseError> {
@@ -290,13 +274,20 @@ fn restore_keeps_settings_and_guards_its_target() {
     assert_eq!(std::fs::read(late.join("precious.txt")).unwrap(), b"mine");
 
     // A payload naming a secret twice: refused, nothing restored.
-    let (header, keys) =
-        vault_backup::create(BACKUP_PASS, options(false).kdf, [1; 16], 1, "").unwrap();
+    let (header, keys) = vault_backup::create(
+        BACKUP_PASS,
+        options(false).kdf,
+        &cursor([1; 16], 1),
+        None,
+        "",
+    )
+    .unwrap();
     let mut header = header;
     header.flags = 0;
     let mut p = PayloadWriter::new(Vec::new()).unwrap();
-    for value in [b"x", b"y"] {
+    for (i, value) in [b"x", b"y"].into_iter().enumerate() {
         p.write(&Item::Secret {
+            order: [i as u8; 32],
             name: "dd".into(),
             deleted: false,
             versions: 1,
@@ -322,8 +313,14 @@ fn restore_keeps_settings_and_guards_its_target() {
     assert!(!dup_target.exists());
 
     // Data after the gzip stream, inside an authentic container: refused by verify.
-    let (header, keys) =
-        vault_backup::create(BACKUP_PASS, options(true).kdf, [1; 16], 1, "").unwrap();
+    let (header, keys) = vault_backup::create(
+        BACKUP_PASS,
+        options(true).kdf,
+        &cursor([1; 16], 1),
+        None,
+        "",
+    )
+    .unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     let (gz_payload, _) = PayloadWriter::new(Vec::new()).unwrap().finish().unwrap();
     gz.write_all(&gz_payload).unwrap();

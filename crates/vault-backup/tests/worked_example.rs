@@ -64,9 +64,13 @@ fn example() -> Vec<u8> {
         vault_id: VaultId::from_bytes(seq(0x00, 16).try_into().unwrap()),
         backup_id,
         created_ms: 1_700_000_000_000,
+        key_epoch: 1,
         source_generation: 2,
+        source_sequence: 2,
+        lineage: [0; 16],
         base_id: [0; 16],
         base_generation: 0,
+        base_sequence: 0,
         kdf,
         salt,
         check,
@@ -77,6 +81,7 @@ fn example() -> Vec<u8> {
     let mut payload = PayloadWriter::new(Vec::new()).unwrap();
     payload
         .write(&Item::Secret {
+            order: seq(0xc0, 32).try_into().unwrap(),
             name: "db/password".into(),
             deleted: false,
             versions: 1,
@@ -114,7 +119,7 @@ fn the_backup_example_matches_the_spec_byte_for_byte() {
     let mut r = vault_backup::open(&spec[..], b"correct horse battery staple", &limits).unwrap();
     let mut payload = Vec::new();
     r.read_to_end(&mut payload).unwrap();
-    let mut items = PayloadReader::new(&payload[..]).unwrap();
+    let mut items = PayloadReader::new(&payload[..], false).unwrap();
     assert!(matches!(
         items.next_item().unwrap(),
         Some(Item::Secret { .. })

@@ -209,14 +209,20 @@ pub(crate) enum Command {
         /// Protect the backup with the vault's passphrase instead of a backup passphrase.
         #[arg(long)]
         use_vault_passphrase: bool,
+        /// An incremental backup: only what changed since the backup BASE (a full backup or an
+        /// incremental one; only its header is read, so no passphrase is needed for it).
+        #[arg(long, value_name = "BASE")]
+        since: Option<PathBuf>,
         #[command(flatten)]
         kdf: crate::cli_keys::ExportKdf,
     },
-    /// Restore a backup into a new vault directory (the new vault's passphrase as for `init`);
-    /// the backup is verified first, and the vault appears only when complete.
+    /// Restore a backup into a new vault directory (the new vault's passphrase as for `init`):
+    /// a full backup, optionally followed by its incremental backups in the order they were
+    /// made. Everything is verified first, and the vault appears only when complete.
     Restore {
-        /// The backup file.
-        file: PathBuf,
+        /// The full backup, then any incremental backups, oldest first.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
         /// The new vault's directory.
         #[arg(long)]
         to: PathBuf,
@@ -243,8 +249,10 @@ pub(crate) enum BackupAction {
     /// Check a backup without restoring it: every chunk, the trailer, the decompressed stream
     /// and every record; prints what it holds. Exit 5 on any damage, naming the first.
     Verify {
-        /// The backup file, or `-` for stdin.
-        file: PathBuf,
+        /// The backup file, or `-` for stdin; or a full backup followed by its incremental
+        /// backups, oldest first, to check the chain as a restore would.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
         /// The backup was made with --use-vault-passphrase.
         #[arg(long)]
         use_vault_passphrase: bool,

@@ -137,33 +137,40 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Backup {
             action:
                 Some(cli::BackupAction::Verify {
-                    file,
+                    files,
                     use_vault_passphrase,
                 }),
             ..
-        } => commands::backups::check(&cli, file, *use_vault_passphrase),
+        } => commands::backups::check(&cli, files, *use_vault_passphrase),
         Command::Backup {
             action: None,
             file,
             no_compress,
             comment,
             use_vault_passphrase,
+            since,
             kdf,
         } => match file {
-            Some(f) => {
-                commands::backups::make(&cli, f, *no_compress, comment, *use_vault_passphrase, kdf)
-            }
+            Some(f) => commands::backups::make(
+                &cli,
+                f,
+                since.as_deref(),
+                *no_compress,
+                comment,
+                *use_vault_passphrase,
+                kdf,
+            ),
             None => Err(fail(
                 exit::Exit::Usage,
                 "give the backup file, or `-` for stdout",
             )),
         },
         Command::Restore {
-            file,
+            files,
             to,
             force,
             use_vault_passphrase,
             kdf,
-        } => commands::backups::restore_into(&cli, file, to, *force, *use_vault_passphrase, kdf),
+        } => commands::backups::restore_into(&cli, files, to, *force, *use_vault_passphrase, kdf),
     }
 }

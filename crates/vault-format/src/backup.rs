@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! header = preamble("VBAK", 1) ‖ flags (u16) ‖ vault id (16) ‖ backup id (16) ‖ created ms (i64)
-//!          ‖ source generation (u64) ‖ base backup id (16) ‖ base generation (u64)
+//!          ‖ key epoch (u32) ‖ source generation (u64) ‖ source sequence (u64) ‖ lineage (16)
+//!          ‖ base backup id (16) ‖ base generation (u64) ‖ base sequence (u64)
 //!          ‖ Argon2id m, t, p (u32 ×3) ‖ salt (16) ‖ check (16)
 //!          ‖ chunk size (u32) ‖ nonce prefix (19) ‖ comment (u16 length ‖ UTF-8)
 //! ```
@@ -31,6 +32,25 @@ pub const CHUNK_RANGE: core::ops::RangeInclusive<u32> = 4096..=(1 << 20);
 pub const CHUNK_SIZE: u32 = 64 * 1024;
 /// Longest comment, bytes.
 pub const MAX_COMMENT: usize = 1024;
+/// Bytes of a header before its comment (the comment's length included).
+pub const HEADER_FIXED_LEN: usize = 16
+    + 2
+    + 16
+    + 16
+    + 8
+    + 4
+    + 8
+    + 8
+    + 16
+    + 16
+    + 8
+    + 8
+    + 12
+    + SALT_LEN
+    + CHECK_LEN
+    + 4
+    + NONCE_PREFIX_LEN
+    + 2;
 /// Length of the trailing HMAC.
 pub const TRAILER_LEN: usize = 32;
 const CHECK_LABEL: &[u8] = b"vault v1 backup check";
@@ -54,12 +74,23 @@ pub struct BackupHeader {
     pub backup_id: [u8; 16],
     /// When, ms since the Unix epoch.
     pub created_ms: i64,
+    /// The vault's master key epoch when it was made (secrets are ordered under it, and an
+    /// incremental backup needs the same epoch as its base).
+    pub key_epoch: u32,
     /// The vault's generation the backup is of.
     pub source_generation: u64,
+    /// The highest record sequence number the vault had used: an incremental on this backup
+    /// carries the records numbered above it.
+    pub source_sequence: u64,
+    /// The vault's latest accepted older state, if any (its record's sequence number and the
+    /// first 8 bytes of its nonce): an incremental needs the same as its base.
+    pub lineage: [u8; 16],
     /// For an incremental: the base backup's id (zero for a full backup).
     pub base_id: [u8; 16],
-    /// For an incremental: the base backup's generation (zero for a full backup).
+    /// For an incremental: the base backup's source generation (zero for a full backup).
     pub base_generation: u64,
+    /// For an incremental: the base backup's source sequence (zero for a full backup).
+    pub base_sequence: u64,
     /// Argon2id parameters of the backup passphrase.
     pub kdf: KdfParams,
     /// Argon2id salt.
@@ -139,9 +170,13 @@ impl BackupHeader {
         out.extend_from_slice(self.vault_id.as_bytes());
         out.extend_from_slice(&self.backup_id);
         out.extend_from_slice(&self.created_ms.to_le_bytes());
+        out.extend_from_slice(&self.key_epoch.to_le_bytes());
         out.extend_from_slice(&self.source_generation.to_le_bytes());
+        out.extend_from_slice(&self.source_sequence.to_le_bytes());
+        out.extend_from_slice(&self.lineage);
         out.extend_from_slice(&self.base_id);
         out.extend_from_slice(&self.base_generation.to_le_bytes());
+        out.extend_from_slice(&self.base_sequence.to_le_bytes());
         out.extend_from_slice(&self.kdf.memory_kib().to_le_bytes());
         out.extend_from_slice(&self.kdf.iterations().to_le_bytes());
         out.extend_from_slice(&self.kdf.lanes().to_le_bytes());
@@ -171,11 +206,17 @@ impl BackupHeader {
         let vault_id = VaultId::from_bytes(r.array("vault id")?);
         let backup_id = r.array("backup id")?;
         let created_ms = i64::from_le_bytes(r.array("created")?);
+        let key_epoch = r.u32("key epoch")?;
         let source_generation = r.u64("source generation")?;
+        let source_sequence = r.u64("source sequence")?;
+        let lineage = r.array("lineage")?;
         let base_id: [u8; 16] = r.array("base backup id")?;
         let base_generation = r.u64("base generation")?;
+        let base_sequence = r.u64("base sequence")?;
         let incremental = flags & FLAG_INCREMENTAL != 0;
-        if incremental != (base_id != [0; 16]) || (!incremental && base_generation != 0) {
+        if incremental != (base_id != [0; 16])
+            || (!incremental && (base_generation != 0 || base_sequence != 0))
+        {
             return Err(r.invalid("base", "the incremental flag and the base fields disagree"));
         }
         let (m, t, p) = (
@@ -217,9 +258,13 @@ impl BackupHeader {
                 vault_id,
                 backup_id,
                 created_ms,
+                key_epoch,
                 source_generation,
+                source_sequence,
+                lineage,
                 base_id,
                 base_generation,
+                base_sequence,
                 kdf,
                 salt,
                 check,
@@ -234,8 +279,7 @@ impl BackupHeader {
     /// The length of the header that starts `bytes`, once enough of it is there to tell (the
     /// comment's length is the last fixed field): `None` until then.
     pub fn len_from_prefix(bytes: &[u8]) -> Option<usize> {
-        const FIXED: usize =
-            16 + 2 + 16 + 16 + 8 + 8 + 16 + 8 + 12 + SALT_LEN + CHECK_LEN + 4 + NONCE_PREFIX_LEN;
+        const FIXED: usize = HEADER_FIXED_LEN - 2;
         let len = bytes.get(FIXED..FIXED + 2)?;
         Some(FIXED + 2 + usize::from(u16::from_le_bytes([*len.first()?, *len.get(1)?])))
     }
@@ -253,9 +297,13 @@ mod tests {
             vault_id: VaultId::from_bytes([1; 16]),
             backup_id: [2; 16],
             created_ms: 1_700_000_000_000,
+            key_epoch: 1,
             source_generation: 42,
+            source_sequence: 99,
+            lineage: [0; 16],
             base_id: [0; 16],
             base_generation: 0,
+            base_sequence: 0,
             kdf: KdfParams::for_key(64, 1, 1).unwrap(),
             salt: [3; 16],
             check: [4; 16],

@@ -40,6 +40,7 @@ mod rollback;
 mod rotation;
 mod secrets;
 mod slots;
+mod snapshot;
 mod sync;
 mod transfer;
 mod vault;
@@ -61,9 +62,8 @@ pub use keys::{
 pub use rollback::{DirRollbackStore, MemoryRollbackStore, RollbackStore};
 pub use secrets::{Secret, SecretInfo, SetOptions, VersionInfo};
 pub use slots::SlotInfo;
-pub use transfer::{
-    ExportFileError, ExportSelection, Exported, ImportOptions, ImportReport, LoadItem, SnapshotItem,
-};
+pub use snapshot::{LoadItem, SnapshotCursor, SnapshotItem};
+pub use transfer::{ExportFileError, ExportSelection, Exported, ImportOptions, ImportReport};
 pub use vault::{Clock, Vault, VaultOptions};
 pub use verify::VerifyReport;
 // What this crate's API takes and returns, re-exported so that a user needs no second vault

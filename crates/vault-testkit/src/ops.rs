@@ -231,7 +231,7 @@ impl MutatingOp {
                 // and secret versions with their own numbers, and the restore's event.
                 let n = v.key_names()?.len();
                 let mut items = Vec::new();
-                v.snapshot(&mut |item| {
+                v.snapshot(None, &mut |item| {
                     match item {
                         SnapshotItem::Key(mut k, mut versions) if items.is_empty() => {
                             k.name = format!("loaded-{n}");

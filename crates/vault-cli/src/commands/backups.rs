@@ -1,11 +1,13 @@
-//! `vault backup FILE|-`, `vault backup verify FILE|-`, `vault restore FILE --to DIR`: thin
-//! layers over vault-backup.
+//! `vault backup FILE|- [--since BASE]`, `vault backup verify FILE…`, `vault restore FILE…
+//! --to DIR`: thin layers over vault-backup.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vault_backup::backup::{BackupOptions, Summary, backup, restore, verify};
+use vault_backup::backup::{BackupOptions, Summary, backup, verify};
+use vault_backup::chain::ChainSummary;
+use vault_backup::restore::restore;
 use vault_backup::{Error as BackupError, Limits};
 use vault_store::{FileBackend, SecretBytes, Vault};
 
@@ -57,6 +59,8 @@ fn failure(e: BackupError) -> Failure {
         BackupError::Io(io) if io.kind() == std::io::ErrorKind::InvalidInput => {
             fail(Exit::Usage, io.to_string())
         }
+        BackupError::Chain(why) => fail(Exit::Usage, why),
+        BackupError::Vault(e) => e.into(),
         other => fail(Exit::Other, other.to_string()),
     }
 }
@@ -69,10 +73,24 @@ fn the_passphrase(use_vault: bool, twice: bool) -> Result<SecretBytes, Failure> 
     }
 }
 
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 fn describe(s: &Summary) -> String {
     let h = &s.header;
+    let kind = if h.flags & vault_backup::FLAG_INCREMENTAL != 0 {
+        format!(
+            "incremental backup {} (on backup {} at generation {}; it holds the changed keys, every secret's kept versions by number, and the versions written since)",
+            hex(&h.backup_id),
+            hex(&h.base_id),
+            h.base_generation
+        )
+    } else {
+        format!("backup {}", hex(&h.backup_id))
+    };
     format!(
-        "backup of vault {} at generation {}, made {}: {} secrets ({} versions), {} keys; {}{}",
+        "{kind} of vault {} at generation {}, made {}: {} secrets ({} versions), {} keys; {}{}",
         h.vault_id.to_hex(),
         h.source_generation,
         format_time(h.created_ms),
@@ -89,6 +107,31 @@ fn describe(s: &Summary) -> String {
         } else {
             format!("; comment: {}", h.comment.escape_default())
         }
+    )
+}
+
+fn describe_chain(s: &ChainSummary) -> String {
+    let (Some(first), Some(last)) = (s.headers.first(), s.headers.last()) else {
+        return "an empty chain".into();
+    };
+    let chain = if s.headers.len() == 1 {
+        format!("backup {}", hex(&first.backup_id))
+    } else {
+        format!(
+            "backup {} and {} incremental backups (the last {}, made {})",
+            hex(&first.backup_id),
+            s.headers.len() - 1,
+            hex(&last.backup_id),
+            format_time(last.created_ms)
+        )
+    };
+    format!(
+        "{chain} of vault {} at generation {}: {} secrets ({} versions), {} keys",
+        last.vault_id.to_hex(),
+        last.source_generation,
+        s.counts.secrets,
+        s.counts.versions,
+        s.counts.keys,
     )
 }
 
@@ -140,11 +183,35 @@ impl<W: Write> Write for Progress<W> {
 pub(crate) fn make(
     cli: &Cli,
     file: &Path,
+    since: Option<&Path>,
     no_compress: bool,
     comment: &Option<String>,
     use_vault_passphrase: bool,
     k: &ExportKdf,
 ) -> Result<(), Failure> {
+    // The base's header only (not secret): read before anything is asked or written.
+    let base = match since {
+        None => None,
+        Some(b) => {
+            let mut f = std::fs::File::open(b).map_err(|e| {
+                fail(
+                    Exit::NotFound,
+                    format!("cannot read the base backup {}: {e}", b.display()),
+                )
+            })?;
+            let (h, _) = vault_backup::read_header(&mut f).map_err(|e| match e {
+                BackupError::Io(io) => fail(
+                    Exit::NotFound,
+                    format!("cannot read the base backup {}: {io}", b.display()),
+                ),
+                other => fail(
+                    Exit::Usage,
+                    format!("{} is not a backup this build reads: {other}", b.display()),
+                ),
+            })?;
+            Some(h)
+        }
+    };
     let pass = current_passphrase(cli)?;
     let backup_pass = if use_vault_passphrase {
         pass.duplicate()
@@ -169,6 +236,7 @@ pub(crate) fn make(
         ));
     }
     let opts = BackupOptions {
+        base,
         compress: !no_compress,
         comment,
         kdf: params,
@@ -208,8 +276,31 @@ pub(crate) fn make(
     Ok(())
 }
 
-/// `vault backup verify FILE|-`.
-pub(crate) fn check(cli: &Cli, file: &Path, use_vault_passphrase: bool) -> Result<(), Failure> {
+/// `vault backup verify FILE|-`, or a chain: `vault backup verify FULL INCREMENTAL…`.
+pub(crate) fn check(
+    cli: &Cli,
+    files: &[PathBuf],
+    use_vault_passphrase: bool,
+) -> Result<(), Failure> {
+    if files.len() > 1 {
+        readable_files(files, "verify")?;
+        let pass = the_passphrase(use_vault_passphrase, false)?;
+        let s = vault_backup::chain::verify(files, pass.expose_secret(), &limits(cli))
+            .map_err(failure)?;
+        let mut out = crate::output::Stdout::lock();
+        out.write(
+            format!(
+                "ok: {} in {} chunks; a restore of these files, in this order, gives that vault\n",
+                describe_chain(&s),
+                s.chunks
+            )
+            .as_bytes(),
+        )?;
+        return out.finish();
+    }
+    let Some(file) = files.first() else {
+        return Err(fail(Exit::Usage, "give the backup file"));
+    };
     let pass = the_passphrase(use_vault_passphrase, false)?;
     if file.is_dir() {
         return Err(fail(
@@ -233,26 +324,40 @@ pub(crate) fn check(cli: &Cli, file: &Path, use_vault_passphrase: bool) -> Resul
     out.finish()
 }
 
-/// `vault restore FILE --to DIR`.
+/// Every file must be a regular file (a chain is read twice, and all its files at once).
+fn readable_files(files: &[PathBuf], what: &str) -> Result<(), Failure> {
+    for file in files {
+        if file == Path::new("-") || !file.is_file() {
+            let (code, why) = if file == Path::new("-") || file.exists() {
+                (
+                    Exit::Usage,
+                    format!(
+                        "{what} needs backup files (it reads them more than once), not stdin, a directory or a device"
+                    ),
+                )
+            } else {
+                (Exit::NotFound, "no such file".to_string())
+            };
+            return Err(fail(code, format!("{}: {why}", file.display())));
+        }
+    }
+    Ok(())
+}
+
+/// `vault restore FILE… --to DIR`.
 pub(crate) fn restore_into(
     cli: &Cli,
-    file: &Path,
+    files: &[PathBuf],
     to: &Path,
     force: bool,
     use_vault_passphrase: bool,
     k: &ExportKdf,
 ) -> Result<(), Failure> {
-    if file == Path::new("-") || !file.is_file() {
-        let (code, why) = if file == Path::new("-") || file.exists() {
-            (
-                Exit::Usage,
-                "restore needs a backup file (it reads it twice: to verify, then to restore), not stdin, a directory or a device",
-            )
-        } else {
-            (Exit::NotFound, "no such file")
-        };
-        return Err(fail(code, format!("{}: {why}", file.display())));
-    }
+    readable_files(files, "restore")?;
+    // The chain's headers are checked before any passphrase is asked for.
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let headers = vault_backup::chain::headers(files).map_err(failure)?;
+    vault_backup::chain::check(&names, &headers).map_err(failure)?;
     let backup_pass = the_passphrase(use_vault_passphrase, false)?;
     let new_pass = passphrase::new_for_init()?;
     let params = k.params()?;
@@ -266,7 +371,7 @@ pub(crate) fn restore_into(
         )
     };
     let s = restore(
-        file,
+        files,
         backup_pass.expose_secret(),
         &limits(cli),
         to,
@@ -275,6 +380,10 @@ pub(crate) fn restore_into(
     )
     .map_err(failure)?;
     let _ = std::io::stderr().flush();
-    stderr_line(format!("restored {} into {}", describe(&s), to.display()));
+    stderr_line(format!(
+        "restored {} into {}",
+        describe_chain(&s),
+        to.display()
+    ));
     Ok(())
 }

@@ -254,14 +254,36 @@ impl Engine {
         session: &mut dyn WriteSession,
         st: &mut State,
     ) -> Result<()> {
-        let live = st.index.live()?;
+        let mut live = st.index.live()?;
+        let keys = st.keys.clone();
+        // Sequence numbers are never used twice (FORMAT §5; an incremental backup finds what
+        // changed by them): when the highest-numbered record is no longer live, the settings
+        // are sealed anew under the next number, so that the new log, and every reader of it,
+        // keeps the high-water mark.
+        let marker = if live.last().map_or(0, |r| r.sequence) < st.max_seq {
+            live.retain(|r| r.kind != vault_format::RecordKind::Settings);
+            let p = vault_format::payload::SettingsPayload {
+                max_versions: st.index.max_versions(),
+            };
+            let env = seal::record(
+                &keys,
+                &self.vault_id,
+                &Payload::Settings(p.clone()),
+                st.max_seq + 1,
+            )?;
+            Some((env, p))
+        } else {
+            None
+        };
         let ranges = seal::part_ranges(
-            live.iter().map(|r| r.at.len as usize),
+            live.iter()
+                .map(|r| r.at.len as usize)
+                .chain(marker.iter().map(|(env, _)| env.encoded_len())),
             self.options.snapshot_part_bytes,
         );
         let extra = ranges.len() as u64 - 1;
         let first = st.generation.saturating_sub(extra).max(1);
-        let keys = st.keys.clone();
+        let mut marker_env = marker.as_ref().map(|(env, _)| env.clone());
         let mut snapshot = seal::SnapshotFrames::new(&keys, &self.vault_id, first);
         // The new places, in sequence order, each with the number of its frame for now.
         let mut moved: Vec<RecordRef> = Vec::with_capacity(live.len());
@@ -269,13 +291,17 @@ impl Engine {
             let mut parts = ranges.iter().enumerate();
             let mut frames = |source: &dyn RecordSource| {
                 let (k, r) = parts.next()?;
-                let part = live.get(r.clone()).unwrap_or_default();
+                let part = live.get(r.start.min(live.len())..r.end.min(live.len()));
+                let part = part.unwrap_or_default();
                 let frame = (|| {
-                    let mut records = Vec::with_capacity(part.len());
+                    let mut records = Vec::with_capacity(r.len());
                     for r in part {
                         let env = fetch::read_envelope(source, keys.epoch, r)?;
                         fetch::check_record(&env, &keys, &self.vault_id)?;
                         records.push(env);
+                    }
+                    if r.end > live.len() {
+                        records.extend(marker_env.take());
                     }
                     let frame = snapshot.seal(records);
                     let body = frame.encode()?;
@@ -301,16 +327,26 @@ impl Engine {
                     }
                 };
                 st.index.relocate(&mut |r| relocate(r));
+                if let Some((_, p)) = &marker {
+                    // The old settings record was not copied: the index takes the new one.
+                    let Some(r) = moved.last().copied() else {
+                        st.needs_reload = true;
+                        return Err(Error::integrity(
+                            "compaction",
+                            "the settings were not written",
+                        ));
+                    };
+                    st.index.vault.apply_settings(r, p);
+                }
                 let moved_generation = generation != st.generation;
                 st.pos = end;
                 st.generation = generation;
                 st.last_mac = mac;
-                st.index.total_bytes = live.iter().map(RecordRef::len).sum();
+                st.index.total_bytes = moved.iter().map(RecordRef::len).sum();
                 st.index.dead_bytes = 0;
-                // What a reader of the new log finds, as a handle that reads it whole does: the
-                // sequence numbers of dropped records may be used again (only their order within
-                // a log matters), and an index must say what the log says.
-                st.max_seq = live.iter().map(|r| r.sequence).max().unwrap_or(0);
+                // What a reader of the new log finds, as a handle that reads it whole does (an
+                // index must say what the log says).
+                st.max_seq = moved.iter().map(|r| r.sequence).max().unwrap_or(0);
                 if moved_generation {
                     self.record_generation(st);
                 }

@@ -84,6 +84,9 @@ pub(crate) struct SecretEntry {
     pub(crate) deleted: Option<RecordRef>,
 }
 
+/// What [`Secrets::for_each_ordered`] is given for each secret: its key, name and entry.
+pub(crate) type EachOrdered<'a> = dyn FnMut(&[u8; 32], &str, &SecretEntry) -> Result<()> + 'a;
+
 /// What [`SecretsBase::for_each`] is given for each secret: its key, name and entry.
 pub(crate) type EachSecret<'a> = dyn FnMut(&[u8; 32], &str, SecretEntry) -> Result<()> + 'a;
 
@@ -279,6 +282,45 @@ impl Secrets {
         for (name, e) in &self.changed {
             if let Some(e) = e {
                 f(name, e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` on every secret in the order of its key (`key_of` gives a name's key, the one
+    /// a checkpoint orders its secrets by): the checkpoint's secrets, read in their order,
+    /// merged with those changed since it, sorted here (as many as the checkpoint policy lets
+    /// build up between checkpoints).
+    pub(crate) fn for_each_ordered(
+        &self,
+        key_of: &dyn Fn(&str) -> [u8; 32],
+        f: &mut EachOrdered<'_>,
+    ) -> Result<()> {
+        let mut changed: Vec<([u8; 32], &str, Option<&SecretEntry>)> = self
+            .changed
+            .iter()
+            .map(|(n, e)| (key_of(n), n.as_str(), e.as_ref()))
+            .collect();
+        changed.sort_unstable_by_key(|c| c.0);
+        let mut next = changed.iter().peekable();
+        if let Some(b) = &self.base {
+            b.for_each(&mut |key, name, e| {
+                // A changed secret comes at its key; its checkpoint entry (same name, same
+                // key) is passed over.
+                while let Some((k, n, c)) = next.next_if(|c| c.0 <= *key) {
+                    if let Some(c) = c {
+                        f(k, n, c)?;
+                    }
+                }
+                if self.changed.contains_key(name) {
+                    return Ok(());
+                }
+                f(key, name, &e)
+            })?;
+        }
+        for (k, n, c) in next {
+            if let Some(c) = c {
+                f(k, n, c)?;
             }
         }
         Ok(())

@@ -1,0 +1,391 @@
+//! A chain of backups (a full backup, then incrementals, each made on the one before it)
+//! merged into the vault the last one was made of: every file is read at once, as streams in
+//! the one order their secrets share, so memory holds one item per file whatever their size.
+//!
+//! Each secret of the last backup lists its kept versions and carries those written since its
+//! base; every other version comes from the newest earlier backup that carries it (or the full
+//! backup, which carries every version it kept). A version that no backup of the chain holds
+//! means the chain is not whole, and is refused by name.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::PathBuf;
+
+use vault_format::backup::{BackupHeader, FLAG_INCREMENTAL};
+use vault_store::LoadItem;
+
+use crate::backup::ItemStream;
+use crate::payload::{Counts, Item};
+use crate::{Error, Limits};
+
+/// What a chain holds, merged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// Every backup's header, in chain order.
+    pub headers: Vec<BackupHeader>,
+    /// The merged vault's keys, secrets and secret versions.
+    pub counts: Counts,
+    /// Sealed chunks read, all files together.
+    pub chunks: u64,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn chain_err(msg: String) -> Error {
+    Error::Chain(msg)
+}
+
+/// The files are each sound but do not add up: damage, as a bad chunk is.
+fn damaged(msg: String) -> Error {
+    Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, msg))
+}
+
+/// Checks that `headers` (of the files `names`) form one chain: a full backup first, then each
+/// an incremental on the one before it (same vault, key epoch and lineage; its base id,
+/// generation and sequence those of the one before). No passphrase is needed.
+///
+/// # Errors
+/// [`Error::Chain`] naming the first file that does not follow.
+pub fn check(names: &[String], headers: &[BackupHeader]) -> Result<(), Error> {
+    let (Some(first), Some(first_name)) = (headers.first(), names.first()) else {
+        return Err(chain_err("no backup given".into()));
+    };
+    if first.flags & FLAG_INCREMENTAL != 0 {
+        return Err(chain_err(format!(
+            "{first_name} is an incremental backup (on backup {}): a chain starts with the full backup it is based on",
+            hex(&first.base_id)
+        )));
+    }
+    for (i, pair) in headers.windows(2).enumerate() {
+        let [prev, next] = pair else { continue };
+        let prev_name = names.get(i).map_or("?", String::as_str);
+        let name = names.get(i + 1).map_or("?", String::as_str);
+        if next.flags & FLAG_INCREMENTAL == 0 {
+            return Err(chain_err(format!(
+                "{name} is a full backup: only incremental backups follow the first"
+            )));
+        }
+        if next.vault_id != prev.vault_id {
+            return Err(chain_err(format!(
+                "{name} is of vault {}, {prev_name} of vault {}",
+                next.vault_id.to_hex(),
+                prev.vault_id.to_hex()
+            )));
+        }
+        if next.base_id != prev.backup_id {
+            return Err(chain_err(format!(
+                "{name} is not based on {prev_name}: its base is backup {} (generation {}), {prev_name} is backup {} (generation {}){}",
+                hex(&next.base_id),
+                next.base_generation,
+                hex(&prev.backup_id),
+                prev.source_generation,
+                if next.base_generation > prev.source_generation {
+                    " (a backup between them is missing?)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if next.base_generation != prev.source_generation
+            || next.base_sequence != prev.source_sequence
+            || next.key_epoch != prev.key_epoch
+            || next.lineage != prev.lineage
+        {
+            return Err(chain_err(format!(
+                "{name} names {prev_name} as its base but does not continue it (generation, sequence, key epoch or lineage differ)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the header of each file, without the passphrase.
+///
+/// # Errors
+/// The file's errors.
+pub fn headers(files: &[PathBuf]) -> Result<Vec<BackupHeader>, Error> {
+    files
+        .iter()
+        .map(|f| crate::read_header(&mut File::open(f)?).map(|(h, _)| h))
+        .collect()
+}
+
+/// One backup of the chain, read as a stream, with its next item looked at.
+struct Src {
+    stream: ItemStream<File>,
+    peek: Option<Item>,
+    name: String,
+}
+
+impl Src {
+    fn advance(&mut self) -> Result<(), Error> {
+        self.peek = self
+            .stream
+            .next_item()
+            .map_err(|e| in_file(&self.name, e))?;
+        Ok(())
+    }
+
+    fn order(&self) -> Option<&[u8; 32]> {
+        match &self.peek {
+            Some(Item::Secret { order, .. } | Item::Changed { order, .. }) => Some(order),
+            _ => None,
+        }
+    }
+
+    /// Passes over the secret it looks at and its versions.
+    fn skip_secret(&mut self) -> Result<(), Error> {
+        self.advance()?;
+        while matches!(self.peek, Some(Item::Version(_))) {
+            self.advance()?;
+        }
+        Ok(())
+    }
+}
+
+/// Names the file an error came from (a chunk number alone does not say which file).
+fn in_file(name: &str, e: Error) -> Error {
+    match e {
+        Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), format!("{name}: {io}"))),
+        other => other,
+    }
+}
+
+/// What an earlier backup holds of the secret being merged.
+enum Part {
+    /// The full backup: its versions, whichever they are.
+    Full,
+    /// An incremental: the versions it carries.
+    Carried(HashSet<u32>),
+}
+
+/// Reads `files` (a full backup, then its incrementals in order) as one chain and hands the
+/// merged vault to `emit`: the settings, every key, then every secret's versions, each followed
+/// by its soft delete if any. Checks the chain (headers first, before any passphrase work),
+/// every file to its last byte, that every kept version is found, and that no name is given
+/// twice.
+///
+/// # Errors
+/// [`Error::Chain`], each file's errors (naming the file), `emit`'s.
+pub fn merge(
+    files: &[PathBuf],
+    passphrase: &[u8],
+    limits: &Limits,
+    emit: &mut dyn FnMut(LoadItem) -> Result<(), Error>,
+) -> Result<ChainSummary, Error> {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let headers = headers(files)?;
+    check(&names, &headers)?;
+    let mut srcs = Vec::with_capacity(files.len());
+    for (f, name) in files.iter().zip(&names) {
+        let stream =
+            ItemStream::open(File::open(f)?, passphrase, limits).map_err(|e| in_file(name, e))?;
+        let mut src = Src {
+            stream,
+            peek: None,
+            name: name.clone(),
+        };
+        src.advance()?;
+        srcs.push(src);
+    }
+    let mut counts = Counts::default();
+    // Settings: the newest backup's.
+    let mut settings = None;
+    for s in &mut srcs {
+        if let Some(Item::Settings(m)) = s.peek {
+            settings = Some(m);
+            s.advance()?;
+        }
+    }
+    if let Some(m) = settings {
+        emit(LoadItem::Settings(m))?;
+    }
+    // Keys: in name order in every backup; a key is never removed from a vault, so every key of
+    // every backup is kept, as the newest backup holding it has it.
+    loop {
+        let next = srcs
+            .iter()
+            .filter_map(|s| match &s.peek {
+                Some(Item::Key(k, _)) => Some(k.name.clone()),
+                _ => None,
+            })
+            .min();
+        let Some(name) = next else { break };
+        let mut newest = None;
+        for s in &mut srcs {
+            if matches!(&s.peek, Some(Item::Key(k, _)) if k.name == name) {
+                newest = s.peek.take();
+                s.advance()?;
+            }
+        }
+        if let Some(Item::Key(k, v)) = newest {
+            counts.keys += 1;
+            emit(LoadItem::Key(k, v))?;
+        }
+    }
+    let last = srcs.len() - 1;
+    let mut seen_names: HashSet<u128> = HashSet::new();
+    let (a, b) = (
+        std::collections::hash_map::RandomState::new(),
+        std::collections::hash_map::RandomState::new(),
+    );
+    let hash = |name: &str| {
+        use std::hash::BuildHasher;
+        (u128::from(a.hash_one(name)) << 64) | u128::from(b.hash_one(name))
+    };
+    while let Some(driver) = srcs.get_mut(last) {
+        let (order, name, deleted, kept) = match driver.peek.take() {
+            None => break,
+            Some(Item::Secret {
+                order,
+                name,
+                deleted,
+                ..
+            }) => (order, name, deleted, None),
+            Some(Item::Changed {
+                order,
+                name,
+                deleted,
+                kept,
+            }) => (order, name, deleted, Some(kept)),
+            Some(_) => {
+                return Err(damaged(format!(
+                    "{}: an item out of place among the secrets",
+                    driver.name
+                )));
+            }
+        };
+        driver.advance()?;
+        if !seen_names.insert(hash(&name)) {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{}: backup payload: secret {name:?} is in the backup twice",
+                    driver.name
+                ),
+            )));
+        }
+        counts.secrets += 1;
+        let Some(kept) = kept else {
+            // A full backup alone: its versions as they come.
+            while matches!(driver.peek, Some(Item::Version(_))) {
+                if let Some(Item::Version(v)) = driver.peek.take() {
+                    counts.versions += 1;
+                    emit(LoadItem::Version(v))?;
+                }
+                driver.advance()?;
+            }
+            if deleted {
+                emit(LoadItem::Deleted(name))?;
+            }
+            continue;
+        };
+        // The earlier backups, brought to this secret (passing over secrets removed since).
+        let mut parts: Vec<Option<Part>> = Vec::with_capacity(last);
+        for s in srcs.iter_mut().take(last) {
+            while s.order().is_some_and(|o| *o < order) {
+                s.skip_secret()?;
+            }
+            let part = match &s.peek {
+                Some(Item::Secret {
+                    order: o, name: n, ..
+                }) if *o == order => {
+                    if *n != name {
+                        return Err(damaged(format!(
+                            "{}: secret {n:?} has the order key of {name:?} in the last backup",
+                            s.name
+                        )));
+                    }
+                    Some(Part::Full)
+                }
+                Some(Item::Changed {
+                    order: o,
+                    name: n,
+                    kept: k,
+                    ..
+                }) if *o == order => {
+                    if *n != name {
+                        return Err(damaged(format!(
+                            "{}: secret {n:?} has the order key of {name:?} in the last backup",
+                            s.name
+                        )));
+                    }
+                    Some(Part::Carried(
+                        k.iter().filter(|(_, c)| *c).map(|(v, _)| *v).collect(),
+                    ))
+                }
+                _ => None,
+            };
+            parts.push(part);
+        }
+        // Which backup each kept version comes from: the newest that carries it.
+        let supplier = |v: u32| -> Option<usize> {
+            if kept.iter().any(|(k, c)| *k == v && *c) {
+                return Some(last);
+            }
+            if !kept.iter().any(|(k, _)| *k == v) {
+                return None;
+            }
+            parts.iter().enumerate().rev().find_map(|(j, p)| match p {
+                Some(Part::Carried(set)) if set.contains(&v) => Some(j),
+                Some(Part::Full) => Some(j),
+                _ => None,
+            })
+        };
+        let mut found: HashSet<u32> = HashSet::with_capacity(kept.len());
+        for (j, s) in srcs.iter_mut().enumerate() {
+            if j < last && parts.get(j).is_none_or(Option::is_none) {
+                continue;
+            }
+            if j < last {
+                s.advance()?; // past the secret item itself
+            }
+            while let Some(Item::Version(v)) = &s.peek {
+                let take = supplier(v.version) == Some(j);
+                let Some(Item::Version(v)) = s.peek.take() else {
+                    break;
+                };
+                s.advance()?;
+                if take && found.insert(v.version) {
+                    counts.versions += 1;
+                    emit(LoadItem::Version(v))?;
+                }
+            }
+        }
+        if let Some((missing, _)) = kept.iter().find(|(v, _)| !found.contains(v)) {
+            return Err(damaged(format!(
+                "secret {name:?} version {missing} is in none of the backups of the chain (the chain is not whole: a backup missing, or one that is not a base of the next)"
+            )));
+        }
+        if deleted {
+            emit(LoadItem::Deleted(name))?;
+        }
+    }
+    // The earlier backups are read to their ends, so that each is checked whole.
+    let mut chunks = 0;
+    for s in &mut srcs {
+        while s.peek.is_some() {
+            s.advance()?;
+        }
+        chunks += s.stream.summary().chunks;
+    }
+    Ok(ChainSummary {
+        headers,
+        counts,
+        chunks,
+    })
+}
+
+/// Checks a chain without writing anything; returns what the merged vault holds.
+///
+/// # Errors
+/// As [`merge`].
+pub fn verify(
+    files: &[PathBuf],
+    passphrase: &[u8],
+    limits: &Limits,
+) -> Result<ChainSummary, Error> {
+    merge(files, passphrase, limits, &mut |_| Ok(()))
+}
