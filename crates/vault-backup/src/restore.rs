@@ -12,11 +12,30 @@ use crate::{Error, Limits};
 
 /// Most value bytes in one commit of a restore: a commit is sealed as one frame, so this bounds
 /// the restore's memory (64 MiB batches peaked at 264 MiB for a 1 GiB vault).
-const BATCH_BYTES: usize = 8 << 20;
+pub const BATCH_BYTES: usize = 8 << 20;
 /// Most items in one commit of a restore: 100 000 peaked at 101 MiB for a million secrets, 40 000
 /// at 60 MiB (25.6 s), 10 000 at 37 MiB but 48 s (each commit past 8192 records checkpoints the
 /// index).
-const BATCH_ITEMS: usize = 40_000;
+pub const BATCH_ITEMS: usize = 40_000;
+
+/// How much one commit of a restore holds at most.
+#[derive(Clone, Copy, Debug)]
+pub struct Batches {
+    /// Value bytes.
+    pub bytes: usize,
+    /// Items.
+    pub items: usize,
+}
+
+impl Default for Batches {
+    /// [`BATCH_BYTES`] and [`BATCH_ITEMS`].
+    fn default() -> Self {
+        Batches {
+            bytes: BATCH_BYTES,
+            items: BATCH_ITEMS,
+        }
+    }
+}
 
 /// Restores the backup at `files[0]`, and the incremental backups after it in order, into a
 /// new vault at `target`: the chain is verified first (nothing is written if any file is
@@ -35,6 +54,31 @@ pub fn restore(
     target: &Path,
     force: bool,
     make: &dyn Fn(&Path) -> vault_store::Result<Vault>,
+) -> Result<ChainSummary, Error> {
+    restore_in_batches(
+        files,
+        passphrase,
+        limits,
+        target,
+        force,
+        make,
+        Batches::default(),
+    )
+}
+
+/// [`restore`] with commits of at most `batches` (tests use small ones, to have many commits to
+/// interrupt).
+///
+/// # Errors
+/// As [`restore`].
+pub fn restore_in_batches(
+    files: &[PathBuf],
+    passphrase: &[u8],
+    limits: &Limits,
+    target: &Path,
+    force: bool,
+    make: &dyn Fn(&Path) -> vault_store::Result<Vault>,
+    batches: Batches,
 ) -> Result<ChainSummary, Error> {
     let refuse =
         |kind: std::io::ErrorKind, msg: String| Err(Error::Io(std::io::Error::new(kind, msg)));
@@ -93,7 +137,7 @@ pub fn restore(
         drop(claim);
         let _ = std::fs::remove_file(&claim_path);
     };
-    if let Err(e) = fill(files, passphrase, limits, &staging, &checked, make) {
+    if let Err(e) = fill(files, passphrase, limits, &staging, &checked, make, batches) {
         finish(claim);
         return Err(e);
     }
@@ -173,6 +217,7 @@ fn fill(
     staging: &Path,
     checked: &ChainSummary,
     make: &dyn Fn(&Path) -> vault_store::Result<Vault>,
+    batches: Batches,
 ) -> Result<(), Error> {
     let vault = make(staging)?;
     let mut batch: Vec<LoadItem> = Vec::new();
@@ -182,7 +227,7 @@ fn fill(
             bytes += v.value.len();
         }
         batch.push(item);
-        if bytes >= BATCH_BYTES || batch.len() >= BATCH_ITEMS {
+        if bytes >= batches.bytes || batch.len() >= batches.items {
             vault.load(std::mem::take(&mut batch), None)?;
             bytes = 0;
         }
