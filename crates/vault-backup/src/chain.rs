@@ -128,9 +128,12 @@ impl Src {
         Ok(())
     }
 
-    fn order(&self) -> Option<&[u8; 32]> {
+    /// Where the secret it looks at stands in the order secrets share: (order, name).
+    fn place(&self) -> Option<(u16, &str)> {
         match &self.peek {
-            Some(Item::Secret { order, .. } | Item::Changed { order, .. }) => Some(order),
+            Some(Item::Secret { order, name, .. } | Item::Changed { order, name, .. }) => {
+                Some((*order, name.as_str()))
+            }
             _ => None,
         }
     }
@@ -226,7 +229,9 @@ pub fn merge(
         }
     }
     let last = srcs.len() - 1;
-    let mut seen_names: HashSet<u128> = HashSet::new();
+    // Every name, as a 128-bit keyed hash (16 bytes a name), to find one given twice (each
+    // file is in strictly increasing order, but a crafted file could give a name two orders).
+    let mut seen_names: Vec<u128> = Vec::new();
     let (a, b) = (
         std::collections::hash_map::RandomState::new(),
         std::collections::hash_map::RandomState::new(),
@@ -258,15 +263,7 @@ pub fn merge(
             }
         };
         driver.advance()?;
-        if !seen_names.insert(hash(&name)) {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "{}: backup payload: secret {name:?} is in the backup twice",
-                    driver.name
-                ),
-            )));
-        }
+        seen_names.push(hash(&name));
         counts.secrets += 1;
         let Some(kept) = kept else {
             // A full backup alone: its versions as they come.
@@ -285,37 +282,21 @@ pub fn merge(
         // The earlier backups, brought to this secret (passing over secrets removed since).
         let mut parts: Vec<Option<Part>> = Vec::with_capacity(last);
         for s in srcs.iter_mut().take(last) {
-            while s.order().is_some_and(|o| *o < order) {
+            while s.place().is_some_and(|p| p < (order, name.as_str())) {
                 s.skip_secret()?;
             }
             let part = match &s.peek {
                 Some(Item::Secret {
                     order: o, name: n, ..
-                }) if *o == order => {
-                    if *n != name {
-                        return Err(damaged(format!(
-                            "{}: secret {n:?} has the order key of {name:?} in the last backup",
-                            s.name
-                        )));
-                    }
-                    Some(Part::Full)
-                }
+                }) if *o == order && *n == name => Some(Part::Full),
                 Some(Item::Changed {
                     order: o,
                     name: n,
                     kept: k,
                     ..
-                }) if *o == order => {
-                    if *n != name {
-                        return Err(damaged(format!(
-                            "{}: secret {n:?} has the order key of {name:?} in the last backup",
-                            s.name
-                        )));
-                    }
-                    Some(Part::Carried(
-                        k.iter().filter(|(_, c)| *c).map(|(v, _)| *v).collect(),
-                    ))
-                }
+                }) if *o == order && *n == name => Some(Part::Carried(
+                    k.iter().filter(|(_, c)| *c).map(|(v, _)| *v).collect(),
+                )),
                 _ => None,
             };
             parts.push(part);
@@ -363,6 +344,14 @@ pub fn merge(
             emit(LoadItem::Deleted(name))?;
         }
     }
+    seen_names.sort_unstable();
+    if seen_names.windows(2).any(|w| w.first() == w.get(1)) {
+        return Err(damaged(format!(
+            "{}: backup payload: a secret is in the backup twice",
+            names.last().map_or("", String::as_str)
+        )));
+    }
+    drop(seen_names);
     // The earlier backups are read to their ends, so that each is checked whole.
     let mut chunks = 0;
     for s in &mut srcs {

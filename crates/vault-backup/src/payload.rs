@@ -6,9 +6,9 @@
 //! item    = kind (u8) ‖ length (u32) ‖ body            (body ≤ 16 MiB)
 //!   1 key            key record (u32 length ‖ kind-7 payload) ‖ count (u32)
 //!                    ‖ (u32 length ‖ kind-3 payload)*   (the versions the key record lists)
-//!   2 secret         order key (32) ‖ name (u16 length ‖ UTF-8) ‖ deleted (u8)
+//!   2 secret         order (u16 BE) ‖ name (u16 length ‖ UTF-8) ‖ deleted (u8)
 //!                    ‖ version count (u32, ≥ 1)                      (full backups only)
-//!   5 changed secret order key (32) ‖ name (u16 length ‖ UTF-8) ‖ deleted (u8)
+//!   5 changed secret order (u16 BE) ‖ name (u16 length ‖ UTF-8) ‖ deleted (u8)
 //!                    ‖ kept count (u32, 1..=10 000) ‖ (version (u32) ‖ carried (u8))*
 //!                                                                   (incremental backups only)
 //!   3 secret version a kind-1 payload of the secret last started: its version count of them,
@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Keys come before secrets, keys in increasing order of name, secrets in strictly increasing
-//! order of their order key (so that a chain of backups can be merged as streams). Record
+//! order of (order, name) (so that a chain of backups can be merged as streams). Record
 //! payloads are FORMAT.md §6.3's, checked as a vault's records are; the end item's counts catch
 //! a payload cut short inside the compressed stream.
 
@@ -43,8 +43,8 @@ pub enum Item {
     /// A secret begins (a full backup): its name, whether it is soft-deleted, how many versions
     /// follow.
     Secret {
-        /// Its place in the order of secrets.
-        order: [u8; 32],
+        /// Its place in the order of secrets (with the name).
+        order: u16,
         /// Name.
         name: String,
         /// Soft-deleted.
@@ -55,8 +55,8 @@ pub enum Item {
     /// A secret as it is now (an incremental backup): every kept version, and which of them
     /// were written since the base and follow.
     Changed {
-        /// Its place in the order of secrets.
-        order: [u8; 32],
+        /// Its place in the order of secrets (with the name).
+        order: u16,
         /// Name.
         name: String,
         /// Soft-deleted.
@@ -195,7 +195,7 @@ impl<W: Write> PayloadWriter<W> {
                 deleted,
                 versions,
             } => {
-                body.extend_from_slice(order);
+                body.extend_from_slice(&order.to_be_bytes());
                 body.extend_from_slice(&(name.len() as u16).to_le_bytes());
                 body.extend_from_slice(name.as_bytes());
                 body.push(u8::from(*deleted));
@@ -209,7 +209,7 @@ impl<W: Write> PayloadWriter<W> {
                 deleted,
                 kept,
             } => {
-                body.extend_from_slice(order);
+                body.extend_from_slice(&order.to_be_bytes());
                 body.extend_from_slice(&(name.len() as u16).to_le_bytes());
                 body.extend_from_slice(name.as_bytes());
                 body.push(u8::from(*deleted));
@@ -264,9 +264,9 @@ pub struct PayloadReader<R: Read> {
     incremental: bool,
     /// The secret whose versions are being read.
     open: Option<Open>,
-    /// The last key's name and the last secret's order key: each must be above the last.
+    /// The last key's name and the last secret's order and name: each must be above the last.
     last_key: Option<String>,
-    last_order: Option<[u8; 32]>,
+    last_order: Option<(u16, String)>,
     done: bool,
 }
 
@@ -279,11 +279,8 @@ struct Open {
     expect: std::collections::VecDeque<u32>,
 }
 
-fn name_and_state(c: &mut Cur<'_>) -> io::Result<([u8; 32], String, bool)> {
-    let order: [u8; 32] = c
-        .take(32, "order key")?
-        .try_into()
-        .map_err(|_| bad("order key"))?;
+fn name_and_state(c: &mut Cur<'_>) -> io::Result<(u16, String, bool)> {
+    let order = u16::from_be_bytes(c.take(2, "order")?.try_into().map_err(|_| bad("order"))?);
     let n = usize::from(u16::from_le_bytes(
         c.take(2, "name length")?
             .try_into()
@@ -465,10 +462,14 @@ impl<R: Read> PayloadReader<R> {
                     }));
                 }
                 let (order, name, deleted) = name_and_state(&mut c)?;
-                if self.last_order.is_some_and(|l| l >= order) {
+                if self
+                    .last_order
+                    .as_ref()
+                    .is_some_and(|(o, n)| (*o, n.as_str()) >= (order, name.as_str()))
+                {
                     return Err(bad(format!("secret {name:?} is out of order")));
                 }
-                self.last_order = Some(order);
+                self.last_order = Some((order, name.clone()));
                 self.counts.secrets += 1;
                 if kind == 2 {
                     let versions = c.u32("version count")?;

@@ -28,7 +28,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut payload = PayloadWriter::new(Vec::new()).unwrap();
     payload
         .write(&Item::Secret {
-            order: [7; 32],
+            order: 7,
             name: "a".into(),
             deleted: false,
             versions: 1,
@@ -56,7 +56,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     // An incremental payload: one secret with two kept versions, the second carried.
     let mut inc = PayloadWriter::new(Vec::new()).unwrap();
     inc.write(&Item::Changed {
-        order: [7; 32],
+        order: 7,
         name: "a".into(),
         deleted: true,
         kept: vec![(1, false), (2, true)],

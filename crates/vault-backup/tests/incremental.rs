@@ -259,7 +259,7 @@ fn a_damaged_incremental_or_one_that_does_not_add_up_restores_nothing() {
     let mut p = PayloadWriter::new(Vec::new()).unwrap();
     p.write(&Item::Settings(10)).unwrap();
     p.write(&Item::Changed {
-        order: [0xff; 32],
+        order: 0xffff,
         name: "never-backed-up".into(),
         deleted: false,
         kept: vec![(1, false)],

@@ -287,7 +287,7 @@ fn restore_keeps_settings_and_guards_its_target() {
     let mut p = PayloadWriter::new(Vec::new()).unwrap();
     for (i, value) in [b"x", b"y"].into_iter().enumerate() {
         p.write(&Item::Secret {
-            order: [i as u8; 32],
+            order: i as u16,
             name: "dd".into(),
             deleted: false,
             versions: 1,

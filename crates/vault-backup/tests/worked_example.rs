@@ -81,7 +81,7 @@ fn example() -> Vec<u8> {
     let mut payload = PayloadWriter::new(Vec::new()).unwrap();
     payload
         .write(&Item::Secret {
-            order: seq(0xc0, 32).try_into().unwrap(),
+            order: 0xc0c1,
             name: "db/password".into(),
             deleted: false,
             versions: 1,

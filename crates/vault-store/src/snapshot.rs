@@ -9,6 +9,7 @@ use vault_format::payload::{
 
 use crate::engine::fetch::read_envelope;
 use crate::engine::index::RecordRef;
+use crate::engine::index::secrets::SecretEntry;
 use crate::engine::payload_of;
 use crate::vault::Vault;
 use crate::{Error, Result};
@@ -49,9 +50,10 @@ pub enum SnapshotItem {
     Key(KeyPayload, Vec<KeyVersionPayload>),
     /// A secret; the versions flagged `true` follow, in this order.
     Secret {
-        /// The order key: secrets come in increasing order of it, the same order in every
-        /// snapshot of one key epoch (an HMAC of the name under the index-name subkey).
-        order: [u8; 32],
+        /// The order: secrets come in strictly increasing order of (order, name), the same
+        /// order in every snapshot of one key epoch (the first two bytes, big-endian, of the
+        /// name's HMAC under the index-name subkey: the key the checkpoint is sorted by).
+        order: u16,
         /// Name.
         name: String,
         /// Soft-deleted.
@@ -163,26 +165,49 @@ impl Vault {
             f(SnapshotItem::Key(s.clone(), versions))?;
         }
         let key_of = |name: &str| vault_format::index::name_key(&keys.index_name, name);
+        // Secrets come in the checkpoint's order (by key), grouped by the key's first two bytes
+        // and sorted by name within a group: an order a reader can compare (two bytes and the
+        // name) that needs only one group's metadata here, never the vault's names.
+        let mut emit = |order: u16, name: &str, e: &SecretEntry| -> Result<()> {
+            f(SnapshotItem::Secret {
+                order,
+                name: name.to_string(),
+                deleted: e.deleted.is_some(),
+                versions: e.versions.iter().map(|(v, m)| (*v, new(&m.env))).collect(),
+            })?;
+            for m in e.versions.values().filter(|m| new(&m.env)) {
+                let Payload::SecretVersion(p) = read(&m.env)? else {
+                    return Err(Error::integrity(
+                        "secret version",
+                        "not a secret version record",
+                    ));
+                };
+                f(SnapshotItem::Version(p))?;
+            }
+            Ok(())
+        };
+        let mut group: Vec<(String, SecretEntry)> = Vec::new();
+        let mut group_order = 0u16;
+        let mut flush = |order: u16, group: &mut Vec<(String, SecretEntry)>| -> Result<()> {
+            group.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (name, e) in group.drain(..) {
+                emit(order, &name, &e)?;
+            }
+            Ok(())
+        };
         st.index
             .secrets
-            .for_each_ordered(&key_of, &mut |order, name, e| {
-                f(SnapshotItem::Secret {
-                    order: *order,
-                    name: name.to_string(),
-                    deleted: e.deleted.is_some(),
-                    versions: e.versions.iter().map(|(v, m)| (*v, new(&m.env))).collect(),
-                })?;
-                for m in e.versions.values().filter(|m| new(&m.env)) {
-                    let Payload::SecretVersion(p) = read(&m.env)? else {
-                        return Err(Error::integrity(
-                            "secret version",
-                            "not a secret version record",
-                        ));
-                    };
-                    f(SnapshotItem::Version(p))?;
+            .for_each_ordered(&key_of, &mut |key, name, e| {
+                let [k0, k1, ..] = *key;
+                let order = u16::from_be_bytes([k0, k1]);
+                if order != group_order {
+                    flush(group_order, &mut group)?;
+                    group_order = order;
                 }
+                group.push((name.to_string(), e.clone()));
                 Ok(())
-            })
+            })?;
+        flush(group_order, &mut group)
     }
 
     /// Writes `items` in one commit: what a restore replays into a new vault, batch by batch

@@ -28,7 +28,7 @@ struct Seen {
     cursor: Option<SnapshotCursor>,
     keys: Vec<String>,
     secrets: Vec<SeenSecret>,
-    orders: Vec<[u8; 32]>,
+    orders: Vec<(u16, String)>,
 }
 
 /// A secret as a snapshot gave it: name, deleted, kept versions with their carried flag, the
@@ -48,7 +48,7 @@ fn snap(v: &Vault, since: Option<&SnapshotCursor>) -> Result<Seen, Error> {
                 deleted,
                 versions,
             } => {
-                seen.orders.push(order);
+                seen.orders.push((order, name.clone()));
                 seen.secrets.push((name, deleted, versions, Vec::new()));
             }
             SnapshotItem::Version(p) => {
@@ -83,7 +83,7 @@ fn secrets_come_in_key_order_across_a_checkpoint_and_later_changes() {
     assert_eq!(seen.secrets.len(), 300 - 1 + (300..400).step_by(7).count());
     assert!(
         seen.orders.windows(2).all(|w| w[0] < w[1]),
-        "order keys strictly increase"
+        "(order, name) strictly increases"
     );
     // Every version is carried in a full snapshot.
     for (name, _, versions, values) in &seen.secrets {
