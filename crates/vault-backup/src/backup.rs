@@ -11,6 +11,7 @@ use flate2::write::GzEncoder;
 use vault_crypto::kdf::KdfParams;
 use vault_format::backup::{BackupHeader, FLAG_GZIP, FLAG_INCREMENTAL};
 use vault_store::{SnapshotItem, Vault};
+use zeroize::Zeroizing;
 
 use crate::payload::{Counts, Item, PayloadReader, PayloadWriter};
 use crate::{Error, Limits, container, create, open};
@@ -43,121 +44,217 @@ fn store_err(e: std::io::Error) -> vault_store::Error {
     vault_store::Error::storage("writing", "the backup", e)
 }
 
+/// The gzip level. Compression runs on its own thread beside the vault's reading, which is the
+/// slower of the two: level 6 costs no more time than level 1 there (a million 32-byte secrets:
+/// 2.9 s either way on 2 cores) and gives a smaller file (14.8 MiB against 17.4).
+pub const GZIP_LEVEL: u32 = 6;
+
+/// What the snapshot's thread hands the thread that compresses, seals and writes.
+enum ToSealer<W: Write> {
+    /// The container, once the header is known.
+    Start(Box<container::Sealer<W>>),
+    /// Payload bytes (secret values among them: zeroized when dropped).
+    Data(Zeroizing<Vec<u8>>),
+    /// The payload is complete: finish the container.
+    End,
+}
+
+/// The payload writer's output: each write goes to the sealing thread.
+struct Channel<W: Write>(std::sync::mpsc::SyncSender<ToSealer<W>>);
+
+/// The other side of the channel is gone: not a cause of its own (the side that stopped has
+/// the error that says why), so it is told apart from the output's own errors.
+#[derive(Debug)]
+struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the backup stopped part-way")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+fn stopped() -> std::io::Error {
+    std::io::Error::other(Stopped)
+}
+
+fn is_stopped(e: &Error) -> bool {
+    matches!(e, Error::Io(io) if io.get_ref().is_some_and(|r| r.is::<Stopped>()))
+}
+
+impl<W: Write> Write for Channel<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .send(ToSealer::Data(Zeroizing::new(buf.to_vec())))
+            .map_err(|_| stopped())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The sealing thread: compresses (or not), seals and writes what it is handed; returns the
+/// output once the payload is complete, or an error (the output is dropped unfinished when the
+/// snapshot stopped early).
+fn seal_all<W: Write>(
+    rx: std::sync::mpsc::Receiver<ToSealer<W>>,
+    compress: bool,
+) -> Result<W, Error> {
+    let Ok(ToSealer::Start(sealer)) = rx.recv() else {
+        return Err(Error::Io(stopped()));
+    };
+    let sealer = *sealer;
+    let mut gz = None;
+    let mut plain = None;
+    if compress {
+        gz = Some(GzEncoder::new(sealer, Compression::new(GZIP_LEVEL)));
+    } else {
+        plain = Some(sealer);
+    }
+    loop {
+        match rx.recv() {
+            Ok(ToSealer::Data(d)) => match (&mut gz, &mut plain) {
+                (Some(g), _) => g.write_all(&d)?,
+                (None, Some(p)) => p.write_all(&d)?,
+                _ => return Err(Error::Io(stopped())),
+            },
+            Ok(ToSealer::End) => break,
+            Ok(ToSealer::Start(_)) | Err(_) => return Err(Error::Io(stopped())),
+        }
+    }
+    match (gz, plain) {
+        (Some(g), _) => Ok(g.finish()?.finish()?),
+        (None, Some(p)) => Ok(p.finish()?),
+        _ => Err(Error::Io(stopped())),
+    }
+}
+
 /// Writes a backup of `vault` to `out` under `passphrase` (full, or incremental on
-/// `options.base`); returns what it holds.
+/// `options.base`); returns what it holds. The vault is read on this thread and the payload
+/// compressed, sealed and written on another, so the two overlap.
 ///
 /// # Errors
 /// The vault's errors (integrity, storage; an invalid-input error when the base is not in the
 /// vault's history), or `out`'s.
-pub fn backup<W: Write>(
+pub fn backup<W: Write + Send>(
     vault: &Vault,
     out: W,
     passphrase: &[u8],
     options: &BackupOptions,
 ) -> Result<(W, Summary), Error> {
-    // The header needs the snapshot's generation, known once the snapshot holds its view.
+    // The header needs the snapshot's cursor, known once the snapshot holds its view.
     enum Stage<W: Write> {
-        Before(W),
-        Plain(PayloadWriter<container::Sealer<W>>, BackupHeader),
-        Gzip(PayloadWriter<GzEncoder<container::Sealer<W>>>, BackupHeader),
+        Before(W, std::sync::mpsc::SyncSender<ToSealer<W>>),
+        Writing(Box<(PayloadWriter<Channel<W>>, BackupHeader)>),
         Gone,
     }
-    let mut stage = Stage::Before(out);
-    let mut setup_error: Option<Error> = None;
-    let mut on_item = |item: SnapshotItem| -> vault_store::Result<()> {
-        let item = match item {
-            SnapshotItem::Start(cursor) => {
-                let Stage::Before(out) = std::mem::replace(&mut stage, Stage::Gone) else {
+    let (tx, rx) = std::sync::mpsc::sync_channel(8);
+    std::thread::scope(|scope| {
+        let sealing = scope.spawn(move || seal_all(rx, options.compress));
+        let mut stage = Stage::Before(out, tx);
+        let mut setup_error: Option<Error> = None;
+        let mut on_item = |item: SnapshotItem| -> vault_store::Result<()> {
+            let item = match item {
+                SnapshotItem::Start(cursor) => {
+                    let Stage::Before(out, tx) = std::mem::replace(&mut stage, Stage::Gone) else {
+                        return Ok(());
+                    };
+                    let made = create(
+                        passphrase,
+                        options.kdf,
+                        &cursor,
+                        options.base.as_ref(),
+                        &options.comment,
+                    )
+                    .and_then(|(mut header, keys)| {
+                        if !options.compress {
+                            header.flags &= !FLAG_GZIP;
+                        }
+                        let sealer = container::Sealer::new(out, &header, &keys)?;
+                        Ok((header, sealer))
+                    });
+                    let (header, sealer) = match made {
+                        Ok(x) => x,
+                        Err(e) => {
+                            setup_error = Some(e);
+                            return Err(vault_store::Error::Invalid {
+                                what: "backup",
+                                reason: "could not start".into(),
+                            });
+                        }
+                    };
+                    tx.send(ToSealer::Start(Box::new(sealer)))
+                        .map_err(|_| store_err(stopped()))?;
+                    let w = PayloadWriter::new(Channel(tx)).map_err(store_err)?;
+                    stage = Stage::Writing(Box::new((w, header)));
                     return Ok(());
-                };
-                let made = create(
-                    passphrase,
-                    options.kdf,
-                    &cursor,
-                    options.base.as_ref(),
-                    &options.comment,
-                )
-                .and_then(|(mut header, keys)| {
-                    if !options.compress {
-                        header.flags &= !FLAG_GZIP;
-                    }
-                    let sealer = container::Sealer::new(out, &header, &keys)?;
-                    Ok((header, sealer))
-                });
-                let (header, sealer) = match made {
-                    Ok(x) => x,
-                    Err(e) => {
-                        setup_error = Some(e);
-                        return Err(vault_store::Error::Invalid {
-                            what: "backup",
-                            reason: "could not start".into(),
-                        });
-                    }
-                };
-                stage = if options.compress {
-                    let gz = GzEncoder::new(sealer, Compression::new(6));
-                    Stage::Gzip(PayloadWriter::new(gz).map_err(store_err)?, header)
-                } else {
-                    Stage::Plain(PayloadWriter::new(sealer).map_err(store_err)?, header)
-                };
-                return Ok(());
-            }
-            SnapshotItem::Settings { max_versions } => Item::Settings(max_versions),
-            SnapshotItem::Key(k, v) => Item::Key(k, v),
-            SnapshotItem::Secret {
-                order,
-                name,
-                deleted,
-                versions,
-            } => {
-                if options.base.is_some() {
-                    Item::Changed {
-                        order,
-                        name,
-                        deleted,
-                        kept: versions,
-                    }
-                } else {
-                    Item::Secret {
-                        order,
-                        name,
-                        deleted,
-                        versions: versions.len() as u32,
+                }
+                SnapshotItem::Settings { max_versions } => Item::Settings(max_versions),
+                SnapshotItem::Key(k, v) => Item::Key(k, v),
+                SnapshotItem::Secret {
+                    order,
+                    name,
+                    deleted,
+                    versions,
+                } => {
+                    if options.base.is_some() {
+                        Item::Changed {
+                            order,
+                            name,
+                            deleted,
+                            kept: versions,
+                        }
+                    } else {
+                        Item::Secret {
+                            order,
+                            name,
+                            deleted,
+                            versions: versions.len() as u32,
+                        }
                     }
                 }
+                SnapshotItem::Version(v) => Item::Version(v),
+            };
+            match &mut stage {
+                Stage::Writing(b) => b.0.write(&item).map_err(store_err),
+                _ => Err(vault_store::Error::Invalid {
+                    what: "backup",
+                    reason: "an item before the start".into(),
+                }),
             }
-            SnapshotItem::Version(v) => Item::Version(v),
         };
-        match &mut stage {
-            Stage::Plain(w, _) => w.write(&item).map_err(store_err),
-            Stage::Gzip(w, _) => w.write(&item).map_err(store_err),
-            _ => Err(vault_store::Error::Invalid {
-                what: "backup",
-                reason: "an item before the start".into(),
-            }),
+        let since = options.base.as_ref().map(crate::cursor_of);
+        let snap = vault.snapshot(since.as_ref(), &mut on_item);
+        // The payload's end, unless the snapshot failed (then the sealing thread sees the
+        // channel close without it, and stops without finishing the container).
+        let finished = match (snap, std::mem::replace(&mut stage, Stage::Gone)) {
+            (Ok(()), Stage::Writing(b)) => {
+                let (w, header) = *b;
+                w.finish()
+                    .and_then(|(ch, counts)| {
+                        ch.0.send(ToSealer::End).map_err(|_| stopped())?;
+                        Ok((header, counts))
+                    })
+                    .map_err(Error::Io)
+            }
+            (Ok(()), _) => Err(Error::Io(std::io::Error::other(
+                "the snapshot never started",
+            ))),
+            (Err(e), _) => Err(setup_error.take().unwrap_or(Error::Vault(e))),
+        };
+        let sealed = sealing
+            .join()
+            .map_err(|_| Error::Io(std::io::Error::other("the backup's writer panicked")))?;
+        // The writer's own failure is the cause when it has one (the snapshot then only saw it
+        // stop); otherwise the snapshot's.
+        match (finished, sealed) {
+            (Ok((header, counts)), Ok(out)) => Ok((out, summary(header, counts))),
+            (_, Err(w)) if !is_stopped(&w) => Err(w),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         }
-    };
-    let since = options.base.as_ref().map(crate::cursor_of);
-    let snap = vault.snapshot(since.as_ref(), &mut on_item);
-    if let Some(e) = setup_error {
-        return Err(e);
-    }
-    snap.map_err(Error::Vault)?;
-    match stage {
-        Stage::Plain(w, header) => {
-            let (sealer, counts) = w.finish()?;
-            let out = sealer.finish()?;
-            Ok((out, summary(header, counts)))
-        }
-        Stage::Gzip(w, header) => {
-            let (gz, counts) = w.finish()?;
-            let out = gz.finish()?.finish()?;
-            Ok((out, summary(header, counts)))
-        }
-        _ => Err(Error::Io(std::io::Error::other(
-            "the snapshot never started",
-        ))),
-    }
+    })
 }
 
 fn summary(header: BackupHeader, counts: Counts) -> Summary {

@@ -331,3 +331,37 @@ fn restore_keeps_settings_and_guards_its_target() {
     let junk = w.finish().unwrap();
     assert!(verify(&junk[..], BACKUP_PASS, &lim).is_err());
 }
+
+/// An output that fails part-way: the backup returns that error (not a hang, not a success),
+/// whether the failure comes early (the header) or in the middle of the payload.
+#[test]
+fn a_failing_output_fails_the_backup() {
+    struct Failing(usize);
+    impl std::io::Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0 < buf.len() {
+                return Err(std::io::Error::other("disk full (test)"));
+            }
+            self.0 -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let d = TestDir::new();
+    let v = d.create();
+    for i in 0..200 {
+        let value: Vec<u8> = (0..3000u32).map(|j| (j * 7 + i) as u8).collect();
+        v.set(&format!("s{i}"), secret(&value), SetOptions::default())
+            .unwrap();
+    }
+    for budget in [0, 100, 70_000, 300_000] {
+        match backup(&v, Failing(budget), BACKUP_PASS, &options(false)) {
+            Err(e) => assert!(e.to_string().contains("disk full"), "{budget}: {e}"),
+            Ok(_) => panic!("{budget}: a backup that could not be written succeeded"),
+        }
+    }
+    // The vault is untouched and can be backed up whole.
+    assert!(backup(&v, Vec::new(), BACKUP_PASS, &options(true)).is_ok());
+}
