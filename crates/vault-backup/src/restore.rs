@@ -222,7 +222,7 @@ fn fill(
     let vault = make(staging)?;
     let mut batch: Vec<LoadItem> = Vec::new();
     let mut bytes = 0usize;
-    chain::merge(files, passphrase, limits, &mut |item| {
+    chain::merge_verified(files, passphrase, limits, &mut |item| {
         if let LoadItem::Version(v) = &item {
             bytes += v.value.len();
         }
