@@ -69,10 +69,7 @@ type Built = (Vec<u8>, Vec<std::ops::Range<usize>>, (u64, [u8; LINK_LEN]));
 
 /// A file of `entries` (indexes set from 1) chained under `keys` (or, without, as pending
 /// entries); returns its bytes, each frame's byte range, and the last index and link.
-fn build(
-    entries: &[AuditEntry],
-    keys: Option<&AuditKeys>,
-) -> Built {
+fn build(entries: &[AuditEntry], keys: Option<&AuditKeys>) -> Built {
     let header = FileHeader {
         pending: keys.is_none(),
         vault_id: vault(),

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use vault_crypto::SecretBytes;
 use vault_format::payload::{self, Payload, SecretState, SettingsPayload};
 
+use crate::audit::On;
 use crate::engine::replay::State;
 use crate::secrets;
 use crate::secrets::SetOptions;
 use crate::vault::Vault;
 use crate::{Error, Result};
+use vault_format::audit::AuditOp;
 
 /// One change in a batch.
 #[derive(Debug)]
@@ -111,6 +113,43 @@ impl Vault {
     /// As [`Vault::set`]; if any change is refused, nothing is written.
     pub fn commit(&self, batch: Batch) -> Result<Vec<u32>> {
         let ops = batch.ops;
+        // One audit entry per operation of the batch, with the commit's outcome.
+        let audit: Vec<(AuditOp, Option<String>)> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Set { name, .. } => (AuditOp::Write, Some(name.clone())),
+                Op::State { name, state } => (
+                    match state {
+                        SecretState::Deleted => AuditOp::Delete,
+                        SecretState::Restored => AuditOp::Undelete,
+                        SecretState::Destroyed => AuditOp::Destroy,
+                    },
+                    Some(name.clone()),
+                ),
+                Op::Settings { .. } => (AuditOp::Maintenance, None),
+            })
+            .collect();
+        let r = self.commit_ops(ops);
+        let outcome = r.as_ref().map_or_else(Error::audit_class, |_| 0);
+        let versions = r.as_ref().map(Vec::as_slice).unwrap_or_default();
+        let mut written = versions.iter();
+        let entries: Vec<_> = audit
+            .iter()
+            .map(|(op, name)| {
+                let detail = match op {
+                    AuditOp::Write => written.next().map(|v| format!("v{v}")).unwrap_or_default(),
+                    AuditOp::Maintenance => "settings".to_string(),
+                    _ => String::new(),
+                };
+                let on = name.as_deref().map_or(On::Nothing, On::Secret);
+                (*op, on, outcome, detail)
+            })
+            .collect();
+        self.e.record(&entries);
+        r
+    }
+
+    fn commit_ops(&self, ops: Vec<Op>) -> Result<Vec<u32>> {
         self.e.write_txn(move |st| {
             let mut p = Prepare {
                 st,

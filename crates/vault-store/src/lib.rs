@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod audit;
 mod backend;
 mod batch;
 mod engine;
@@ -46,6 +47,7 @@ mod transfer;
 mod vault;
 mod verify;
 
+pub use audit::AuditRead;
 pub use backend::{
     Appended, Backend, CHECK_LEN, Cursor, FileBackend, FileBackendOptions, Frames, IndexFile,
     IndexSink, IndexWriter, MemoryBackend, ReadOutcome, ReadSession, RecordAt, RecordSource,
@@ -71,6 +73,7 @@ pub use verify::VerifyReport;
 pub use vault_crypto::SecretBytes;
 pub use vault_crypto::kdf::{self, KdfParams};
 pub use vault_format::Error as FormatError;
+pub use vault_format::audit::{AuditEntry, AuditOp, Target as AuditTarget};
 pub use vault_format::export::{
     ExportContents, from_json as export_from_json, to_json as export_to_json,
 };

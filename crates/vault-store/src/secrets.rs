@@ -4,11 +4,13 @@
 use vault_crypto::SecretBytes;
 use vault_format::payload::{Payload, SecretState, SecretStatePayload, SecretVersionPayload, Tag};
 
+use crate::audit::On;
 use crate::batch::{Batch, Op, Prepare, check_name};
 use crate::engine::payload_of;
 use crate::sync;
 use crate::vault::Vault;
 use crate::{Error, Result};
+use vault_format::audit::AuditOp;
 
 /// A secret version as read.
 #[derive(Debug)]
@@ -67,7 +69,8 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`] if there is no such secret or it is deleted; integrity errors.
     pub fn get(&self, name: &str) -> Result<Secret> {
-        self.get_version_opt(name, None)
+        let r = self.get_version_opt(name, None);
+        self.audited(AuditOp::Read, On::Secret(name), r)
     }
 
     /// Reads version `version` of `name`.
@@ -75,7 +78,8 @@ impl Vault {
     /// # Errors
     /// As [`Vault::get`].
     pub fn get_version(&self, name: &str, version: u32) -> Result<Secret> {
-        self.get_version_opt(name, Some(version))
+        let r = self.get_version_opt(name, Some(version));
+        self.audited(AuditOp::Read, On::Secret(name), r)
     }
 
     fn get_version_opt(&self, name: &str, version: Option<u32>) -> Result<Secret> {
@@ -114,6 +118,11 @@ impl Vault {
     /// # Errors
     /// If catching up with other writers fails.
     pub fn list(&self, include_deleted: bool) -> Result<Vec<SecretInfo>> {
+        let r = self.list_inner(include_deleted);
+        self.audited(AuditOp::List, On::Nothing, r)
+    }
+
+    fn list_inner(&self, include_deleted: bool) -> Result<Vec<SecretInfo>> {
         self.e.refresh()?;
         let st = sync::read(&self.e.state);
         let mut out = Vec::new();
@@ -137,6 +146,11 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`].
     pub fn history(&self, name: &str) -> Result<Vec<VersionInfo>> {
+        let r = self.history_inner(name);
+        self.audited(AuditOp::List, On::Secret(name), r)
+    }
+
+    fn history_inner(&self, name: &str) -> Result<Vec<VersionInfo>> {
         self.e.refresh()?;
         let st = sync::read(&self.e.state);
         let e = st.index.secrets.get(name)?.ok_or_else(|| Error::NotFound {

@@ -7,6 +7,7 @@ use vault_crypto::{Key256, SecretBytes};
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload, SettingsPayload};
 use vault_format::{KeySlot, VaultHeader, VaultId};
 
+use crate::audit::On;
 use crate::backend::Backend;
 use crate::engine::index::DEFAULT_MAX_VERSIONS;
 use crate::engine::seal::{self, Chain};
@@ -16,6 +17,7 @@ use crate::engine::{Engine, HeaderView, binding, decode_header, now_ms};
 use crate::sync::{self, Arc};
 use crate::verify::VerifyReport;
 use crate::{Error, Result};
+use vault_format::audit::AuditOp;
 
 pub use crate::engine::options::{Clock, VaultOptions};
 
@@ -160,7 +162,24 @@ impl Vault {
             // then check under the lock that the header is still the one unlocked.
             let bytes = backend.read_header()?;
             let header = decode_header(&bytes, &backend.location())?;
-            let (master, slot_id) = unlock::unlock(&header, input, &options.kdf_limit)?;
+            let (master, slot_id) = match unlock::unlock(&header, input, &options.kdf_limit) {
+                Ok(x) => x,
+                Err(e) => {
+                    // No key: recorded in the pending file, folded in at the next unlock.
+                    if matches!(e, Error::WrongPassphrase)
+                        && let Some((dir, io)) = backend.audit_place()
+                    {
+                        let files = crate::audit::AuditFiles::new(
+                            &dir,
+                            io,
+                            header.vault_id,
+                            options.lock_timeout,
+                        );
+                        Engine::record_failed_unlock(&files, e.audit_class(), &options.clock);
+                    }
+                    return Err(e);
+                }
+            };
             let keys = Keys::derive(&master, &header.vault_id, header.key_epoch, slot_id);
             let opened = match input {
                 unlock::Unlock::Passphrase(p) => {
@@ -191,7 +210,15 @@ impl Vault {
                 // Another process rotated the master key after the header was read.
                 Err(Error::Rekeyed) => last = Error::Rekeyed,
                 Err(e) => return Err(e),
-                Ok(report) => return Ok((vault, report)),
+                Ok(report) => {
+                    let slot = format!("slot {slot_id}");
+                    let mut entries = vec![(AuditOp::Unlock, On::Nothing, 0, slot)];
+                    if report.is_some() {
+                        entries.push((AuditOp::Verify, On::Nothing, 0, String::new()));
+                    }
+                    vault.e.record(&entries);
+                    return Ok((vault, report));
+                }
             }
         }
         Err(last)

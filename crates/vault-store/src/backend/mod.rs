@@ -188,6 +188,11 @@ pub enum Appended {
 pub trait Backend: Send + Sync {
     /// Human-readable location, for messages.
     fn location(&self) -> String;
+    /// Where the vault's audit trail is kept (its directory and the I/O layer to write it
+    /// through), for a backend that keeps one; `None` keeps no audit trail.
+    fn audit_place(&self) -> Option<(std::path::PathBuf, std::sync::Arc<dyn crate::io::Io>)> {
+        None
+    }
     /// Whether a vault, or any part of one, exists here.
     fn exists(&self) -> Result<bool>;
     /// Creates the vault: the log of `key_epoch` holding `snapshot`, then the header (which makes

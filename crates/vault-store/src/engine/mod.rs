@@ -59,6 +59,8 @@ pub(crate) struct Engine {
     /// record sequence it came from (a use checks the key's state first, every time; only the
     /// read of the material is saved). Zeroized when dropped.
     pub(crate) material: Mutex<MaterialCache>,
+    /// The audit trail's files, for a backend that keeps them.
+    pub(crate) audit: Option<crate::audit::AuditFiles>,
 }
 
 /// Key material by (key name, version), with the key epoch and record sequence it was read from.
@@ -147,6 +149,9 @@ impl Engine {
             options.rollback_dir.as_deref(),
         );
         let rollback = RollbackFile::new(store, &vault_id);
+        let audit = backend.audit_place().map(|(dir, io)| {
+            crate::audit::AuditFiles::new(&dir, io, vault_id, options.lock_timeout)
+        });
         Self {
             backend,
             vault_id,
@@ -158,6 +163,7 @@ impl Engine {
             accepted: Mutex::new(None),
             opened: Mutex::new(None),
             material: Mutex::new(std::collections::HashMap::new()),
+            audit,
         }
     }
 }

@@ -12,6 +12,8 @@ pub(crate) struct Keys {
     pub(crate) rollback: RollbackKey,
     pub(crate) index: IndexKey,
     pub(crate) index_name: IndexNameKey,
+    /// The audit trail's keys (from the master key's audit subkey).
+    pub(crate) audit: vault_format::audit::AuditKeys,
     pub(crate) slot_id: u16,
 }
 
@@ -25,6 +27,10 @@ impl Keys {
             rollback: RollbackKey::derive(master, ctx),
             index: IndexKey::derive(master, ctx),
             index_name: IndexNameKey::derive(master, ctx),
+            audit: vault_format::audit::AuditKeys::derive(
+                &vault_crypto::derive::subkey(master, vault_crypto::derive::Purpose::Audit, ctx),
+                vault_id,
+            ),
             slot_id,
         }
     }

@@ -296,6 +296,15 @@ impl Vault {
     /// [`KeyError::Exists`]; [`Error::Invalid`] for a bad name or a policy allowing what the
     /// algorithm cannot do; storage errors.
     pub fn create_key(&self, name: &str, spec: KeySpec) -> Result<KeyInfo> {
+        let r = self.create_key_inner(name, spec);
+        self.audited(
+            vault_format::audit::AuditOp::KeyCreate,
+            crate::audit::On::Key(name),
+            r,
+        )
+    }
+
+    fn create_key_inner(&self, name: &str, spec: KeySpec) -> Result<KeyInfo> {
         check_name(name)?;
         let capable = spec.algorithm.capable();
         let allowed = spec.allowed.unwrap_or(capable);
@@ -417,7 +426,12 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Invalid`] past the most versions a key can have.
     pub fn rotate_key(&self, name: &str, options: RotateOptions) -> Result<u32> {
-        self.change_key(name, |_, s, now, out| rotate_into(s, options, now, out))
+        let r = self.change_key(name, |_, s, now, out| rotate_into(s, options, now, out));
+        self.audited(
+            vault_format::audit::AuditOp::KeyRotate,
+            crate::audit::On::Key(name),
+            r,
+        )
     }
 
     /// Rotates every key whose primary is older than its rotation period, in one commit;

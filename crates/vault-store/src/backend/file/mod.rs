@@ -168,6 +168,10 @@ impl Backend for FileBackend {
         self.dir.display().to_string()
     }
 
+    fn audit_place(&self) -> Option<(PathBuf, StdArc<dyn crate::io::Io>)> {
+        Some((self.dir.clone(), self.io.clone()))
+    }
+
     fn exists(&self) -> Result<bool> {
         let header = self.path(HEADER);
         match self.io.stamp(&header) {

@@ -1,0 +1,613 @@
+//! The audit trail's files (docs/designs/audit.md; FORMAT.md §6.13): appending an entry to the
+//! chain of the vault's key epoch under the audit lock, entries recorded before an unlock (the
+//! pending file) and their folding into the chain, starting a new epoch's file at a master-key
+//! rotation, and reading and checking everything.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vault_format::VaultId;
+use vault_format::audit::{
+    AuditEntry, AuditKeys, AuditOp, FILE_HEADER_LEN, FLAG_BEFORE_UNLOCK, FRAME_OVERHEAD,
+    FileHeader, LINK_LEN, MAX_ENTRY, Tail, Target, check_file, frame, frames, last_frame,
+    pending_link,
+};
+
+use crate::io::{Io, IoFile, IoLock};
+use crate::{Error, Result};
+
+/// The lock every append takes (a file of its own, never renamed).
+pub(crate) const LOCK: &str = "audit.lock";
+/// Entries recorded before an unlock.
+pub(crate) const PENDING: &str = "audit.pending";
+const EPOCH_LABEL: &[u8] = b"vault v1 audit epoch";
+/// What a folded entry's detail starts with: the pending file's last link follows, so a fold
+/// interrupted after it appended is not appended twice.
+const FOLDED: &str = "folded ";
+
+/// The name of the chain file of key epoch `epoch`.
+pub(crate) fn chain_name(epoch: u32) -> String {
+    format!("audit.{epoch}")
+}
+
+/// The acting process: pid, uid, host name.
+pub(crate) fn process() -> (u32, u32, String) {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .chars()
+        .take(64)
+        .collect();
+    (std::process::id(), rustix::process::getuid().as_raw(), host)
+}
+
+/// A vault's audit files.
+pub(crate) struct AuditFiles {
+    dir: PathBuf,
+    io: Arc<dyn Io>,
+    vault_id: VaultId,
+    timeout: Duration,
+}
+
+/// Where a chain file stands: its handle, its length, the next entry's index and the link
+/// before it.
+struct ChainEnd {
+    file: Box<dyn IoFile>,
+    len: u64,
+    next: u64,
+    previous: [u8; LINK_LEN],
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl AuditFiles {
+    pub(crate) fn new(dir: &Path, io: Arc<dyn Io>, vault_id: VaultId, timeout: Duration) -> Self {
+        AuditFiles {
+            dir: dir.to_path_buf(),
+            io,
+            vault_id,
+            timeout,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn damaged(&self, name: &str, why: impl Into<String>) -> Error {
+        Error::integrity(self.path(name).display().to_string(), why)
+    }
+
+    /// Takes the audit lock (exclusive; held until dropped), waiting up to the timeout.
+    fn lock(&self) -> Result<Box<dyn IoLock>> {
+        let path = self.path(LOCK);
+        let f = self
+            .io
+            .open_lock(&path, true)
+            .map_err(|e| Error::io("opening", &path, e))?;
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(100);
+        loop {
+            if f.try_lock(true)
+                .map_err(|e| Error::io("locking", &path, e))?
+            {
+                return Ok(f);
+            }
+            let waited = start.elapsed();
+            if waited >= self.timeout {
+                return Err(Error::Busy {
+                    waited_ms: waited.as_millis() as u64,
+                });
+            }
+            std::thread::sleep(pause.min(self.timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    fn read_all(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(name);
+        match self.io.open_read(&path) {
+            Ok(f) => Ok(Some(
+                f.read_from(0).map_err(|e| Error::io("reading", &path, e))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("opening", &path, e)),
+        }
+    }
+
+    /// Opens (or starts) the file `name` and finds its end: the last whole frame, read from the
+    /// end; a torn last append is cut (only that: bytes that are not a frame are damage).
+    fn end_of(&self, name: &str, pending: bool, start: (u64, [u8; LINK_LEN])) -> Result<ChainEnd> {
+        let path = self.path(name);
+        let file = match self.io.open_rw(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let f = self
+                    .io
+                    .create_new(&path)
+                    .map_err(|e| Error::io("creating", &path, e))?;
+                let header = FileHeader {
+                    pending,
+                    vault_id: self.vault_id,
+                    first_index: start.0,
+                    previous: start.1,
+                };
+                f.write_all_at(&header.encode(), 0)
+                    .map_err(|e| Error::io("writing", &path, e))?;
+                f
+            }
+            Err(e) => return Err(Error::io("opening", &path, e)),
+        };
+        let len = file
+            .stamp()
+            .map_err(|e| Error::io("reading", &path, e))?
+            .len;
+        let head_len = FILE_HEADER_LEN as u64;
+        if len < head_len {
+            // A creation cut short before its header was whole: nothing in it yet.
+            let header = FileHeader {
+                pending,
+                vault_id: self.vault_id,
+                first_index: start.0,
+                previous: start.1,
+            };
+            file.set_len(0)
+                .and_then(|()| file.write_all_at(&header.encode(), 0))
+                .map_err(|e| Error::io("writing", &path, e))?;
+            return Ok(ChainEnd {
+                file,
+                len: head_len,
+                next: start.0,
+                previous: start.1,
+            });
+        }
+        let mut head = vec![0u8; FILE_HEADER_LEN];
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| Error::io("reading", &path, e))?;
+        let header =
+            FileHeader::decode(&head, pending).map_err(|e| self.damaged(name, e.to_string()))?;
+        if header.vault_id != self.vault_id {
+            return Err(self.damaged(name, "it is another vault's audit file"));
+        }
+        if len == head_len {
+            return Ok(ChainEnd {
+                file,
+                len,
+                next: header.first_index,
+                previous: header.previous,
+            });
+        }
+        // The last frame, read backwards from the end (a frame is at most this long).
+        let window = (MAX_ENTRY + FRAME_OVERHEAD) as u64;
+        let from = len.saturating_sub(window).max(head_len);
+        let tail = file
+            .read_from(from)
+            .map_err(|e| Error::io("reading", &path, e))?;
+        if let Some(f) = last_frame(&tail)
+            && let Ok(e) = AuditEntry::decode(f.entry)
+            && (from + f.offset as u64 > head_len || e.index == header.first_index)
+        {
+            return Ok(ChainEnd {
+                file,
+                len,
+                next: e.index + 1,
+                previous: f.link,
+            });
+        }
+        // Not a whole frame at the end: read it all to tell a torn append from damage.
+        let all = file
+            .read_from(head_len)
+            .map_err(|e| Error::io("reading", &path, e))?;
+        let (fs, tail) = frames(&all);
+        match tail {
+            Tail::Torn(at) => {
+                let keep = head_len + at as u64;
+                tracing::warn!(file = %path.display(), cut = len - keep, "cutting a torn audit append");
+                file.set_len(keep)
+                    .map_err(|e| Error::io("truncating", &path, e))?;
+                let (next, previous) = match fs.last() {
+                    Some(f) => (
+                        AuditEntry::decode(f.entry)
+                            .map_err(|e| self.damaged(name, e.to_string()))?
+                            .index
+                            + 1,
+                        f.link,
+                    ),
+                    None => (header.first_index, header.previous),
+                };
+                Ok(ChainEnd {
+                    file,
+                    len: keep,
+                    next,
+                    previous,
+                })
+            }
+            _ => Err(self.damaged(
+                name,
+                "its end is not an audit entry (run `vault audit verify`)",
+            )),
+        }
+    }
+
+    /// Appends `entries` (their indexes set here, in order) to the chain of `epoch` under
+    /// `keys`, folding any pending entries in first; syncs when `sync`. The lock is held
+    /// throughout, and the chain's end is read under it.
+    pub(crate) fn append(
+        &self,
+        keys: &AuditKeys,
+        epoch: u32,
+        entries: Vec<AuditEntry>,
+        sync: bool,
+    ) -> Result<u64> {
+        let _lock = self.lock()?;
+        // A process still on an older key epoch after a rotation sealed its file: its entry is
+        // kept without a key, and folded in by the next process on the current epoch.
+        if self.io.stamp(&self.path(&chain_name(epoch + 1))).is_ok() {
+            for e in entries {
+                self.append_pending_locked(e, sync)?;
+            }
+            return Ok(0);
+        }
+        let start = self.epoch_start(epoch)?;
+        let mut end = self.end_of(&chain_name(epoch), false, start)?;
+        let folded = self.take_pending(&end)?;
+        let mut last = 0;
+        let mut out = Vec::new();
+        for mut e in folded.into_iter().chain(entries) {
+            e.index = end.next;
+            let bytes = e
+                .encode()
+                .map_err(|e| Error::invalid("audit entry", e.to_string()))?;
+            let link = keys.link(&end.previous, &bytes);
+            out.extend_from_slice(
+                &frame(&bytes, &link).map_err(|e| Error::invalid("audit entry", e.to_string()))?,
+            );
+            last = e.index;
+            end.next += 1;
+            end.previous = link;
+        }
+        let path = self.path(&chain_name(epoch));
+        end.file
+            .write_all_at(&out, end.len)
+            .map_err(|e| Error::io("writing", &path, e))?;
+        if sync {
+            end.file
+                .sync_data()
+                .map_err(|e| Error::io("syncing", &path, e))?;
+        }
+        // Only once the folded entries are in the chain is the pending file removed.
+        if self.io.stamp(&self.path(PENDING)).is_ok() {
+            if !sync {
+                end.file
+                    .sync_data()
+                    .map_err(|e| Error::io("syncing", &path, e))?;
+            }
+            self.io
+                .remove(&self.path(PENDING))
+                .map_err(|e| Error::io("removing", self.path(PENDING), e))?;
+        }
+        Ok(last)
+    }
+
+    /// Where the chain of `epoch` starts: index 1 and a zero link, or, after a rotation, the
+    /// entry after the previous epoch's last and that whole file's hash.
+    fn epoch_start(&self, epoch: u32) -> Result<(u64, [u8; LINK_LEN])> {
+        if epoch == 0 {
+            return Ok((1, [0; LINK_LEN]));
+        }
+        let Some(old) = self.read_all(&chain_name(epoch - 1))? else {
+            return Ok((1, [0; LINK_LEN]));
+        };
+        let next = match last_frame(old.get(FILE_HEADER_LEN..).unwrap_or_default()) {
+            Some(f) => {
+                AuditEntry::decode(f.entry)
+                    .map_err(|e| self.damaged(&chain_name(epoch - 1), e.to_string()))?
+                    .index
+                    + 1
+            }
+            None => {
+                FileHeader::decode(&old, false)
+                    .map_err(|e| self.damaged(&chain_name(epoch - 1), e.to_string()))?
+                    .first_index
+            }
+        };
+        Ok((next, epoch_link(&old)))
+    }
+
+    /// The pending entries to fold into the chain whose end is `end` (none when the chain's
+    /// last entry shows they were folded already), flagged as recorded before an unlock; the
+    /// last carries the pending file's last link.
+    fn take_pending(&self, end: &ChainEnd) -> Result<Vec<AuditEntry>> {
+        let Some(bytes) = self.read_all(PENDING)? else {
+            return Ok(Vec::new());
+        };
+        let check = check_file(&bytes, true, &self.vault_id, None, None)
+            .map_err(|e| self.damaged(PENDING, e.to_string()))?;
+        let last_link = check.chain.last.1;
+        let marker = format!("{FOLDED}{}", hex(&last_link));
+        // Interrupted after appending, before removing the file: the chain ends with them.
+        let head_len = FILE_HEADER_LEN as u64;
+        if end.len > head_len {
+            let window = (MAX_ENTRY + FRAME_OVERHEAD) as u64;
+            let from = end.len.saturating_sub(window).max(head_len);
+            let tail = end
+                .file
+                .read_from(from)
+                .map_err(|e| Error::io("reading", self.path(PENDING), e))?;
+            if let Some(f) = last_frame(&tail)
+                && AuditEntry::decode(f.entry).is_ok_and(|e| e.detail == marker)
+            {
+                return Ok(Vec::new());
+            }
+        }
+        let (fs, _) = frames(bytes.get(FILE_HEADER_LEN..).unwrap_or_default());
+        let mut out: Vec<AuditEntry> = fs
+            .iter()
+            .take(check.chain.verified as usize)
+            .filter_map(|f| AuditEntry::decode(f.entry).ok())
+            .map(|mut e| {
+                e.flags |= FLAG_BEFORE_UNLOCK;
+                e
+            })
+            .collect();
+        if let Some((at, why)) = check.problem {
+            // What did not verify is reported in the chain, not silently dropped.
+            let (pid, uid, host) = process();
+            out.push(AuditEntry {
+                index: 0,
+                time_ms: crate::engine::now_ms(),
+                op: AuditOp::Maintenance,
+                outcome: 5,
+                flags: FLAG_BEFORE_UNLOCK,
+                generation: 0,
+                pid,
+                uid,
+                host,
+                target: Target::None,
+                detail: format!("pending audit entries from {at} on did not verify: {why}")
+                    .chars()
+                    .take(900)
+                    .collect(),
+            });
+        }
+        if let Some(last) = out.last_mut() {
+            last.detail = marker;
+        }
+        Ok(out)
+    }
+
+    /// Appends `entry` to the pending file (no key: a failed unlock, or a process whose epoch a
+    /// rotation sealed).
+    pub(crate) fn append_pending(&self, entry: AuditEntry, sync: bool) -> Result<()> {
+        let _lock = self.lock()?;
+        self.append_pending_locked(entry, sync)
+    }
+
+    fn append_pending_locked(&self, mut entry: AuditEntry, sync: bool) -> Result<()> {
+        let end = self.end_of(PENDING, true, (1, [0; LINK_LEN]))?;
+        entry.index = end.next;
+        let bytes = entry
+            .encode()
+            .map_err(|e| Error::invalid("audit entry", e.to_string()))?;
+        let link = pending_link(&self.vault_id, &end.previous, &bytes);
+        let f = frame(&bytes, &link).map_err(|e| Error::invalid("audit entry", e.to_string()))?;
+        let path = self.path(PENDING);
+        end.file
+            .write_all_at(&f, end.len)
+            .map_err(|e| Error::io("writing", &path, e))?;
+        if sync {
+            end.file
+                .sync_data()
+                .map_err(|e| Error::io("syncing", &path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Every entry of every chain file, oldest first, with each file's check; and the pending
+    /// entries not yet folded.
+    pub(crate) fn read(&self, keys: &AuditKeys, epoch: u32) -> Result<AuditRead> {
+        let _lock = self.lock()?;
+        let mut epochs: Vec<u32> = self
+            .io
+            .list_dir(&self.dir)
+            .map_err(|e| Error::io("listing", &self.dir, e))?
+            .iter()
+            .filter_map(|n| n.strip_prefix("audit.")?.parse().ok())
+            .filter(|e| *e <= epoch)
+            .collect();
+        epochs.sort_unstable();
+        let mut out = AuditRead::default();
+        let mut expected: Option<(u64, [u8; LINK_LEN])> = None;
+        for e in epochs {
+            let name = chain_name(e);
+            let Some(bytes) = self.read_all(&name)? else {
+                continue;
+            };
+            // An older epoch's entries are checked through the next file's link to their
+            // hash (its key is gone); the current one's by their MACs.
+            let current = e == epoch;
+            let check = check_file(&bytes, false, &self.vault_id, current.then_some(keys), None)
+                .map_err(|err| self.damaged(&name, err.to_string()))?;
+            if let Some((first, previous)) = expected
+                && (check.header.first_index != first || check.header.previous != previous)
+                && out.problem.is_none()
+            {
+                out.problem = Some((
+                    check.header.first_index,
+                    format!(
+                        "{name} does not continue the file before it (that file changed after the rotation that sealed it, or a file is missing)"
+                    ),
+                ));
+            }
+            let (fs, _) = frames(bytes.get(FILE_HEADER_LEN..).unwrap_or_default());
+            for f in &fs {
+                if let Ok(entry) = AuditEntry::decode(f.entry) {
+                    out.entries.push(entry);
+                }
+            }
+            if current && out.problem.is_none() {
+                out.problem = check.problem.clone();
+            }
+            if !current && out.problem.is_none() && check.problem.is_some() {
+                // Only structure can be checked without the key; links are checked later.
+                if let Some((i, why)) = check.problem.as_ref().filter(|(_, w)| !w.contains("link"))
+                {
+                    out.problem = Some((*i, why.clone()));
+                }
+            }
+            let last_index = fs
+                .last()
+                .and_then(|f| AuditEntry::decode(f.entry).ok())
+                .map_or(check.header.first_index.saturating_sub(1), |e| e.index);
+            expected = Some((last_index + 1, epoch_link(&bytes)));
+            out.files.push((e, fs.len() as u64));
+        }
+        if let Some(bytes) = self.read_all(PENDING)? {
+            let (fs, _) = frames(bytes.get(FILE_HEADER_LEN..).unwrap_or_default());
+            out.pending = fs.len() as u64;
+        }
+        Ok(out)
+    }
+}
+
+/// What a file's successor links to: the hash of the whole file.
+fn epoch_link(bytes: &[u8]) -> [u8; LINK_LEN] {
+    vault_crypto::hash::sha256(&[EPOCH_LABEL, bytes])
+}
+
+/// The audit trail as read: every entry, the chain files by epoch with their entry counts, the
+/// first problem the checks found, and entries recorded before an unlock not yet folded in.
+#[derive(Debug, Default)]
+pub struct AuditRead {
+    /// Entries, oldest first.
+    pub entries: Vec<AuditEntry>,
+    /// (key epoch, entries in its file).
+    pub files: Vec<(u32, u64)>,
+    /// The first entry the checks found wrong, and why.
+    pub problem: Option<(u64, String)>,
+    /// Entries in the pending file.
+    pub pending: u64,
+}
+
+/// What an audited operation acted on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum On<'a> {
+    /// Nothing named (an unlock, a verify).
+    Nothing,
+    /// A secret.
+    Secret(&'a str),
+    /// A managed key.
+    Key(&'a str),
+}
+
+impl crate::Error {
+    /// The class an audit entry records for this error: the CLI's exit code for it.
+    pub(crate) fn audit_class(&self) -> u8 {
+        use crate::Error as E;
+        match self {
+            E::WrongPassphrase => 3,
+            E::NotFound { .. } | E::NoVault(_) => 4,
+            e if e.is_integrity() => 5,
+            E::Busy { .. } => 6,
+            E::Conflict { .. } | E::AlreadyExists(_) => 7,
+            E::Invalid { .. } => 2,
+            E::Key(_) => 8,
+            _ => 1,
+        }
+    }
+}
+
+impl crate::engine::Engine {
+    /// Appends one entry per `(operation, target, outcome, detail)` to the audit trail, in one
+    /// append (a vault without one records nothing). A failure to write is logged, not returned:
+    /// the operation it records has happened.
+    pub(crate) fn record(&self, entries: &[(AuditOp, On<'_>, u8, String)]) {
+        let Some(files) = &self.audit else { return };
+        let (keys, generation) = {
+            let st = crate::sync::read(&self.state);
+            (st.keys.clone(), st.generation)
+        };
+        let (pid, uid, host) = process();
+        let time_ms = self.options.clock.now_ms();
+        let entries = entries
+            .iter()
+            .map(|(op, on, outcome, detail)| AuditEntry {
+                index: 0,
+                time_ms,
+                op: *op,
+                outcome: *outcome,
+                flags: 0,
+                generation,
+                pid,
+                uid,
+                host: host.clone(),
+                target: match on {
+                    On::Nothing => Target::None,
+                    On::Secret(n) => Target::Hashed(keys.audit.name_hash(1, n)),
+                    On::Key(n) => Target::Hashed(keys.audit.name_hash(2, n)),
+                },
+                detail: detail.chars().take(256).collect(),
+            })
+            .collect();
+        if let Err(e) = files.append(&keys.audit, keys.epoch, entries, false) {
+            tracing::warn!(error = %e, "the audit trail could not be written");
+        }
+    }
+
+    /// Records a failed unlock (no key: in the pending file).
+    pub(crate) fn record_failed_unlock(files: &AuditFiles, outcome: u8, clock: &crate::Clock) {
+        let (pid, uid, host) = process();
+        let entry = AuditEntry {
+            index: 0,
+            time_ms: clock.now_ms(),
+            op: AuditOp::FailedUnlock,
+            outcome,
+            flags: 0,
+            generation: 0,
+            pid,
+            uid,
+            host,
+            target: Target::None,
+            detail: String::new(),
+        };
+        if let Err(e) = files.append_pending(entry, false) {
+            tracing::warn!(error = %e, "the failed unlock could not be recorded");
+        }
+    }
+}
+
+impl crate::Vault {
+    /// Records `op` on `on` with the outcome of `r`, and passes `r` on.
+    pub(crate) fn audited<T>(
+        &self,
+        op: AuditOp,
+        on: On<'_>,
+        r: crate::Result<T>,
+    ) -> crate::Result<T> {
+        let outcome = r.as_ref().map_or_else(crate::Error::audit_class, |_| 0);
+        self.e.record(&[(op, on, outcome, String::new())]);
+        r
+    }
+
+    /// The audit trail as read and checked: every entry, and the first problem.
+    ///
+    /// # Errors
+    /// Storage errors; a file that is not this vault's audit file.
+    pub fn audit_trail(&self) -> crate::Result<AuditRead> {
+        let Some(files) = &self.e.audit else {
+            return Ok(AuditRead::default());
+        };
+        let keys = crate::sync::read(&self.e.state).keys.clone();
+        files.read(&keys.audit, keys.epoch)
+    }
+
+    /// The hash an audit entry records for the secret (`key: false`) or managed key named
+    /// `name`: what `vault audit --name` matches.
+    pub fn audit_name_hash(&self, name: &str, key: bool) -> [u8; 32] {
+        let keys = crate::sync::read(&self.e.state).keys.clone();
+        keys.audit.name_hash(if key { 2 } else { 1 }, name)
+    }
+}
