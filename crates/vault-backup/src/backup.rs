@@ -13,7 +13,7 @@ use vault_format::backup::{BackupHeader, FLAG_GZIP, FLAG_INCREMENTAL};
 use vault_store::{SnapshotItem, Vault};
 use zeroize::Zeroizing;
 
-use crate::payload::{Counts, Item, PayloadReader, PayloadWriter};
+use crate::payload::{Counts, Item, Kept, PayloadReader, PayloadWriter, version_check};
 use crate::{Error, Limits, container, create, open};
 
 /// How a backup is made.
@@ -204,7 +204,14 @@ pub fn backup<W: Write + Send>(
                             order,
                             name,
                             deleted,
-                            kept: versions,
+                            kept: versions
+                                .iter()
+                                .map(|k| Kept {
+                                    version: k.version,
+                                    check: (!k.carried)
+                                        .then(|| version_check(k.created_ms, k.size)),
+                                })
+                                .collect(),
                         }
                     } else {
                         Item::Secret {

@@ -15,7 +15,7 @@ use vault_format::backup::{BackupHeader, FLAG_INCREMENTAL};
 use vault_store::LoadItem;
 
 use crate::backup::ItemStream;
-use crate::payload::{Counts, Item};
+use crate::payload::{Counts, Item, Kept, version_check};
 use crate::{Error, Limits};
 
 /// What a chain holds, merged.
@@ -101,25 +101,86 @@ pub fn check(names: &[String], headers: &[BackupHeader]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads the header of each file, without the passphrase.
-///
-/// # Errors
-/// The file's errors.
-pub fn headers(files: &[PathBuf]) -> Result<Vec<BackupHeader>, Error> {
-    files
-        .iter()
-        .map(|f| crate::read_header(&mut File::open(f)?).map(|(h, _)| h))
-        .collect()
+/// The files of a chain, each opened once: every pass reads the same files (a name that comes to
+/// point at another file meanwhile changes nothing), with their headers read and the chain
+/// checked from them (no passphrase needed).
+pub struct ChainFiles {
+    names: Vec<String>,
+    files: Vec<File>,
+    headers: Vec<BackupHeader>,
+}
+
+impl ChainFiles {
+    /// Opens `paths` (regular files only), reads their headers and checks they form a chain.
+    ///
+    /// # Errors
+    /// A file that cannot be opened or is not a regular file ([`Error::Io`]: `InvalidInput`);
+    /// a header that is not a backup's; [`Error::Chain`].
+    pub fn open(paths: &[PathBuf]) -> Result<Self, Error> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut headers = Vec::with_capacity(paths.len());
+        let names: Vec<String> = paths.iter().map(|f| f.display().to_string()).collect();
+        for (p, name) in paths.iter().zip(&names) {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Non-blocking, so that a FIFO in a file's place is refused, not waited on.
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(p)?;
+            if !f.metadata()?.is_file() {
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{name} is not a regular file"),
+                )));
+            }
+            let (h, _) = crate::read_header(&mut f).map_err(|e| in_file(name, e))?;
+            headers.push(h);
+            files.push(f);
+        }
+        check(&names, &headers)?;
+        Ok(ChainFiles {
+            names,
+            files,
+            headers,
+        })
+    }
+
+    /// The headers, in chain order.
+    pub fn headers(&self) -> &[BackupHeader] {
+        &self.headers
+    }
+
+    /// Each file from its start, as a stream under `passphrase`; its header must be the one read
+    /// when it was opened.
+    fn streams(&self, passphrase: &[u8], limits: &Limits) -> Result<Vec<Src<'_>>, Error> {
+        let mut srcs = Vec::with_capacity(self.files.len());
+        for ((f, name), header) in self.files.iter().zip(&self.names).zip(&self.headers) {
+            let mut r = f;
+            std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(0))?;
+            let stream = ItemStream::open(r, passphrase, limits).map_err(|e| in_file(name, e))?;
+            if stream.header() != header {
+                return Err(damaged(format!("{name} changed while it was being read")));
+            }
+            let mut src = Src {
+                stream,
+                peek: None,
+                name: name.clone(),
+            };
+            src.advance()?;
+            srcs.push(src);
+        }
+        Ok(srcs)
+    }
 }
 
 /// One backup of the chain, read as a stream, with its next item looked at.
-struct Src {
-    stream: ItemStream<File>,
+struct Src<'a> {
+    stream: ItemStream<&'a File>,
     peek: Option<Item>,
     name: String,
 }
 
-impl Src {
+impl Src<'_> {
     fn advance(&mut self) -> Result<(), Error> {
         self.peek = self
             .stream
@@ -164,56 +225,43 @@ enum Part {
     Carried(HashSet<u32>),
 }
 
-/// Reads `files` (a full backup, then its incrementals in order) as one chain and hands the
+/// Reads the chain `chain` (a full backup, then its incrementals in order) and hands the
 /// merged vault to `emit`: the settings, every key, then every secret's versions, each followed
-/// by its soft delete if any. Checks the chain (headers first, before any passphrase work),
-/// every file to its last byte, that every kept version is found, and that no name is given
-/// twice.
+/// by its soft delete if any. Checks every file to its last byte, that every kept version is
+/// found (and is the version the last backup lists), and that no name is given twice.
 ///
 /// # Errors
-/// [`Error::Chain`], each file's errors (naming the file), `emit`'s.
+/// Each file's errors (naming the file), `emit`'s.
 pub fn merge(
-    files: &[PathBuf],
+    chain: &ChainFiles,
     passphrase: &[u8],
     limits: &Limits,
     emit: &mut dyn FnMut(LoadItem) -> Result<(), Error>,
 ) -> Result<ChainSummary, Error> {
-    merge_inner(files, passphrase, limits, emit, true)
+    merge_inner(chain, passphrase, limits, emit, true)
 }
 
 /// [`merge`] of a chain [`verify`] passed: the names are not collected again (16 bytes a
 /// secret, which a restore of a million secrets would hold beside the vault it builds).
 pub(crate) fn merge_verified(
-    files: &[PathBuf],
+    chain: &ChainFiles,
     passphrase: &[u8],
     limits: &Limits,
     emit: &mut dyn FnMut(LoadItem) -> Result<(), Error>,
 ) -> Result<ChainSummary, Error> {
-    merge_inner(files, passphrase, limits, emit, false)
+    merge_inner(chain, passphrase, limits, emit, false)
 }
 
 fn merge_inner(
-    files: &[PathBuf],
+    chain: &ChainFiles,
     passphrase: &[u8],
     limits: &Limits,
     emit: &mut dyn FnMut(LoadItem) -> Result<(), Error>,
     check_names: bool,
 ) -> Result<ChainSummary, Error> {
-    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    let headers = headers(files)?;
-    check(&names, &headers)?;
-    let mut srcs = Vec::with_capacity(files.len());
-    for (f, name) in files.iter().zip(&names) {
-        let stream =
-            ItemStream::open(File::open(f)?, passphrase, limits).map_err(|e| in_file(name, e))?;
-        let mut src = Src {
-            stream,
-            peek: None,
-            name: name.clone(),
-        };
-        src.advance()?;
-        srcs.push(src);
-    }
+    let names = &chain.names;
+    let headers = chain.headers.clone();
+    let mut srcs = chain.streams(passphrase, limits)?;
     let mut counts = Counts::default();
     // Settings: the newest backup's.
     let mut settings = None;
@@ -318,7 +366,10 @@ fn merge_inner(
                     kept: k,
                     ..
                 }) if *o == order && *n == name => Some(Part::Carried(
-                    k.iter().filter(|(_, c)| *c).map(|(v, _)| *v).collect(),
+                    k.iter()
+                        .filter(|k| k.check.is_none())
+                        .map(|k| k.version)
+                        .collect(),
                 )),
                 _ => None,
             };
@@ -326,11 +377,9 @@ fn merge_inner(
         }
         // Which backup each kept version comes from: the newest that carries it.
         let supplier = |v: u32| -> Option<usize> {
-            if kept.iter().any(|(k, c)| *k == v && *c) {
+            let k = kept.iter().find(|k| k.version == v)?;
+            if k.check.is_none() {
                 return Some(last);
-            }
-            if !kept.iter().any(|(k, _)| *k == v) {
-                return None;
             }
             parts.iter().enumerate().rev().find_map(|(j, p)| match p {
                 Some(Part::Carried(set)) if set.contains(&v) => Some(j),
@@ -353,12 +402,25 @@ fn merge_inner(
                 };
                 s.advance()?;
                 if take && found.insert(v.version) {
+                    // From an earlier backup: it must be the version the last one lists.
+                    let expected = kept.iter().find(|k| k.version == v.version);
+                    if let Some(c) = expected.and_then(|k| k.check)
+                        && c != version_check(v.created_ms, v.value.len() as u64)
+                    {
+                        return Err(damaged(format!(
+                            "secret {name:?} version {} in {} is not the version the last backup lists: the vault's history split from this chain's (an older copy of the vault put back?); make a full backup",
+                            v.version, s.name
+                        )));
+                    }
                     counts.versions += 1;
                     emit(LoadItem::Version(v))?;
                 }
             }
         }
-        if let Some((missing, _)) = kept.iter().find(|(v, _)| !found.contains(v)) {
+        if let Some(Kept {
+            version: missing, ..
+        }) = kept.iter().find(|k| !found.contains(&k.version))
+        {
             return Err(damaged(format!(
                 "secret {name:?} version {missing} is in none of the backups of the chain (the chain is not whole: a backup missing, or one that is not a base of the next)"
             )));
@@ -395,9 +457,9 @@ fn merge_inner(
 /// # Errors
 /// As [`merge`].
 pub fn verify(
-    files: &[PathBuf],
+    chain: &ChainFiles,
     passphrase: &[u8],
     limits: &Limits,
 ) -> Result<ChainSummary, Error> {
-    merge(files, passphrase, limits, &mut |_| Ok(()))
+    merge(chain, passphrase, limits, &mut |_| Ok(()))
 }

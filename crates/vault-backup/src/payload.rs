@@ -9,7 +9,8 @@
 //!   2 secret         order (u16 BE) ‖ name (u16 length ‖ UTF-8) ‖ deleted (u8)
 //!                    ‖ version count (u32, ≥ 1)                      (full backups only)
 //!   5 changed secret order (u16 BE) ‖ name (u16 length ‖ UTF-8) ‖ deleted (u8)
-//!                    ‖ kept count (u32, 1..=10 000) ‖ (version (u32) ‖ carried (u8))*
+//!                    ‖ kept count (u32, 1..=10 000)
+//!                    ‖ (version (u32) ‖ (u8 1 | u8 0 ‖ check (u32)))*   (1: carried here)
 //!                                                                   (incremental backups only)
 //!   3 secret version a kind-1 payload of the secret last started: its version count of them,
 //!                    or its carried versions in the order listed
@@ -61,11 +62,35 @@ pub enum Item {
         name: String,
         /// Soft-deleted.
         deleted: bool,
-        /// Kept versions in increasing order, each with whether it follows.
-        kept: Vec<(u32, bool)>,
+        /// Kept versions in increasing order: each carried here, or with the check of the version
+        /// an earlier backup of the chain must hold.
+        kept: Vec<Kept>,
     },
     /// A version of the secret last begun.
     Version(SecretVersionPayload),
+}
+
+/// A kept version of a changed secret: carried in this backup (`check: None`), or held by an
+/// earlier backup of the chain, which must hold the version with this check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kept {
+    /// Version number.
+    pub version: u32,
+    /// `None`: carried here; otherwise [`version_check`] of the version an earlier backup holds.
+    pub check: Option<u32>,
+}
+
+/// What tells the version an earlier backup holds from another version with the same number
+/// (the vault's history having split from the base's: an older copy put back without a rollback
+/// record to stop it): the first four bytes of SHA-256 over its creation time and length.
+pub fn version_check(created_ms: i64, size: u64) -> u32 {
+    let h = vault_crypto::hash::sha256(&[
+        b"vault v1 backup version",
+        &created_ms.to_le_bytes(),
+        &size.to_le_bytes(),
+    ]);
+    let [a, b, c, d, ..] = h;
+    u32::from_be_bytes([a, b, c, d])
 }
 
 /// What a payload held, as its end item says (and the reader counted).
@@ -214,9 +239,15 @@ impl<W: Write> PayloadWriter<W> {
                 body.extend_from_slice(name.as_bytes());
                 body.push(u8::from(*deleted));
                 body.extend_from_slice(&(kept.len() as u32).to_le_bytes());
-                for (v, carried) in kept {
-                    body.extend_from_slice(&v.to_le_bytes());
-                    body.push(u8::from(*carried));
+                for k in kept {
+                    body.extend_from_slice(&k.version.to_le_bytes());
+                    match k.check {
+                        None => body.push(1),
+                        Some(c) => {
+                            body.push(0);
+                            body.extend_from_slice(&c.to_le_bytes());
+                        }
+                    }
                 }
                 self.counts.secrets += 1;
                 5
@@ -496,23 +527,26 @@ impl<R: Read> PayloadReader<R> {
                     let mut kept = Vec::with_capacity(n as usize);
                     for _ in 0..n {
                         let v = c.u32("kept version")?;
-                        let carried = match c.take(1, "carried")?.first() {
-                            Some(0) => false,
-                            Some(1) => true,
+                        let check = match c.take(1, "carried")?.first() {
+                            Some(1) => None,
+                            Some(0) => Some(c.u32("version check")?),
                             _ => return Err(bad("carried must be 0 or 1")),
                         };
-                        if kept.last().is_some_and(|(l, _)| *l >= v) || v == 0 {
+                        if kept.last().is_some_and(|k: &Kept| k.version >= v) || v == 0 {
                             return Err(bad(format!(
                                 "secret {name:?}: its kept versions are not in increasing order"
                             )));
                         }
-                        kept.push((v, carried));
+                        kept.push(Kept { version: v, check });
                     }
                     if !c.0.is_empty() {
                         return Err(bad(format!("secret {name:?}: bytes after its versions")));
                     }
-                    let expect: std::collections::VecDeque<u32> =
-                        kept.iter().filter(|(_, c)| *c).map(|(v, _)| *v).collect();
+                    let expect: std::collections::VecDeque<u32> = kept
+                        .iter()
+                        .filter(|k| k.check.is_none())
+                        .map(|k| k.version)
+                        .collect();
                     self.open = Some(Open {
                         name: name.clone(),
                         left: expect.len() as u32,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use vault_store::{LoadItem, Vault};
 
-use crate::chain::{self, ChainSummary};
+use crate::chain::{self, ChainFiles, ChainSummary};
 use crate::{Error, Limits};
 
 /// Most value bytes in one commit of a restore: a commit is sealed as one frame, so this bounds
@@ -73,6 +73,24 @@ pub fn restore(
 /// As [`restore`].
 pub fn restore_in_batches(
     files: &[PathBuf],
+    passphrase: &[u8],
+    limits: &Limits,
+    target: &Path,
+    force: bool,
+    make: &dyn Fn(&Path) -> vault_store::Result<Vault>,
+    batches: Batches,
+) -> Result<ChainSummary, Error> {
+    let chain = ChainFiles::open(files)?;
+    restore_chain(&chain, passphrase, limits, target, force, make, batches)
+}
+
+/// [`restore_in_batches`] of a chain already opened (and its headers checked): the files
+/// verified are the files restored, whatever their names come to point at meanwhile.
+///
+/// # Errors
+/// As [`restore`].
+pub fn restore_chain(
+    files: &ChainFiles,
     passphrase: &[u8],
     limits: &Limits,
     target: &Path,
@@ -166,6 +184,9 @@ pub fn restore_in_batches(
     }
     // After an exchange the staging path holds the replaced vault: removed with the claim.
     finish(claim);
+    // And what a restore that died while this one ran left (its claim was still held when this
+    // one started).
+    sweep_abandoned(parent, &name);
     Ok(checked)
 }
 
@@ -211,7 +232,7 @@ fn sweep_abandoned(parent: &Path, name: &str) {
 }
 
 fn fill(
-    files: &[PathBuf],
+    files: &ChainFiles,
     passphrase: &[u8],
     limits: &Limits,
     staging: &Path,

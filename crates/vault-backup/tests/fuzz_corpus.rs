@@ -59,7 +59,16 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         order: 7,
         name: "a".into(),
         deleted: true,
-        kept: vec![(1, false), (2, true)],
+        kept: vec![
+            vault_backup::payload::Kept {
+                version: 1,
+                check: Some(7),
+            },
+            vault_backup::payload::Kept {
+                version: 2,
+                check: None,
+            },
+        ],
     })
     .unwrap();
     inc.write(&Item::Version(

@@ -124,7 +124,8 @@ fn run(ops: &[(u8, u8, Vec<u8>)], compress: bool) -> Result<(), TestCaseError> {
     for n in 1..=files.len() {
         let target = d.state_dir().with_extension(format!("restored{n}"));
         let state = d.state_dir().with_extension(format!("state{n}"));
-        let checked = chain::verify(&files[..n], BACKUP_PASS, &Limits::default()).unwrap();
+        let opened = chain::ChainFiles::open(&files[..n]).unwrap();
+        let checked = chain::verify(&opened, BACKUP_PASS, &Limits::default()).unwrap();
         let s = restore(&files[..n], &target, &state).unwrap();
         prop_assert_eq!(&s.counts, &checked.counts);
         let w = open(&target, &state);
@@ -262,7 +263,10 @@ fn a_damaged_incremental_or_one_that_does_not_add_up_restores_nothing() {
         order: 0xffff,
         name: "never-backed-up".into(),
         deleted: false,
-        kept: vec![(1, false)],
+        kept: vec![vault_backup::payload::Kept {
+            version: 1,
+            check: Some(0),
+        }],
     })
     .unwrap();
     let (payload, _) = p.finish().unwrap();
@@ -321,4 +325,91 @@ fn what_is_written_after_a_compaction_is_in_the_next_incremental() {
     let w = open(&target, &state);
     assert_eq!(contents(&w), contents(&v));
     assert_eq!(w.get("new").unwrap().value.expose_secret(), b"after");
+}
+
+/// Hostile-pass finding: a vault put back from an older copy, with no rollback record to stop
+/// it (another machine, a lost state directory), numbers new records with numbers its base
+/// backup already used; an incremental then carries none of them. The restore must refuse,
+/// not put the base's versions where the vault has others.
+#[test]
+fn a_vault_put_back_from_an_older_copy_does_not_restore_wrong_versions() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("x", secret(b"orig1"), SetOptions::default()).unwrap();
+    v.set("y", secret(b"y1"), SetOptions::default()).unwrap();
+    drop(v);
+    let old = d.state_dir().with_extension("old-copy");
+    vault_testkit::copy_dir(&d.vault_dir(), &old);
+    let v = d.open().unwrap();
+    v.set("x", secret(b"secretA"), SetOptions::default())
+        .unwrap();
+    v.set("x", secret(b"secretB"), SetOptions::default())
+        .unwrap();
+    let f0 = d.state_dir().with_extension("b0");
+    let base = take(&v, &f0, None, true);
+    drop(v);
+    std::fs::remove_dir_all(d.vault_dir()).unwrap();
+    vault_testkit::copy_dir(&old, &d.vault_dir());
+    std::fs::remove_dir_all(d.state_dir()).ok();
+    let v = d.open().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    v.set("x", secret(b"DIFFERENT2"), SetOptions::default())
+        .unwrap();
+    v.set("x", secret(b"DIFFERENT3"), SetOptions::default())
+        .unwrap();
+    v.set("y", secret(b"y2"), SetOptions::default()).unwrap();
+    let f1 = d.state_dir().with_extension("b1");
+    take(&v, &f1, Some(&base), true);
+    let target = d.state_dir().with_extension("target");
+    let state = d.state_dir().with_extension("st");
+    match restore(&[f0, f1], &target, &state) {
+        Err(vault_backup::Error::Io(e)) => {
+            assert!(e.to_string().contains("history split"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!target.exists());
+}
+
+/// Hostile-pass finding: a file renamed over one of the chain's between verify and restore is
+/// not read: each file is opened once, and both passes read what was opened; a file changed in
+/// place meanwhile is found, and nothing is restored.
+#[test]
+fn the_files_verified_are_the_files_restored() {
+    let c = chain();
+    let state = c.d.state_dir().with_extension("st");
+    let restore_opened = |chain_files: &vault_backup::chain::ChainFiles, target: &Path| {
+        vault_backup::restore::restore_chain(
+            chain_files,
+            BACKUP_PASS,
+            &Limits::default(),
+            target,
+            false,
+            &make(&state),
+            vault_backup::restore::Batches::default(),
+        )
+    };
+    // Renamed over: the opened file is still the one read.
+    let opened = vault_backup::chain::ChainFiles::open(&c.files[..2]).unwrap();
+    let other = c.d.state_dir().with_extension("other-copy");
+    std::fs::copy(&c.files[2], &other).unwrap();
+    let original = std::fs::read(&c.files[1]).unwrap();
+    std::fs::rename(&other, &c.files[1]).unwrap();
+    let target = c.d.state_dir().with_extension("renamed");
+    let s = restore_opened(&opened, &target).unwrap();
+    assert_eq!(s.headers[1], c.summaries[1].header);
+    let w = open(&target, &state);
+    assert_eq!(w.get("s3").unwrap().value.expose_secret(), b"1-3");
+    drop(opened);
+    // Changed in place: found, nothing restored.
+    std::fs::write(&c.files[1], &original).unwrap();
+    let opened = vault_backup::chain::ChainFiles::open(&c.files[..2]).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&c.files[1])
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &std::fs::read(&c.files[2]).unwrap(), 0).unwrap();
+    let target = c.d.state_dir().with_extension("in-place");
+    assert!(restore_opened(&opened, &target).is_err());
+    assert!(!target.exists());
 }

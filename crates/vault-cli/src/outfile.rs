@@ -104,16 +104,23 @@ impl OutFile {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
+        sweep_stale_links(&dir);
         match rustix::fs::open(
             &dir,
             OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         ) {
-            Ok(fd) => Ok(OutFile::Anonymous {
-                file: File::from(fd),
-                dir,
-                path: target,
-            }),
+            Ok(fd) => {
+                let file = File::from(fd);
+                // Held until the process ends: a name this file is linked under, found later
+                // with its lock free, is the leftover of a killed command (swept above).
+                file.lock().map_err(|e| refuse(path, e))?;
+                Ok(OutFile::Anonymous {
+                    file,
+                    dir,
+                    path: target,
+                })
+            }
             Err(
                 rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL,
             ) => {
@@ -158,9 +165,24 @@ impl OutFile {
                     .and_then(|()| file.sync_all())
                     .map_err(|e| failed(&path, e))?;
                 // Give it a name beside the target, then rename it over the target: readers
-                // see the old file or the whole new one.
+                // see the old file or the whole new one. With nothing at the target yet, the
+                // link is made there directly (nothing to rename, nothing to leave behind).
                 let fd = rustix::fd::AsRawFd::as_raw_fd(&file);
                 let proc_path = format!("/proc/self/fd/{fd}");
+                match rustix::fs::linkat(
+                    rustix::fs::CWD,
+                    proc_path.as_str(),
+                    rustix::fs::CWD,
+                    &path,
+                    AtFlags::SYMLINK_FOLLOW,
+                ) {
+                    Ok(()) => {
+                        sync_dir(&path);
+                        return Ok(());
+                    }
+                    Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(failed(&path, std::io::Error::from(e))),
+                }
                 let mut last = None;
                 for _ in 0..16 {
                     let mut suffix = [0u8; 6];
@@ -201,6 +223,33 @@ impl OutFile {
                     last.unwrap_or_else(|| std::io::Error::other("no free temporary name")),
                 ))
             }
+        }
+    }
+}
+
+/// Removes `.vault-out-*.tmp` names in `dir` left by killed commands: each is a link to a file
+/// its command held locked until it ended, so a lock that can be taken now means no one is
+/// writing it (a running command's link is left alone).
+fn sweep_stale_links(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".vault-out-") && name.ends_with(".tmp")) {
+            continue;
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlags::NONBLOCK.bits() as i32 | OFlags::NOFOLLOW.bits() as i32)
+            .open(e.path())
+        else {
+            continue;
+        };
+        if f.metadata().is_ok_and(|m| m.is_file()) && f.try_lock().is_ok() {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }

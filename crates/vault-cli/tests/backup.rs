@@ -264,3 +264,62 @@ fn a_killed_restore_leaves_no_vault_at_the_target() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Hostile-pass findings on `--since` and on output files: an incremental written over its own
+/// base is refused (the base kept); a base that is not a regular file (a directory, stdin, a
+/// FIFO) is exit 2 without waiting; a link a killed command left beside an output is removed by
+/// the next command writing there, unless its command still runs (its lock is held).
+#[test]
+fn since_refuses_its_own_base_and_odd_files_and_stale_links_are_swept() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    let bp = [("VAULT_BACKUP_PASSPHRASE", OsStr::new("backup pass"))];
+    let cheap = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&cheap);
+        e.run_with(&all, None, &bp)
+    };
+    let base = e.path("base.vbak");
+    let b = base.to_str().unwrap();
+    assert!(run(&["backup", b]).status.success());
+    let before = std::fs::read(&base).unwrap();
+    let link = e.path("link.vbak");
+    std::os::unix::fs::symlink(&base, &link).unwrap();
+    for out in [b, link.to_str().unwrap()] {
+        let o = run(&["backup", out, "--since", b]);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains("its own base"), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(&base).unwrap(), before);
+    let fifo = e.path("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let inc = e.path("inc.vbak");
+    for since in [fifo.to_str().unwrap(), e.path("").to_str().unwrap(), "-"] {
+        let o = run(&["backup", inc.to_str().unwrap(), "--since", since]);
+        assert_eq!(code(&o), 2, "{since}: {}", stderr(&o));
+    }
+    assert!(!inc.exists());
+    // Links left by killed commands: one whose lock is free goes, one still locked stays.
+    let dead = e.path(".vault-out-000000000001.tmp");
+    std::fs::write(&dead, b"left by a killed backup").unwrap();
+    let live = e.path(".vault-out-000000000002.tmp");
+    std::fs::write(&live, b"a backup still running").unwrap();
+    let held = std::fs::File::open(&live).unwrap();
+    held.lock().unwrap();
+    assert!(
+        run(&["backup", inc.to_str().unwrap(), "--since", b])
+            .status
+            .success()
+    );
+    assert!(!dead.exists(), "a stale link is swept");
+    assert!(live.exists(), "a running command's link is left alone");
+    drop(held);
+}

@@ -64,7 +64,7 @@ pub use keys::{
 pub use rollback::{DirRollbackStore, MemoryRollbackStore, RollbackStore};
 pub use secrets::{Secret, SecretInfo, SetOptions, VersionInfo};
 pub use slots::SlotInfo;
-pub use snapshot::{LoadItem, SnapshotCursor, SnapshotItem};
+pub use snapshot::{KeptVersion, LoadItem, SnapshotCursor, SnapshotItem};
 pub use transfer::{ExportFileError, ExportSelection, Exported, ImportOptions, ImportReport};
 pub use vault::{Clock, Vault, VaultOptions};
 pub use verify::VerifyReport;

@@ -33,6 +33,21 @@ pub struct SnapshotCursor {
     pub lineage: [u8; 16],
 }
 
+/// A kept version of a secret in a snapshot: its number, whether its record follows, and what
+/// the index knows of it without reading it (so that a restore can tell the version an older
+/// backup holds is this one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeptVersion {
+    /// Version number.
+    pub version: u32,
+    /// Its record follows in this snapshot.
+    pub carried: bool,
+    /// When it was made, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// Its value's length.
+    pub size: u64,
+}
+
 /// What [`Vault::snapshot`] gives, in order: where it stands, the settings, the managed keys
 /// (every one, or those changed since the cursor), then every secret in key order, each
 /// followed by its versions (every one, or those written since the cursor).
@@ -60,7 +75,7 @@ pub enum SnapshotItem {
         deleted: bool,
         /// Every kept version, in increasing order, and whether it follows (every one in a
         /// full snapshot; those written since the cursor in an incremental one).
-        versions: Vec<(u32, bool)>,
+        versions: Vec<KeptVersion>,
     },
     /// A version of the secret last given.
     Version(SecretVersionPayload),
@@ -173,7 +188,16 @@ impl Vault {
                 order,
                 name: name.to_string(),
                 deleted: e.deleted.is_some(),
-                versions: e.versions.iter().map(|(v, m)| (*v, new(&m.env))).collect(),
+                versions: e
+                    .versions
+                    .iter()
+                    .map(|(v, m)| KeptVersion {
+                        version: *v,
+                        carried: new(&m.env),
+                        created_ms: m.created_ms,
+                        size: m.size as u64,
+                    })
+                    .collect(),
             })?;
             for m in e.versions.values().filter(|m| new(&m.env)) {
                 let Payload::SecretVersion(p) = read(&m.env)? else {

@@ -49,6 +49,7 @@ fn snap(v: &Vault, since: Option<&SnapshotCursor>) -> Result<Seen, Error> {
                 versions,
             } => {
                 seen.orders.push((order, name.clone()));
+                let versions = versions.iter().map(|k| (k.version, k.carried)).collect();
                 seen.secrets.push((name, deleted, versions, Vec::new()));
             }
             SnapshotItem::Version(p) => {

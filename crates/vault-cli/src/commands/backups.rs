@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use vault_backup::backup::{BackupOptions, Summary, backup, verify};
 use vault_backup::chain::ChainSummary;
-use vault_backup::restore::restore;
+use vault_backup::restore::restore_chain;
 use vault_backup::{Error as BackupError, Limits};
 use vault_store::{FileBackend, SecretBytes, Vault};
 
@@ -59,6 +59,12 @@ fn failure(e: BackupError) -> Failure {
         BackupError::Io(io) if io.kind() == std::io::ErrorKind::InvalidInput => {
             fail(Exit::Usage, io.to_string())
         }
+        BackupError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => fail(
+            Exit::Other,
+            format!(
+                "storage full: the backup could not be written whole ({io}); no partial file is left at its path"
+            ),
+        ),
         BackupError::Chain(why) => fail(Exit::Usage, why),
         BackupError::Vault(e) => e.into(),
         other => fail(Exit::Other, other.to_string()),
@@ -193,6 +199,43 @@ pub(crate) fn make(
     let base = match since {
         None => None,
         Some(b) => {
+            if b == Path::new("-") {
+                return Err(fail(
+                    Exit::Usage,
+                    "--since needs the base backup's file (only its header is read), not stdin",
+                ));
+            }
+            let m = std::fs::metadata(b).map_err(|e| {
+                fail(
+                    Exit::NotFound,
+                    format!("cannot read the base backup {}: {e}", b.display()),
+                )
+            })?;
+            if !m.is_file() {
+                return Err(fail(
+                    Exit::Usage,
+                    format!(
+                        "--since {}: the base must be a backup file (not stdin, a directory, a FIFO or a device)",
+                        b.display()
+                    ),
+                ));
+            }
+            // The new backup must not replace its own base: the chain from there would be lost.
+            if file != Path::new("-")
+                && let Ok(out) = std::fs::metadata(file)
+                && std::os::unix::fs::MetadataExt::ino(&out)
+                    == std::os::unix::fs::MetadataExt::ino(&m)
+                && std::os::unix::fs::MetadataExt::dev(&out)
+                    == std::os::unix::fs::MetadataExt::dev(&m)
+            {
+                return Err(fail(
+                    Exit::Usage,
+                    format!(
+                        "{} is the base backup itself: an incremental written there would replace its own base; write it to a new file",
+                        file.display()
+                    ),
+                ));
+            }
             let mut f = std::fs::File::open(b).map_err(|e| {
                 fail(
                     Exit::NotFound,
@@ -284,8 +327,9 @@ pub(crate) fn check(
 ) -> Result<(), Failure> {
     if files.len() > 1 {
         readable_files(files, "verify")?;
+        let chain = vault_backup::chain::ChainFiles::open(files).map_err(failure)?;
         let pass = the_passphrase(use_vault_passphrase, false)?;
-        let s = vault_backup::chain::verify(files, pass.expose_secret(), &limits(cli))
+        let s = vault_backup::chain::verify(&chain, pass.expose_secret(), &limits(cli))
             .map_err(failure)?;
         let mut out = crate::output::Stdout::lock();
         out.write(
@@ -354,10 +398,9 @@ pub(crate) fn restore_into(
     k: &ExportKdf,
 ) -> Result<(), Failure> {
     readable_files(files, "restore")?;
-    // The chain's headers are checked before any passphrase is asked for.
-    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    let headers = vault_backup::chain::headers(files).map_err(failure)?;
-    vault_backup::chain::check(&names, &headers).map_err(failure)?;
+    // The files are opened once (what is verified is what is restored) and the chain's headers
+    // checked before any passphrase is asked for.
+    let chain = vault_backup::chain::ChainFiles::open(files).map_err(failure)?;
     let backup_pass = the_passphrase(use_vault_passphrase, false)?;
     let new_pass = passphrase::new_for_init()?;
     let params = k.params()?;
@@ -370,13 +413,14 @@ pub(crate) fn restore_into(
             opts.clone(),
         )
     };
-    let s = restore(
-        files,
+    let s = restore_chain(
+        &chain,
         backup_pass.expose_secret(),
         &limits(cli),
         to,
         force,
         &make,
+        vault_backup::restore::Batches::default(),
     )
     .map_err(failure)?;
     let _ = std::io::stderr().flush();
