@@ -611,3 +611,18 @@ impl crate::Vault {
         keys.audit.name_hash(if key { 2 } else { 1 }, name)
     }
 }
+
+impl crate::Vault {
+    /// [`Vault::audited`](crate::Vault) with a detail for the entry.
+    pub(crate) fn audited_with<T>(
+        &self,
+        op: AuditOp,
+        on: On<'_>,
+        detail: String,
+        r: crate::Result<T>,
+    ) -> crate::Result<T> {
+        let outcome = r.as_ref().map_or_else(crate::Error::audit_class, |_| 0);
+        self.e.record(&[(op, on, outcome, detail)]);
+        r
+    }
+}

@@ -5,6 +5,7 @@ use vault_crypto::{Key256, SecretBytes};
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 use vault_format::{KeySlot, RecordEnvelope, VaultHeader};
 
+use crate::audit::On;
 use crate::backend::{Cursor, RecordSource};
 use crate::engine::fetch;
 use crate::engine::index::RecordRef;
@@ -16,6 +17,7 @@ use crate::engine::{HeaderView, binding, now_ms, payload_of};
 use crate::sync::{self, Arc};
 use crate::vault::Vault;
 use crate::{Error, Result};
+use vault_format::audit::AuditOp;
 
 impl Vault {
     /// Replaces the master key: re-encrypts every live record under a new one, writes them as
@@ -27,6 +29,15 @@ impl Vault {
     /// [`Error::WrongPassphrase`]; [`Error::Invalid`] if other slots exist; storage errors (the
     /// old key and log then stay current).
     pub fn rotate_master_key(
+        &self,
+        passphrase: &SecretBytes,
+        drop_other_slots: bool,
+    ) -> Result<()> {
+        let r = self.rotate_master_key_inner(passphrase, drop_other_slots);
+        self.audited_with(AuditOp::MasterKeyRotation, On::Nothing, String::new(), r)
+    }
+
+    fn rotate_master_key_inner(
         &self,
         passphrase: &SecretBytes,
         drop_other_slots: bool,

@@ -6,11 +6,13 @@ use vault_crypto::{Key256, SecretBytes};
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
 use vault_format::{KeySlot, VaultHeader};
 
+use crate::audit::On;
 use crate::engine::unlock;
 use crate::engine::{HeaderView, binding, now_ms};
 use crate::sync;
 use crate::vault::Vault;
 use crate::{Error, Result};
+use vault_format::audit::AuditOp;
 
 /// A key slot as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +108,16 @@ impl Vault {
         new: &SecretBytes,
         kdf: Option<KdfParams>,
     ) -> Result<()> {
+        let r = self.change_passphrase_inner(current, new, kdf);
+        self.audited_with(AuditOp::PassphraseChange, On::Nothing, String::new(), r)
+    }
+
+    fn change_passphrase_inner(
+        &self,
+        current: &SecretBytes,
+        new: &SecretBytes,
+        kdf: Option<KdfParams>,
+    ) -> Result<()> {
         let vault_id = self.e.vault_id;
         if let Some(k) = &kdf {
             self.e.options.kdf_limit.check_new(k)?;
@@ -147,6 +159,16 @@ impl Vault {
         new: &SecretBytes,
         kdf: KdfParams,
     ) -> Result<u16> {
+        let r = self.add_passphrase_inner(current, new, kdf);
+        self.audited_with(AuditOp::PassphraseChange, On::Nothing, String::new(), r)
+    }
+
+    fn add_passphrase_inner(
+        &self,
+        current: &SecretBytes,
+        new: &SecretBytes,
+        kdf: KdfParams,
+    ) -> Result<u16> {
         let vault_id = self.e.vault_id;
         self.e.options.kdf_limit.check_new(&kdf)?;
         self.modify_header(current, "key slot added", |h, master, _| {
@@ -169,6 +191,11 @@ impl Vault {
     /// [`Error::WrongPassphrase`] for `current`; [`Error::NotFound`]; [`Error::Invalid`] for the
     /// last slot.
     pub fn remove_slot(&self, current: &SecretBytes, id: u16) -> Result<()> {
+        let r = self.remove_slot_inner(current, id);
+        self.audited_with(AuditOp::PassphraseChange, On::Nothing, String::new(), r)
+    }
+
+    fn remove_slot_inner(&self, current: &SecretBytes, id: u16) -> Result<()> {
         self.modify_header(current, &format!("key slot {id} removed"), |h, _, _| {
             if h.slot(id).is_none() {
                 return Err(Error::NotFound {

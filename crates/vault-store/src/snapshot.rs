@@ -7,12 +7,14 @@ use vault_format::payload::{
     SecretVersionPayload,
 };
 
+use crate::audit::On;
 use crate::engine::fetch::read_envelope;
 use crate::engine::index::RecordRef;
 use crate::engine::index::secrets::SecretEntry;
 use crate::engine::payload_of;
 use crate::vault::Vault;
 use crate::{Error, Result};
+use vault_format::audit::AuditOp;
 
 /// Where a snapshot stands in the vault's history: what an incremental snapshot after it starts
 /// from. Every record written after it has a higher sequence number (numbers are never used
@@ -111,6 +113,15 @@ impl Vault {
     /// key epoch, a newer state, an older state accepted since); `f`'s error; integrity and
     /// storage errors.
     pub fn snapshot(
+        &self,
+        since: Option<&SnapshotCursor>,
+        f: &mut dyn FnMut(SnapshotItem) -> Result<()>,
+    ) -> Result<()> {
+        let r = self.snapshot_inner(since, f);
+        self.audited_with(AuditOp::Backup, On::Nothing, String::new(), r)
+    }
+
+    fn snapshot_inner(
         &self,
         since: Option<&SnapshotCursor>,
         f: &mut dyn FnMut(SnapshotItem) -> Result<()>,
@@ -240,6 +251,11 @@ impl Vault {
     /// # Errors
     /// Storage errors; a record outside the format's limits.
     pub fn load(&self, items: Vec<LoadItem>, event: Option<String>) -> Result<()> {
+        let r = self.load_inner(items, event);
+        self.audited_with(AuditOp::Restore, On::Nothing, String::new(), r)
+    }
+
+    fn load_inner(&self, items: Vec<LoadItem>, event: Option<String>) -> Result<()> {
         let now = self.e.options.clock.now_ms();
         self.e.write_txn(move |st| {
             let mut out = Vec::with_capacity(items.len() + 1);

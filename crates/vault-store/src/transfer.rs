@@ -9,11 +9,13 @@ use vault_format::payload::{
     KeyState, KeyVersionPayload, Payload, SecretState, SecretStatePayload,
 };
 
+use crate::audit::On;
 use crate::engine::index::RecordRef;
 use crate::engine::unlock::KdfLimit;
 use crate::keys::KeyError;
 use crate::vault::Vault;
 use crate::{Error, Result};
+use vault_format::audit::AuditOp;
 
 /// What an export holds.
 #[derive(Clone, Debug, Default)]
@@ -90,6 +92,16 @@ impl Vault {
     /// named whose policy does not allow export (asked for every key, such keys are left out and
     /// named in [`Exported::skipped_keys`]); storage errors.
     pub fn export(
+        &self,
+        selection: &ExportSelection,
+        passphrase: &[u8],
+        kdf: KdfParams,
+    ) -> Result<Exported> {
+        let r = self.export_inner(selection, passphrase, kdf);
+        self.audited_with(AuditOp::Export, On::Nothing, String::new(), r)
+    }
+
+    fn export_inner(
         &self,
         selection: &ExportSelection,
         passphrase: &[u8],
@@ -246,6 +258,16 @@ impl Vault {
     /// secret) for a name the vault has, unless `replace`; [`Error::Invalid`] for `rename` with
     /// other than one key.
     pub fn import_export(
+        &self,
+        file: &[u8],
+        passphrase: &[u8],
+        options: &ImportOptions,
+    ) -> Result<ImportReport> {
+        let r = self.import_export_inner(file, passphrase, options);
+        self.audited_with(AuditOp::Import, On::Nothing, String::new(), r)
+    }
+
+    fn import_export_inner(
         &self,
         file: &[u8],
         passphrase: &[u8],

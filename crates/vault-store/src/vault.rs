@@ -216,6 +216,9 @@ impl Vault {
                     if report.is_some() {
                         entries.push((AuditOp::Verify, On::Nothing, 0, String::new()));
                     }
+                    if let Some(text) = vault.accepted_rollback() {
+                        entries.push((AuditOp::RollbackAccepted, On::Nothing, 0, text));
+                    }
                     vault.e.record(&entries);
                     return Ok((vault, report));
                 }
@@ -251,6 +254,11 @@ impl Vault {
     /// # Errors
     /// Storage errors (the old log then stays in place).
     pub fn compact(&self) -> Result<()> {
+        let r = self.compact_inner();
+        self.audited_with(AuditOp::Maintenance, On::Nothing, "compact".to_string(), r)
+    }
+
+    fn compact_inner(&self) -> Result<()> {
         let mut txn = self.e.begin_write(false)?;
         self.e.compact_locked(txn.session.as_mut(), &mut txn.st)
     }
@@ -263,6 +271,16 @@ impl Vault {
     /// # Errors
     /// Storage errors (the previous index, if any, then stays in place).
     pub fn checkpoint(&self) -> Result<()> {
+        let r = self.checkpoint_inner();
+        self.audited_with(
+            AuditOp::Maintenance,
+            On::Nothing,
+            "checkpoint".to_string(),
+            r,
+        )
+    }
+
+    fn checkpoint_inner(&self) -> Result<()> {
         let mut txn = self.e.begin_write(false)?;
         let txn = &mut txn;
         self.e

@@ -1,12 +1,14 @@
 //! `verify`: a strict re-read of the whole log, every frame and record authenticated, the header
 //! binding and the rollback record compared.
 
+use crate::audit::On;
 use crate::backend::{Cursor, ReadOutcome, ReadSession, Tail, Visit};
 use crate::engine::replay::{FrameError, State, damage};
 use crate::rollback::Recorded;
 use crate::sync;
 use crate::vault::Vault;
 use crate::{Error, Result};
+use vault_format::audit::AuditOp;
 
 /// What [`Vault::verify`] checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +62,11 @@ impl Vault {
     /// # Errors
     /// The first integrity failure found, or [`Error::RollbackDetected`].
     pub fn verify(&self) -> Result<VerifyReport> {
+        let r = self.verify_inner();
+        self.audited_with(AuditOp::Verify, On::Nothing, String::new(), r)
+    }
+
+    fn verify_inner(&self) -> Result<VerifyReport> {
         self.verify_pass().map(|(_, report)| report)
     }
 

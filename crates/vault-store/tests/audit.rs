@@ -123,3 +123,180 @@ fn a_changed_removed_or_cut_entry_is_found() {
     assert_eq!(trail.problem, None, "{trail:?}");
     assert_eq!(trail.entries.len(), 5);
 }
+
+/// Every public operation appends exactly one entry, of its own kind, with its outcome.
+#[test]
+fn every_operation_appends_one_entry_of_its_kind() {
+    use vault_store::{
+        Algorithm, ExportSelection, ImportOptions, KdfParams, KeyOps, KeySpec, KeyState,
+        RotateOptions, UseOptions,
+    };
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("s", secret(b"1"), SetOptions::default()).unwrap();
+    v.create_key("enc", KeySpec::new(Algorithm::XChaCha20Poly1305))
+        .unwrap();
+    v.create_key("sig", KeySpec::new(Algorithm::Ed25519))
+        .unwrap();
+    let token = v.encrypt("enc", b"x", b"").unwrap();
+    let sig = v.sign("sig", b"m").unwrap();
+    let kdf = KdfParams::for_key(64, 1, 1).unwrap();
+    let export = v
+        .export(&ExportSelection::keys(&["enc".to_string()]), b"p", kdf)
+        .unwrap();
+    type Step<'a> = (AuditOp, Box<dyn Fn(&Vault) -> bool + 'a>);
+    let steps: Vec<Step<'_>> = vec![
+        (AuditOp::Read, Box::new(|v| v.get("s").is_ok())),
+        (AuditOp::Read, Box::new(|v| v.get_version("s", 1).is_ok())),
+        (AuditOp::List, Box::new(|v| v.list(true).is_ok())),
+        (AuditOp::List, Box::new(|v| v.history("s").is_ok())),
+        (
+            AuditOp::Write,
+            Box::new(|v| v.set("s", secret(b"2"), SetOptions::default()).is_ok()),
+        ),
+        (AuditOp::Delete, Box::new(|v| v.delete("s").is_ok())),
+        (AuditOp::Undelete, Box::new(|v| v.undelete("s").is_ok())),
+        (
+            AuditOp::Maintenance,
+            Box::new(|v| v.set_max_versions(5).is_ok()),
+        ),
+        (
+            AuditOp::KeyCreate,
+            Box::new(|v| {
+                v.create_key("k2", KeySpec::new(Algorithm::HmacSha256))
+                    .is_ok()
+            }),
+        ),
+        (
+            AuditOp::KeyRotate,
+            Box::new(|v| v.rotate_key("enc", RotateOptions::default()).is_ok()),
+        ),
+        (
+            AuditOp::KeyChange,
+            Box::new(|v| {
+                let _ = v.promote_key_version("enc", 1);
+                true
+            }),
+        ),
+        (
+            AuditOp::KeyChange,
+            Box::new(|v| {
+                let _ = v.set_key_version_state("enc", 1, KeyState::Active);
+                true
+            }),
+        ),
+        (
+            AuditOp::KeyChange,
+            Box::new(|v| v.set_key_expiry("enc", None).is_ok()),
+        ),
+        (
+            AuditOp::KeyChange,
+            Box::new(|v| v.set_key_rotation("enc", None).is_ok()),
+        ),
+        (
+            AuditOp::KeyChange,
+            Box::new(|v| {
+                let _ = v.set_key_policy("k2", KeyOps::KNOWN, true);
+                true
+            }),
+        ),
+        (
+            AuditOp::KeyEncrypt,
+            Box::new(|v| v.encrypt("enc", b"y", b"").is_ok()),
+        ),
+        (
+            AuditOp::KeyDecrypt,
+            Box::new(|v| v.decrypt("enc", &token, b"", UseOptions::default()).is_ok()),
+        ),
+        (
+            AuditOp::KeyRewrap,
+            Box::new(|v| v.rewrap("enc", &token, b"", UseOptions::default()).is_ok()),
+        ),
+        (
+            AuditOp::KeyDataKey,
+            Box::new(|v| v.datakey("enc", b"").is_ok()),
+        ),
+        (AuditOp::KeySign, Box::new(|v| v.sign("sig", b"m").is_ok())),
+        (
+            AuditOp::KeyVerify,
+            Box::new(|v| {
+                v.verify_signature("sig", b"m", &sig, UseOptions::default())
+                    .is_ok()
+            }),
+        ),
+        (AuditOp::List, Box::new(|v| v.key("enc").is_ok())),
+        (AuditOp::List, Box::new(|v| v.keys().is_ok())),
+        (AuditOp::List, Box::new(|v| v.key_versions("enc").is_ok())),
+        (
+            AuditOp::KeyChange,
+            Box::new(|v| v.destroy_key_version("k2", 1).is_err()),
+        ),
+        (
+            AuditOp::Export,
+            Box::new(|v| {
+                v.export(&ExportSelection::keys(&["sig".to_string()]), b"p", kdf)
+                    .is_ok()
+            }),
+        ),
+        (
+            AuditOp::Import,
+            Box::new(|v| {
+                v.import_export(
+                    &export.file,
+                    b"p",
+                    &ImportOptions {
+                        rename: Some("copy".into()),
+                        ..ImportOptions::default()
+                    },
+                )
+                .is_ok()
+            }),
+        ),
+        (
+            AuditOp::Backup,
+            Box::new(|v| v.snapshot(None, &mut |_| Ok(())).is_ok()),
+        ),
+        (AuditOp::Verify, Box::new(|v| v.verify().is_ok())),
+        (AuditOp::Maintenance, Box::new(|v| v.compact().is_ok())),
+        (AuditOp::Maintenance, Box::new(|v| v.checkpoint().is_ok())),
+        (
+            AuditOp::PassphraseChange,
+            Box::new(|v| {
+                v.add_passphrase(&pass(), &secret(b"second pass"), cheap_kdf())
+                    .is_ok()
+            }),
+        ),
+        (AuditOp::Destroy, Box::new(|v| v.destroy("s").is_ok())),
+        (AuditOp::Read, Box::new(|v| v.get("s").is_err())),
+    ];
+    for (want, step) in &steps {
+        let before = v.audit_trail().unwrap().entries.len();
+        assert!(step(&v), "{want:?}: the step did not do what it should");
+        let trail = v.audit_trail().unwrap();
+        assert_eq!(trail.problem, None, "{want:?}");
+        let new: Vec<_> = trail.entries[before..]
+            .iter()
+            .map(|e| (e.op, e.outcome))
+            .collect();
+        assert_eq!(new.len(), 1, "{want:?}: {new:?}");
+        assert_eq!(new[0].0, *want, "{new:?}");
+    }
+    // A master-key rotation starts the next epoch's file, linked to the last one's hash.
+    v.rotate_master_key(&pass(), true).unwrap();
+    drop(v);
+    let v = d.open().unwrap();
+    let trail = v.audit_trail().unwrap();
+    assert_eq!(trail.problem, None, "{trail:?}");
+    assert_eq!(trail.files.len(), 2, "{:?}", trail.files);
+    let ops: Vec<AuditOp> = trail.entries.iter().rev().take(2).map(|e| e.op).collect();
+    assert_eq!(ops, [AuditOp::Unlock, AuditOp::MasterKeyRotation]);
+    let indexes: Vec<u64> = trail.entries.iter().map(|e| e.index).collect();
+    assert!(indexes.windows(2).all(|w| w[1] == w[0] + 1), "{indexes:?}");
+    // The old epoch's file changed after the rotation sealed it: found.
+    let old = d.vault_dir().join("audit.0");
+    let mut bytes = std::fs::read(&old).unwrap();
+    let n = bytes.len() - 50;
+    bytes[n] ^= 1;
+    std::fs::write(&old, &bytes).unwrap();
+    assert!(v.audit_trail().unwrap().problem.is_some());
+}

@@ -9,10 +9,12 @@ use vault_format::token::{self, MAC_LEN, SIGNATURE_LEN, TokenForm, TokenHeader};
 
 use super::lifecycle::rotation_due;
 use super::{KeyError, algorithm_of, settings, state_name};
+use crate::audit::On;
 use crate::engine::payload_of;
 use crate::engine::replay::State;
 use crate::vault::Vault;
 use crate::{Error, Result, sync};
+use vault_format::audit::AuditOp;
 
 /// How a use of a key may go beyond the usual checks.
 #[derive(Clone, Copy, Debug, Default)]
@@ -352,6 +354,17 @@ impl Vault {
         associated_data: &[u8],
         options: UseOptions,
     ) -> Result<Vec<u8>> {
+        let r = self.encrypt_with_inner(name, plaintext, associated_data, options);
+        self.audited_with(AuditOp::KeyEncrypt, On::Key(name), String::new(), r)
+    }
+
+    fn encrypt_with_inner(
+        &self,
+        name: &str,
+        plaintext: &[u8],
+        associated_data: &[u8],
+        options: UseOptions,
+    ) -> Result<Vec<u8>> {
         let m = self.material(name, Use::Make(KeyOps::ENCRYPT, "encrypt"), None, options)?;
         let token = seal(&m, plaintext, associated_data)?;
         self.report_compromised(name, &m, "encrypt")?;
@@ -364,6 +377,17 @@ impl Vault {
     /// [`KeyError::Decrypt`] if it does not authenticate; [`KeyError::WrongKey`],
     /// [`KeyError::BadToken`], and the refusals of the version it names.
     pub fn decrypt(
+        &self,
+        name: &str,
+        token: &[u8],
+        associated_data: &[u8],
+        options: UseOptions,
+    ) -> Result<SecretBytes> {
+        let r = self.decrypt_inner(name, token, associated_data, options);
+        self.audited_with(AuditOp::KeyDecrypt, On::Key(name), String::new(), r)
+    }
+
+    pub(crate) fn decrypt_inner(
         &self,
         name: &str,
         token: &[u8],
@@ -388,6 +412,17 @@ impl Vault {
     /// As [`Vault::decrypt`] for the token, and as [`Vault::encrypt`] for the primary; the key's
     /// policy must allow rewrap.
     pub fn rewrap(
+        &self,
+        name: &str,
+        token: &[u8],
+        associated_data: &[u8],
+        options: UseOptions,
+    ) -> Result<Vec<u8>> {
+        let r = self.rewrap_inner(name, token, associated_data, options);
+        self.audited_with(AuditOp::KeyRewrap, On::Key(name), String::new(), r)
+    }
+
+    fn rewrap_inner(
         &self,
         name: &str,
         token: &[u8],
@@ -427,6 +462,16 @@ impl Vault {
         associated_data: &[u8],
         options: UseOptions,
     ) -> Result<(SecretBytes, Vec<u8>)> {
+        let r = self.datakey_with_inner(name, associated_data, options);
+        self.audited_with(AuditOp::KeyDataKey, On::Key(name), String::new(), r)
+    }
+
+    fn datakey_with_inner(
+        &self,
+        name: &str,
+        associated_data: &[u8],
+        options: UseOptions,
+    ) -> Result<(SecretBytes, Vec<u8>)> {
         let m = self.material(name, Use::Make(KeyOps::DATAKEY, "datakey"), None, options)?;
         let mut dk = SecretBytes::zeroed(32);
         vault_crypto::rng::fill(dk.expose_secret_mut())?;
@@ -449,6 +494,11 @@ impl Vault {
     /// # Errors
     /// As [`Vault::sign`].
     pub fn sign_with(&self, name: &str, message: &[u8], options: UseOptions) -> Result<Vec<u8>> {
+        let r = self.sign_with_inner(name, message, options);
+        self.audited_with(AuditOp::KeySign, On::Key(name), String::new(), r)
+    }
+
+    fn sign_with_inner(&self, name: &str, message: &[u8], options: UseOptions) -> Result<Vec<u8>> {
         let m = self.material(name, Use::Make(KeyOps::SIGN, "sign"), None, options)?;
         let mut out = Vec::new();
         match m.algorithm {
@@ -480,6 +530,17 @@ impl Vault {
     /// # Errors
     /// [`KeyError::BadSignature`] if it does not; the refusals of the version it names.
     pub fn verify_signature(
+        &self,
+        name: &str,
+        message: &[u8],
+        signature: &[u8],
+        options: UseOptions,
+    ) -> Result<()> {
+        let r = self.verify_signature_inner(name, message, signature, options);
+        self.audited_with(AuditOp::KeyVerify, On::Key(name), String::new(), r)
+    }
+
+    fn verify_signature_inner(
         &self,
         name: &str,
         message: &[u8],
@@ -536,6 +597,11 @@ impl Vault {
     /// [`KeyError::NotCapable`] for a key that is not Ed25519; [`KeyError::Destroyed`] and
     /// [`KeyError::UnknownVersion`].
     pub fn public_key(&self, name: &str, version: Option<u32>) -> Result<[u8; 32]> {
+        let r = self.public_key_inner(name, version);
+        self.audited_with(AuditOp::List, On::Key(name), String::new(), r)
+    }
+
+    fn public_key_inner(&self, name: &str, version: Option<u32>) -> Result<[u8; 32]> {
         let (env, keys, v) = self.e.fetch(|st| {
             let (entry, s) = settings(&st.index.keys, name)?;
             if algorithm_of(s)? != Algorithm::Ed25519 {

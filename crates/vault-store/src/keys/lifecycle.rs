@@ -10,10 +10,12 @@ use vault_format::payload::{
 };
 
 use super::{KeyError, KeyVersionInfo, algorithm_of, settings, state_name};
+use crate::audit::On;
 use crate::batch::check_name;
 use crate::engine::replay::State;
 use crate::vault::Vault;
 use crate::{Error, Result, sync};
+use vault_format::audit::AuditOp;
 
 /// What a new key is.
 #[derive(Clone, Debug)]
@@ -363,7 +365,7 @@ impl Vault {
             ];
             Ok((out, ()))
         })?;
-        self.key(name)
+        self.key_inner(name)
     }
 
     /// What is known about key `name`.
@@ -371,6 +373,11 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`]; errors catching up with other writers.
     pub fn key(&self, name: &str) -> Result<KeyInfo> {
+        let r = self.key_inner(name);
+        self.audited_with(AuditOp::List, On::Key(name), String::new(), r)
+    }
+
+    fn key_inner(&self, name: &str) -> Result<KeyInfo> {
         self.e.refresh()?;
         let st = sync::read(&self.e.state);
         let (_, s) = settings(&st.index.keys, name)?;
@@ -382,6 +389,11 @@ impl Vault {
     /// # Errors
     /// Errors catching up with other writers.
     pub fn keys(&self) -> Result<Vec<KeyInfo>> {
+        let r = self.keys_inner();
+        self.audited_with(AuditOp::List, On::Nothing, String::new(), r)
+    }
+
+    fn keys_inner(&self) -> Result<Vec<KeyInfo>> {
         self.e.refresh()?;
         let st = sync::read(&self.e.state);
         let now = self.e.options.clock.now_ms();
@@ -399,7 +411,7 @@ impl Vault {
     /// # Errors
     /// Errors catching up with other writers.
     pub fn key_names(&self) -> Result<Vec<String>> {
-        Ok(self.keys()?.into_iter().map(|k| k.name).collect())
+        Ok(self.keys_inner()?.into_iter().map(|k| k.name).collect())
     }
 
     /// Versions of key `name`.
@@ -407,6 +419,11 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`].
     pub fn key_versions(&self, name: &str) -> Result<Vec<KeyVersionInfo>> {
+        let r = self.key_versions_inner(name);
+        self.audited_with(AuditOp::List, On::Key(name), String::new(), r)
+    }
+
+    fn key_versions_inner(&self, name: &str) -> Result<Vec<KeyVersionInfo>> {
         self.e.refresh()?;
         let st = sync::read(&self.e.state);
         let entry = st.index.keys.get(name).ok_or_else(|| Error::NotFound {
@@ -440,6 +457,11 @@ impl Vault {
     /// # Errors
     /// Storage errors (nothing is rotated).
     pub fn rotate_due_keys(&self) -> Result<Vec<(String, u32)>> {
+        let r = self.rotate_due_keys_inner();
+        self.audited_with(AuditOp::KeyRotate, On::Nothing, String::new(), r)
+    }
+
+    fn rotate_due_keys_inner(&self) -> Result<Vec<(String, u32)>> {
         let now = self.e.options.clock.now_ms();
         self.e.write_txn(|st| {
             let mut out = Vec::new();
@@ -484,6 +506,11 @@ impl Vault {
     /// [`KeyError::UnknownVersion`], [`KeyError::State`] for a version in another state,
     /// [`KeyError::BelowFloor`] below the minimum encrypt version.
     pub fn promote_key_version(&self, name: &str, version: u32) -> Result<()> {
+        let r = self.promote_key_version_inner(name, version);
+        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+    }
+
+    fn promote_key_version_inner(&self, name: &str, version: u32) -> Result<()> {
         self.change_key(name, |_, s, now, _| {
             let state = state_of(s, version)?;
             if !matches!(state, KeyState::Pending | KeyState::Active) {
@@ -521,6 +548,11 @@ impl Vault {
     /// primary made decrypt-only (promote another first); [`Error::Invalid`] for pending or
     /// destroyed.
     pub fn set_key_version_state(&self, name: &str, version: u32, state: KeyState) -> Result<()> {
+        let r = self.set_key_version_state_inner(name, version, state);
+        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+    }
+
+    fn set_key_version_state_inner(&self, name: &str, version: u32, state: KeyState) -> Result<()> {
         match state {
             KeyState::Destroyed => {
                 return Err(Error::invalid(
@@ -572,6 +604,11 @@ impl Vault {
     /// # Errors
     /// [`KeyError::UnknownVersion`]; [`KeyError::State`] for the primary.
     pub fn destroy_key_version(&self, name: &str, version: u32) -> Result<()> {
+        let r = self.destroy_key_version_inner(name, version);
+        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+    }
+
+    fn destroy_key_version_inner(&self, name: &str, version: u32) -> Result<()> {
         self.change_key(name, |st, s, now, out| {
             let current = state_of(s, version)?;
             if current == KeyState::Destroyed {
@@ -616,6 +653,16 @@ impl Vault {
     /// # Errors
     /// [`Error::Invalid`] for a floor above the primary version (rotate first).
     pub fn set_key_floors(
+        &self,
+        name: &str,
+        min_decrypt: Option<u32>,
+        min_encrypt: Option<u32>,
+    ) -> Result<()> {
+        let r = self.set_key_floors_inner(name, min_decrypt, min_encrypt);
+        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+    }
+
+    fn set_key_floors_inner(
         &self,
         name: &str,
         min_decrypt: Option<u32>,
@@ -667,6 +714,11 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`]; storage errors.
     pub fn set_key_expiry(&self, name: &str, expires_ms: Option<i64>) -> Result<()> {
+        let r = self.set_key_expiry_inner(name, expires_ms);
+        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+    }
+
+    fn set_key_expiry_inner(&self, name: &str, expires_ms: Option<i64>) -> Result<()> {
         self.change_key(name, |_, s, _, _| {
             s.expires_ms = expires_ms;
             Ok(())
@@ -678,6 +730,11 @@ impl Vault {
     /// # Errors
     /// [`Error::Invalid`] for a period of 0.
     pub fn set_key_rotation(&self, name: &str, rotate_every_ms: Option<u64>) -> Result<()> {
+        let r = self.set_key_rotation_inner(name, rotate_every_ms);
+        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+    }
+
+    fn set_key_rotation_inner(&self, name: &str, rotate_every_ms: Option<u64>) -> Result<()> {
         if matches!(rotate_every_ms, Some(0))
             || rotate_every_ms.is_some_and(|t| t > i64::MAX as u64)
         {
@@ -696,6 +753,11 @@ impl Vault {
     /// [`KeyError::Loosen`] when it would add an operation without `loosen`; [`Error::Invalid`]
     /// for an operation the algorithm cannot do.
     pub fn set_key_policy(&self, name: &str, allowed: KeyOps, loosen: bool) -> Result<()> {
+        let r = self.set_key_policy_inner(name, allowed, loosen);
+        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+    }
+
+    fn set_key_policy_inner(&self, name: &str, allowed: KeyOps, loosen: bool) -> Result<()> {
         self.change_key(name, |_, s, now, out| {
             let algorithm = algorithm_of(s)?;
             if !algorithm.capable().contains(allowed) {

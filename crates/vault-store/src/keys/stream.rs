@@ -14,8 +14,10 @@ use zeroize::Zeroizing;
 
 use super::KeyError;
 use super::crypto::{Use, UseOptions};
+use crate::audit::On;
 use crate::vault::Vault;
 use crate::{Error, Result};
+use vault_format::audit::AuditOp;
 
 /// Plaintext bytes per chunk a stream is written with.
 pub const CHUNK_SIZE: u32 = 64 * 1024;
@@ -59,6 +61,18 @@ impl Vault {
     /// # Errors
     /// As [`Vault::encrypt_stream`].
     pub fn encrypt_stream_with(
+        &self,
+        name: &str,
+        associated_data: &[u8],
+        input: &mut dyn Read,
+        output: &mut dyn Write,
+        options: UseOptions,
+    ) -> Result<u64> {
+        let r = self.encrypt_stream_with_inner(name, associated_data, input, output, options);
+        self.audited_with(AuditOp::KeyEncrypt, On::Key(name), String::new(), r)
+    }
+
+    fn encrypt_stream_with_inner(
         &self,
         name: &str,
         associated_data: &[u8],
@@ -125,6 +139,18 @@ impl Vault {
         output: &mut dyn Write,
         options: UseOptions,
     ) -> Result<u64> {
+        let r = self.decrypt_stream_inner(name, associated_data, input, output, options);
+        self.audited_with(AuditOp::KeyDecrypt, On::Key(name), String::new(), r)
+    }
+
+    fn decrypt_stream_inner(
+        &self,
+        name: &str,
+        associated_data: &[u8],
+        input: &mut dyn Read,
+        output: &mut dyn Write,
+        options: UseOptions,
+    ) -> Result<u64> {
         let bad = |reason: String| -> Error {
             KeyError::BadToken {
                 key: name.into(),
@@ -156,7 +182,7 @@ impl Vault {
                 .take(64 << 20)
                 .read_to_end(&mut token)
                 .map_err(read_err)?;
-            let plain = self.decrypt(name, &token, associated_data, options)?;
+            let plain = self.decrypt_inner(name, &token, associated_data, options)?;
             output
                 .write_all(plain.expose_secret())
                 .and_then(|()| output.flush())
