@@ -235,6 +235,16 @@ pub(crate) enum Command {
         #[command(flatten)]
         kdf: crate::cli_keys::ExportKdf,
     },
+    /// The audit trail: one entry per operation on the vault (who, when, what, on which name,
+    /// with what outcome; names hashed, never a value), oldest first; `vault audit verify`
+    /// checks its chain.
+    #[command(args_conflicts_with_subcommands = true)]
+    Audit {
+        #[command(subcommand)]
+        action: Option<AuditAction>,
+        #[command(flatten)]
+        query: AuditQuery,
+    },
     /// Managed keys: create, rotate, set states and policies; encrypt, decrypt, rewrap, make
     /// data keys, sign and verify without the key leaving the vault.
     #[command(after_help = crate::cli_keys::KEY_HELP)]
@@ -242,6 +252,41 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::cli_keys::KeyCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AuditAction {
+    /// Check the whole chain: every entry, every link, every earlier key epoch's file; prints
+    /// the count of entries and the first broken link if any (exit 5).
+    Verify,
+}
+
+/// Which entries `vault audit` prints.
+#[derive(Args, Debug, Default)]
+pub(crate) struct AuditQuery {
+    /// Only entries at or after T: an RFC 3339 time, a date (YYYY-MM-DD, UTC), or a time ago
+    /// (30m, 12h, 7d).
+    #[arg(long, value_name = "T")]
+    pub(crate) since: Option<String>,
+    /// Only entries before T (as for --since).
+    #[arg(long, value_name = "T")]
+    pub(crate) until: Option<String>,
+    /// Only these operations (repeatable): unlock, failed-unlock, read, list, write, delete,
+    /// undelete, destroy, key-create, key-rotate, key-change, encrypt, decrypt, rewrap,
+    /// datakey, sign, verify-signature, export, import, backup, restore, verify,
+    /// passphrase-change, master-key-rotation, rollback-accepted, maintenance, retention.
+    #[arg(long, value_name = "OP")]
+    pub(crate) op: Vec<String>,
+    /// Only entries on this secret or key (its name is hashed and matched; the log holds no
+    /// names).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Only entries with this outcome.
+    #[arg(long, value_parser = ["ok", "error"])]
+    pub(crate) outcome: Option<String>,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -134,6 +134,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Upgrade => commands::maintenance::upgrade(&cli),
         Command::AcceptRollback => commands::maintenance::accept_rollback(&cli),
         Command::Key { command } => commands::keys::run(&cli, command),
+        Command::Audit {
+            action: Some(cli::AuditAction::Verify),
+            ..
+        } => commands::audit::verify(&cli),
+        Command::Audit {
+            action: None,
+            query,
+        } => commands::audit::query(&cli, query),
         Command::Backup {
             action:
                 Some(cli::BackupAction::Verify {

@@ -111,6 +111,46 @@ wire_enum! {
     }
 }
 
+impl AuditOp {
+    /// The operation's name, as `vault audit --op` takes it and prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AuditOp::Unlock => "unlock",
+            AuditOp::FailedUnlock => "failed-unlock",
+            AuditOp::Read => "read",
+            AuditOp::List => "list",
+            AuditOp::Write => "write",
+            AuditOp::Delete => "delete",
+            AuditOp::Undelete => "undelete",
+            AuditOp::Destroy => "destroy",
+            AuditOp::KeyCreate => "key-create",
+            AuditOp::KeyRotate => "key-rotate",
+            AuditOp::KeyChange => "key-change",
+            AuditOp::KeyEncrypt => "encrypt",
+            AuditOp::KeyDecrypt => "decrypt",
+            AuditOp::KeyRewrap => "rewrap",
+            AuditOp::KeyDataKey => "datakey",
+            AuditOp::KeySign => "sign",
+            AuditOp::KeyVerify => "verify-signature",
+            AuditOp::Export => "export",
+            AuditOp::Import => "import",
+            AuditOp::Backup => "backup",
+            AuditOp::Restore => "restore",
+            AuditOp::Verify => "verify",
+            AuditOp::PassphraseChange => "passphrase-change",
+            AuditOp::MasterKeyRotation => "master-key-rotation",
+            AuditOp::RollbackAccepted => "rollback-accepted",
+            AuditOp::Maintenance => "maintenance",
+            AuditOp::Retention => "retention",
+        }
+    }
+
+    /// The operation named `name` ([`AuditOp::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.name() == name)
+    }
+}
+
 /// Flag: the entry was recorded before an unlock (folded in from the pending file).
 pub const FLAG_BEFORE_UNLOCK: u8 = 1;
 const KNOWN_FLAGS: u8 = FLAG_BEFORE_UNLOCK;

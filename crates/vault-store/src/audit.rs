@@ -24,7 +24,7 @@ pub(crate) const PENDING: &str = "audit.pending";
 const EPOCH_LABEL: &[u8] = b"vault v1 audit epoch";
 /// What a folded entry's detail starts with: the pending file's last link follows, so a fold
 /// interrupted after it appended is not appended twice.
-const FOLDED: &str = "folded ";
+const FOLDED: &str = "folded the entries recorded before an unlock; last link ";
 
 /// The name of the chain file of key epoch `epoch`.
 pub(crate) fn chain_name(epoch: u32) -> String {
@@ -253,10 +253,44 @@ impl AuditFiles {
         }
         let start = self.epoch_start(epoch)?;
         let mut end = self.end_of(&chain_name(epoch), false, start)?;
+        let path = self.path(&chain_name(epoch));
+        // Entries recorded before an unlock first, in a write of their own ending with the
+        // fold's entry, synced, and only then is the pending file removed: a fold interrupted
+        // in between leaves the chain ending with that entry, which the next fold recognises.
         let folded = self.take_pending(&end)?;
+        let pending_exists = self.io.stamp(&self.path(PENDING)).is_ok();
+        if !folded.is_empty() {
+            self.write_entries(keys, &mut end, folded, &path)?;
+            end.file
+                .sync_data()
+                .map_err(|e| Error::io("syncing", &path, e))?;
+        }
+        if pending_exists {
+            self.io
+                .remove(&self.path(PENDING))
+                .map_err(|e| Error::io("removing", self.path(PENDING), e))?;
+        }
+        let last = self.write_entries(keys, &mut end, entries, &path)?;
+        if sync {
+            end.file
+                .sync_data()
+                .map_err(|e| Error::io("syncing", &path, e))?;
+        }
+        Ok(last)
+    }
+
+    /// Appends `entries` at `end` in one write (their indexes and links set here); returns the
+    /// last index.
+    fn write_entries(
+        &self,
+        keys: &AuditKeys,
+        end: &mut ChainEnd,
+        entries: Vec<AuditEntry>,
+        path: &Path,
+    ) -> Result<u64> {
         let mut last = 0;
         let mut out = Vec::new();
-        for mut e in folded.into_iter().chain(entries) {
+        for mut e in entries {
             e.index = end.next;
             let bytes = e
                 .encode()
@@ -269,26 +303,10 @@ impl AuditFiles {
             end.next += 1;
             end.previous = link;
         }
-        let path = self.path(&chain_name(epoch));
         end.file
             .write_all_at(&out, end.len)
-            .map_err(|e| Error::io("writing", &path, e))?;
-        if sync {
-            end.file
-                .sync_data()
-                .map_err(|e| Error::io("syncing", &path, e))?;
-        }
-        // Only once the folded entries are in the chain is the pending file removed.
-        if self.io.stamp(&self.path(PENDING)).is_ok() {
-            if !sync {
-                end.file
-                    .sync_data()
-                    .map_err(|e| Error::io("syncing", &path, e))?;
-            }
-            self.io
-                .remove(&self.path(PENDING))
-                .map_err(|e| Error::io("removing", self.path(PENDING), e))?;
-        }
+            .map_err(|e| Error::io("writing", path, e))?;
+        end.len += out.len() as u64;
         Ok(last)
     }
 
@@ -373,8 +391,23 @@ impl AuditFiles {
                     .collect(),
             });
         }
-        if let Some(last) = out.last_mut() {
-            last.detail = marker;
+        if !out.is_empty() {
+            // The fold itself, last: it names the pending file's last link, so a fold
+            // interrupted after appending is not appended again.
+            let (pid, uid, host) = process();
+            out.push(AuditEntry {
+                index: 0,
+                time_ms: crate::engine::now_ms(),
+                op: AuditOp::Maintenance,
+                outcome: 0,
+                flags: 0,
+                generation: 0,
+                pid,
+                uid,
+                host,
+                target: Target::None,
+                detail: marker,
+            });
         }
         Ok(out)
     }

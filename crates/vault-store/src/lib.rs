@@ -74,6 +74,11 @@ pub use vault_crypto::SecretBytes;
 pub use vault_crypto::kdf::{self, KdfParams};
 pub use vault_format::Error as FormatError;
 pub use vault_format::audit::{AuditEntry, AuditOp, Target as AuditTarget};
+/// Flags an audit entry can carry.
+pub mod audit_flags {
+    /// Recorded before an unlock (a failed unlock, folded in at the next one).
+    pub use vault_format::audit::FLAG_BEFORE_UNLOCK as BEFORE_UNLOCK;
+}
 pub use vault_format::export::{
     ExportContents, from_json as export_from_json, to_json as export_to_json,
 };

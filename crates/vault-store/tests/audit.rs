@@ -87,6 +87,7 @@ fn a_failed_unlock_is_folded_in_at_the_next_unlock() {
             (AuditOp::Write, 0, 0),
             (AuditOp::FailedUnlock, 3, 1),
             (AuditOp::FailedUnlock, 3, 1),
+            (AuditOp::Maintenance, 0, 0),
             (AuditOp::Unlock, 0, 0),
         ]
     );
@@ -299,4 +300,36 @@ fn every_operation_appends_one_entry_of_its_kind() {
     bytes[n] ^= 1;
     std::fs::write(&old, &bytes).unwrap();
     assert!(v.audit_trail().unwrap().problem.is_some());
+}
+
+/// A fold interrupted after it appended, before it removed the pending file, is not appended
+/// again by the next unlock.
+#[test]
+fn an_interrupted_fold_is_not_folded_twice() {
+    let d = TestDir::new();
+    drop(d.create());
+    let wrong = vault_store::SecretBytes::from_slice(b"not the passphrase");
+    assert!(Vault::open(d.backend(), &wrong, d.options()).is_err());
+    let pending = d.vault_dir().join("audit.pending");
+    let saved = std::fs::read(&pending).unwrap();
+    drop(d.open().unwrap());
+    assert!(!pending.exists());
+    // As if the process had died after the fold was written and synced, before it removed the
+    // pending file: the chain ends with the fold's entry (the unlock after it cut off).
+    let chain = d.vault_dir().join("audit.0");
+    let bytes = std::fs::read(&chain).unwrap();
+    let head = vault_format::audit::FILE_HEADER_LEN;
+    let last = vault_format::audit::last_frame(&bytes[head..]).unwrap();
+    std::fs::write(&chain, &bytes[..head + last.offset]).unwrap();
+    std::fs::write(&pending, &saved).unwrap();
+    let v = d.open().unwrap();
+    let trail = v.audit_trail().unwrap();
+    assert_eq!(trail.problem, None, "{trail:?}");
+    let failed = trail
+        .entries
+        .iter()
+        .filter(|e| e.op == AuditOp::FailedUnlock)
+        .count();
+    assert_eq!(failed, 1);
+    assert!(!pending.exists());
 }

@@ -1,5 +1,6 @@
 //! One module per group of commands, each command one function taking the parsed arguments.
 
+pub(crate) mod audit;
 pub(crate) mod backups;
 pub(crate) mod import;
 pub(crate) mod keys;
