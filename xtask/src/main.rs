@@ -273,12 +273,18 @@ fn bench(args: &[String]) -> Result<()> {
             "bench keys",
             cargo().args(["bench", "-p", "vault-store", "--bench", "keys"]),
         ),
+        "audit" => run(
+            "bench audit",
+            cargo().args(["bench", "-p", "vault-store", "--bench", "audit"]),
+        ),
         // Not part of `all`: it builds vaults of a million secrets and takes minutes.
         "scale" => scale::main(args.get(1..).unwrap_or_default()),
         // Not part of `all` either: it builds vaults of a million secrets and of 1 GiB.
         "backup" => backup_bench::main(args.get(1..).unwrap_or_default()),
         other => {
-            bail!("unknown bench suite `{other}` (crypto, store, keys, micro, scale, backup, all)")
+            bail!(
+                "unknown bench suite `{other}` (crypto, store, keys, audit, micro, scale, backup, all)"
+            )
         }
     }
 }

@@ -167,6 +167,7 @@ impl Vault {
                 Err(e) => {
                     // No key: recorded in the pending file, folded in at the next unlock.
                     if matches!(e, Error::WrongPassphrase)
+                        && options.audit
                         && let Some((dir, io)) = backend.audit_place()
                     {
                         let files = crate::audit::AuditFiles::new(

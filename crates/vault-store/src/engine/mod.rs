@@ -149,9 +149,12 @@ impl Engine {
             options.rollback_dir.as_deref(),
         );
         let rollback = RollbackFile::new(store, &vault_id);
-        let audit = backend.audit_place().map(|(dir, io)| {
-            crate::audit::AuditFiles::new(&dir, io, vault_id, options.lock_timeout)
-        });
+        let audit = backend
+            .audit_place()
+            .filter(|_| options.audit)
+            .map(|(dir, io)| {
+                crate::audit::AuditFiles::new(&dir, io, vault_id, options.lock_timeout)
+            });
         Self {
             backend,
             vault_id,

@@ -34,6 +34,9 @@ pub struct VaultOptions {
     pub kdf_limit: KdfLimit,
     /// What the vault takes the time to be: the system clock, or a test's.
     pub clock: Clock,
+    /// Record every operation in the audit trail beside the vault (on by default). Off only to
+    /// measure what the trail costs (`cargo xtask bench audit`); the CLI always records.
+    pub audit: bool,
 }
 
 /// The time a vault stamps records with and checks key expiry and rotation against.
@@ -71,6 +74,7 @@ impl Default for VaultOptions {
             rollback_store: None,
             accept_rollback: false,
             auto_compact_bytes: 8 << 20,
+            audit: true,
             snapshot_part_bytes: 16 << 20,
             kdf_limit: KdfLimit::DEFAULT,
             clock: Clock::default(),

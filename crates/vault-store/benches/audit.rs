@@ -1,0 +1,102 @@
+//! `cargo xtask bench audit`: what the audit trail adds to a durable `set` (the same sets on a
+//! file vault with the trail on and off, in the same run, on the disk the target directory is
+//! on), and reading and checking a trail of 1 000 000 entries. Prints Markdown rows for
+//! docs/BENCHMARKS.md. Not a test: nothing here asserts a time.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // bench code
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vault_crypto::SecretBytes;
+use vault_crypto::kdf::KdfParams;
+use vault_store::{FileBackend, SetOptions, Vault, VaultOptions};
+
+fn vault(dir: &std::path::Path, audit: bool) -> Vault {
+    Vault::create(
+        Arc::new(FileBackend::new(dir.join("vault"))),
+        &SecretBytes::from_slice(b"bench"),
+        KdfParams::for_key(64, 1, 1).unwrap(),
+        VaultOptions {
+            rollback_dir: Some(dir.join("state")),
+            audit,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    // On the disk the target directory is on (not /tmp, which may be memory: fsync is free there).
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-audit");
+    std::fs::create_dir_all(&base).unwrap();
+    let on_dir = tempfile::tempdir_in(&base).unwrap();
+    let off_dir = tempfile::tempdir_in(&base).unwrap();
+    let on = vault(on_dir.path(), true);
+    let off = vault(off_dir.path(), false);
+    let value = SecretBytes::from_slice(&[7u8; 64]);
+    let (mut t_on, mut t_off) = (Vec::new(), Vec::new());
+    // Interleaved, so that the disk's moods fall on both alike.
+    for i in 0..400 {
+        for (v, t) in [(&on, &mut t_on), (&off, &mut t_off)] {
+            let s = Instant::now();
+            v.set(
+                &format!("s{}", i % 50),
+                value.duplicate(),
+                SetOptions::default(),
+            )
+            .unwrap();
+            t.push(s.elapsed());
+        }
+    }
+    let (m_on, m_off) = (median(t_on), median(t_off));
+    println!("| durable `set` (64-byte value), median of 400 | audit on | audit off | ratio |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| file vault under {} | {:.1} µs | {:.1} µs | {:.2}× |",
+        base.display(),
+        m_on.as_secs_f64() * 1e6,
+        m_off.as_secs_f64() * 1e6,
+        m_on.as_secs_f64() / m_off.as_secs_f64()
+    );
+    let gets = 1_000_000;
+    let t = Instant::now();
+    for _ in 0..gets {
+        on.get("s1").unwrap();
+    }
+    let fill = t.elapsed();
+    let t = Instant::now();
+    let trail = on.audit_trail().unwrap();
+    let read = t.elapsed();
+    assert!(trail.problem.is_none());
+    let hash = on.audit_name_hash("s1", false);
+    let t = Instant::now();
+    let matching = trail
+        .entries
+        .iter()
+        .filter(|e| matches!(&e.target, vault_store::AuditTarget::Hashed(h) if *h == hash))
+        .count();
+    let filter = t.elapsed();
+    println!(
+        "\n{} entries: appended by {gets} `get`s in {:.1} s ({:.1} µs a get with its entry); read and every link checked in {:.2} s; a --name filter over them {:.0} ms ({matching} matches)",
+        trail.entries.len(),
+        fill.as_secs_f64(),
+        fill.as_secs_f64() * 1e6 / f64::from(gets),
+        read.as_secs_f64(),
+        filter.as_secs_f64() * 1e3
+    );
+    drop(on);
+    drop(off);
+    let _ = std::fs::remove_dir_all(&base);
+}
