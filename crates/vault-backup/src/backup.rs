@@ -23,6 +23,9 @@ pub struct BackupOptions {
     pub base: Option<BackupHeader>,
     /// gzip the payload (on by default).
     pub compress: bool,
+    /// Carry the vault's audit trail too (its files as they are, read under the audit lock
+    /// after the snapshot).
+    pub include_audit: bool,
     /// A note kept in the header (not secret: it is readable without the passphrase).
     pub comment: String,
     /// Argon2id parameters for the backup passphrase.
@@ -38,6 +41,8 @@ pub struct Summary {
     pub counts: Counts,
     /// Sealed chunks.
     pub chunks: u64,
+    /// Bytes of the vault's audit trail it carries.
+    pub audit_bytes: u64,
 }
 
 fn store_err(e: std::io::Error) -> vault_store::Error {
@@ -172,6 +177,9 @@ pub fn backup<W: Write + Send>(
                         if !options.compress {
                             header.flags &= !FLAG_GZIP;
                         }
+                        if options.include_audit {
+                            header.flags |= vault_format::backup::FLAG_AUDIT;
+                        }
                         let sealer = container::Sealer::new(out, &header, &keys)?;
                         Ok((header, sealer))
                     });
@@ -238,7 +246,19 @@ pub fn backup<W: Write + Send>(
         // channel close without it, and stops without finishing the container).
         let finished = match (snap, std::mem::replace(&mut stage, Stage::Gone)) {
             (Ok(()), Stage::Writing(b)) => {
-                let (w, header) = *b;
+                let (mut w, header) = *b;
+                if options.include_audit
+                    && let Err(e) = vault.audit_files(&mut |name, offset, bytes| {
+                        w.write(&Item::AuditPart {
+                            name: name.to_string(),
+                            offset,
+                            bytes: bytes.to_vec(),
+                        })
+                        .map_err(store_err)
+                    })
+                {
+                    return Err(Error::Vault(e));
+                }
                 w.finish()
                     .and_then(|(ch, counts)| {
                         ch.0.send(ToSealer::End).map_err(|_| stopped())?;
@@ -269,6 +289,7 @@ fn summary(header: BackupHeader, counts: Counts) -> Summary {
         header,
         counts,
         chunks: 0,
+        audit_bytes: 0,
     }
 }
 
@@ -280,6 +301,7 @@ pub struct ItemStream<R: Read> {
     header: BackupHeader,
     counts: Counts,
     chunks: u64,
+    audit_bytes: u64,
 }
 
 enum Inner<R: Read> {
@@ -317,6 +339,7 @@ impl<R: Read> ItemStream<R> {
             header,
             counts: Counts::default(),
             chunks: 0,
+            audit_bytes: 0,
         })
     }
 
@@ -341,10 +364,12 @@ impl<R: Read> ItemStream<R> {
         let (mut opener, counts) = match std::mem::replace(&mut self.inner, Inner::Done) {
             Inner::Plain(r) => {
                 let counts = r.counts();
+                self.audit_bytes = r.audit_bytes();
                 (r.into_inner(), counts)
             }
             Inner::Gzip(r) => {
                 let counts = r.counts();
+                self.audit_bytes = r.audit_bytes();
                 let mut buffered = r.into_inner().into_inner();
                 if !std::io::BufRead::fill_buf(&mut buffered)?.is_empty() {
                     return Err(invalid("backup: data after the compressed payload"));
@@ -369,6 +394,7 @@ impl<R: Read> ItemStream<R> {
             header: self.header.clone(),
             counts: self.counts,
             chunks: self.chunks,
+            audit_bytes: self.audit_bytes,
         }
     }
 }

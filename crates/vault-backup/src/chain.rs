@@ -27,6 +27,24 @@ pub struct ChainSummary {
     pub counts: Counts,
     /// Sealed chunks read, all files together.
     pub chunks: u64,
+    /// Bytes of the vault's audit trail the chain carries (from its newest backup that has it).
+    pub audit_bytes: u64,
+}
+
+/// What a merge hands on: the merged vault's items, and the pieces of its audit trail.
+#[derive(Debug)]
+pub enum Merged {
+    /// Something to load into the restored vault.
+    Load(LoadItem),
+    /// A piece of the audit file `name` of the backed-up vault.
+    Audit {
+        /// The file's name in the vault directory.
+        name: String,
+        /// Where the piece starts.
+        offset: u64,
+        /// The piece.
+        bytes: Vec<u8>,
+    },
 }
 
 fn hex(b: &[u8]) -> String {
@@ -236,7 +254,7 @@ pub fn merge(
     chain: &ChainFiles,
     passphrase: &[u8],
     limits: &Limits,
-    emit: &mut dyn FnMut(LoadItem) -> Result<(), Error>,
+    emit: &mut dyn FnMut(Merged) -> Result<(), Error>,
 ) -> Result<ChainSummary, Error> {
     merge_inner(chain, passphrase, limits, emit, true)
 }
@@ -247,7 +265,7 @@ pub(crate) fn merge_verified(
     chain: &ChainFiles,
     passphrase: &[u8],
     limits: &Limits,
-    emit: &mut dyn FnMut(LoadItem) -> Result<(), Error>,
+    emit: &mut dyn FnMut(Merged) -> Result<(), Error>,
 ) -> Result<ChainSummary, Error> {
     merge_inner(chain, passphrase, limits, emit, false)
 }
@@ -256,12 +274,13 @@ fn merge_inner(
     chain: &ChainFiles,
     passphrase: &[u8],
     limits: &Limits,
-    emit: &mut dyn FnMut(LoadItem) -> Result<(), Error>,
+    emit: &mut dyn FnMut(Merged) -> Result<(), Error>,
     check_names: bool,
 ) -> Result<ChainSummary, Error> {
     let names = &chain.names;
     let headers = chain.headers.clone();
     let mut srcs = chain.streams(passphrase, limits)?;
+    let mut emit_load = |item: LoadItem| emit(Merged::Load(item));
     let mut counts = Counts::default();
     // Settings: the newest backup's.
     let mut settings = None;
@@ -272,7 +291,7 @@ fn merge_inner(
         }
     }
     if let Some(m) = settings {
-        emit(LoadItem::Settings(m))?;
+        emit_load(LoadItem::Settings(m))?;
     }
     // Keys: in name order in every backup; a key is never removed from a vault, so every key of
     // every backup is kept, as the newest backup holding it has it.
@@ -294,7 +313,7 @@ fn merge_inner(
         }
         if let Some(Item::Key(k, v)) = newest {
             counts.keys += 1;
-            emit(LoadItem::Key(k, v))?;
+            emit_load(LoadItem::Key(k, v))?;
         }
     }
     let last = srcs.len() - 1;
@@ -324,6 +343,11 @@ fn merge_inner(
                 deleted,
                 kept,
             }) => (order, name, deleted, Some(kept)),
+            Some(part @ Item::AuditPart { .. }) => {
+                // The secrets ended; the audit trail follows (read in the drain below).
+                driver.peek = Some(part);
+                break;
+            }
             Some(_) => {
                 return Err(damaged(format!(
                     "{}: an item out of place among the secrets",
@@ -341,12 +365,12 @@ fn merge_inner(
             while matches!(driver.peek, Some(Item::Version(_))) {
                 if let Some(Item::Version(v)) = driver.peek.take() {
                     counts.versions += 1;
-                    emit(LoadItem::Version(v))?;
+                    emit_load(LoadItem::Version(v))?;
                 }
                 driver.advance()?;
             }
             if deleted {
-                emit(LoadItem::Deleted(name))?;
+                emit_load(LoadItem::Deleted(name))?;
             }
             continue;
         };
@@ -413,7 +437,7 @@ fn merge_inner(
                         )));
                     }
                     counts.versions += 1;
-                    emit(LoadItem::Version(v))?;
+                    emit_load(LoadItem::Version(v))?;
                 }
             }
         }
@@ -426,7 +450,7 @@ fn merge_inner(
             )));
         }
         if deleted {
-            emit(LoadItem::Deleted(name))?;
+            emit_load(LoadItem::Deleted(name))?;
         }
     }
     seen_names.sort_unstable();
@@ -437,10 +461,37 @@ fn merge_inner(
         )));
     }
     drop(seen_names);
-    // The earlier backups are read to their ends, so that each is checked whole.
+    // The backups are read to their ends, so that each is checked whole; the audit trail is
+    // taken from the newest backup that carries one (each carries the whole trail).
+    let audit_from = headers
+        .iter()
+        .rposition(|h| h.flags & vault_format::backup::FLAG_AUDIT != 0);
     let mut chunks = 0;
-    for s in &mut srcs {
-        while s.peek.is_some() {
+    let mut audit_bytes = 0;
+    for (j, s) in srcs.iter_mut().enumerate() {
+        while let Some(item) = s.peek.take() {
+            match item {
+                Item::AuditPart {
+                    name,
+                    offset,
+                    bytes,
+                } if Some(j) == audit_from => {
+                    audit_bytes += bytes.len() as u64;
+                    emit(Merged::Audit {
+                        name,
+                        offset,
+                        bytes,
+                    })?;
+                }
+                Item::AuditPart { .. } => {}
+                _ if j == last => {
+                    return Err(damaged(format!(
+                        "{}: an item out of place after the secrets",
+                        s.name
+                    )));
+                }
+                _ => {}
+            }
             s.advance()?;
         }
         chunks += s.stream.summary().chunks;
@@ -449,6 +500,7 @@ fn merge_inner(
         headers,
         counts,
         chunks,
+        audit_bytes,
     })
 }
 

@@ -15,6 +15,9 @@
 //!   3 secret version a kind-1 payload of the secret last started: its version count of them,
 //!                    or its carried versions in the order listed
 //!   4 settings       versions kept per secret (u32, 1..=10 000); first, at most once
+//!   6 audit part     file name (u8 length ‖ ASCII: audit.<epoch> or audit.pending)
+//!                    ‖ offset (u64) ‖ bytes (≤ 1 MiB): a piece of the vault's audit trail,
+//!                    after the secrets; each file's pieces in order from offset 0
 //!   0 end            keys (u64) ‖ secrets (u64) ‖ secret versions (u64); nothing may follow
 //! ```
 //!
@@ -68,6 +71,15 @@ pub enum Item {
     },
     /// A version of the secret last begun.
     Version(SecretVersionPayload),
+    /// A piece of one of the vault's audit files.
+    AuditPart {
+        /// The file's name in the vault directory.
+        name: String,
+        /// Where the piece starts in the file.
+        offset: u64,
+        /// The piece.
+        bytes: Vec<u8>,
+    },
 }
 
 /// A kept version of a changed secret: carried in this backup (`check: None`), or held by an
@@ -252,6 +264,22 @@ impl<W: Write> PayloadWriter<W> {
                 self.counts.secrets += 1;
                 5
             }
+            Item::AuditPart {
+                name,
+                offset,
+                bytes,
+            } => {
+                if !vault_store::is_audit_file_name(name)
+                    || bytes.len() > vault_store::AUDIT_PART_LEN
+                {
+                    return Err(bad("an audit part with a bad name or over 1 MiB"));
+                }
+                body.push(name.len() as u8);
+                body.extend_from_slice(name.as_bytes());
+                body.extend_from_slice(&offset.to_le_bytes());
+                body.extend_from_slice(bytes);
+                6
+            }
             Item::Version(v) => {
                 let p = Payload::SecretVersion(SecretVersionPayload {
                     name: v.name.clone(),
@@ -298,6 +326,10 @@ pub struct PayloadReader<R: Read> {
     /// The last key's name and the last secret's order and name: each must be above the last.
     last_key: Option<String>,
     last_order: Option<(u16, String)>,
+    /// The audit file being read and where its next piece must start.
+    audit: Option<(String, u64)>,
+    /// Audit bytes read.
+    audit_bytes: u64,
     done: bool,
 }
 
@@ -373,6 +405,8 @@ impl<R: Read> PayloadReader<R> {
             open: None,
             last_key: None,
             last_order: None,
+            audit: None,
+            audit_bytes: 0,
             done: false,
         })
     }
@@ -380,6 +414,11 @@ impl<R: Read> PayloadReader<R> {
     /// What has been read so far (all of it, once [`PayloadReader::next_item`] gave `None`).
     pub fn counts(&self) -> Counts {
         self.counts
+    }
+
+    /// Bytes of the audit trail read so far.
+    pub fn audit_bytes(&self) -> u64 {
+        self.audit_bytes
     }
 
     /// The input the payload was read from (after the end item: what follows it).
@@ -419,6 +458,9 @@ impl<R: Read> PayloadReader<R> {
         }
         if kind == 1 && self.last_order.is_some() {
             return Err(bad("a key after the secrets"));
+        }
+        if matches!(kind, 1..=5) && self.audit.is_some() {
+            return Err(bad("a key or secret after the audit trail"));
         }
         let mut c = Cur(&body);
         let item = match kind {
@@ -590,6 +632,40 @@ impl<R: Read> PayloadReader<R> {
                     return Err(bad("settings out of range, or not first"));
                 }
                 Item::Settings(max)
+            }
+            6 => {
+                let n = usize::from(*c.take(1, "audit file name length")?.first().unwrap_or(&0));
+                let name = String::from_utf8(c.take(n, "audit file name")?.to_vec())
+                    .map_err(|_| bad("an audit file name that is not UTF-8"))?;
+                if !vault_store::is_audit_file_name(&name) {
+                    return Err(bad(format!("{name:?} is not an audit file's name")));
+                }
+                let b = c.take(8, "audit offset")?;
+                let offset = u64::from_le_bytes(b.try_into().map_err(|_| bad("audit offset"))?);
+                let bytes = c.0.to_vec();
+                if bytes.len() > vault_store::AUDIT_PART_LEN {
+                    return Err(bad("an audit part over 1 MiB"));
+                }
+                // Each file's pieces in order from 0, files in increasing order of name.
+                let expected = match &self.audit {
+                    Some((last, next)) if *last == name => *next,
+                    Some((last, _)) if *last >= name => {
+                        return Err(bad(format!("audit file {name:?} out of order")));
+                    }
+                    _ => 0,
+                };
+                if offset != expected {
+                    return Err(bad(format!(
+                        "audit file {name:?}: a piece at {offset} where {expected} belongs"
+                    )));
+                }
+                self.audit = Some((name.clone(), offset + bytes.len() as u64));
+                self.audit_bytes += bytes.len() as u64;
+                Item::AuditPart {
+                    name,
+                    offset,
+                    bytes,
+                }
             }
             other => return Err(bad(format!("unknown item kind {other}"))),
         };

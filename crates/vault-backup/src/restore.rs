@@ -3,11 +3,12 @@
 //! the target and put there in one rename only once all of it committed; restores killed
 //! midway leave only their own directory, removed by the next restore to the same place.
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use vault_store::{LoadItem, Vault};
 
-use crate::chain::{self, ChainFiles, ChainSummary};
+use crate::chain::{self, ChainFiles, ChainSummary, Merged};
 use crate::{Error, Limits};
 
 /// Most value bytes in one commit of a restore: a commit is sealed as one frame, so this bounds
@@ -243,7 +244,43 @@ fn fill(
     let vault = make(staging)?;
     let mut batch: Vec<LoadItem> = Vec::new();
     let mut bytes = 0usize;
+    // The backed-up vault's audit trail, kept as it was (its links are under that vault's
+    // keys, which the restored vault does not have): beside the restored vault's own trail.
+    let archive = checked
+        .headers
+        .last()
+        .map(|h| staging.join("audit-archive").join(h.vault_id.to_hex()));
+    let mut audit_file: Option<(String, std::fs::File)> = None;
     chain::merge_verified(files, passphrase, limits, &mut |item| {
+        let item = match item {
+            Merged::Load(item) => item,
+            Merged::Audit {
+                name,
+                offset,
+                bytes,
+            } => {
+                let Some(dir) = &archive else { return Ok(()) };
+                if audit_file.as_ref().is_none_or(|(n, _)| *n != name) {
+                    if let Some((_, f)) = audit_file.take() {
+                        f.sync_all()?;
+                    }
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)?;
+                    let f = std::fs::OpenOptions::new()
+                        .create_new(true)
+                        .write(true)
+                        .mode(0o600)
+                        .open(dir.join(&name))?;
+                    audit_file = Some((name.clone(), f));
+                }
+                if let Some((_, f)) = &audit_file {
+                    std::os::unix::fs::FileExt::write_all_at(f, &bytes, offset)?;
+                }
+                return Ok(());
+            }
+        };
         if let LoadItem::Version(v) = &item {
             bytes += v.value.len();
         }
@@ -254,6 +291,14 @@ fn fill(
         }
         Ok(())
     })?;
+    if let Some((_, f)) = audit_file.take() {
+        f.sync_all()?;
+        if let Some(dir) = &archive
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            d.sync_all()?;
+        }
+    }
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let (Some(first), Some(last)) = (checked.headers.first(), checked.headers.last()) else {
         return Err(Error::Chain("no backup given".into()));

@@ -34,6 +34,7 @@ const BACKUP_PASS: &[u8] = b"backup passphrase";
 fn options(base: Option<&Summary>, compress: bool) -> BackupOptions {
     BackupOptions {
         base: base.map(|s| s.header.clone()),
+        include_audit: false,
         compress,
         comment: String::new(),
         kdf: KdfParams::for_key(64, 1, 1).unwrap(),
@@ -412,4 +413,39 @@ fn the_files_verified_are_the_files_restored() {
     let target = c.d.state_dir().with_extension("in-place");
     assert!(restore_opened(&opened, &target).is_err());
     assert!(!target.exists());
+}
+
+/// `--include-audit`: the backup carries the vault's audit files as they were, a verify counts
+/// them, and a restore keeps them beside the new vault (audit-archive/<old vault id>/), from the
+/// newest backup of the chain that carries them.
+#[test]
+fn the_audit_trail_travels_with_a_backup_that_includes_it() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    v.get("a").unwrap();
+    let mut with_audit = options(None, true);
+    with_audit.include_audit = true;
+    let (file, summary) = backup(&v, Vec::new(), BACKUP_PASS, &with_audit).unwrap();
+    let trail_then = std::fs::read(d.vault_dir().join("audit.0")).unwrap();
+    let f0 = d.state_dir().with_extension("b0");
+    std::fs::write(&f0, &file).unwrap();
+    let checked = verify(&file[..], BACKUP_PASS, &Limits::default()).unwrap();
+    assert_eq!(checked.counts, summary.counts);
+    assert_eq!(checked.audit_bytes, trail_then.len() as u64);
+    // An incremental without it: the archive comes from the full backup.
+    v.set("b", secret(b"2"), SetOptions::default()).unwrap();
+    let f1 = d.state_dir().with_extension("b1");
+    take(&v, &f1, Some(&summary), true);
+    let target = d.state_dir().with_extension("target");
+    let state = d.state_dir().with_extension("st");
+    let s = restore(&[f0, f1], &target, &state).unwrap();
+    assert_eq!(s.audit_bytes, trail_then.len() as u64);
+    let archived = target
+        .join("audit-archive")
+        .join(v.vault_id().to_hex())
+        .join("audit.0");
+    assert_eq!(std::fs::read(&archived).unwrap(), trail_then);
+    let w = open(&target, &state);
+    assert_eq!(w.get("b").unwrap().value.expose_secret(), b"2");
 }

@@ -95,6 +95,7 @@ fn a_fault_anywhere_in_a_restore_leaves_nothing_or_everything() {
     v.delete("s05").unwrap();
     let opts = BackupOptions {
         base: None,
+        include_audit: false,
         compress: true,
         comment: String::new(),
         kdf: KdfParams::for_key(64, 1, 1).unwrap(),

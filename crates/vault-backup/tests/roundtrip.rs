@@ -59,6 +59,7 @@ fn restore(
 fn options(compress: bool) -> BackupOptions {
     BackupOptions {
         base: None,
+        include_audit: false,
         compress,
         comment: "test".into(),
         kdf: KdfParams::for_key(64, 1, 1).unwrap(),

@@ -209,6 +209,10 @@ pub(crate) enum Command {
         /// Protect the backup with the vault's passphrase instead of a backup passphrase.
         #[arg(long)]
         use_vault_passphrase: bool,
+        /// Carry the vault's audit trail too (restored beside the new vault, in
+        /// audit-archive/<old vault id>/).
+        #[arg(long)]
+        include_audit: bool,
         /// An incremental backup: only what changed since the backup BASE (a full backup or an
         /// incremental one; only its header is read, so no passphrase is needed for it).
         #[arg(long, value_name = "BASE")]

@@ -156,17 +156,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             no_compress,
             comment,
             use_vault_passphrase,
+            include_audit,
             since,
             kdf,
         } => match file {
             Some(f) => commands::backups::make(
                 &cli,
-                f,
-                since.as_deref(),
-                *no_compress,
-                comment,
-                *use_vault_passphrase,
-                kdf,
+                &commands::backups::MakeRequest {
+                    file: f,
+                    since: since.as_deref(),
+                    include_audit: *include_audit,
+                    no_compress: *no_compress,
+                    comment,
+                    use_vault_passphrase: *use_vault_passphrase,
+                    kdf,
+                },
             ),
             None => Err(fail(
                 exit::Exit::Usage,

@@ -323,3 +323,34 @@ fn since_refuses_its_own_base_and_odd_files_and_stale_links_are_swept() {
     assert!(live.exists(), "a running command's link is left alone");
     drop(held);
 }
+
+/// `--include-audit`: verify says the backup carries the trail, and a restore keeps it in
+/// audit-archive/<old vault id>/ beside the new vault.
+#[test]
+fn include_audit_end_to_end() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    let env = [
+        ("VAULT_BACKUP_PASSPHRASE", OsStr::new("backup pass")),
+        ("VAULT_NEW_PASSPHRASE", OsStr::new("restored pass")),
+    ];
+    let cheap = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
+    let f = e.path("a.vbak");
+    let f = f.to_str().unwrap();
+    let mut args = vec!["backup", f, "--include-audit"];
+    args.extend_from_slice(&cheap);
+    let o = e.run_with(&args, None, &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = e.run_with(&["backup", "verify", f], None, &env);
+    assert!(String::from_utf8_lossy(&v.stdout).contains("with the audit trail"));
+    let target = e.path("restored");
+    let mut args = vec!["restore", f, "--to", target.to_str().unwrap()];
+    args.extend_from_slice(&cheap);
+    let r = e.run_with(&args, None, &env);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let archive = std::fs::read_dir(target.join("audit-archive"))
+        .unwrap()
+        .count();
+    assert_eq!(archive, 1);
+}

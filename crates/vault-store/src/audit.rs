@@ -659,3 +659,65 @@ impl crate::Vault {
         r
     }
 }
+
+/// What [`crate::Vault::audit_files`] hands each piece to: (file name, offset, bytes).
+pub type AuditPieces<'a> = dyn FnMut(&str, u64, &[u8]) -> Result<()> + 'a;
+
+/// Largest piece [`crate::Vault::audit_files`] hands over at once.
+pub const AUDIT_PART_LEN: usize = 1 << 20;
+
+impl AuditFiles {
+    /// Every audit file (the chain files by epoch, then the pending file), read under the lock
+    /// in pieces of at most [`AUDIT_PART_LEN`]: `f(file name, offset, bytes)`.
+    fn copy(&self, f: &mut AuditPieces<'_>) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut names: Vec<(u32, String)> = self
+            .io
+            .list_dir(&self.dir)
+            .map_err(|e| Error::io("listing", &self.dir, e))?
+            .into_iter()
+            .filter_map(|n| Some((n.strip_prefix("audit.")?.parse().ok()?, n)))
+            .collect();
+        names.sort_unstable();
+        let pending = self
+            .io
+            .stamp(&self.path(PENDING))
+            .is_ok()
+            .then(|| PENDING.to_string());
+        for name in names.into_iter().map(|(_, n)| n).chain(pending) {
+            let Some(bytes) = self.read_all(&name)? else {
+                continue;
+            };
+            let mut offset = 0u64;
+            for piece in bytes.chunks(AUDIT_PART_LEN) {
+                f(&name, offset, piece)?;
+                offset += piece.len() as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl crate::Vault {
+    /// Hands every file of the audit trail to `f` in pieces (file name, offset, bytes), read
+    /// under the audit lock: what `vault backup --include-audit` carries. Nothing for a vault
+    /// without a trail.
+    ///
+    /// # Errors
+    /// Storage errors; `f`'s.
+    pub fn audit_files(&self, f: &mut AuditPieces<'_>) -> crate::Result<()> {
+        match &self.e.audit {
+            Some(files) => files.copy(f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether `name` is the name of an audit file (`audit.<epoch>` or `audit.pending`): what a
+/// restore accepts to write.
+pub fn is_audit_file_name(name: &str) -> bool {
+    name == PENDING
+        || name.strip_prefix("audit.").is_some_and(|e| {
+            !e.is_empty() && e.len() <= 10 && e.bytes().all(|b| b.is_ascii_digit())
+        })
+}

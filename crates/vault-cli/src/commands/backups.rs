@@ -113,7 +113,11 @@ fn describe(s: &Summary) -> String {
         } else {
             format!("; comment: {}", h.comment.escape_default())
         }
-    )
+    ) + &if h.flags & vault_backup::FLAG_AUDIT != 0 {
+        format!("; with the audit trail ({} bytes)", s.audit_bytes)
+    } else {
+        String::new()
+    }
 }
 
 fn describe_chain(s: &ChainSummary) -> String {
@@ -132,12 +136,21 @@ fn describe_chain(s: &ChainSummary) -> String {
         )
     };
     format!(
-        "{chain} of vault {} at generation {}: {} secrets ({} versions), {} keys",
+        "{chain} of vault {} at generation {}: {} secrets ({} versions), {} keys{}",
         last.vault_id.to_hex(),
         last.source_generation,
         s.counts.secrets,
         s.counts.versions,
         s.counts.keys,
+        if s.audit_bytes > 0 {
+            format!(
+                "; the audit trail ({} bytes, kept in audit-archive/{}/)",
+                s.audit_bytes,
+                last.vault_id.to_hex()
+            )
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -185,16 +198,35 @@ impl<W: Write> Write for Progress<W> {
     }
 }
 
+/// How `vault backup` was asked to make a backup.
+pub(crate) struct MakeRequest<'a> {
+    /// Where to write it (`-`: stdout).
+    pub(crate) file: &'a Path,
+    /// The base, for an incremental.
+    pub(crate) since: Option<&'a Path>,
+    /// Carry the audit trail.
+    pub(crate) include_audit: bool,
+    /// Leave the payload uncompressed.
+    pub(crate) no_compress: bool,
+    /// The header's note.
+    pub(crate) comment: &'a Option<String>,
+    /// Protect it with the vault's passphrase.
+    pub(crate) use_vault_passphrase: bool,
+    /// The backup passphrase's Argon2id parameters.
+    pub(crate) kdf: &'a ExportKdf,
+}
+
 /// `vault backup FILE|-`.
-pub(crate) fn make(
-    cli: &Cli,
-    file: &Path,
-    since: Option<&Path>,
-    no_compress: bool,
-    comment: &Option<String>,
-    use_vault_passphrase: bool,
-    k: &ExportKdf,
-) -> Result<(), Failure> {
+pub(crate) fn make(cli: &Cli, r: &MakeRequest<'_>) -> Result<(), Failure> {
+    let MakeRequest {
+        file,
+        since,
+        include_audit,
+        no_compress,
+        comment,
+        use_vault_passphrase,
+        kdf: k,
+    } = *r;
     // The base's header only (not secret): read before anything is asked or written.
     let base = match since {
         None => None,
@@ -280,6 +312,7 @@ pub(crate) fn make(
     }
     let opts = BackupOptions {
         base,
+        include_audit,
         compress: !no_compress,
         comment,
         kdf: params,
