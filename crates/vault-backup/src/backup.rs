@@ -323,7 +323,7 @@ impl<R: Read> ItemStream<R> {
     /// Opens the backup `input` yields (one Argon2id run).
     ///
     /// # Errors
-    /// As [`open`](crate::open); a newer payload version.
+    /// As [`crate::open`]; a newer payload version.
     pub fn open(input: R, passphrase: &[u8], limits: &Limits) -> Result<Self, Error> {
         let opener = open(input, passphrase, limits)?;
         let header = opener.header().clone();

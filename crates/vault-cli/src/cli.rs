@@ -210,7 +210,7 @@ pub(crate) enum Command {
         #[arg(long)]
         use_vault_passphrase: bool,
         /// Carry the vault's audit trail too (restored beside the new vault, in
-        /// audit-archive/<old vault id>/).
+        /// `audit-archive/<old vault id>/`).
         #[arg(long)]
         include_audit: bool,
         /// An incremental backup: only what changed since the backup BASE (a full backup or an
