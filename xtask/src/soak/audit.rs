@@ -1,6 +1,7 @@
-//! The audit after every worker has stopped: the vault must verify, every name must read back
-//! as its ledger says, and `list` must show exactly the live names. Nothing else runs now, so
-//! busy (exit 6) is a failure here too.
+//! The audit after every worker has stopped: the vault must verify, its audit trail must verify
+//! (every process appended to it concurrently), every name must read back as its ledger says,
+//! and `list` must show exactly the live names. Nothing else runs now, so busy (exit 6) is a
+//! failure here too.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -32,6 +33,22 @@ pub fn audit(vault: &VaultCmd, ledgers: &[Ledger], start: Instant) -> Stats {
         fail(&mut stats, Problem::Unexpected, &["verify"], &o, detail);
     } else if let Some(detail) = check_verify(&o) {
         fail(&mut stats, Problem::Unexpected, &["verify"], &o, detail);
+    }
+
+    let o = run(&mut stats, "final audit verify", &["audit", "verify"]);
+    stats.final_audit = Some(match o.stdout_text().lines().next() {
+        Some(line) if o.is(0) => line.to_string(),
+        _ => format!("FAILED, {}: {}", o.status(), o.stderr.trim()),
+    });
+    if !o.is(0) {
+        let detail = "the audit trail does not verify".into();
+        fail(
+            &mut stats,
+            Problem::Unexpected,
+            &["audit", "verify"],
+            &o,
+            detail,
+        );
     }
 
     for ledger in ledgers {

@@ -58,6 +58,8 @@ pub struct Stats {
     pub checked: u64,
     /// The first line of the final `vault verify`, or how it failed.
     pub final_verify: Option<String>,
+    /// What `vault audit verify` said at the end.
+    pub final_audit: Option<String>,
 }
 
 impl Stats {
@@ -140,6 +142,7 @@ impl Stats {
         self.lost += other.lost;
         self.checked += other.checked;
         self.final_verify = self.final_verify.take().or(other.final_verify);
+        self.final_audit = self.final_audit.take().or(other.final_audit);
     }
 
     pub fn failed(&self) -> bool {
@@ -180,6 +183,9 @@ impl Stats {
         );
         if let Some(v) = &self.final_verify {
             let _ = writeln!(s, "   final verify: {v}");
+        }
+        if let Some(v) = &self.final_audit {
+            let _ = writeln!(s, "   final audit verify: {v}");
         }
         let first = self.failures.first().map_or(String::new(), |f| {
             format!(" (first at {:.1} s)", f.at.as_secs_f64())

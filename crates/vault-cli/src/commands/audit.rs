@@ -174,11 +174,20 @@ pub(crate) fn query(cli: &Cli, q: &AuditQuery) -> Result<(), Failure> {
 pub(crate) fn verify(cli: &Cli) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
     let trail = with_vault(cli, &pass, false, |v| v.audit_trail())?;
-    let files: Vec<String> = trail
-        .files
-        .iter()
-        .map(|(epoch, n)| format!("key epoch {epoch}: {n}"))
-        .collect();
+    // One file per key epoch: named when few, counted when many.
+    let files: Vec<String> = if trail.files.len() <= 3 {
+        trail
+            .files
+            .iter()
+            .map(|(epoch, n)| format!("key epoch {epoch}: {n}"))
+            .collect()
+    } else {
+        let (epoch, n) = trail.files.last().copied().unwrap_or_default();
+        vec![format!(
+            "{} key epochs' files; the current one, key epoch {epoch}: {n}",
+            trail.files.len()
+        )]
+    };
     let pending = if trail.pending > 0 {
         format!(
             "; {} entries recorded before an unlock, not yet folded in",
