@@ -247,8 +247,10 @@ pub fn backup<W: Write + Send>(
         let finished = match (snap, std::mem::replace(&mut stage, Stage::Gone)) {
             (Ok(()), Stage::Writing(b)) => {
                 let (mut w, header) = *b;
+                let mut audit_bytes = 0u64;
                 if options.include_audit
                     && let Err(e) = vault.audit_files(&mut |name, offset, bytes| {
+                        audit_bytes += bytes.len() as u64;
                         w.write(&Item::AuditPart {
                             name: name.to_string(),
                             offset,
@@ -262,7 +264,7 @@ pub fn backup<W: Write + Send>(
                 w.finish()
                     .and_then(|(ch, counts)| {
                         ch.0.send(ToSealer::End).map_err(|_| stopped())?;
-                        Ok((header, counts))
+                        Ok((header, counts, audit_bytes))
                     })
                     .map_err(Error::Io)
             }
@@ -277,7 +279,11 @@ pub fn backup<W: Write + Send>(
         // The writer's own failure is the cause when it has one (the snapshot then only saw it
         // stop); otherwise the snapshot's.
         match (finished, sealed) {
-            (Ok((header, counts)), Ok(out)) => Ok((out, summary(header, counts))),
+            (Ok((header, counts, audit_bytes)), Ok(out)) => {
+                let mut s = summary(header, counts);
+                s.audit_bytes = audit_bytes;
+                Ok((out, s))
+            }
             (_, Err(w)) if !is_stopped(&w) => Err(w),
             (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         }

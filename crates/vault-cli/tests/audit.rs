@@ -64,6 +64,10 @@ fn filters_json_failed_unlocks_and_verify() {
         "the second listing adds its own unlock"
     );
     assert_eq!(code(&e.run(&["audit", "--since", "yesterday"])), 2);
+    for odd in ["é", "5é", "ꙮ", "-5d", "", "99999999999999999999d"] {
+        assert_eq!(code(&e.run(&["audit", "--since", odd])), 2, "{odd:?}");
+    }
+    assert_eq!(code(&e.run(&["audit", "--name", ""])), 2);
     assert_eq!(code(&e.run(&["audit", "--op", "nope"])), 2);
     // No name or value in the files.
     for f in std::fs::read_dir(e.vault_dir()).unwrap() {

@@ -350,6 +350,17 @@ impl AuditKeys {
         .as_bytes()
     }
 
+    /// An HMAC under the chain's MAC key over `parts` (the anchor kept outside the vault
+    /// directory is authenticated with it).
+    pub fn mac_of(&self, parts: &[&[u8]]) -> [u8; 32] {
+        *mac::hmac_sha256(self.mac.expose_secret(), parts).as_bytes()
+    }
+
+    /// Whether `tag` is [`AuditKeys::mac_of`] `parts` (compared in constant time).
+    pub fn mac_matches(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.mac_of(parts)[..], tag).into()
+    }
+
     /// What an entry's target says for the name `name` of kind `kind` (1 secret, 2 key).
     pub fn name_hash(&self, kind: u8, name: &str) -> [u8; 32] {
         *mac::hmac_sha256(self.name.expose_secret(), &[&[kind], name.as_bytes()]).as_bytes()

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use vault_format::VaultId;
 use vault_format::audit::{
     AuditEntry, AuditKeys, AuditOp, FILE_HEADER_LEN, FLAG_BEFORE_UNLOCK, FRAME_OVERHEAD,
-    FileHeader, LINK_LEN, MAX_ENTRY, Tail, Target, check_file, frame, frames, last_frame,
-    pending_link,
+    FileHeader, LINK_LEN, MAX_ENTRY, Target, check_file, frame, frames, last_frame, pending_link,
 };
 
 use crate::io::{Io, IoFile, IoLock};
@@ -22,6 +21,13 @@ pub(crate) const LOCK: &str = "audit.lock";
 /// Entries recorded before an unlock.
 pub(crate) const PENDING: &str = "audit.pending";
 const EPOCH_LABEL: &[u8] = b"vault v1 audit epoch";
+/// Most bytes of a pending file a fold reads (about 40 000 failed unlocks): a larger one is
+/// moved aside, not read (a forged file must not cost every command its memory).
+const MAX_PENDING_BYTES: u64 = 4 << 20;
+/// Most entries one fold moves into the chain.
+const MAX_PENDING_FOLD: usize = 10_000;
+/// Largest audit file a check reads (it reads each file whole).
+const MAX_CHECKED_BYTES: u64 = 1 << 30;
 /// What a folded entry's detail starts with: the pending file's last link follows, so a fold
 /// interrupted after it appended is not appended twice.
 const FOLDED: &str = "folded the entries recorded before an unlock; last link ";
@@ -48,7 +54,14 @@ pub(crate) struct AuditFiles {
     io: Arc<dyn Io>,
     vault_id: VaultId,
     timeout: Duration,
+    /// Where the anchor is kept: beside the rollback record, outside the vault directory, so
+    /// that cutting entries off the trail's end is seen (FORMAT §6.13).
+    anchor: Option<PathBuf>,
 }
+
+const ANCHOR_LABEL: &[u8] = b"vault v1 audit head";
+/// The anchor: key epoch (u32) ‖ index (u64) ‖ link (32) ‖ MAC (32).
+const ANCHOR_LEN: usize = 4 + 8 + LINK_LEN + 32;
 
 /// Where a chain file stands: its handle, its length, the next entry's index and the link
 /// before it.
@@ -70,7 +83,60 @@ impl AuditFiles {
             io,
             vault_id,
             timeout,
+            anchor: None,
         }
+    }
+
+    /// Keeps the anchor in `dir` (the rollback record's directory).
+    pub(crate) fn with_anchor_in(mut self, dir: Option<&Path>) -> Self {
+        self.anchor = dir.map(|d| d.join(format!("{}.audit-head", self.vault_id.to_hex())));
+        self
+    }
+
+    fn anchor_mac(keys: &AuditKeys, body: &[u8]) -> [u8; 32] {
+        keys.mac_of(&[ANCHOR_LABEL, body])
+    }
+
+    /// Records the chain's last entry of `epoch` in the anchor (not synced: it lags at most the
+    /// entries a crash loses). A failure is logged: the trail itself was written.
+    fn write_anchor(&self, keys: &AuditKeys, epoch: u32, index: u64, link: &[u8; LINK_LEN]) {
+        let Some(path) = &self.anchor else { return };
+        let mut body = Vec::with_capacity(ANCHOR_LEN);
+        body.extend_from_slice(&epoch.to_le_bytes());
+        body.extend_from_slice(&index.to_le_bytes());
+        body.extend_from_slice(link);
+        let mac = Self::anchor_mac(keys, &body);
+        body.extend_from_slice(&mac);
+        let written = match self.io.open_rw(path) {
+            Ok(f) => f.write_all_at(&body, 0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let _ = path.parent().map(|d| self.io.create_dir_all(d));
+                self.io
+                    .create_new(path)
+                    .and_then(|f| f.write_all_at(&body, 0))
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::warn!(file = %path.display(), error = %e, "the audit anchor could not be written");
+        }
+    }
+
+    /// The anchor's (index, link) for `epoch`, if one is kept, authenticates and is of that
+    /// epoch (an anchor of another epoch says nothing about this one's file).
+    fn read_anchor(&self, keys: &AuditKeys, epoch: u32) -> Option<(u64, [u8; LINK_LEN])> {
+        let path = self.anchor.as_ref()?;
+        let bytes = self.io.open_read(path).ok()?.read_from(0).ok()?;
+        let body = bytes.get(..ANCHOR_LEN - 32)?;
+        let mac = bytes.get(ANCHOR_LEN - 32..ANCHOR_LEN)?;
+        if !keys.mac_matches(&[ANCHOR_LABEL, body], mac) {
+            tracing::warn!(file = %path.display(), "the audit anchor does not authenticate; not used");
+            return None;
+        }
+        let e = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
+        let index = u64::from_le_bytes(body.get(4..12)?.try_into().ok()?);
+        let link: [u8; LINK_LEN] = body.get(12..12 + LINK_LEN)?.try_into().ok()?;
+        (e == epoch).then_some((index, link))
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -104,6 +170,31 @@ impl AuditFiles {
             }
             std::thread::sleep(pause.min(self.timeout - waited));
             pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    /// The lock for reading the trail: shared, and none at all where the lock file cannot be
+    /// opened for writing (read-only storage: nothing can append there either).
+    fn lock_for_reading(&self) -> Result<Option<Box<dyn IoLock>>> {
+        let path = self.path(LOCK);
+        let f = match self.io.open_lock_readonly(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("opening", &path, e)),
+        };
+        let start = Instant::now();
+        loop {
+            if f.try_lock(false)
+                .map_err(|e| Error::io("locking", &path, e))?
+            {
+                return Ok(Some(f));
+            }
+            if start.elapsed() >= self.timeout {
+                return Err(Error::Busy {
+                    waited_ms: start.elapsed().as_millis() as u64,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -180,56 +271,52 @@ impl AuditFiles {
                 previous: header.previous,
             });
         }
-        // The last frame, read backwards from the end (a frame is at most this long).
-        let window = (MAX_ENTRY + FRAME_OVERHEAD) as u64;
-        let from = len.saturating_sub(window).max(head_len);
+        // The last frame, read backwards from the end; a torn append leaves at most one
+        // frame's bytes after it, so only the last two frames' worth is ever read (a file of
+        // any size, sparse or zero-filled, costs this much).
+        let frame_max = MAX_ENTRY + FRAME_OVERHEAD;
+        let from = len.saturating_sub(2 * frame_max as u64).max(head_len);
         let tail = file
             .read_from(from)
             .map_err(|e| Error::io("reading", &path, e))?;
-        if let Some(f) = last_frame(&tail)
-            && let Ok(e) = AuditEntry::decode(f.entry)
-            && (from + f.offset as u64 > head_len || e.index == header.first_index)
-        {
+        let whole_frame_at = |t: &[u8]| -> Option<(u64, [u8; LINK_LEN])> {
+            let f = last_frame(t)?;
+            let e = AuditEntry::decode(f.entry).ok()?;
+            (from + f.offset as u64 > head_len || e.index == header.first_index)
+                .then_some((e.index + 1, f.link))
+        };
+        if let Some((next, previous)) = whole_frame_at(&tail) {
             return Ok(ChainEnd {
                 file,
                 len,
-                next: e.index + 1,
-                previous: f.link,
+                next,
+                previous,
             });
         }
-        // Not a whole frame at the end: read it all to tell a torn append from damage.
-        let all = file
-            .read_from(head_len)
-            .map_err(|e| Error::io("reading", &path, e))?;
-        let (fs, tail) = frames(&all);
-        match tail {
-            Tail::Torn(at) => {
-                let keep = head_len + at as u64;
+        for cut in 1..=frame_max.min(tail.len()) {
+            let kept = tail.get(..tail.len() - cut).unwrap_or_default();
+            let found = if kept.is_empty() && from == head_len {
+                Some((header.first_index, header.previous))
+            } else {
+                whole_frame_at(kept)
+            };
+            if let Some((next, previous)) = found {
+                let keep = from + kept.len() as u64;
                 tracing::warn!(file = %path.display(), cut = len - keep, "cutting a torn audit append");
                 file.set_len(keep)
                     .map_err(|e| Error::io("truncating", &path, e))?;
-                let (next, previous) = match fs.last() {
-                    Some(f) => (
-                        AuditEntry::decode(f.entry)
-                            .map_err(|e| self.damaged(name, e.to_string()))?
-                            .index
-                            + 1,
-                        f.link,
-                    ),
-                    None => (header.first_index, header.previous),
-                };
-                Ok(ChainEnd {
+                return Ok(ChainEnd {
                     file,
                     len: keep,
                     next,
                     previous,
-                })
+                });
             }
-            _ => Err(self.damaged(
-                name,
-                "its end is not an audit entry (run `vault audit verify`)",
-            )),
         }
+        Err(self.damaged(
+            name,
+            "its end is not an audit entry (run `vault audit verify`)",
+        ))
     }
 
     /// Appends `entries` (their indexes set here, in order) to the chain of `epoch` under
@@ -243,13 +330,17 @@ impl AuditFiles {
         sync: bool,
     ) -> Result<u64> {
         let _lock = self.lock()?;
-        // A process still on an older key epoch after a rotation sealed its file: its entry is
-        // kept without a key, and folded in by the next process on the current epoch.
+        // A process still on an older key epoch after a rotation sealed its file (a race with
+        // the rotation): it has no key for the new file, and the pending file takes only
+        // failed unlocks, so its entries are not recorded, and it says so.
         if self.io.stamp(&self.path(&chain_name(epoch + 1))).is_ok() {
-            for e in entries {
-                self.append_pending_locked(e, sync)?;
-            }
-            return Ok(0);
+            return Err(Error::integrity(
+                self.path(&chain_name(epoch)).display().to_string(),
+                format!(
+                    "the master key was rotated while this command ran: its {} audit entries were not recorded",
+                    entries.len()
+                ),
+            ));
         }
         let start = self.epoch_start(epoch)?;
         let mut end = self.end_of(&chain_name(epoch), false, start)?;
@@ -276,6 +367,7 @@ impl AuditFiles {
                 .sync_data()
                 .map_err(|e| Error::io("syncing", &path, e))?;
         }
+        self.write_anchor(keys, epoch, end.next - 1, &end.previous);
         Ok(last)
     }
 
@@ -335,15 +427,69 @@ impl AuditFiles {
         Ok((next, epoch_link(&old)))
     }
 
+    /// An entry of the fold saying what in the pending file could not be recorded.
+    fn fold_problem(detail: String) -> AuditEntry {
+        let (pid, uid, host) = process();
+        AuditEntry {
+            index: 0,
+            time_ms: crate::engine::now_ms(),
+            op: AuditOp::Maintenance,
+            outcome: 5,
+            flags: FLAG_BEFORE_UNLOCK,
+            generation: 0,
+            pid,
+            uid,
+            host,
+            target: Target::None,
+            detail: detail.chars().take(900).collect(),
+        }
+    }
+
     /// The pending entries to fold into the chain whose end is `end` (none when the chain's
-    /// last entry shows they were folded already), flagged as recorded before an unlock; the
-    /// last carries the pending file's last link.
+    /// last entry shows they were folded already), flagged as recorded before an unlock, then
+    /// the fold's own entry naming the pending file's last link. Only failed unlocks may come
+    /// this way (anyone can write a keyless chain): anything else, a file that is not this
+    /// vault's pending file, or more than [`MAX_PENDING_FOLD`] entries, is recorded as a
+    /// problem, and a file that cannot be read as one is moved aside so the trail goes on.
     fn take_pending(&self, end: &ChainEnd) -> Result<Vec<AuditEntry>> {
-        let Some(bytes) = self.read_all(PENDING)? else {
-            return Ok(Vec::new());
+        let path = self.path(PENDING);
+        let moved_aside = |why: String| -> Result<Vec<AuditEntry>> {
+            let aside = self.path(&format!("{PENDING}.bad-{}", crate::engine::now_ms()));
+            let what = match self.io.rename(&path, &aside) {
+                Ok(()) => format!("moved aside to {}", aside.display()),
+                Err(e) => format!("could not be moved aside ({e})"),
+            };
+            Ok(vec![Self::fold_problem(format!(
+                "the file of entries recorded before an unlock is not this vault's ({why}); {what}"
+            ))])
         };
-        let check = check_file(&bytes, true, &self.vault_id, None, None)
-            .map_err(|e| self.damaged(PENDING, e.to_string()))?;
+        match self.io.stamp(&path) {
+            Ok(s) if s.len > MAX_PENDING_BYTES => {
+                return moved_aside(format!("{} bytes", s.len));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Nothing there, unless a name leads nowhere (a dangling symlink).
+                if self
+                    .io
+                    .list_dir(&self.dir)
+                    .is_ok_and(|n| n.iter().any(|n| n == PENDING))
+                {
+                    return moved_aside("a link to nothing".into());
+                }
+                return Ok(Vec::new());
+            }
+            Err(e) => return moved_aside(e.to_string()),
+        }
+        let bytes = match self.read_all(PENDING) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(Vec::new()),
+            Err(e) => return moved_aside(e.to_string()),
+        };
+        let check = match check_file(&bytes, true, &self.vault_id, None, None) {
+            Ok(c) => c,
+            Err(e) => return moved_aside(e.to_string()),
+        };
         let last_link = check.chain.last.1;
         let marker = format!("{FOLDED}{}", hex(&last_link));
         // Interrupted after appending, before removing the file: the chain ends with them.
@@ -354,7 +500,7 @@ impl AuditFiles {
             let tail = end
                 .file
                 .read_from(from)
-                .map_err(|e| Error::io("reading", self.path(PENDING), e))?;
+                .map_err(|e| Error::io("reading", &path, e))?;
             if let Some(f) = last_frame(&tail)
                 && AuditEntry::decode(f.entry).is_ok_and(|e| e.detail == marker)
             {
@@ -362,34 +508,35 @@ impl AuditFiles {
             }
         }
         let (fs, _) = frames(bytes.get(FILE_HEADER_LEN..).unwrap_or_default());
-        let mut out: Vec<AuditEntry> = fs
-            .iter()
-            .take(check.chain.verified as usize)
-            .filter_map(|f| AuditEntry::decode(f.entry).ok())
-            .map(|mut e| {
-                e.flags |= FLAG_BEFORE_UNLOCK;
-                e
-            })
-            .collect();
-        if let Some((at, why)) = check.problem {
+        let mut out = Vec::new();
+        let mut problem = check.problem.clone();
+        for f in fs.iter().take(check.chain.verified as usize) {
+            let Ok(mut e) = AuditEntry::decode(f.entry) else {
+                break;
+            };
+            if e.op != AuditOp::FailedUnlock || e.target != Target::None || e.flags != 0 {
+                problem.get_or_insert((
+                    e.index,
+                    format!(
+                        "it records {} (only failed unlocks are recorded this way)",
+                        e.op.name()
+                    ),
+                ));
+                break;
+            }
+            if out.len() >= MAX_PENDING_FOLD {
+                problem.get_or_insert((e.index, "more entries than one fold takes".into()));
+                break;
+            }
+            e.flags |= FLAG_BEFORE_UNLOCK;
+            e.detail.truncate(0);
+            out.push(e);
+        }
+        if let Some((at, why)) = problem {
             // What did not verify is reported in the chain, not silently dropped.
-            let (pid, uid, host) = process();
-            out.push(AuditEntry {
-                index: 0,
-                time_ms: crate::engine::now_ms(),
-                op: AuditOp::Maintenance,
-                outcome: 5,
-                flags: FLAG_BEFORE_UNLOCK,
-                generation: 0,
-                pid,
-                uid,
-                host,
-                target: Target::None,
-                detail: format!("pending audit entries from {at} on did not verify: {why}")
-                    .chars()
-                    .take(900)
-                    .collect(),
-            });
+            out.push(Self::fold_problem(format!(
+                "entries recorded before an unlock, from {at} on, were not recorded: {why}"
+            )));
         }
         if !out.is_empty() {
             // The fold itself, last: it names the pending file's last link, so a fold
@@ -442,7 +589,7 @@ impl AuditFiles {
     /// Every entry of every chain file, oldest first, with each file's check; and the pending
     /// entries not yet folded.
     pub(crate) fn read(&self, keys: &AuditKeys, epoch: u32) -> Result<AuditRead> {
-        let _lock = self.lock()?;
+        let _lock = self.lock_for_reading()?;
         let mut epochs: Vec<u32> = self
             .io
             .list_dir(&self.dir)
@@ -454,16 +601,66 @@ impl AuditFiles {
         epochs.sort_unstable();
         let mut out = AuditRead::default();
         let mut expected: Option<(u64, [u8; LINK_LEN])> = None;
+        let out_problem = |out: &mut AuditRead, at: u64, why: String| {
+            if out.problem.is_none() {
+                out.problem = Some((at, why));
+            }
+        };
         for e in epochs {
             let name = chain_name(e);
-            let Some(bytes) = self.read_all(&name)? else {
-                continue;
+            let size = self.io.stamp(&self.path(&name)).map_or(0, |s| s.len);
+            if size > MAX_CHECKED_BYTES {
+                out_problem(
+                    &mut out,
+                    expected.map_or(1, |x| x.0),
+                    format!("{name} is {size} bytes, more than this build checks at once"),
+                );
+                break;
+            }
+            let bytes = match self.read_all(&name) {
+                Ok(Some(b)) => b,
+                // Listed but not readable as a file (a link to nothing, a directory): the
+                // entries it should hold are missing.
+                Ok(None) | Err(_) => {
+                    out_problem(
+                        &mut out,
+                        expected.map_or(1, |x| x.0),
+                        format!("{name} cannot be read as an audit file"),
+                    );
+                    break;
+                }
             };
+            if expected.is_none()
+                && let Ok(h) = FileHeader::decode(&bytes, false)
+                && h.first_index != 1
+            {
+                // The first file there starts later: the files before it are gone (nothing
+                // removes them yet: there is no retention).
+                out_problem(
+                    &mut out,
+                    1,
+                    format!(
+                        "{name} starts at entry {}: the files of earlier key epochs are missing",
+                        h.first_index
+                    ),
+                );
+            }
             // An older epoch's entries are checked through the next file's link to their
             // hash (its key is gone); the current one's by their MACs.
             let current = e == epoch;
-            let check = check_file(&bytes, false, &self.vault_id, current.then_some(keys), None)
-                .map_err(|err| self.damaged(&name, err.to_string()))?;
+            let anchor = if current {
+                self.read_anchor(keys, epoch)
+            } else {
+                None
+            };
+            let check = check_file(
+                &bytes,
+                false,
+                &self.vault_id,
+                current.then_some(keys),
+                anchor,
+            )
+            .map_err(|err| self.damaged(&name, err.to_string()))?;
             if let Some((first, previous)) = expected
                 && (check.header.first_index != first || check.header.previous != previous)
                 && out.problem.is_none()
@@ -498,9 +695,20 @@ impl AuditFiles {
             expected = Some((last_index + 1, epoch_link(&bytes)));
             out.files.push((e, fs.len() as u64));
         }
-        if let Some(bytes) = self.read_all(PENDING)? {
+        let pending_len = self.io.stamp(&self.path(PENDING)).map_or(0, |s| s.len);
+        if pending_len <= MAX_PENDING_BYTES
+            && let Ok(Some(bytes)) = self.read_all(PENDING)
+        {
             let (fs, _) = frames(bytes.get(FILE_HEADER_LEN..).unwrap_or_default());
             out.pending = fs.len() as u64;
+        }
+        // A fold that found entries it could not record left an entry saying so.
+        if out.problem.is_none()
+            && let Some(e) = out.entries.iter().find(|e| {
+                e.op == AuditOp::Maintenance && e.outcome == 5 && e.flags & FLAG_BEFORE_UNLOCK != 0
+            })
+        {
+            out.problem = Some((e.index, e.detail.clone()));
         }
         Ok(out)
     }
@@ -717,7 +925,7 @@ impl crate::Vault {
 /// restore accepts to write.
 pub fn is_audit_file_name(name: &str) -> bool {
     name == PENDING
-        || name.strip_prefix("audit.").is_some_and(|e| {
-            !e.is_empty() && e.len() <= 10 && e.bytes().all(|b| b.is_ascii_digit())
-        })
+        || name
+            .strip_prefix("audit.")
+            .is_some_and(|e| e.parse::<u32>().is_ok_and(|n| n.to_string() == e))
 }

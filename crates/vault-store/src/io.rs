@@ -208,11 +208,14 @@ impl Io for RealIo {
         Ok(stamp_of(&fs::metadata(path)?))
     }
     fn open_lock(&self, path: &Path, create: bool) -> io::Result<Box<dyn IoLock>> {
+        // Creating, a symlink in the lock's place is not followed (it would make a file
+        // wherever it points).
         let f = OpenOptions::new()
             .read(true)
             .write(true)
             .create(create)
             .mode(0o600)
+            .custom_flags(if create { libc::O_NOFOLLOW } else { 0 })
             .open(path)?;
         Ok(Box::new(RealLock(f)))
     }

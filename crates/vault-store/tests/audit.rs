@@ -333,3 +333,173 @@ fn an_interrupted_fold_is_not_folded_twice() {
     assert_eq!(failed, 1);
     assert!(!pending.exists());
 }
+
+/// The anchor kept beside the rollback record finds entries cut off the trail's end (whole
+/// entries: what the chain alone cannot see); without it (another machine, a lost state
+/// directory) such a cut is not seen.
+#[test]
+fn entries_cut_off_the_end_are_found_through_the_anchor() {
+    let d = TestDir::new();
+    let v = d.create();
+    for i in 0..4 {
+        v.set(&format!("s{i}"), secret(b"x"), SetOptions::default())
+            .unwrap();
+    }
+    assert_eq!(v.audit_trail().unwrap().problem, None);
+    let chain = d.vault_dir().join("audit.0");
+    let bytes = std::fs::read(&chain).unwrap();
+    let head = vault_format::audit::FILE_HEADER_LEN;
+    let last = vault_format::audit::last_frame(&bytes[head..]).unwrap();
+    std::fs::write(&chain, &bytes[..head + last.offset]).unwrap();
+    let p = v.audit_trail().unwrap().problem.unwrap();
+    assert!(p.1.contains("removed from its end"), "{p:?}");
+    // A changed anchor is not used (and says so), so the check goes back to the chain alone.
+    let anchors: Vec<_> = std::fs::read_dir(d.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".audit-head"))
+        .collect();
+    assert_eq!(anchors.len(), 1, "{anchors:?}");
+    let mut a = std::fs::read(&anchors[0]).unwrap();
+    a[5] ^= 1;
+    std::fs::write(&anchors[0], &a).unwrap();
+    assert_eq!(v.audit_trail().unwrap().problem, None);
+}
+
+/// Hostile-pass findings on the pending file: anyone can write a keyless chain, so only failed
+/// unlocks come in through it (forged entries of other kinds are recorded as a problem, not as
+/// what they claim); a pending file that is not this vault's is moved aside and the trail goes
+/// on; both make verify report a problem.
+#[test]
+fn forged_or_foreign_pending_files_do_not_enter_or_stop_the_trail() {
+    use vault_format::audit::{FileHeader, LINK_LEN, frame, pending_link};
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    let id = v.vault_id();
+    drop(v);
+    // A forged pending file: a "destroy ok" entry, linked correctly (no key is needed).
+    let header = FileHeader {
+        pending: true,
+        vault_id: id,
+        first_index: 1,
+        previous: [0; LINK_LEN],
+    };
+    let forged = vault_store::AuditEntry {
+        index: 1,
+        time_ms: 1,
+        op: AuditOp::Destroy,
+        outcome: 0,
+        flags: 0,
+        generation: 9,
+        pid: 1,
+        uid: 0,
+        host: "forged".into(),
+        target: AuditTarget::None,
+        detail: "forged destroy".into(),
+    };
+    let bytes = forged.encode().unwrap();
+    let link = pending_link(&id, &[0; LINK_LEN], &bytes);
+    let mut file = header.encode();
+    file.extend_from_slice(&frame(&bytes, &link).unwrap());
+    std::fs::write(d.vault_dir().join("audit.pending"), &file).unwrap();
+    let v = d.open().unwrap();
+    let trail = v.audit_trail().unwrap();
+    assert!(
+        trail.entries.iter().all(|e| e.op != AuditOp::Destroy),
+        "{trail:?}"
+    );
+    let p = trail.problem.expect("a forged pending entry is a problem");
+    assert!(p.1.contains("only failed unlocks"), "{p:?}");
+    drop(v);
+    // Another vault's pending file: moved aside, and the trail goes on.
+    let other = TestDir::new();
+    drop(other.create());
+    assert!(
+        Vault::open(
+            other.backend(),
+            &vault_store::SecretBytes::from_slice(b"wrong"),
+            other.options()
+        )
+        .is_err()
+    );
+    std::fs::copy(
+        other.vault_dir().join("audit.pending"),
+        d.vault_dir().join("audit.pending"),
+    )
+    .unwrap();
+    let v = d.open().unwrap();
+    v.set("b", secret(b"2"), SetOptions::default()).unwrap();
+    let trail = v.audit_trail().unwrap();
+    assert_eq!(trail.entries.last().unwrap().op, AuditOp::Write);
+    assert!(
+        trail
+            .entries
+            .iter()
+            .any(|e| e.detail.contains("moved aside"))
+    );
+    assert!(!d.vault_dir().join("audit.pending").exists());
+}
+
+/// Hostile-pass findings on the chain files: a link to nothing at `audit.0`, and an earlier key
+/// epoch's file removed after a rotation, are problems for verify (not "ok, 0 entries"); a
+/// zero-filled tail (what a crash can leave) is cut and the trail goes on; a huge sparse file is
+/// never read whole by an append.
+#[test]
+fn missing_dangling_zero_filled_and_huge_chain_files() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    // Zeros after the last entry.
+    let chain = d.vault_dir().join("audit.0");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&chain)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[0u8; 4096]).unwrap();
+    drop(f);
+    v.set("b", secret(b"2"), SetOptions::default()).unwrap();
+    let trail = v.audit_trail().unwrap();
+    assert_eq!(trail.problem, None, "{trail:?}");
+    assert_eq!(trail.entries.last().unwrap().op, AuditOp::Write);
+    // A huge sparse file: an append reads its tail only (it is damage: refused, with a warning),
+    // and the operation itself works.
+    let saved = std::fs::read(&chain).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&chain)
+        .unwrap();
+    f.set_len(8 << 30).unwrap();
+    drop(f);
+    v.set("c", secret(b"3"), SetOptions::default()).unwrap();
+    assert!(v.audit_trail().unwrap().problem.is_some());
+    std::fs::write(&chain, &saved).unwrap();
+    // A link to nothing.
+    std::fs::remove_file(&chain).unwrap();
+    std::os::unix::fs::symlink(d.tmp.path().join("nowhere"), &chain).unwrap();
+    v.get("a").unwrap();
+    let p = v
+        .audit_trail()
+        .unwrap()
+        .problem
+        .expect("a dangling audit.0 is a problem");
+    assert!(p.1.contains("cannot be read"), "{p:?}");
+    assert!(
+        !d.tmp.path().join("nowhere").exists(),
+        "nothing made where it points"
+    );
+    std::fs::remove_file(&chain).unwrap();
+    std::fs::write(&chain, &saved).unwrap();
+    // The first epoch's file removed after a rotation.
+    v.rotate_master_key(&pass(), true).unwrap();
+    drop(v);
+    let v = d.open().unwrap();
+    assert_eq!(v.audit_trail().unwrap().problem, None);
+    std::fs::remove_file(&chain).unwrap();
+    let p = v
+        .audit_trail()
+        .unwrap()
+        .problem
+        .expect("a missing earlier file is a problem");
+    assert!(p.1.contains("missing"), "{p:?}");
+}

@@ -34,7 +34,8 @@ fn parse_time(s: &str, now_ms: i64) -> Result<i64, Failure> {
     {
         return Ok(date.midnight().assume_utc().unix_timestamp() * 1000);
     }
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let split = s.char_indices().last().map_or(0, |(i, _)| i);
+    let (n, unit) = s.split_at(split);
     let n: i64 = n.parse().map_err(|_| bad())?;
     let ms = match unit {
         "s" => 1_000,
@@ -100,6 +101,9 @@ pub(crate) fn query(cli: &Cli, q: &AuditQuery) -> Result<(), Failure> {
             .map(|n| (v.audit_name_hash(n, false), v.audit_name_hash(n, true)));
         Ok((v.audit_trail()?, hashes))
     })?;
+    if q.name.as_deref() == Some("") {
+        return Err(fail(Exit::Usage, "--name needs a name"));
+    }
     let keep = |e: &AuditEntry| {
         since.is_none_or(|t| e.time_ms >= t)
             && until.is_none_or(|t| e.time_ms < t)
@@ -155,7 +159,7 @@ pub(crate) fn query(cli: &Cli, q: &AuditQuery) -> Result<(), Failure> {
                 e.op.name(),
                 outcome(e),
                 target(e),
-                format!("{}@{} uid {}", e.pid, e.host, e.uid),
+                format!("{}@{} uid {}", e.pid, e.host.escape_default(), e.uid),
                 e.detail.escape_default(),
             )
         };

@@ -154,6 +154,14 @@ impl Engine {
             .filter(|_| options.audit)
             .map(|(dir, io)| {
                 crate::audit::AuditFiles::new(&dir, io, vault_id, options.lock_timeout)
+                    // Beside the rollback record when it is kept in files (a supplied store
+                    // keeps it elsewhere: then no anchor).
+                    .with_anchor_in(
+                        options
+                            .rollback_dir
+                            .as_deref()
+                            .filter(|_| options.rollback_store.is_none()),
+                    )
             });
         Self {
             backend,
