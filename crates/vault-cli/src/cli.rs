@@ -48,6 +48,10 @@ pub(crate) struct Cli {
     /// Most Argon2id work, as memory in MiB × passes, a key slot may ask for before it is tried.
     #[arg(long, global = true, env = "VAULT_MAX_KDF_COST", default_value_t = 32 * 1024)]
     pub(crate) max_kdf_cost: u64,
+    /// Refuse any operation whose audit entry cannot be written durably (a change's entry is
+    /// synced before the change, a read's before its result is shown).
+    #[arg(long, global = true, env = "VAULT_AUDIT_FAIL_CLOSED")]
+    pub(crate) audit_fail_closed: bool,
     /// More log output on stderr (never secret values); repeat for more.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,

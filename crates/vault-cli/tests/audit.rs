@@ -152,3 +152,31 @@ fn fifty_processes_leave_a_gap_free_chain_with_one_entry_each() {
     }
     assert!(String::from_utf8_lossy(&e.ok(&["audit", "verify"], None)).starts_with("ok: "));
 }
+
+/// `--audit-fail-closed`: with the trail unwritable, a change and a read are refused (exit 1,
+/// saying why) and the change is not made; without it they go ahead.
+#[test]
+fn fail_closed_refuses_when_the_trail_cannot_be_written() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    let chain = e.vault_dir().join("audit.0");
+    std::fs::remove_file(&chain).unwrap();
+    std::fs::create_dir(&chain).unwrap();
+    let strict = [("VAULT_AUDIT_FAIL_CLOSED", OsStr::new("true"))];
+    let o = e.run_with(&["set", "a"], Some(b"2"), &strict);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("audit entry could not be written"),
+        "{}",
+        stderr(&o)
+    );
+    let o = e.run_with(&["get", "a"], None, &strict);
+    assert_eq!(code(&o), 1);
+    assert!(o.stdout.is_empty(), "no value shown");
+    assert_eq!(
+        e.ok(&["get", "a"], None),
+        b"1",
+        "the refused change was not made"
+    );
+}

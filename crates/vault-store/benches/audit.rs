@@ -18,7 +18,7 @@ use vault_crypto::SecretBytes;
 use vault_crypto::kdf::KdfParams;
 use vault_store::{FileBackend, SetOptions, Vault, VaultOptions};
 
-fn vault(dir: &std::path::Path, audit: bool) -> Vault {
+fn vault(dir: &std::path::Path, audit: bool, fail_closed: bool) -> Vault {
     Vault::create(
         Arc::new(FileBackend::new(dir.join("vault"))),
         &SecretBytes::from_slice(b"bench"),
@@ -26,6 +26,7 @@ fn vault(dir: &std::path::Path, audit: bool) -> Vault {
         VaultOptions {
             rollback_dir: Some(dir.join("state")),
             audit,
+            audit_fail_closed: fail_closed,
             ..VaultOptions::default()
         },
     )
@@ -43,13 +44,19 @@ fn main() {
     std::fs::create_dir_all(&base).unwrap();
     let on_dir = tempfile::tempdir_in(&base).unwrap();
     let off_dir = tempfile::tempdir_in(&base).unwrap();
-    let on = vault(on_dir.path(), true);
-    let off = vault(off_dir.path(), false);
+    let strict_dir = tempfile::tempdir_in(&base).unwrap();
+    let on = vault(on_dir.path(), true, false);
+    let off = vault(off_dir.path(), false, false);
+    let strict = vault(strict_dir.path(), true, true);
     let value = SecretBytes::from_slice(&[7u8; 64]);
-    let (mut t_on, mut t_off) = (Vec::new(), Vec::new());
-    // Interleaved, so that the disk's moods fall on both alike.
+    let (mut t_on, mut t_off, mut t_strict) = (Vec::new(), Vec::new(), Vec::new());
+    // Interleaved, so that the disk's moods fall on all alike.
     for i in 0..400 {
-        for (v, t) in [(&on, &mut t_on), (&off, &mut t_off)] {
+        for (v, t) in [
+            (&on, &mut t_on),
+            (&off, &mut t_off),
+            (&strict, &mut t_strict),
+        ] {
             let s = Instant::now();
             v.set(
                 &format!("s{}", i % 50),
@@ -60,16 +67,21 @@ fn main() {
             t.push(s.elapsed());
         }
     }
-    let (m_on, m_off) = (median(t_on), median(t_off));
-    println!("| durable `set` (64-byte value), median of 400 | audit on | audit off | ratio |");
-    println!("| --- | --- | --- | --- |");
+    let (m_on, m_off, m_strict) = (median(t_on), median(t_off), median(t_strict));
     println!(
-        "| file vault under {} | {:.1} µs | {:.1} µs | {:.2}× |",
+        "| durable `set` (64-byte value), median of 400 | audit on | audit off | ratio | fail-closed | ratio |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| file vault under {} | {:.1} µs | {:.1} µs | {:.2}× | {:.1} µs | {:.2}× |",
         base.display(),
         m_on.as_secs_f64() * 1e6,
         m_off.as_secs_f64() * 1e6,
-        m_on.as_secs_f64() / m_off.as_secs_f64()
+        m_on.as_secs_f64() / m_off.as_secs_f64(),
+        m_strict.as_secs_f64() * 1e6,
+        m_strict.as_secs_f64() / m_off.as_secs_f64()
     );
+    drop(strict);
     let gets = 1_000_000;
     let t = Instant::now();
     for _ in 0..gets {

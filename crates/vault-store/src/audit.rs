@@ -275,6 +275,31 @@ impl AuditFiles {
         // frame's bytes after it, so only the last two frames' worth is ever read (a file of
         // any size, sparse or zero-filled, costs this much).
         let frame_max = MAX_ENTRY + FRAME_OVERHEAD;
+        // The common case first: the trailing length says where the last frame starts, and
+        // that frame alone is read.
+        let mut trailer = [0u8; 4];
+        if file.read_exact_at(&mut trailer, len - 4).is_ok() {
+            let flen = u32::from_le_bytes(trailer) as usize;
+            let start = len.checked_sub((flen + FRAME_OVERHEAD) as u64);
+            if flen <= MAX_ENTRY
+                && let Some(start) = start.filter(|s| *s >= head_len)
+            {
+                let mut buf = vec![0u8; flen + FRAME_OVERHEAD];
+                if file.read_exact_at(&mut buf, start).is_ok()
+                    && let Some(f) = last_frame(&buf)
+                    && f.offset == 0
+                    && let Ok(e) = AuditEntry::decode(f.entry)
+                    && (start > head_len || e.index == header.first_index)
+                {
+                    return Ok(ChainEnd {
+                        file,
+                        len,
+                        next: e.index + 1,
+                        previous: f.link,
+                    });
+                }
+            }
+        }
         let from = len.saturating_sub(2 * frame_max as u64).max(head_len);
         let tail = file
             .read_from(from)
@@ -766,7 +791,33 @@ impl crate::engine::Engine {
     /// append (a vault without one records nothing). A failure to write is logged, not returned:
     /// the operation it records has happened.
     pub(crate) fn record(&self, entries: &[(AuditOp, On<'_>, u8, String)]) {
-        let Some(files) = &self.audit else { return };
+        if let Err(e) = self.append_entries(entries, false) {
+            tracing::warn!(error = %e, "the audit trail could not be written");
+        }
+    }
+
+    /// Whether operations must be refused when their entry cannot be written durably.
+    pub(crate) fn fail_closed(&self) -> bool {
+        self.options.audit_fail_closed && self.audit.is_some()
+    }
+
+    /// [`Engine::record`] synced, returning the failure as [`crate::Error::AuditUnwritten`].
+    pub(crate) fn record_strict(
+        &self,
+        entries: &[(AuditOp, On<'_>, u8, String)],
+    ) -> crate::Result<()> {
+        self.append_entries(entries, true)
+            .map_err(|e| crate::Error::AuditUnwritten(e.to_string()))
+    }
+
+    fn append_entries(
+        &self,
+        entries: &[(AuditOp, On<'_>, u8, String)],
+        sync: bool,
+    ) -> crate::Result<()> {
+        let Some(files) = &self.audit else {
+            return Ok(());
+        };
         let (keys, generation) = {
             let st = crate::sync::read(&self.state);
             (st.keys.clone(), st.generation)
@@ -793,9 +844,9 @@ impl crate::engine::Engine {
                 detail: detail.chars().take(256).collect(),
             })
             .collect();
-        if let Err(e) = files.append(&keys.audit, keys.epoch, entries, false) {
-            tracing::warn!(error = %e, "the audit trail could not be written");
-        }
+        files
+            .append(&keys.audit, keys.epoch, entries, sync)
+            .map(drop)
     }
 
     /// Records a failed unlock (no key: in the pending file).
@@ -820,17 +871,59 @@ impl crate::engine::Engine {
     }
 }
 
+/// Whether an operation of this kind changes the vault (its entry then goes first, with
+/// fail-closed auditing).
+pub(crate) fn mutates(op: AuditOp) -> bool {
+    !matches!(
+        op,
+        AuditOp::Unlock
+            | AuditOp::FailedUnlock
+            | AuditOp::Read
+            | AuditOp::List
+            | AuditOp::KeyEncrypt
+            | AuditOp::KeyDecrypt
+            | AuditOp::KeyRewrap
+            | AuditOp::KeyDataKey
+            | AuditOp::KeySign
+            | AuditOp::KeyVerify
+            | AuditOp::Export
+            | AuditOp::Backup
+            | AuditOp::Verify
+    )
+}
+
 impl crate::Vault {
-    /// Records `op` on `on` with the outcome of `r`, and passes `r` on.
-    pub(crate) fn audited<T>(
+    /// Runs `f`, the operation `op` on `on`, recording it: afterwards, with its outcome; with
+    /// fail-closed auditing, a change's entry first (synced; the change is refused if it cannot
+    /// be written, and a failure afterwards is recorded as a second entry), a read's entry
+    /// synced before its result is handed back.
+    pub(crate) fn audited_around<T>(
         &self,
         op: AuditOp,
         on: On<'_>,
-        r: crate::Result<T>,
+        detail: String,
+        f: impl FnOnce() -> crate::Result<T>,
     ) -> crate::Result<T> {
-        let outcome = r.as_ref().map_or_else(crate::Error::audit_class, |_| 0);
-        self.e.record(&[(op, on, outcome, String::new())]);
-        r
+        if !self.e.fail_closed() {
+            let r = f();
+            let outcome = r.as_ref().map_or_else(crate::Error::audit_class, |_| 0);
+            self.e.record(&[(op, on, outcome, detail)]);
+            return r;
+        }
+        if mutates(op) {
+            self.e.record_strict(&[(op, on, 0, detail)])?;
+            let r = f();
+            if let Err(e) = &r {
+                let why = "the operation recorded just before failed".to_string();
+                self.e.record(&[(op, on, e.audit_class(), why)]);
+            }
+            r
+        } else {
+            let r = f();
+            let outcome = r.as_ref().map_or_else(crate::Error::audit_class, |_| 0);
+            self.e.record_strict(&[(op, on, outcome, detail)])?;
+            r
+        }
     }
 
     /// The audit trail as read and checked: every entry, and the first problem.
@@ -850,21 +943,6 @@ impl crate::Vault {
     pub fn audit_name_hash(&self, name: &str, key: bool) -> [u8; 32] {
         let keys = crate::sync::read(&self.e.state).keys.clone();
         keys.audit.name_hash(if key { 2 } else { 1 }, name)
-    }
-}
-
-impl crate::Vault {
-    /// [`Vault::audited`](crate::Vault) with a detail for the entry.
-    pub(crate) fn audited_with<T>(
-        &self,
-        op: AuditOp,
-        on: On<'_>,
-        detail: String,
-        r: crate::Result<T>,
-    ) -> crate::Result<T> {
-        let outcome = r.as_ref().map_or_else(crate::Error::audit_class, |_| 0);
-        self.e.record(&[(op, on, outcome, detail)]);
-        r
     }
 }
 

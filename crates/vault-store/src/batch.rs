@@ -129,6 +129,34 @@ impl Vault {
                 Op::Settings { .. } => (AuditOp::Maintenance, None),
             })
             .collect();
+        if self.e.fail_closed() {
+            // The entries first, synced: a change that cannot be recorded is not made.
+            let before: Vec<_> = audit
+                .iter()
+                .map(|(op, name)| {
+                    (
+                        *op,
+                        name.as_deref().map_or(On::Nothing, On::Secret),
+                        0,
+                        String::new(),
+                    )
+                })
+                .collect();
+            self.e.record_strict(&before)?;
+            let r = self.commit_ops(ops);
+            if let Err(e) = &r {
+                let after: Vec<_> = audit
+                    .iter()
+                    .map(|(op, name)| {
+                        let on = name.as_deref().map_or(On::Nothing, On::Secret);
+                        let why = "the operation recorded just before failed".to_string();
+                        (*op, on, e.audit_class(), why)
+                    })
+                    .collect();
+                self.e.record(&after);
+            }
+            return r;
+        }
         let r = self.commit_ops(ops);
         let outcome = r.as_ref().map_or_else(Error::audit_class, |_| 0);
         let versions = r.as_ref().map(Vec::as_slice).unwrap_or_default();

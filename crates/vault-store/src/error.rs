@@ -114,6 +114,10 @@ pub enum Error {
     /// A cryptographic operation failed (RNG or KDF), not an authentication failure.
     #[error("cryptographic failure: {0}")]
     Crypto(#[from] vault_crypto::Error),
+    /// With fail-closed auditing, the operation's audit entry could not be written durably, so
+    /// the operation was refused (a change not made, a read's result not handed back).
+    #[error("refused: its audit entry could not be written durably ({0})")]
+    AuditUnwritten(String),
 }
 
 impl Error {

@@ -33,8 +33,12 @@ impl Vault {
         passphrase: &SecretBytes,
         drop_other_slots: bool,
     ) -> Result<()> {
-        let r = self.rotate_master_key_inner(passphrase, drop_other_slots);
-        self.audited_with(AuditOp::MasterKeyRotation, On::Nothing, String::new(), r)
+        self.audited_around(
+            AuditOp::MasterKeyRotation,
+            On::Nothing,
+            String::new(),
+            || self.rotate_master_key_inner(passphrase, drop_other_slots),
+        )
     }
 
     fn rotate_master_key_inner(

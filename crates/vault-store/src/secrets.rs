@@ -69,8 +69,9 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`] if there is no such secret or it is deleted; integrity errors.
     pub fn get(&self, name: &str) -> Result<Secret> {
-        let r = self.get_version_opt(name, None);
-        self.audited(AuditOp::Read, On::Secret(name), r)
+        self.audited_around(AuditOp::Read, On::Secret(name), String::new(), || {
+            self.get_version_opt(name, None)
+        })
     }
 
     /// Reads version `version` of `name`.
@@ -78,8 +79,9 @@ impl Vault {
     /// # Errors
     /// As [`Vault::get`].
     pub fn get_version(&self, name: &str, version: u32) -> Result<Secret> {
-        let r = self.get_version_opt(name, Some(version));
-        self.audited(AuditOp::Read, On::Secret(name), r)
+        self.audited_around(AuditOp::Read, On::Secret(name), String::new(), || {
+            self.get_version_opt(name, Some(version))
+        })
     }
 
     fn get_version_opt(&self, name: &str, version: Option<u32>) -> Result<Secret> {
@@ -118,8 +120,9 @@ impl Vault {
     /// # Errors
     /// If catching up with other writers fails.
     pub fn list(&self, include_deleted: bool) -> Result<Vec<SecretInfo>> {
-        let r = self.list_inner(include_deleted);
-        self.audited(AuditOp::List, On::Nothing, r)
+        self.audited_around(AuditOp::List, On::Nothing, String::new(), || {
+            self.list_inner(include_deleted)
+        })
     }
 
     fn list_inner(&self, include_deleted: bool) -> Result<Vec<SecretInfo>> {
@@ -146,8 +149,9 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`].
     pub fn history(&self, name: &str) -> Result<Vec<VersionInfo>> {
-        let r = self.history_inner(name);
-        self.audited(AuditOp::List, On::Secret(name), r)
+        self.audited_around(AuditOp::List, On::Secret(name), String::new(), || {
+            self.history_inner(name)
+        })
     }
 
     fn history_inner(&self, name: &str) -> Result<Vec<VersionInfo>> {

@@ -108,8 +108,12 @@ impl Vault {
         new: &SecretBytes,
         kdf: Option<KdfParams>,
     ) -> Result<()> {
-        let r = self.change_passphrase_inner(current, new, kdf);
-        self.audited_with(AuditOp::PassphraseChange, On::Nothing, String::new(), r)
+        self.audited_around(
+            AuditOp::PassphraseChange,
+            On::Nothing,
+            String::new(),
+            || self.change_passphrase_inner(current, new, kdf),
+        )
     }
 
     fn change_passphrase_inner(
@@ -159,8 +163,12 @@ impl Vault {
         new: &SecretBytes,
         kdf: KdfParams,
     ) -> Result<u16> {
-        let r = self.add_passphrase_inner(current, new, kdf);
-        self.audited_with(AuditOp::PassphraseChange, On::Nothing, String::new(), r)
+        self.audited_around(
+            AuditOp::PassphraseChange,
+            On::Nothing,
+            String::new(),
+            || self.add_passphrase_inner(current, new, kdf),
+        )
     }
 
     fn add_passphrase_inner(
@@ -191,8 +199,12 @@ impl Vault {
     /// [`Error::WrongPassphrase`] for `current`; [`Error::NotFound`]; [`Error::Invalid`] for the
     /// last slot.
     pub fn remove_slot(&self, current: &SecretBytes, id: u16) -> Result<()> {
-        let r = self.remove_slot_inner(current, id);
-        self.audited_with(AuditOp::PassphraseChange, On::Nothing, String::new(), r)
+        self.audited_around(
+            AuditOp::PassphraseChange,
+            On::Nothing,
+            String::new(),
+            || self.remove_slot_inner(current, id),
+        )
     }
 
     fn remove_slot_inner(&self, current: &SecretBytes, id: u16) -> Result<()> {

@@ -117,8 +117,9 @@ impl Vault {
         since: Option<&SnapshotCursor>,
         f: &mut dyn FnMut(SnapshotItem) -> Result<()>,
     ) -> Result<()> {
-        let r = self.snapshot_inner(since, f);
-        self.audited_with(AuditOp::Backup, On::Nothing, String::new(), r)
+        self.audited_around(AuditOp::Backup, On::Nothing, String::new(), || {
+            self.snapshot_inner(since, f)
+        })
     }
 
     fn snapshot_inner(
@@ -251,8 +252,9 @@ impl Vault {
     /// # Errors
     /// Storage errors; a record outside the format's limits.
     pub fn load(&self, items: Vec<LoadItem>, event: Option<String>) -> Result<()> {
-        let r = self.load_inner(items, event);
-        self.audited_with(AuditOp::Restore, On::Nothing, String::new(), r)
+        self.audited_around(AuditOp::Restore, On::Nothing, String::new(), || {
+            self.load_inner(items, event)
+        })
     }
 
     fn load_inner(&self, items: Vec<LoadItem>, event: Option<String>) -> Result<()> {

@@ -97,8 +97,9 @@ impl Vault {
         passphrase: &[u8],
         kdf: KdfParams,
     ) -> Result<Exported> {
-        let r = self.export_inner(selection, passphrase, kdf);
-        self.audited_with(AuditOp::Export, On::Nothing, String::new(), r)
+        self.audited_around(AuditOp::Export, On::Nothing, String::new(), || {
+            self.export_inner(selection, passphrase, kdf)
+        })
     }
 
     fn export_inner(
@@ -263,8 +264,9 @@ impl Vault {
         passphrase: &[u8],
         options: &ImportOptions,
     ) -> Result<ImportReport> {
-        let r = self.import_export_inner(file, passphrase, options);
-        self.audited_with(AuditOp::Import, On::Nothing, String::new(), r)
+        self.audited_around(AuditOp::Import, On::Nothing, String::new(), || {
+            self.import_export_inner(file, passphrase, options)
+        })
     }
 
     fn import_export_inner(

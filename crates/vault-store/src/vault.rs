@@ -220,7 +220,11 @@ impl Vault {
                     if let Some(text) = vault.accepted_rollback() {
                         entries.push((AuditOp::RollbackAccepted, On::Nothing, 0, text));
                     }
-                    vault.e.record(&entries);
+                    if vault.e.fail_closed() {
+                        vault.e.record_strict(&entries)?;
+                    } else {
+                        vault.e.record(&entries);
+                    }
                     return Ok((vault, report));
                 }
             }
@@ -255,8 +259,12 @@ impl Vault {
     /// # Errors
     /// Storage errors (the old log then stays in place).
     pub fn compact(&self) -> Result<()> {
-        let r = self.compact_inner();
-        self.audited_with(AuditOp::Maintenance, On::Nothing, "compact".to_string(), r)
+        self.audited_around(
+            AuditOp::Maintenance,
+            On::Nothing,
+            "compact".to_string(),
+            || self.compact_inner(),
+        )
     }
 
     fn compact_inner(&self) -> Result<()> {
@@ -272,12 +280,11 @@ impl Vault {
     /// # Errors
     /// Storage errors (the previous index, if any, then stays in place).
     pub fn checkpoint(&self) -> Result<()> {
-        let r = self.checkpoint_inner();
-        self.audited_with(
+        self.audited_around(
             AuditOp::Maintenance,
             On::Nothing,
             "checkpoint".to_string(),
-            r,
+            || self.checkpoint_inner(),
         )
     }
 

@@ -62,8 +62,9 @@ impl Vault {
     /// # Errors
     /// The first integrity failure found, or [`Error::RollbackDetected`].
     pub fn verify(&self) -> Result<VerifyReport> {
-        let r = self.verify_inner();
-        self.audited_with(AuditOp::Verify, On::Nothing, String::new(), r)
+        self.audited_around(AuditOp::Verify, On::Nothing, String::new(), || {
+            self.verify_inner()
+        })
     }
 
     fn verify_inner(&self) -> Result<VerifyReport> {

@@ -503,3 +503,70 @@ fn missing_dangling_zero_filled_and_huge_chain_files() {
         .expect("a missing earlier file is a problem");
     assert!(p.1.contains("missing"), "{p:?}");
 }
+
+/// Fail-closed auditing: with the trail unwritable, a change is refused before it is made and a
+/// read's result is not handed back; without fail-closed, both go ahead (with a warning). When
+/// the trail can be written, a change's entry comes first and a failed change adds a second.
+#[test]
+fn fail_closed_refuses_what_cannot_be_recorded() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    drop(v);
+    let strict = || {
+        Vault::open(
+            d.backend(),
+            &pass(),
+            vault_store::VaultOptions {
+                audit_fail_closed: true,
+                ..d.options()
+            },
+        )
+    };
+    // Writable: a failed change is recorded twice (before, and its failure).
+    let v = strict().unwrap();
+    v.set("a", secret(b"2"), SetOptions::default()).unwrap();
+    assert!(v.undelete("a").is_err());
+    let trail = v.audit_trail().unwrap();
+    let last: Vec<(AuditOp, u8)> = trail
+        .entries
+        .iter()
+        .rev()
+        .take(2)
+        .map(|e| (e.op, e.outcome))
+        .collect();
+    assert_eq!(last, [(AuditOp::Undelete, 2), (AuditOp::Undelete, 0)]);
+    drop(v);
+    // Unwritable (a directory where the chain file is): refused.
+    let chain = d.vault_dir().join("audit.0");
+    let saved = std::fs::read(&chain).unwrap();
+    let v = d.open().unwrap();
+    std::fs::remove_file(&chain).unwrap();
+    std::fs::create_dir(&chain).unwrap();
+    assert!(
+        matches!(strict(), Err(Error::AuditUnwritten(_))),
+        "the unlock itself"
+    );
+    // A handle opened before: its change and its read are refused.
+    let held = {
+        std::fs::remove_dir(&chain).unwrap();
+        std::fs::write(&chain, &saved).unwrap();
+        let h = strict().unwrap();
+        std::fs::remove_file(&chain).unwrap();
+        std::fs::create_dir(&chain).unwrap();
+        h
+    };
+    assert!(matches!(
+        held.set("a", secret(b"3"), SetOptions::default()),
+        Err(Error::AuditUnwritten(_))
+    ));
+    assert!(matches!(held.get("a"), Err(Error::AuditUnwritten(_))));
+    // Not fail-closed: both go ahead.
+    assert_eq!(
+        v.get("a").unwrap().value.expose_secret(),
+        b"2",
+        "the refused set changed nothing"
+    );
+    v.set("a", secret(b"4"), SetOptions::default()).unwrap();
+    std::fs::remove_dir(&chain).unwrap();
+}

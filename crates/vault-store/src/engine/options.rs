@@ -37,6 +37,10 @@ pub struct VaultOptions {
     /// Record every operation in the audit trail beside the vault (on by default). Off only to
     /// measure what the trail costs (`cargo xtask bench audit`); the CLI always records.
     pub audit: bool,
+    /// Refuse any operation whose audit entry cannot be written durably: a change's entry is
+    /// written and synced before the change is made (and a second entry says so if the change
+    /// then fails), a read's before its result is handed back.
+    pub audit_fail_closed: bool,
 }
 
 /// The time a vault stamps records with and checks key expiry and rotation against.
@@ -75,6 +79,7 @@ impl Default for VaultOptions {
             accept_rollback: false,
             auto_compact_bytes: 8 << 20,
             audit: true,
+            audit_fail_closed: false,
             snapshot_part_bytes: 16 << 20,
             kdf_limit: KdfLimit::DEFAULT,
             clock: Clock::default(),

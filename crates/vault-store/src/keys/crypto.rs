@@ -354,8 +354,9 @@ impl Vault {
         associated_data: &[u8],
         options: UseOptions,
     ) -> Result<Vec<u8>> {
-        let r = self.encrypt_with_inner(name, plaintext, associated_data, options);
-        self.audited_with(AuditOp::KeyEncrypt, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyEncrypt, On::Key(name), String::new(), || {
+            self.encrypt_with_inner(name, plaintext, associated_data, options)
+        })
     }
 
     fn encrypt_with_inner(
@@ -383,8 +384,9 @@ impl Vault {
         associated_data: &[u8],
         options: UseOptions,
     ) -> Result<SecretBytes> {
-        let r = self.decrypt_inner(name, token, associated_data, options);
-        self.audited_with(AuditOp::KeyDecrypt, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyDecrypt, On::Key(name), String::new(), || {
+            self.decrypt_inner(name, token, associated_data, options)
+        })
     }
 
     pub(crate) fn decrypt_inner(
@@ -418,8 +420,9 @@ impl Vault {
         associated_data: &[u8],
         options: UseOptions,
     ) -> Result<Vec<u8>> {
-        let r = self.rewrap_inner(name, token, associated_data, options);
-        self.audited_with(AuditOp::KeyRewrap, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyRewrap, On::Key(name), String::new(), || {
+            self.rewrap_inner(name, token, associated_data, options)
+        })
     }
 
     fn rewrap_inner(
@@ -462,8 +465,9 @@ impl Vault {
         associated_data: &[u8],
         options: UseOptions,
     ) -> Result<(SecretBytes, Vec<u8>)> {
-        let r = self.datakey_with_inner(name, associated_data, options);
-        self.audited_with(AuditOp::KeyDataKey, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyDataKey, On::Key(name), String::new(), || {
+            self.datakey_with_inner(name, associated_data, options)
+        })
     }
 
     fn datakey_with_inner(
@@ -494,8 +498,9 @@ impl Vault {
     /// # Errors
     /// As [`Vault::sign`].
     pub fn sign_with(&self, name: &str, message: &[u8], options: UseOptions) -> Result<Vec<u8>> {
-        let r = self.sign_with_inner(name, message, options);
-        self.audited_with(AuditOp::KeySign, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeySign, On::Key(name), String::new(), || {
+            self.sign_with_inner(name, message, options)
+        })
     }
 
     fn sign_with_inner(&self, name: &str, message: &[u8], options: UseOptions) -> Result<Vec<u8>> {
@@ -536,8 +541,9 @@ impl Vault {
         signature: &[u8],
         options: UseOptions,
     ) -> Result<()> {
-        let r = self.verify_signature_inner(name, message, signature, options);
-        self.audited_with(AuditOp::KeyVerify, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyVerify, On::Key(name), String::new(), || {
+            self.verify_signature_inner(name, message, signature, options)
+        })
     }
 
     fn verify_signature_inner(
@@ -597,8 +603,9 @@ impl Vault {
     /// [`KeyError::NotCapable`] for a key that is not Ed25519; [`KeyError::Destroyed`] and
     /// [`KeyError::UnknownVersion`].
     pub fn public_key(&self, name: &str, version: Option<u32>) -> Result<[u8; 32]> {
-        let r = self.public_key_inner(name, version);
-        self.audited_with(AuditOp::List, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::List, On::Key(name), String::new(), || {
+            self.public_key_inner(name, version)
+        })
     }
 
     fn public_key_inner(&self, name: &str, version: Option<u32>) -> Result<[u8; 32]> {

@@ -298,11 +298,11 @@ impl Vault {
     /// [`KeyError::Exists`]; [`Error::Invalid`] for a bad name or a policy allowing what the
     /// algorithm cannot do; storage errors.
     pub fn create_key(&self, name: &str, spec: KeySpec) -> Result<KeyInfo> {
-        let r = self.create_key_inner(name, spec);
-        self.audited(
+        self.audited_around(
             vault_format::audit::AuditOp::KeyCreate,
             crate::audit::On::Key(name),
-            r,
+            String::new(),
+            || self.create_key_inner(name, spec),
         )
     }
 
@@ -373,8 +373,9 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`]; errors catching up with other writers.
     pub fn key(&self, name: &str) -> Result<KeyInfo> {
-        let r = self.key_inner(name);
-        self.audited_with(AuditOp::List, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::List, On::Key(name), String::new(), || {
+            self.key_inner(name)
+        })
     }
 
     fn key_inner(&self, name: &str) -> Result<KeyInfo> {
@@ -389,8 +390,9 @@ impl Vault {
     /// # Errors
     /// Errors catching up with other writers.
     pub fn keys(&self) -> Result<Vec<KeyInfo>> {
-        let r = self.keys_inner();
-        self.audited_with(AuditOp::List, On::Nothing, String::new(), r)
+        self.audited_around(AuditOp::List, On::Nothing, String::new(), || {
+            self.keys_inner()
+        })
     }
 
     fn keys_inner(&self) -> Result<Vec<KeyInfo>> {
@@ -419,8 +421,9 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`].
     pub fn key_versions(&self, name: &str) -> Result<Vec<KeyVersionInfo>> {
-        let r = self.key_versions_inner(name);
-        self.audited_with(AuditOp::List, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::List, On::Key(name), String::new(), || {
+            self.key_versions_inner(name)
+        })
     }
 
     fn key_versions_inner(&self, name: &str) -> Result<Vec<KeyVersionInfo>> {
@@ -443,11 +446,11 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Invalid`] past the most versions a key can have.
     pub fn rotate_key(&self, name: &str, options: RotateOptions) -> Result<u32> {
-        let r = self.change_key(name, |_, s, now, out| rotate_into(s, options, now, out));
-        self.audited(
+        self.audited_around(
             vault_format::audit::AuditOp::KeyRotate,
             crate::audit::On::Key(name),
-            r,
+            String::new(),
+            || self.change_key(name, |_, s, now, out| rotate_into(s, options, now, out)),
         )
     }
 
@@ -457,8 +460,9 @@ impl Vault {
     /// # Errors
     /// Storage errors (nothing is rotated).
     pub fn rotate_due_keys(&self) -> Result<Vec<(String, u32)>> {
-        let r = self.rotate_due_keys_inner();
-        self.audited_with(AuditOp::KeyRotate, On::Nothing, String::new(), r)
+        self.audited_around(AuditOp::KeyRotate, On::Nothing, String::new(), || {
+            self.rotate_due_keys_inner()
+        })
     }
 
     fn rotate_due_keys_inner(&self) -> Result<Vec<(String, u32)>> {
@@ -506,8 +510,9 @@ impl Vault {
     /// [`KeyError::UnknownVersion`], [`KeyError::State`] for a version in another state,
     /// [`KeyError::BelowFloor`] below the minimum encrypt version.
     pub fn promote_key_version(&self, name: &str, version: u32) -> Result<()> {
-        let r = self.promote_key_version_inner(name, version);
-        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyChange, On::Key(name), String::new(), || {
+            self.promote_key_version_inner(name, version)
+        })
     }
 
     fn promote_key_version_inner(&self, name: &str, version: u32) -> Result<()> {
@@ -548,8 +553,9 @@ impl Vault {
     /// primary made decrypt-only (promote another first); [`Error::Invalid`] for pending or
     /// destroyed.
     pub fn set_key_version_state(&self, name: &str, version: u32, state: KeyState) -> Result<()> {
-        let r = self.set_key_version_state_inner(name, version, state);
-        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyChange, On::Key(name), String::new(), || {
+            self.set_key_version_state_inner(name, version, state)
+        })
     }
 
     fn set_key_version_state_inner(&self, name: &str, version: u32, state: KeyState) -> Result<()> {
@@ -604,8 +610,9 @@ impl Vault {
     /// # Errors
     /// [`KeyError::UnknownVersion`]; [`KeyError::State`] for the primary.
     pub fn destroy_key_version(&self, name: &str, version: u32) -> Result<()> {
-        let r = self.destroy_key_version_inner(name, version);
-        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyChange, On::Key(name), String::new(), || {
+            self.destroy_key_version_inner(name, version)
+        })
     }
 
     fn destroy_key_version_inner(&self, name: &str, version: u32) -> Result<()> {
@@ -658,8 +665,9 @@ impl Vault {
         min_decrypt: Option<u32>,
         min_encrypt: Option<u32>,
     ) -> Result<()> {
-        let r = self.set_key_floors_inner(name, min_decrypt, min_encrypt);
-        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyChange, On::Key(name), String::new(), || {
+            self.set_key_floors_inner(name, min_decrypt, min_encrypt)
+        })
     }
 
     fn set_key_floors_inner(
@@ -714,8 +722,9 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`]; storage errors.
     pub fn set_key_expiry(&self, name: &str, expires_ms: Option<i64>) -> Result<()> {
-        let r = self.set_key_expiry_inner(name, expires_ms);
-        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyChange, On::Key(name), String::new(), || {
+            self.set_key_expiry_inner(name, expires_ms)
+        })
     }
 
     fn set_key_expiry_inner(&self, name: &str, expires_ms: Option<i64>) -> Result<()> {
@@ -730,8 +739,9 @@ impl Vault {
     /// # Errors
     /// [`Error::Invalid`] for a period of 0.
     pub fn set_key_rotation(&self, name: &str, rotate_every_ms: Option<u64>) -> Result<()> {
-        let r = self.set_key_rotation_inner(name, rotate_every_ms);
-        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyChange, On::Key(name), String::new(), || {
+            self.set_key_rotation_inner(name, rotate_every_ms)
+        })
     }
 
     fn set_key_rotation_inner(&self, name: &str, rotate_every_ms: Option<u64>) -> Result<()> {
@@ -753,8 +763,9 @@ impl Vault {
     /// [`KeyError::Loosen`] when it would add an operation without `loosen`; [`Error::Invalid`]
     /// for an operation the algorithm cannot do.
     pub fn set_key_policy(&self, name: &str, allowed: KeyOps, loosen: bool) -> Result<()> {
-        let r = self.set_key_policy_inner(name, allowed, loosen);
-        self.audited_with(AuditOp::KeyChange, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyChange, On::Key(name), String::new(), || {
+            self.set_key_policy_inner(name, allowed, loosen)
+        })
     }
 
     fn set_key_policy_inner(&self, name: &str, allowed: KeyOps, loosen: bool) -> Result<()> {

@@ -68,8 +68,9 @@ impl Vault {
         output: &mut dyn Write,
         options: UseOptions,
     ) -> Result<u64> {
-        let r = self.encrypt_stream_with_inner(name, associated_data, input, output, options);
-        self.audited_with(AuditOp::KeyEncrypt, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyEncrypt, On::Key(name), String::new(), || {
+            self.encrypt_stream_with_inner(name, associated_data, input, output, options)
+        })
     }
 
     fn encrypt_stream_with_inner(
@@ -139,8 +140,9 @@ impl Vault {
         output: &mut dyn Write,
         options: UseOptions,
     ) -> Result<u64> {
-        let r = self.decrypt_stream_inner(name, associated_data, input, output, options);
-        self.audited_with(AuditOp::KeyDecrypt, On::Key(name), String::new(), r)
+        self.audited_around(AuditOp::KeyDecrypt, On::Key(name), String::new(), || {
+            self.decrypt_stream_inner(name, associated_data, input, output, options)
+        })
     }
 
     fn decrypt_stream_inner(
