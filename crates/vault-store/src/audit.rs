@@ -792,7 +792,15 @@ impl crate::engine::Engine {
     /// the operation it records has happened.
     pub(crate) fn record(&self, entries: &[(AuditOp, On<'_>, u8, String)]) {
         if let Err(e) = self.append_entries(entries, false) {
-            tracing::warn!(error = %e, "the audit trail could not be written");
+            // Once per handle: a command's unlock and operation would otherwise say it twice.
+            if !self
+                .audit_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(error = %e, "the audit trail could not be written");
+            } else {
+                tracing::debug!(error = %e, "the audit trail could not be written");
+            }
         }
     }
 

@@ -61,6 +61,8 @@ pub(crate) struct Engine {
     pub(crate) material: Mutex<MaterialCache>,
     /// The audit trail's files, for a backend that keeps them.
     pub(crate) audit: Option<crate::audit::AuditFiles>,
+    /// Whether this handle has already warned that the trail could not be written.
+    pub(crate) audit_warned: std::sync::atomic::AtomicBool,
 }
 
 /// Key material by (key name, version), with the key epoch and record sequence it was read from.
@@ -175,6 +177,7 @@ impl Engine {
             opened: Mutex::new(None),
             material: Mutex::new(std::collections::HashMap::new()),
             audit,
+            audit_warned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
