@@ -367,7 +367,17 @@ impl AuditFiles {
                 ),
             ));
         }
-        let start = self.epoch_start(epoch)?;
+        // Where a new file would start: only worked out when there is no file yet (it hashes
+        // the whole previous epoch's file, which no append should read otherwise).
+        let exists = self
+            .io
+            .stamp(&self.path(&chain_name(epoch)))
+            .is_ok_and(|s| s.len >= FILE_HEADER_LEN as u64);
+        let start = if exists {
+            (1, [0; LINK_LEN])
+        } else {
+            self.epoch_start(epoch)?
+        };
         let mut end = self.end_of(&chain_name(epoch), false, start)?;
         let path = self.path(&chain_name(epoch));
         // Entries recorded before an unlock first, in a write of their own ending with the
