@@ -792,14 +792,27 @@ impl AuditFiles {
             .stamp(&self.path(PENDING))
             .is_ok()
             .then(|| PENDING.to_string());
+        // A piece at a time: a backup's memory stays bounded whatever the trail's size.
+        let mut piece = vec![0u8; AUDIT_PART_LEN];
         for name in names.into_iter().map(|(_, n)| n).chain(pending) {
-            let Some(bytes) = self.read_all(&name)? else {
-                continue;
+            let path = self.path(&name);
+            let file = match self.io.open_read(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("opening", &path, e)),
             };
+            let len = file
+                .stamp()
+                .map_err(|e| Error::io("reading", &path, e))?
+                .len;
             let mut offset = 0u64;
-            for piece in bytes.chunks(AUDIT_PART_LEN) {
-                f(&name, offset, piece)?;
-                offset += piece.len() as u64;
+            while offset < len {
+                let n = (len - offset).min(AUDIT_PART_LEN as u64) as usize;
+                let buf = piece.get_mut(..n).unwrap_or_default();
+                file.read_exact_at(buf, offset)
+                    .map_err(|e| Error::io("reading", &path, e))?;
+                f(&name, offset, buf)?;
+                offset += n as u64;
             }
         }
         Ok(())
