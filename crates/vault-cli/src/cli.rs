@@ -244,8 +244,9 @@ pub(crate) enum Command {
         kdf: crate::cli_keys::ExportKdf,
     },
     /// The audit trail: one entry per operation on the vault (who, when, what, on which name,
-    /// with what outcome; names hashed, never a value), oldest first; `vault audit verify`
-    /// checks its chain.
+    /// with what outcome; names hashed unless the policy keeps them, never a value), oldest
+    /// first; `vault audit verify` checks its chain; `vault audit policy` shows or sets names
+    /// and retention.
     #[command(args_conflicts_with_subcommands = true)]
     Audit {
         #[command(subcommand)]
@@ -267,6 +268,29 @@ pub(crate) enum AuditAction {
     /// Check the whole chain: every entry, every link, every earlier key epoch's file; prints
     /// the count of entries and the first broken link if any (exit 5).
     Verify,
+    /// Show or change the trail's policy: names hashed (the default: the log can be shared
+    /// without revealing which secrets exist) or kept in clear (sealed in each entry, readable
+    /// with the vault's passphrase), and retention limits (the oldest files go, whole, with an
+    /// entry saying from which entry the trail is kept).
+    Policy(AuditPolicyArgs),
+}
+
+/// `vault audit policy`: with no option, prints the policy in force.
+#[derive(Args, Debug, Default)]
+pub(crate) struct AuditPolicyArgs {
+    /// How target names are recorded from now on.
+    #[arg(long, value_parser = ["hashed", "clear"])]
+    pub(crate) names: Option<String>,
+    /// Keep at most this much of the trail: a size such as 64MiB or 1GiB (at least 1MiB), or
+    /// "none".
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) max_size: Option<String>,
+    /// Keep entries for at most this many days, or "none".
+    #[arg(long, value_name = "DAYS")]
+    pub(crate) max_age: Option<String>,
+    /// Print the policy as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Which entries `vault audit` prints.
@@ -282,11 +306,12 @@ pub(crate) struct AuditQuery {
     /// Only these operations (repeatable): unlock, failed-unlock, read, list, write, delete,
     /// undelete, destroy, key-create, key-rotate, key-change, encrypt, decrypt, rewrap,
     /// datakey, sign, verify-signature, export, import, backup, restore, verify,
-    /// passphrase-change, master-key-rotation, rollback-accepted, maintenance, retention.
+    /// passphrase-change, master-key-rotation, rollback-accepted, maintenance, retention,
+    /// audit-policy.
     #[arg(long, value_name = "OP")]
     pub(crate) op: Vec<String>,
-    /// Only entries on this secret or key (its name is hashed and matched; the log holds no
-    /// names).
+    /// Only entries on this secret or key (its name is hashed and matched, or, where the
+    /// trail keeps names in clear, compared with the sealed name).
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,
     /// Only entries with this outcome.

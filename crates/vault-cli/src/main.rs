@@ -139,6 +139,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ..
         } => commands::audit::verify(&cli),
         Command::Audit {
+            action: Some(cli::AuditAction::Policy(args)),
+            ..
+        } => commands::audit::policy(&cli, args),
+        Command::Audit {
             action: None,
             query,
         } => commands::audit::query(&cli, query),

@@ -180,3 +180,92 @@ fn fail_closed_refuses_when_the_trail_cannot_be_written() {
         "the refused change was not made"
     );
 }
+
+/// `vault audit policy`: shown, changed, refused before any passphrase when out of range; names
+/// kept in clear are shown (and matched by `--name`) to whoever holds the passphrase, and are not
+/// in the files.
+#[test]
+fn policy_names_in_clear_and_limits() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "db/password"], Some(b"hunter2"));
+    let shown = String::from_utf8(e.ok(&["audit", "policy"], None)).unwrap();
+    assert!(
+        shown.contains("names hashed; no size limit; no age limit"),
+        "{shown}"
+    );
+    // Out of range: usage errors, before the passphrase is asked for.
+    let no_pass = [
+        ("VAULT_PASSPHRASE", OsStr::new("")),
+        ("VAULT_PASSPHRASE_FILE", OsStr::new("/nonexistent")),
+    ];
+    for bad in [
+        &["audit", "policy", "--max-size", "512KiB"][..],
+        &["audit", "policy", "--max-size", "lots"],
+        &["audit", "policy", "--max-age", "0"],
+        &["audit", "policy", "--names", "plain"],
+    ] {
+        assert_eq!(code(&e.run_with(bad, None, &no_pass)), 2, "{bad:?}");
+    }
+    e.ok(
+        &[
+            "audit",
+            "policy",
+            "--names",
+            "clear",
+            "--max-size",
+            "64MiB",
+            "--max-age",
+            "90",
+        ],
+        None,
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&e.ok(&["audit", "policy", "--json"], None)).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"names": "clear", "max_size": 64 << 20, "max_age_days": 90})
+    );
+    e.ok(&["get", "db/password"], None);
+    let named = json_lines(&e.ok(&["audit", "--json", "--name", "db/password"], None));
+    let ops: Vec<&str> = named.iter().map(|v| v["op"].as_str().unwrap()).collect();
+    // The write (hashed, before the change) and the read (in clear, after it).
+    assert_eq!(ops, ["write", "read"]);
+    assert!(named[0].get("target").is_none() && named[0]["target_hash"].is_string());
+    assert_eq!(named[1]["target"], "db/password");
+    assert_eq!(named[1]["target_kind"], "secret");
+    let changes = json_lines(&e.ok(&["audit", "--json", "--op", "audit-policy"], None));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        changes[0]["detail"],
+        "names=clear max-size=67108864 max-age-days=90"
+    );
+    for f in std::fs::read_dir(e.vault_dir()).unwrap() {
+        let f = f.unwrap();
+        if f.file_name().to_string_lossy().starts_with("audit.") {
+            let bytes = std::fs::read(f.path()).unwrap();
+            assert!(!bytes.windows(11).any(|w| w == b"db/password"));
+        }
+    }
+    let verified = String::from_utf8(e.ok(&["audit", "verify"], None)).unwrap();
+    assert!(verified.contains("2 files, key epoch 0"), "{verified}");
+    // Back to hashed names and no limits.
+    e.ok(
+        &[
+            "audit",
+            "policy",
+            "--names",
+            "hashed",
+            "--max-size",
+            "none",
+            "--max-age",
+            "none",
+        ],
+        None,
+    );
+    let shown = String::from_utf8(e.ok(&["audit", "policy"], None)).unwrap();
+    assert!(
+        shown.contains("names hashed; no size limit; no age limit"),
+        "{shown}"
+    );
+}

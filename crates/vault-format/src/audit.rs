@@ -13,7 +13,7 @@
 //!           (a pending file: SHA-256("vault v1 audit pending" ‖ vault id ‖ previous ‖ entry))
 //! ```
 
-use vault_crypto::{Key256, derive, hash, mac};
+use vault_crypto::{Key256, aead, derive, hash, mac};
 
 use crate::preamble::{self, ObjectKind};
 use crate::reader::Reader;
@@ -50,6 +50,7 @@ pub const FRAME_OVERHEAD: usize = 4 + LINK_LEN + 4;
 
 const ENTRY_LABEL: &[u8] = b"vault v1 audit entry";
 const PENDING_LABEL: &[u8] = b"vault v1 audit pending";
+const NAME_LABEL: &[u8] = b"vault v1 audit name";
 
 wire_enum! {
     /// What an entry records.
@@ -106,8 +107,12 @@ wire_enum! {
         RollbackAccepted = 25,
         /// The log was compacted, the index written, or a setting changed.
         Maintenance = 26,
-        /// Entries were removed by retention (the detail names the first index kept).
+        /// Entries were removed by retention (the detail names the first index kept:
+        /// [`RetentionNote`]).
         Retention = 27,
+        /// The trail's policy (names in clear or hashed; retention limits): a change of it, or
+        /// the policy in force restated as a file's first entry ([`AuditPolicy`]).
+        Policy = 28,
     }
 }
 
@@ -142,6 +147,7 @@ impl AuditOp {
             AuditOp::RollbackAccepted => "rollback-accepted",
             AuditOp::Maintenance => "maintenance",
             AuditOp::Retention => "retention",
+            AuditOp::Policy => "audit-policy",
         }
     }
 
@@ -153,7 +159,10 @@ impl AuditOp {
 
 /// Flag: the entry was recorded before an unlock (folded in from the pending file).
 pub const FLAG_BEFORE_UNLOCK: u8 = 1;
-const KNOWN_FLAGS: u8 = FLAG_BEFORE_UNLOCK;
+/// Flag: the trail wrote the entry itself (a policy restated at a file's start, a retention
+/// note, a file that did not verify when it was sealed), not an operation of a caller.
+pub const FLAG_TRAIL: u8 = 2;
+const KNOWN_FLAGS: u8 = FLAG_BEFORE_UNLOCK | FLAG_TRAIL;
 
 /// What an entry says about the operation's target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -369,6 +378,193 @@ impl AuditKeys {
     /// The key that seals names kept in clear.
     pub fn seal_key(&self) -> &Key256 {
         &self.seal
+    }
+
+    /// The target for the name `name` of kind `kind` (1 secret, 2 key) sealed, for a trail
+    /// that keeps names in clear: XChaCha20-Poly1305 under the seal key of `kind ‖ name`, the
+    /// associated data "vault v1 audit name" ‖ vault id.
+    ///
+    /// # Errors
+    /// No randomness for the nonce; a name over the sealed limit.
+    pub fn seal_name(&self, kind: u8, name: &str) -> Result<Target> {
+        if name.len() + 1 + aead::TAG_LEN > MAX_SEALED {
+            return Err(too_long("sealed name", name.len(), MAX_SEALED));
+        }
+        let plain = [&[kind][..], name.as_bytes()].concat();
+        let aad = [NAME_LABEL, self.vault_id.as_bytes()].concat();
+        let s = aead::seal(&self.seal, &aad, &plain).map_err(|source| Error::Crypto {
+            object: OBJECT,
+            source,
+        })?;
+        Ok(Target::Sealed {
+            nonce: *s.nonce.as_bytes(),
+            sealed: s.ciphertext,
+        })
+    }
+
+    /// The kind and name a sealed target holds; `None` for another target, or one that does
+    /// not open under this key (another key epoch's, or changed).
+    pub fn open_name(&self, target: &Target) -> Option<(u8, String)> {
+        let Target::Sealed { nonce, sealed } = target else {
+            return None;
+        };
+        let aad = [NAME_LABEL, self.vault_id.as_bytes()].concat();
+        let plain = aead::open(&self.seal, &aead::Nonce::from_bytes(*nonce), &aad, sealed).ok()?;
+        let (kind, name) = plain.expose_secret().split_first()?;
+        Some((*kind, String::from_utf8(name.to_vec()).ok()?))
+    }
+
+    /// Whether `target` names `name` of kind `kind`: its hash, or its sealed name.
+    pub fn names(&self, target: &Target, kind: u8, name: &str) -> bool {
+        match target {
+            Target::None => false,
+            Target::Hashed(h) => {
+                subtle::ConstantTimeEq::ct_eq(&h[..], &self.name_hash(kind, name)[..]).into()
+            }
+            Target::Sealed { .. } => self
+                .open_name(target)
+                .is_some_and(|(k, n)| k == kind && n == name),
+        }
+    }
+}
+
+/// The trail's policy: whether names are kept in clear (sealed in the entry) or hashed, and
+/// the retention limits. A file's policy is its first entry's when that is an
+/// [`AuditOp::Policy`] entry, and the default otherwise; it is written as that entry's detail,
+/// `names=hashed|clear max-size=BYTES max-age-days=DAYS` (0: no limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditPolicy {
+    /// Names kept in clear, sealed in the entry (otherwise hashed).
+    pub names_clear: bool,
+    /// Most bytes the trail's files keep (0: no limit).
+    pub max_bytes: u64,
+    /// Most days an entry is kept (0: no limit).
+    pub max_age_days: u32,
+}
+
+/// Smallest size limit a policy takes (1 MiB): a limit must leave room for a few files.
+pub const MIN_RETAINED_BYTES: u64 = 1 << 20;
+
+impl AuditPolicy {
+    /// The policy as an entry's detail.
+    pub fn to_detail(&self) -> String {
+        format!(
+            "names={} max-size={} max-age-days={}",
+            if self.names_clear { "clear" } else { "hashed" },
+            self.max_bytes,
+            self.max_age_days
+        )
+    }
+
+    /// Reads a policy written by [`AuditPolicy::to_detail`], exactly.
+    ///
+    /// # Errors
+    /// Anything else.
+    pub fn from_detail(detail: &str) -> Result<Self> {
+        let bad = |why: &str| Error::InvalidField {
+            object: OBJECT,
+            field: "policy",
+            reason: why.to_string(),
+        };
+        let mut parts = detail.split(' ');
+        let mut field = |key: &str| -> Result<&str> {
+            parts
+                .next()
+                .and_then(|p| p.strip_prefix(key))
+                .and_then(|p| p.strip_prefix('='))
+                .ok_or_else(|| bad(&format!("no {key}")))
+        };
+        let names_clear = match field("names")? {
+            "clear" => true,
+            "hashed" => false,
+            _ => return Err(bad("names is neither clear nor hashed")),
+        };
+        let number = |s: &str| -> Result<u64> {
+            (s.len() <= 20
+                && s.bytes().all(|b| b.is_ascii_digit())
+                && (s == "0" || !s.starts_with('0')))
+            .then(|| s.parse().ok())
+            .flatten()
+            .ok_or_else(|| bad("a limit is not a decimal number"))
+        };
+        let max_bytes = number(field("max-size")?)?;
+        let max_age_days = u32::try_from(number(field("max-age-days")?)?)
+            .map_err(|_| bad("max-age-days is too large"))?;
+        if parts.next().is_some() {
+            return Err(bad("more than a policy"));
+        }
+        if max_bytes != 0 && max_bytes < MIN_RETAINED_BYTES {
+            return Err(bad("max-size is under 1 MiB"));
+        }
+        Ok(AuditPolicy {
+            names_clear,
+            max_bytes,
+            max_age_days,
+        })
+    }
+}
+
+/// What a retention entry's detail says: the first entry kept and the link before it (the
+/// header of the oldest file kept), and how many files and entries were removed. Written as
+/// `first-kept=INDEX link=HEX files=N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionNote {
+    /// The index of the first entry kept (the oldest kept file's first).
+    pub first_kept: u64,
+    /// The link before it (that file's header's previous link).
+    pub link: [u8; LINK_LEN],
+    /// Files removed.
+    pub files: u32,
+}
+
+impl RetentionNote {
+    /// The note as an entry's detail.
+    pub fn to_detail(&self) -> String {
+        let hex: String = self.link.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "first-kept={} link={hex} files={}",
+            self.first_kept, self.files
+        )
+    }
+
+    /// Reads a note written by [`RetentionNote::to_detail`], exactly.
+    ///
+    /// # Errors
+    /// Anything else.
+    pub fn from_detail(detail: &str) -> Result<Self> {
+        let bad = || Error::InvalidField {
+            object: OBJECT,
+            field: "retention note",
+            reason: "not a retention note".into(),
+        };
+        let mut parts = detail.split(' ');
+        let mut field = |key: &str| -> Result<&str> {
+            parts
+                .next()
+                .and_then(|p| p.strip_prefix(key))
+                .and_then(|p| p.strip_prefix('='))
+                .ok_or_else(bad)
+        };
+        let first_kept: u64 = field("first-kept")?.parse().map_err(|_| bad())?;
+        let hex = field("link")?;
+        let files: u32 = field("files")?.parse().map_err(|_| bad())?;
+        if hex.len() != 2 * LINK_LEN || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad());
+        }
+        let mut link = [0u8; LINK_LEN];
+        for (i, b) in link.iter_mut().enumerate() {
+            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+                .map_err(|_| bad())?;
+        }
+        let note = RetentionNote {
+            first_kept,
+            link,
+            files,
+        };
+        (parts.next().is_none() && note.to_detail() == detail)
+            .then_some(note)
+            .ok_or_else(bad)
     }
 }
 

@@ -181,6 +181,19 @@ pub mod fuzzing {
                         Some(rest),
                         "audit entry re-encoding differs from its input"
                     );
+                    if let Ok(key) = vault_crypto::Key256::from_slice(&[7; 32]) {
+                        let _ = AuditKeys::derive(&key, &VaultId::from_bytes([0; 16]))
+                            .open_name(&e.target);
+                    }
+                }
+                // The details the trail reads back: a policy, a retention note.
+                if let Ok(s) = core::str::from_utf8(rest) {
+                    if let Ok(p) = AuditPolicy::from_detail(s) {
+                        assert_eq!(p.to_detail(), s, "audit policy re-encoding differs");
+                    }
+                    if let Ok(n) = RetentionNote::from_detail(s) {
+                        assert_eq!(n.to_detail(), s, "retention note re-encoding differs");
+                    }
                 }
             }
             1 => {

@@ -289,3 +289,45 @@ fn frames_read_back_in_order_and_a_torn_append_is_told_from_damage() {
     let c = check_file(&bytes, false, &VaultId::from_bytes([1; 16]), Some(&k), None);
     assert!(c.is_err());
 }
+
+proptest! {
+    /// A policy and a retention note read back exactly what was written, and nothing else
+    /// reads as one; a sealed name opens to its kind and name under its key only.
+    #[test]
+    fn policies_notes_and_sealed_names_round_trip(
+        names_clear in any::<bool>(),
+        max_bytes in prop_oneof![Just(0u64), (1u64 << 20)..u64::MAX],
+        max_age_days in any::<u32>(),
+        first_kept in any::<u64>(),
+        link in any::<[u8; 32]>(),
+        files in any::<u32>(),
+        name in "[a-z/_.-]{1,40}",
+        kind in 1u8..=2,
+        junk in ".{0,60}",
+    ) {
+        use vault_format::audit::{AuditPolicy, RetentionNote};
+        let p = AuditPolicy { names_clear, max_bytes, max_age_days };
+        prop_assert_eq!(AuditPolicy::from_detail(&p.to_detail()).unwrap(), p);
+        let n = RetentionNote { first_kept, link, files };
+        prop_assert_eq!(RetentionNote::from_detail(&n.to_detail()).unwrap(), n);
+        // Arbitrary text reads as neither unless it is exactly what they write.
+        if let Ok(p) = AuditPolicy::from_detail(&junk) {
+            prop_assert_eq!(p.to_detail(), junk.clone());
+        }
+        if let Ok(n) = RetentionNote::from_detail(&junk) {
+            prop_assert_eq!(n.to_detail(), junk);
+        }
+        // A size limit under 1 MiB is refused.
+        let small = AuditPolicy { max_bytes: (1 << 20) - 1, ..p };
+        prop_assert!(AuditPolicy::from_detail(&small.to_detail()).is_err());
+        let sealed = keys(1).seal_name(kind, &name).unwrap();
+        prop_assert_eq!(keys(1).open_name(&sealed), Some((kind, name.clone())));
+        prop_assert!(keys(1).names(&sealed, kind, &name));
+        prop_assert!(!keys(1).names(&sealed, 3 - kind, &name));
+        prop_assert_eq!(keys(2).open_name(&sealed), None);
+        let Target::Sealed { nonce, mut sealed } = sealed else { panic!("not sealed") };
+        sealed[0] ^= 1;
+        prop_assert_eq!(keys(1).open_name(&Target::Sealed { nonce, sealed }), None);
+        prop_assert!(keys(1).names(&Target::Hashed(keys(1).name_hash(kind, &name)), kind, &name));
+    }
+}

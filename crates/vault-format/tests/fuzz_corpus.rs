@@ -114,8 +114,25 @@ fn audit_seeds() -> Vec<(&'static str, Vec<u8>)> {
     };
     let with = |b: u8, rest: &[u8]| [&[b][..], rest].concat();
     let main = file(false);
+    let sealed = AuditEntry {
+        target: keys.seal_name(1, "db/password").unwrap(),
+        ..entry(1)
+    };
+    let policy = AuditPolicy {
+        names_clear: true,
+        max_bytes: 64 << 20,
+        max_age_days: 90,
+    };
+    let note = RetentionNote {
+        first_kept: 5001,
+        link: [0xab; LINK_LEN],
+        files: 3,
+    };
     vec![
         ("entry", with(0, &entry(1).encode().unwrap())),
+        ("entry-sealed-name", with(0, &sealed.encode().unwrap())),
+        ("policy", with(0, policy.to_detail().as_bytes())),
+        ("retention-note", with(0, note.to_detail().as_bytes())),
         ("frames", with(1, &main[FILE_HEADER_LEN..])),
         ("main-file", with(2, &main)),
         ("pending-file", with(3, &file(true))),
@@ -132,7 +149,7 @@ fn audit_corpus() {
             std::fs::write(&path, bytes).unwrap();
         }
     }
-    assert!(replay("audit", vault_format::fuzzing::audit) >= 4);
+    assert!(replay("audit", vault_format::fuzzing::audit) >= 7);
     // The seeds are sound: the whole file checks clean under the target's key.
     let main = std::fs::read(dir.join("main-file")).unwrap();
     let vault_id = vault_format::VaultId::from_bytes([0; 16]);

@@ -47,7 +47,7 @@ mod transfer;
 mod vault;
 mod verify;
 
-pub use audit::{AUDIT_PART_LEN, AuditPieces, AuditRead, is_audit_file_name};
+pub use audit::{AUDIT_PART_LEN, AuditFileInfo, AuditPieces, AuditRead, is_audit_file_name};
 pub use backend::{
     Appended, Backend, CHECK_LEN, Cursor, FileBackend, FileBackendOptions, Frames, IndexFile,
     IndexSink, IndexWriter, MemoryBackend, ReadOutcome, ReadSession, RecordAt, RecordSource,
@@ -73,11 +73,15 @@ pub use verify::VerifyReport;
 pub use vault_crypto::SecretBytes;
 pub use vault_crypto::kdf::{self, KdfParams};
 pub use vault_format::Error as FormatError;
-pub use vault_format::audit::{AuditEntry, AuditOp, Target as AuditTarget};
+pub use vault_format::audit::{AuditEntry, AuditOp, AuditPolicy, Target as AuditTarget};
 /// Flags an audit entry can carry.
 pub mod audit_flags {
     /// Recorded before an unlock (a failed unlock, folded in at the next one).
     pub use vault_format::audit::FLAG_BEFORE_UNLOCK as BEFORE_UNLOCK;
+    /// Written by the trail itself (a policy restated, a retention note).
+    pub use vault_format::audit::FLAG_TRAIL as TRAIL;
+    /// The smallest size limit an audit policy takes.
+    pub use vault_format::audit::MIN_RETAINED_BYTES;
 }
 pub use vault_format::export::{
     ExportContents, from_json as export_from_json, to_json as export_to_json,

@@ -188,6 +188,20 @@ impl Vault {
         fresh.pos = end;
         *st = fresh;
         self.e.record_generation(st);
+        // The audit trail's next file, started here while both keys are at hand: the old
+        // epoch's file is checked under its key before it is sealed by hash, and the trail's
+        // policy carried over.
+        if let Some(files) = &self.e.audit
+            && let Err(e) = files.begin_epoch(
+                &old_keys.audit,
+                old_keys.epoch,
+                &keys.audit,
+                epoch,
+                self.e.options.clock.now_ms(),
+            )
+        {
+            tracing::warn!(error = %e, "the audit trail's file for the new key epoch could not be started");
+        }
         // The new epoch's index; without it the next open reads the new log whole.
         if let Err(e) = self.e.checkpoint_locked(txn.session.as_mut(), st, None) {
             tracing::warn!(error = %e, "writing the index after rotation failed");

@@ -3,9 +3,11 @@
 
 use std::io::IsTerminal;
 
-use vault_store::{AuditEntry, AuditOp, AuditTarget};
+use std::cell::RefCell;
 
-use crate::cli::{AuditQuery, Cli};
+use vault_store::{AuditEntry, AuditOp, AuditPolicy, AuditTarget, Vault};
+
+use crate::cli::{AuditPolicyArgs, AuditQuery, Cli};
 use crate::exit::Exit;
 use crate::location::{current_passphrase, with_vault};
 use crate::output::{Stdout, stdout_line};
@@ -67,15 +69,76 @@ fn outcome(e: &AuditEntry) -> String {
     }
 }
 
-fn target(e: &AuditEntry) -> String {
+/// The target as printed: the name where the trail keeps names (sealed) and this key opens
+/// it, `#` and the hash's first bytes otherwise.
+fn target(v: &Vault, e: &AuditEntry) -> String {
     match &e.target {
         AuditTarget::None => "-".into(),
         AuditTarget::Hashed(h) => format!("#{}", hex(h.get(..8).unwrap_or_default())),
-        AuditTarget::Sealed { .. } => "(sealed name)".into(),
+        AuditTarget::Sealed { .. } => match v.audit_target_name(&e.target) {
+            Some((name, true)) => format!("key {}", name.escape_default()),
+            Some((name, false)) => name.escape_default().to_string(),
+            None => "(sealed under an earlier key)".into(),
+        },
     }
 }
 
-/// `vault audit [filters]`.
+/// One entry as printed: a table row, or a JSON line.
+fn line(v: &Vault, e: &AuditEntry, json: bool) -> String {
+    let early = if e.flags & vault_store::audit_flags::BEFORE_UNLOCK != 0 {
+        " (recorded before an unlock)"
+    } else {
+        ""
+    };
+    if json {
+        let mut j = serde_json::json!({
+            "index": e.index,
+            "time": format_time(e.time_ms),
+            "time_ms": e.time_ms,
+            "op": e.op.name(),
+            "outcome": if e.outcome == 0 { "ok".to_string() } else { outcome(e) },
+            "outcome_code": e.outcome,
+            "generation": e.generation,
+            "pid": e.pid,
+            "uid": e.uid,
+            "host": e.host,
+            "detail": e.detail,
+            "before_unlock": !early.is_empty(),
+            "by_trail": e.flags & vault_store::audit_flags::TRAIL != 0,
+        });
+        if let Some(o) = j.as_object_mut() {
+            match &e.target {
+                AuditTarget::Hashed(h) => {
+                    o.insert("target_hash".into(), hex(h).into());
+                }
+                AuditTarget::Sealed { .. } => {
+                    if let Some((name, key)) = v.audit_target_name(&e.target) {
+                        o.insert("target".into(), name.into());
+                        o.insert(
+                            "target_kind".into(),
+                            if key { "key" } else { "secret" }.into(),
+                        );
+                    }
+                }
+                AuditTarget::None => {}
+            }
+        }
+        format!("{j}\n")
+    } else {
+        format!(
+            "{:>6}  {:<20}  {:<19}  {:<24}  {:<18}  {:<22}  {}{early}\n",
+            e.index,
+            format_time(e.time_ms),
+            e.op.name(),
+            outcome(e),
+            target(v, e),
+            format!("{}@{} uid {}", e.pid, e.host.escape_default(), e.uid),
+            e.detail.escape_default(),
+        )
+    }
+}
+
+/// `vault audit [filters]`: entries printed as they are read (the trail is never held whole).
 pub(crate) fn query(cli: &Cli, q: &AuditQuery) -> Result<(), Failure> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -93,79 +156,57 @@ pub(crate) fn query(cli: &Cli, q: &AuditQuery) -> Result<(), Failure> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-    let pass = current_passphrase(cli)?;
-    let (trail, hashes) = with_vault(cli, &pass, false, |v| {
-        let hashes = q
-            .name
-            .as_deref()
-            .map(|n| (v.audit_name_hash(n, false), v.audit_name_hash(n, true)));
-        Ok((v.audit_trail()?, hashes))
-    })?;
     if q.name.as_deref() == Some("") {
         return Err(fail(Exit::Usage, "--name needs a name"));
     }
-    let keep = |e: &AuditEntry| {
-        since.is_none_or(|t| e.time_ms >= t)
-            && until.is_none_or(|t| e.time_ms < t)
-            && (ops.is_empty() || ops.contains(&e.op))
-            && q.outcome
-                .as_deref()
-                .is_none_or(|o| (o == "ok") == (e.outcome == 0))
-            && hashes.is_none_or(
-                |(s, k)| matches!(&e.target, AuditTarget::Hashed(h) if *h == s || *h == k),
-            )
-    };
-    let mut out = Stdout::lock();
+    let pass = current_passphrase(cli)?;
+    let out = RefCell::new(Stdout::lock());
+    // A write that failed (a closed stdout): kept to return once reading has stopped.
+    let failed: RefCell<Option<Failure>> = RefCell::new(None);
     let table = !q.json && std::io::stdout().is_terminal();
-    if table {
-        out.write(
-            format!(
+    let trail = with_vault(cli, &pass, false, |v| {
+        if table {
+            let head = format!(
                 "{:>6}  {:<20}  {:<19}  {:<24}  {:<18}  {:<22}  {}\n",
                 "index", "time (UTC)", "operation", "outcome", "target", "process", "detail"
-            )
-            .as_bytes(),
-        )?;
-    }
-    for e in trail.entries.iter().filter(|e| keep(e)) {
-        let early = if e.flags & vault_store::audit_flags::BEFORE_UNLOCK != 0 {
-            " (recorded before an unlock)"
-        } else {
-            ""
-        };
-        let line = if q.json {
-            let mut v = serde_json::json!({
-                "index": e.index,
-                "time": format_time(e.time_ms),
-                "time_ms": e.time_ms,
-                "op": e.op.name(),
-                "outcome": if e.outcome == 0 { "ok".to_string() } else { outcome(e) },
-                "outcome_code": e.outcome,
-                "generation": e.generation,
-                "pid": e.pid,
-                "uid": e.uid,
-                "host": e.host,
-                "detail": e.detail,
-                "before_unlock": !early.is_empty(),
-            });
-            if let (AuditTarget::Hashed(h), Some(o)) = (&e.target, v.as_object_mut()) {
-                o.insert("target_hash".into(), serde_json::Value::String(hex(h)));
+            );
+            if let Err(e) = out.borrow_mut().write(head.as_bytes()) {
+                failed.replace(Some(e));
+                return Err(vault_store::Error::Invalid {
+                    what: "output",
+                    reason: "closed".into(),
+                });
             }
-            format!("{v}\n")
-        } else {
-            format!(
-                "{:>6}  {:<20}  {:<19}  {:<24}  {:<18}  {:<22}  {}{early}\n",
-                e.index,
-                format_time(e.time_ms),
-                e.op.name(),
-                outcome(e),
-                target(e),
-                format!("{}@{} uid {}", e.pid, e.host.escape_default(), e.uid),
-                e.detail.escape_default(),
-            )
+        }
+        let keep = |e: &AuditEntry| {
+            since.is_none_or(|t| e.time_ms >= t)
+                && until.is_none_or(|t| e.time_ms < t)
+                && (ops.is_empty() || ops.contains(&e.op))
+                && q.outcome
+                    .as_deref()
+                    .is_none_or(|o| (o == "ok") == (e.outcome == 0))
+                && q.name.as_deref().is_none_or(|n| {
+                    v.audit_target_is(&e.target, n, false) || v.audit_target_is(&e.target, n, true)
+                })
         };
-        out.write(line.as_bytes())?;
+        v.audit_each(&mut |e| {
+            if keep(&e)
+                && let Err(err) = out.borrow_mut().write(line(v, &e, q.json).as_bytes())
+            {
+                failed.replace(Some(err));
+                return Err(vault_store::Error::Invalid {
+                    what: "output",
+                    reason: "closed".into(),
+                });
+            }
+            Ok(())
+        })
+    });
+    if let Some(f) = failed.take() {
+        return Err(f);
     }
-    out.finish()?;
+    let trail = trail?;
+    out.into_inner().finish()?;
     if let Some((at, why)) = &trail.problem {
         crate::output::stderr_line(format!(
             "warning: the audit trail does not verify from entry {at} on: {why} (run `vault audit verify`)"
@@ -174,24 +215,129 @@ pub(crate) fn query(cli: &Cli, q: &AuditQuery) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A size as `vault audit policy --max-size` takes it: bytes, or with a unit (KiB, MiB, GiB;
+/// K, M, G the same).
+fn parse_size(s: &str) -> Result<u64, Failure> {
+    let bad = || {
+        fail(
+            Exit::Usage,
+            format!("{s:?}: give a size such as 64MiB or 1GiB, or \"none\""),
+        )
+    };
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        "t" | "tib" | "tb" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+fn describe(p: &AuditPolicy) -> String {
+    let size = match p.max_bytes {
+        0 => "no size limit".to_string(),
+        n if n % (1 << 30) == 0 => format!("at most {} GiB", n >> 30),
+        n if n % (1 << 20) == 0 => format!("at most {} MiB", n >> 20),
+        n => format!("at most {n} bytes"),
+    };
+    let age = match p.max_age_days {
+        0 => "no age limit".to_string(),
+        1 => "entries kept 1 day".to_string(),
+        n => format!("entries kept {n} days"),
+    };
+    format!(
+        "names {}; {size}; {age}",
+        if p.names_clear {
+            "kept in clear (sealed in each entry)"
+        } else {
+            "hashed"
+        }
+    )
+}
+
+/// `vault audit policy [--names hashed|clear] [--max-size SIZE|none] [--max-age DAYS|none]`.
+pub(crate) fn policy(cli: &Cli, a: &AuditPolicyArgs) -> Result<(), Failure> {
+    // Everything that can be checked is checked before the passphrase is asked for.
+    let max_bytes = match a.max_size.as_deref() {
+        None => None,
+        Some("none") => Some(0),
+        Some(s) => {
+            let n = parse_size(s)?;
+            if n < vault_store::audit_flags::MIN_RETAINED_BYTES {
+                return Err(fail(Exit::Usage, "--max-size must be at least 1MiB"));
+            }
+            Some(n)
+        }
+    };
+    let max_age = match a.max_age.as_deref() {
+        None => None,
+        Some("none") => Some(0),
+        Some(s) => Some(s.parse::<u32>().ok().filter(|d| *d >= 1).ok_or_else(|| {
+            fail(
+                Exit::Usage,
+                format!("--max-age {s:?}: give a number of days (at least 1), or \"none\""),
+            )
+        })?),
+    };
+    let names = a.names.as_deref().map(|n| n == "clear");
+    let change = max_bytes.is_some() || max_age.is_some() || names.is_some();
+    let pass = current_passphrase(cli)?;
+    let (before, after) = with_vault(cli, &pass, false, |v| {
+        let before = v.audit_policy()?;
+        if !change {
+            return Ok((before, before));
+        }
+        let after = AuditPolicy {
+            names_clear: names.unwrap_or(before.names_clear),
+            max_bytes: max_bytes.unwrap_or(before.max_bytes),
+            max_age_days: max_age.unwrap_or(before.max_age_days),
+        };
+        v.set_audit_policy(after)?;
+        Ok((before, after))
+    })?;
+    if a.json {
+        return stdout_line(serde_json::json!({
+            "names": if after.names_clear { "clear" } else { "hashed" },
+            "max_size": after.max_bytes,
+            "max_age_days": after.max_age_days,
+        }));
+    }
+    if !change {
+        return stdout_line(describe(&after));
+    }
+    stdout_line(format!("audit policy: {}", describe(&after)))?;
+    if before.names_clear != after.names_clear {
+        crate::output::stderr_line(
+            "note: entries already written keep their names as they were written",
+        );
+    }
+    Ok(())
+}
+
 /// `vault audit verify`.
 pub(crate) fn verify(cli: &Cli) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
-    let trail = with_vault(cli, &pass, false, |v| v.audit_trail())?;
-    // One file per key epoch: named when few, counted when many.
-    let files: Vec<String> = if trail.files.len() <= 3 {
-        trail
-            .files
-            .iter()
-            .map(|(epoch, n)| format!("key epoch {epoch}: {n}"))
-            .collect()
-    } else {
-        let (epoch, n) = trail.files.last().copied().unwrap_or_default();
-        vec![format!(
-            "{} key epochs' files; the current one, key epoch {epoch}: {n}",
-            trail.files.len()
-        )]
+    let trail = with_vault(cli, &pass, false, |v| v.audit_each(&mut |_| Ok(())))?;
+    let epochs: Vec<u32> = {
+        let mut e: Vec<u32> = trail.files.iter().map(|f| f.epoch).collect();
+        e.dedup();
+        e
     };
+    let files = match (trail.files.len(), epochs.as_slice()) {
+        (0, _) => "no files yet".to_string(),
+        (1, [e]) => format!("1 file, key epoch {e}"),
+        (n, [e]) => format!("{n} files, key epoch {e}"),
+        (n, [first, .., last]) => format!("{n} files, key epochs {first} to {last}"),
+        (n, _) => format!("{n} files"),
+    };
+    let retained = trail.retained_from.map_or(String::new(), |i| {
+        format!("; entries before {i} removed by retention (the retention entry is in the chain)")
+    });
     let pending = if trail.pending > 0 {
         format!(
             "; {} entries recorded before an unlock, not yet folded in",
@@ -202,16 +348,14 @@ pub(crate) fn verify(cli: &Cli) -> Result<(), Failure> {
     };
     match &trail.problem {
         None => stdout_line(format!(
-            "ok: {} entries, every link verified ({}){pending}",
-            trail.entries.len(),
-            files.join(", ")
+            "ok: {} entries, every link verified ({files}){retained}{pending}",
+            trail.count,
         )),
         Some((at, why)) => Err(fail(
             Exit::Integrity,
             format!(
-                "the audit trail is broken at entry {at}: {why} ({} entries read: {})",
-                trail.entries.len(),
-                files.join(", ")
+                "the audit trail is broken at entry {at}: {why} ({} entries read: {files})",
+                trail.count,
             ),
         )),
     }

@@ -1,7 +1,7 @@
-//! The audit trail's files (docs/designs/audit.md; FORMAT.md §6.13): appending entries to the
-//! chain of the vault's key epoch under the audit lock, entries recorded before an unlock (the
-//! pending file) and their fold into the chain, a new key epoch's file linked to the last by
-//! hash, the anchor beside the rollback record, and reading and checking everything.
+//! The audit trail's files (docs/designs/audit.md; FORMAT.md §6.13): the lock, finding a chain
+//! file's end (cutting a torn append), appending entries under the lock, entries recorded before
+//! an unlock (the pending file) and their fold into the chain, and the anchor beside the
+//! rollback record.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use vault_format::audit::{
     FileHeader, LINK_LEN, MAX_ENTRY, Target, check_file, frame, frames, last_frame, pending_link,
 };
 
+use super::segments::{FileId, file_name};
 use crate::io::{Io, IoFile, IoLock};
 use crate::{Error, Result};
 
@@ -26,16 +27,9 @@ const EPOCH_LABEL: &[u8] = b"vault v1 audit epoch";
 const MAX_PENDING_BYTES: u64 = 4 << 20;
 /// Most entries one fold moves into the chain.
 const MAX_PENDING_FOLD: usize = 10_000;
-/// Largest audit file a check reads (it reads each file whole).
-const MAX_CHECKED_BYTES: u64 = 1 << 30;
 /// What a folded entry's detail starts with: the pending file's last link follows, so a fold
 /// interrupted after it appended is not appended twice.
 const FOLDED: &str = "folded the entries recorded before an unlock; last link ";
-
-/// The name of the chain file of key epoch `epoch`.
-pub(crate) fn chain_name(epoch: u32) -> String {
-    format!("audit.{epoch}")
-}
 
 /// The acting process: pid, uid, host name.
 pub(crate) fn process() -> (u32, u32, String) {
@@ -50,9 +44,9 @@ pub(crate) fn process() -> (u32, u32, String) {
 
 /// A vault's audit files.
 pub(crate) struct AuditFiles {
-    dir: PathBuf,
-    io: Arc<dyn Io>,
-    vault_id: VaultId,
+    pub(crate) dir: PathBuf,
+    pub(crate) io: Arc<dyn Io>,
+    pub(crate) vault_id: VaultId,
     timeout: Duration,
     /// Where the anchor is kept: beside the rollback record, outside the vault directory, so
     /// that cutting entries off the trail's end is seen (FORMAT §6.13).
@@ -65,11 +59,11 @@ const ANCHOR_LEN: usize = 4 + 8 + LINK_LEN + 32;
 
 /// Where a chain file stands: its handle, its length, the next entry's index and the link
 /// before it.
-struct ChainEnd {
-    file: Box<dyn IoFile>,
-    len: u64,
-    next: u64,
-    previous: [u8; LINK_LEN],
+pub(crate) struct ChainEnd {
+    pub(crate) file: Box<dyn IoFile>,
+    pub(crate) len: u64,
+    pub(crate) next: u64,
+    pub(crate) previous: [u8; LINK_LEN],
 }
 
 fn hex(b: &[u8]) -> String {
@@ -99,7 +93,13 @@ impl AuditFiles {
 
     /// Records the chain's last entry of `epoch` in the anchor (not synced: it lags at most the
     /// entries a crash loses). A failure is logged: the trail itself was written.
-    fn write_anchor(&self, keys: &AuditKeys, epoch: u32, index: u64, link: &[u8; LINK_LEN]) {
+    pub(crate) fn write_anchor(
+        &self,
+        keys: &AuditKeys,
+        epoch: u32,
+        index: u64,
+        link: &[u8; LINK_LEN],
+    ) {
         let Some(path) = &self.anchor else { return };
         let mut body = Vec::with_capacity(ANCHOR_LEN);
         body.extend_from_slice(&epoch.to_le_bytes());
@@ -124,7 +124,11 @@ impl AuditFiles {
 
     /// The anchor's (index, link) for `epoch`, if one is kept, authenticates and is of that
     /// epoch (an anchor of another epoch says nothing about this one's file).
-    fn read_anchor(&self, keys: &AuditKeys, epoch: u32) -> Option<(u64, [u8; LINK_LEN])> {
+    pub(crate) fn read_anchor(
+        &self,
+        keys: &AuditKeys,
+        epoch: u32,
+    ) -> Option<(u64, [u8; LINK_LEN])> {
         let path = self.anchor.as_ref()?;
         let bytes = self.io.open_read(path).ok()?.read_from(0).ok()?;
         let body = bytes.get(..ANCHOR_LEN - 32)?;
@@ -139,16 +143,16 @@ impl AuditFiles {
         (e == epoch).then_some((index, link))
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
-    fn damaged(&self, name: &str, why: impl Into<String>) -> Error {
+    pub(crate) fn damaged(&self, name: &str, why: impl Into<String>) -> Error {
         Error::integrity(self.path(name).display().to_string(), why)
     }
 
     /// Takes the audit lock (exclusive; held until dropped), waiting up to the timeout.
-    fn lock(&self) -> Result<Box<dyn IoLock>> {
+    pub(crate) fn lock(&self) -> Result<Box<dyn IoLock>> {
         let path = self.path(LOCK);
         let f = self
             .io
@@ -175,7 +179,7 @@ impl AuditFiles {
 
     /// The lock for reading the trail: shared, and none at all where the lock file cannot be
     /// opened for writing (read-only storage: nothing can append there either).
-    fn lock_for_reading(&self) -> Result<Option<Box<dyn IoLock>>> {
+    pub(crate) fn lock_for_reading(&self) -> Result<Option<Box<dyn IoLock>>> {
         let path = self.path(LOCK);
         let f = match self.io.open_lock_readonly(&path) {
             Ok(f) => f,
@@ -198,7 +202,7 @@ impl AuditFiles {
         }
     }
 
-    fn read_all(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn read_all(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let path = self.path(name);
         match self.io.open_read(&path) {
             Ok(f) => Ok(Some(
@@ -211,7 +215,12 @@ impl AuditFiles {
 
     /// Opens (or starts) the file `name` and finds its end: the last whole frame, read from the
     /// end; a torn last append is cut (only that: bytes that are not a frame are damage).
-    fn end_of(&self, name: &str, pending: bool, start: (u64, [u8; LINK_LEN])) -> Result<ChainEnd> {
+    pub(crate) fn end_of(
+        &self,
+        name: &str,
+        pending: bool,
+        start: (u64, [u8; LINK_LEN]),
+    ) -> Result<ChainEnd> {
         let path = self.path(name);
         let file = match self.io.open_rw(&path) {
             Ok(f) => f,
@@ -344,42 +353,74 @@ impl AuditFiles {
         ))
     }
 
-    /// Appends `entries` (their indexes set here, in order) to the chain of `epoch` under
-    /// `keys`, folding any pending entries in first; syncs when `sync`. The lock is held
-    /// throughout, and the chain's end is read under it.
+    /// The end of the chain file of key epoch `epoch` that appends go to (its newest), started
+    /// if there is none, found under the lock the caller holds from a fresh listing; a process
+    /// on an older key epoch than the files is refused.
+    pub(crate) fn current_end(&self, epoch: u32, count: usize) -> Result<(FileId, ChainEnd)> {
+        let listed = self.chain_files()?;
+        // A process still on an older key epoch after a rotation sealed its files (a race with
+        // the rotation): it has no key for the new file, and the pending file takes only
+        // failed unlocks, so its entries are not recorded, and it says so.
+        if listed.iter().any(|(e, _)| *e > epoch) {
+            return Err(Error::integrity(
+                self.path(&file_name((epoch, 0))).display().to_string(),
+                format!(
+                    "the master key was rotated while this command ran: its {count} audit entries were not recorded"
+                ),
+            ));
+        }
+        let id = listed
+            .iter()
+            .rev()
+            .find(|(e, _)| *e == epoch)
+            .copied()
+            .unwrap_or((epoch, 0));
+        // Where a new file would start: only worked out when there is no file yet (it hashes
+        // the whole file before, which no append should read otherwise).
+        let whole = self
+            .io
+            .stamp(&self.path(&file_name(id)))
+            .is_ok_and(|s| s.len >= FILE_HEADER_LEN as u64);
+        let start = if whole {
+            (1, [0; LINK_LEN])
+        } else {
+            self.start_after(&listed, id)?
+        };
+        Ok((id, self.end_of(&file_name(id), false, start)?))
+    }
+
+    /// Appends `entries` (their indexes set here, in order; a named target hashed or sealed
+    /// as the file's policy says) to the chain of `epoch` under `keys`, folding any pending
+    /// entries in first, and sealing the file and starting the next first when it is due
+    /// (retention then runs); syncs when `sync`. The lock is held throughout, and the chain's
+    /// end is read under it.
     pub(crate) fn append(
         &self,
         keys: &AuditKeys,
         epoch: u32,
-        entries: Vec<AuditEntry>,
+        entries: Vec<NewEntry>,
         sync: bool,
+        now_ms: i64,
     ) -> Result<u64> {
         let _lock = self.lock()?;
-        // A process still on an older key epoch after a rotation sealed its file (a race with
-        // the rotation): it has no key for the new file, and the pending file takes only
-        // failed unlocks, so its entries are not recorded, and it says so.
-        if self.io.stamp(&self.path(&chain_name(epoch + 1))).is_ok() {
-            return Err(Error::integrity(
-                self.path(&chain_name(epoch)).display().to_string(),
-                format!(
-                    "the master key was rotated while this command ran: its {} audit entries were not recorded",
-                    entries.len()
-                ),
-            ));
+        let (mut id, mut end) = self.current_end(epoch, entries.len())?;
+        let (policy, first_ms) = self.policy_at(keys, &end);
+        if Self::due(&end, &policy, first_ms, now_ms) {
+            let next = (id.0, id.1 + 1);
+            let first = Self::restated(&policy, now_ms);
+            // Sealing is upkeep: when it fails (a full disk), the entries still go where they
+            // would have gone.
+            match self.seal_and_start((id, &end, keys), next, keys, first, now_ms) {
+                Ok(new) => {
+                    (id, end) = (next, new);
+                    if let Err(e) = self.retain(keys, &mut end, id, &policy, now_ms) {
+                        tracing::warn!(error = %e, "audit retention failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "the audit file could not be sealed"),
+            }
         }
-        // Where a new file would start: only worked out when there is no file yet (it hashes
-        // the whole previous epoch's file, which no append should read otherwise).
-        let exists = self
-            .io
-            .stamp(&self.path(&chain_name(epoch)))
-            .is_ok_and(|s| s.len >= FILE_HEADER_LEN as u64);
-        let start = if exists {
-            (1, [0; LINK_LEN])
-        } else {
-            self.epoch_start(epoch)?
-        };
-        let mut end = self.end_of(&chain_name(epoch), false, start)?;
-        let path = self.path(&chain_name(epoch));
+        let path = self.path(&file_name(id));
         // Entries recorded before an unlock first, in a write of their own ending with the
         // fold's entry, synced, and only then is the pending file removed: a fold interrupted
         // in between leaves the chain ending with that entry, which the next fold recognises.
@@ -396,6 +437,20 @@ impl AuditFiles {
                 .remove(&self.path(PENDING))
                 .map_err(|e| Error::io("removing", self.path(PENDING), e))?;
         }
+        let entries = entries
+            .into_iter()
+            .map(|NewEntry { mut entry, name }| {
+                if let Some((kind, name)) = name {
+                    entry.target = match policy.names_clear {
+                        true => keys
+                            .seal_name(kind, &name)
+                            .unwrap_or_else(|_| Target::Hashed(keys.name_hash(kind, &name))),
+                        false => Target::Hashed(keys.name_hash(kind, &name)),
+                    };
+                }
+                entry
+            })
+            .collect();
         let last = self.write_entries(keys, &mut end, entries, &path)?;
         if sync {
             end.file
@@ -408,7 +463,7 @@ impl AuditFiles {
 
     /// Appends `entries` at `end` in one write (their indexes and links set here); returns the
     /// last index.
-    fn write_entries(
+    pub(crate) fn write_entries(
         &self,
         keys: &AuditKeys,
         end: &mut ChainEnd,
@@ -437,25 +492,30 @@ impl AuditFiles {
         Ok(last)
     }
 
-    /// Where the chain of `epoch` starts: index 1 and a zero link, or, after a rotation, the
-    /// entry after the previous epoch's last and that whole file's hash.
-    fn epoch_start(&self, epoch: u32) -> Result<(u64, [u8; LINK_LEN])> {
-        if epoch == 0 {
+    /// Where chain file `id` starts: index 1 and a zero link for the first file, or the entry
+    /// after the last of the file before it (in `listed`) and that whole file's hash.
+    pub(crate) fn start_after(
+        &self,
+        listed: &[FileId],
+        id: FileId,
+    ) -> Result<(u64, [u8; LINK_LEN])> {
+        let Some(before) = listed.iter().rev().find(|b| **b < id) else {
             return Ok((1, [0; LINK_LEN]));
-        }
-        let Some(old) = self.read_all(&chain_name(epoch - 1))? else {
+        };
+        let name = file_name(*before);
+        let Some(old) = self.read_all(&name)? else {
             return Ok((1, [0; LINK_LEN]));
         };
         let next = match last_frame(old.get(FILE_HEADER_LEN..).unwrap_or_default()) {
             Some(f) => {
                 AuditEntry::decode(f.entry)
-                    .map_err(|e| self.damaged(&chain_name(epoch - 1), e.to_string()))?
+                    .map_err(|e| self.damaged(&name, e.to_string()))?
                     .index
                     + 1
             }
             None => {
                 FileHeader::decode(&old, false)
-                    .map_err(|e| self.damaged(&chain_name(epoch - 1), e.to_string()))?
+                    .map_err(|e| self.damaged(&name, e.to_string()))?
                     .first_index
             }
         };
@@ -620,210 +680,16 @@ impl AuditFiles {
         }
         Ok(())
     }
-
-    /// Every entry of every chain file, oldest first, with each file's check; and the pending
-    /// entries not yet folded.
-    pub(crate) fn read(&self, keys: &AuditKeys, epoch: u32) -> Result<AuditRead> {
-        let _lock = self.lock_for_reading()?;
-        let mut epochs: Vec<u32> = self
-            .io
-            .list_dir(&self.dir)
-            .map_err(|e| Error::io("listing", &self.dir, e))?
-            .iter()
-            .filter_map(|n| n.strip_prefix("audit.")?.parse().ok())
-            .filter(|e| *e <= epoch)
-            .collect();
-        epochs.sort_unstable();
-        let mut out = AuditRead::default();
-        let mut expected: Option<(u64, [u8; LINK_LEN])> = None;
-        let out_problem = |out: &mut AuditRead, at: u64, why: String| {
-            if out.problem.is_none() {
-                out.problem = Some((at, why));
-            }
-        };
-        for e in epochs {
-            let name = chain_name(e);
-            let size = self.io.stamp(&self.path(&name)).map_or(0, |s| s.len);
-            if size > MAX_CHECKED_BYTES {
-                out_problem(
-                    &mut out,
-                    expected.map_or(1, |x| x.0),
-                    format!("{name} is {size} bytes, more than this build checks at once"),
-                );
-                break;
-            }
-            let bytes = match self.read_all(&name) {
-                Ok(Some(b)) => b,
-                // Listed but not readable as a file (a link to nothing, a directory): the
-                // entries it should hold are missing.
-                Ok(None) | Err(_) => {
-                    out_problem(
-                        &mut out,
-                        expected.map_or(1, |x| x.0),
-                        format!("{name} cannot be read as an audit file"),
-                    );
-                    break;
-                }
-            };
-            if expected.is_none()
-                && let Ok(h) = FileHeader::decode(&bytes, false)
-                && h.first_index != 1
-            {
-                // The first file there starts later: the files before it are gone (nothing
-                // removes them yet: there is no retention).
-                out_problem(
-                    &mut out,
-                    1,
-                    format!(
-                        "{name} starts at entry {}: the files of earlier key epochs are missing",
-                        h.first_index
-                    ),
-                );
-            }
-            // An older epoch's entries are checked through the next file's link to their
-            // hash (its key is gone); the current one's by their MACs.
-            let current = e == epoch;
-            let anchor = if current {
-                self.read_anchor(keys, epoch)
-            } else {
-                None
-            };
-            let check = check_file(
-                &bytes,
-                false,
-                &self.vault_id,
-                current.then_some(keys),
-                anchor,
-            )
-            .map_err(|err| self.damaged(&name, err.to_string()))?;
-            if let Some((first, previous)) = expected
-                && (check.header.first_index != first || check.header.previous != previous)
-                && out.problem.is_none()
-            {
-                out.problem = Some((
-                    check.header.first_index,
-                    format!(
-                        "{name} does not continue the file before it (that file changed after the rotation that sealed it, or a file is missing)"
-                    ),
-                ));
-            }
-            let (fs, _) = frames(bytes.get(FILE_HEADER_LEN..).unwrap_or_default());
-            for f in &fs {
-                if let Ok(entry) = AuditEntry::decode(f.entry) {
-                    out.entries.push(entry);
-                }
-            }
-            if current && out.problem.is_none() {
-                out.problem = check.problem.clone();
-            }
-            if !current && out.problem.is_none() && check.problem.is_some() {
-                // Only structure can be checked without the key; links are checked later.
-                if let Some((i, why)) = check.problem.as_ref().filter(|(_, w)| !w.contains("link"))
-                {
-                    out.problem = Some((*i, why.clone()));
-                }
-            }
-            let last_index = fs
-                .last()
-                .and_then(|f| AuditEntry::decode(f.entry).ok())
-                .map_or(check.header.first_index.saturating_sub(1), |e| e.index);
-            expected = Some((last_index + 1, epoch_link(&bytes)));
-            out.files.push((e, fs.len() as u64));
-        }
-        let pending_len = self.io.stamp(&self.path(PENDING)).map_or(0, |s| s.len);
-        if pending_len <= MAX_PENDING_BYTES
-            && let Ok(Some(bytes)) = self.read_all(PENDING)
-        {
-            let (fs, _) = frames(bytes.get(FILE_HEADER_LEN..).unwrap_or_default());
-            out.pending = fs.len() as u64;
-        }
-        // A fold that found entries it could not record left an entry saying so.
-        if out.problem.is_none()
-            && let Some(e) = out.entries.iter().find(|e| {
-                e.op == AuditOp::Maintenance && e.outcome == 5 && e.flags & FLAG_BEFORE_UNLOCK != 0
-            })
-        {
-            out.problem = Some((e.index, e.detail.clone()));
-        }
-        Ok(out)
-    }
 }
 
 /// What a file's successor links to: the hash of the whole file.
-fn epoch_link(bytes: &[u8]) -> [u8; LINK_LEN] {
+pub(crate) fn epoch_link(bytes: &[u8]) -> [u8; LINK_LEN] {
     vault_crypto::hash::sha256(&[EPOCH_LABEL, bytes])
 }
 
-/// The audit trail as read: every entry, the chain files by epoch with their entry counts, the
-/// first problem the checks found, and entries recorded before an unlock not yet folded in.
-#[derive(Debug, Default)]
-pub struct AuditRead {
-    /// Entries, oldest first.
-    pub entries: Vec<AuditEntry>,
-    /// (key epoch, entries in its file).
-    pub files: Vec<(u32, u64)>,
-    /// The first entry the checks found wrong, and why.
-    pub problem: Option<(u64, String)>,
-    /// Entries in the pending file.
-    pub pending: u64,
-}
-
-/// What [`crate::Vault::audit_files`] hands each piece to: (file name, offset, bytes).
-pub type AuditPieces<'a> = dyn FnMut(&str, u64, &[u8]) -> Result<()> + 'a;
-
-/// Largest piece [`crate::Vault::audit_files`] hands over at once.
-pub const AUDIT_PART_LEN: usize = 1 << 20;
-
-impl AuditFiles {
-    /// Every audit file (the chain files by epoch, then the pending file), read under the lock
-    /// in pieces of at most [`AUDIT_PART_LEN`]: `f(file name, offset, bytes)`.
-    pub(crate) fn copy(&self, f: &mut AuditPieces<'_>) -> Result<()> {
-        let _lock = self.lock()?;
-        let mut names: Vec<(u32, String)> = self
-            .io
-            .list_dir(&self.dir)
-            .map_err(|e| Error::io("listing", &self.dir, e))?
-            .into_iter()
-            .filter_map(|n| Some((n.strip_prefix("audit.")?.parse().ok()?, n)))
-            .collect();
-        names.sort_unstable();
-        let pending = self
-            .io
-            .stamp(&self.path(PENDING))
-            .is_ok()
-            .then(|| PENDING.to_string());
-        // A piece at a time: a backup's memory stays bounded whatever the trail's size.
-        let mut piece = vec![0u8; AUDIT_PART_LEN];
-        for name in names.into_iter().map(|(_, n)| n).chain(pending) {
-            let path = self.path(&name);
-            let file = match self.io.open_read(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("opening", &path, e)),
-            };
-            let len = file
-                .stamp()
-                .map_err(|e| Error::io("reading", &path, e))?
-                .len;
-            let mut offset = 0u64;
-            while offset < len {
-                let n = (len - offset).min(AUDIT_PART_LEN as u64) as usize;
-                let buf = piece.get_mut(..n).unwrap_or_default();
-                file.read_exact_at(buf, offset)
-                    .map_err(|e| Error::io("reading", &path, e))?;
-                f(&name, offset, buf)?;
-                offset += n as u64;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Whether `name` is the name of an audit file (`audit.<epoch>` or `audit.pending`): what a
-/// restore accepts to write.
-pub fn is_audit_file_name(name: &str) -> bool {
-    name == PENDING
-        || name
-            .strip_prefix("audit.")
-            .is_some_and(|e| e.parse::<u32>().is_ok_and(|n| n.to_string() == e))
+/// An entry to append, with the name it acts on (kind 1 secret, 2 key): the file's policy says
+/// whether the name is hashed or sealed.
+pub(crate) struct NewEntry {
+    pub(crate) entry: AuditEntry,
+    pub(crate) name: Option<(u8, String)>,
 }

@@ -2,9 +2,10 @@
 //! outcome, the acting process and the target's name hashed; with fail-closed auditing, the entry
 //! first and the operation refused when it cannot be written. And the trail as a caller reads it.
 
-use vault_format::audit::{AuditEntry, AuditOp, Target};
+use vault_format::audit::{AuditEntry, AuditOp, AuditPolicy, Target};
 
-use super::files::{AuditFiles, AuditPieces, AuditRead, process};
+use super::files::{AuditFiles, NewEntry, process};
+use super::read::{AuditPieces, AuditRead};
 
 /// What an audited operation acted on.
 #[derive(Clone, Copy, Debug)]
@@ -82,26 +83,29 @@ impl crate::engine::Engine {
         let time_ms = self.options.clock.now_ms();
         let entries = entries
             .iter()
-            .map(|(op, on, outcome, detail)| AuditEntry {
-                index: 0,
-                time_ms,
-                op: *op,
-                outcome: *outcome,
-                flags: 0,
-                generation,
-                pid,
-                uid,
-                host: host.clone(),
-                target: match on {
-                    On::Nothing => Target::None,
-                    On::Secret(n) => Target::Hashed(keys.audit.name_hash(1, n)),
-                    On::Key(n) => Target::Hashed(keys.audit.name_hash(2, n)),
+            .map(|(op, on, outcome, detail)| NewEntry {
+                entry: AuditEntry {
+                    index: 0,
+                    time_ms,
+                    op: *op,
+                    outcome: *outcome,
+                    flags: 0,
+                    generation,
+                    pid,
+                    uid,
+                    host: host.clone(),
+                    target: Target::None,
+                    detail: detail.chars().take(256).collect(),
                 },
-                detail: detail.chars().take(256).collect(),
+                name: match on {
+                    On::Nothing => None,
+                    On::Secret(n) => Some((1, n.to_string())),
+                    On::Key(n) => Some((2, n.to_string())),
+                },
             })
             .collect();
         files
-            .append(&keys.audit, keys.epoch, entries, sync)
+            .append(&keys.audit, keys.epoch, entries, sync, time_ms)
             .map(drop)
     }
 
@@ -182,23 +186,115 @@ impl crate::Vault {
         }
     }
 
-    /// The audit trail as read and checked: every entry, and the first problem.
+    /// The audit trail as read and checked: every entry, and the first problem. The entries
+    /// are all held at once; [`crate::Vault::audit_each`] hands them over one at a time.
     ///
     /// # Errors
     /// Storage errors; a file that is not this vault's audit file.
     pub fn audit_trail(&self) -> crate::Result<AuditRead> {
+        let mut entries = Vec::new();
+        let mut read = self.audit_each(&mut |e| {
+            entries.push(e);
+            Ok(())
+        })?;
+        read.entries = entries;
+        Ok(read)
+    }
+
+    /// Reads and checks the audit trail, handing each entry to `f` as it is read (a reader
+    /// holds one of the trail's files at a time, at most 16 MiB once the trail has several), and
+    /// returns what the checks found (its `entries` left empty). The trail's lock is shared
+    /// meanwhile: appends wait, so `f` should not take long.
+    ///
+    /// # Errors
+    /// Storage errors; a file that is not this vault's audit file; `f`'s.
+    pub fn audit_each(
+        &self,
+        f: &mut dyn FnMut(AuditEntry) -> crate::Result<()>,
+    ) -> crate::Result<AuditRead> {
         let Some(files) = &self.e.audit else {
             return Ok(AuditRead::default());
         };
         let keys = crate::sync::read(&self.e.state).keys.clone();
-        files.read(&keys.audit, keys.epoch)
+        files.read_each(&keys.audit, keys.epoch, f)
+    }
+
+    /// Whether the audit entry's target is the secret (`key: false`) or managed key named
+    /// `name`: its hash, or, in a trail that keeps names in clear, its sealed name. What
+    /// `vault audit --name` matches.
+    pub fn audit_target_is(&self, target: &Target, name: &str, key: bool) -> bool {
+        let keys = crate::sync::read(&self.e.state).keys.clone();
+        keys.audit.names(target, if key { 2 } else { 1 }, name)
+    }
+
+    /// The name a target holds in a trail that keeps names in clear, with whether it is a
+    /// managed key's; `None` for a hashed name, or a sealed one of an earlier key epoch (its
+    /// key went with that epoch's master key).
+    pub fn audit_target_name(&self, target: &Target) -> Option<(String, bool)> {
+        let keys = crate::sync::read(&self.e.state).keys.clone();
+        keys.audit.open_name(target).map(|(k, n)| (n, k == 2))
     }
 
     /// The hash an audit entry records for the secret (`key: false`) or managed key named
-    /// `name`: what `vault audit --name` matches.
+    /// `name` in a trail that hashes names.
     pub fn audit_name_hash(&self, name: &str, key: bool) -> [u8; 32] {
         let keys = crate::sync::read(&self.e.state).keys.clone();
         keys.audit.name_hash(if key { 2 } else { 1 }, name)
+    }
+
+    /// The audit trail's policy in force: names hashed or in clear, retention limits.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn audit_policy(&self) -> crate::Result<AuditPolicy> {
+        let Some(files) = &self.e.audit else {
+            return Ok(AuditPolicy::default());
+        };
+        let keys = crate::sync::read(&self.e.state).keys.clone();
+        files.policy(&keys.audit, keys.epoch)
+    }
+
+    /// Changes the audit trail's policy. The change is an entry of its own, the first of a new
+    /// file of the trail (so each file says what policy its entries were written under); a
+    /// retention limit applies at once, removing the oldest files it excludes (with an entry
+    /// saying which entries are kept).
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] for a size limit under 1 MiB or a vault without a trail;
+    /// storage errors (the policy is then unchanged).
+    pub fn set_audit_policy(&self, policy: AuditPolicy) -> crate::Result<()> {
+        let Some(files) = &self.e.audit else {
+            return Err(crate::Error::invalid(
+                "audit policy",
+                "this vault was opened without its audit trail",
+            ));
+        };
+        vault_format::audit::AuditPolicy::from_detail(&policy.to_detail())
+            .map_err(|e| crate::Error::invalid("audit policy", e.to_string()))?;
+        let keys = crate::sync::read(&self.e.state).keys.clone();
+        let (pid, uid, host) = process();
+        let now = self.e.options.clock.now_ms();
+        let generation = crate::sync::read(&self.e.state).generation;
+        let entry = AuditEntry {
+            index: 0,
+            time_ms: now,
+            op: AuditOp::Policy,
+            outcome: 0,
+            flags: 0,
+            generation,
+            pid,
+            uid,
+            host,
+            target: Target::None,
+            detail: String::new(),
+        };
+        let r = files.set_policy(&keys.audit, keys.epoch, &policy, entry, now);
+        if let Err(e) = &r {
+            let why = format!("the policy was not changed: {e}");
+            self.e
+                .record(&[(AuditOp::Policy, On::Nothing, e.audit_class(), why)]);
+        }
+        r
     }
 }
 
