@@ -43,12 +43,13 @@ enum Op {
     KeyEncrypt,
     KeyDecrypt,
     KeyRotate,
+    AuditPolicy,
 }
 
 /// The mix, in parts per thousand. Mostly writes and reads of the worker's own names (what the
 /// ledger can check); compaction and rotation 5 % each, so a run has dozens of both racing
 /// everything else; the key-slot commands rarer, as each rewrites the header.
-const MIX: [(Op, u64); 21] = [
+const MIX: [(Op, u64); 22] = [
     (Op::Set, 170),
     (Op::SetLate, 120),
     (Op::SetCas, 60),
@@ -72,6 +73,10 @@ const MIX: [(Op, u64); 21] = [
     (Op::KeyEncrypt, 40),
     (Op::KeyDecrypt, 40),
     (Op::KeyRotate, 15),
+    // The audit trail's policy: each change seals the trail's file and starts the next, and
+    // the 1-2 MiB size limits (set at init too) make files fill and retention remove the
+    // oldest throughout the run.
+    (Op::AuditPolicy, 10),
 ];
 
 /// How many acknowledged ciphertexts a worker keeps to decrypt again.
@@ -168,6 +173,16 @@ impl<'a> Worker<'a> {
             }
             Op::KeyEncrypt => self.key_encrypt(),
             Op::KeyDecrypt => self.key_decrypt(),
+            Op::AuditPolicy => {
+                let names = if self.rng.chance(500) {
+                    "clear"
+                } else {
+                    "hashed"
+                };
+                let size = if self.rng.chance(500) { "1MiB" } else { "2MiB" };
+                let args = ["audit", "policy", "--names", names, "--max-size", size];
+                self.global("audit policy", &args, NewPassphrase::Same)
+            }
             Op::KeyRotate => {
                 if self.make_key() {
                     let name = self.key_name();

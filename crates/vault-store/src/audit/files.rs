@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use vault_format::VaultId;
 use vault_format::audit::{
-    AuditEntry, AuditKeys, AuditOp, FILE_HEADER_LEN, FLAG_BEFORE_UNLOCK, FRAME_OVERHEAD,
-    FileHeader, LINK_LEN, MAX_ENTRY, Target, check_file, frame, frames, last_frame, pending_link,
+    AuditEntry, AuditKeys, AuditOp, AuditPolicy, FILE_HEADER_LEN, FLAG_BEFORE_UNLOCK,
+    FRAME_OVERHEAD, FileHeader, LINK_LEN, MAX_ENTRY, Target, check_file, frame, frames, last_frame,
+    pending_link,
 };
 
 use super::segments::{FileId, file_name};
@@ -51,7 +52,15 @@ pub(crate) struct AuditFiles {
     /// Where the anchor is kept: beside the rollback record, outside the vault directory, so
     /// that cutting entries off the trail's end is seen (FORMAT §6.13).
     anchor: Option<PathBuf>,
+    /// The file this handle last appended to: a hint, checked under the lock before use.
+    current: crate::sync::Mutex<Option<FileId>>,
+    /// The policy and first entry's time of a file by its identity (id, device, inode): a
+    /// file's first entry is written once, so while the name leads to the same inode it holds.
+    policy: crate::sync::Mutex<Option<(PolicyKey, AuditPolicy, i64)>>,
 }
+
+/// A chain file's identity: its id, device and inode.
+type PolicyKey = (FileId, u64, u64);
 
 const ANCHOR_LABEL: &[u8] = b"vault v1 audit head";
 /// The anchor: key epoch (u32) ‖ index (u64) ‖ link (32) ‖ MAC (32).
@@ -78,6 +87,8 @@ impl AuditFiles {
             vault_id,
             timeout,
             anchor: None,
+            current: crate::sync::Mutex::new(None),
+            policy: crate::sync::Mutex::new(None),
         }
     }
 
@@ -357,6 +368,20 @@ impl AuditFiles {
     /// if there is none, found under the lock the caller holds from a fresh listing; a process
     /// on an older key epoch than the files is refused.
     pub(crate) fn current_end(&self, epoch: u32, count: usize) -> Result<(FileId, ChainEnd)> {
+        // The file appended to last is still the one while it is whole and nothing follows it
+        // (no next file of its epoch, no first file of the next epoch: files are only ever
+        // added after the current one, and retention never removes the current one). Three
+        // `stat`s under the lock instead of listing the directory.
+        let hint = *crate::sync::lock(&self.current);
+        let exists = |id: FileId| self.io.stamp(&self.path(&file_name(id)));
+        if let Some(id) = hint
+            && id.0 == epoch
+            && exists(id).is_ok_and(|s| s.len >= FILE_HEADER_LEN as u64)
+            && exists((id.0, id.1 + 1)).is_err()
+            && exists((id.0 + 1, 0)).is_err()
+        {
+            return Ok((id, self.end_of(&file_name(id), false, (1, [0; LINK_LEN]))?));
+        }
         let listed = self.chain_files()?;
         // A process still on an older key epoch after a rotation sealed its files (a race with
         // the rotation): it has no key for the new file, and the pending file takes only
@@ -377,16 +402,40 @@ impl AuditFiles {
             .unwrap_or((epoch, 0));
         // Where a new file would start: only worked out when there is no file yet (it hashes
         // the whole file before, which no append should read otherwise).
-        let whole = self
-            .io
-            .stamp(&self.path(&file_name(id)))
-            .is_ok_and(|s| s.len >= FILE_HEADER_LEN as u64);
+        let whole = exists(id).is_ok_and(|s| s.len >= FILE_HEADER_LEN as u64);
         let start = if whole {
             (1, [0; LINK_LEN])
         } else {
             self.start_after(&listed, id)?
         };
         Ok((id, self.end_of(&file_name(id), false, start)?))
+    }
+
+    /// [`AuditFiles::policy_at`], remembered for the file's identity (checked here, under the
+    /// lock: a file replaced under the same name is read again).
+    fn policy_of(
+        &self,
+        keys: &AuditKeys,
+        id: FileId,
+        end: &ChainEnd,
+    ) -> (AuditPolicy, Option<i64>) {
+        let key = end.file.stamp().ok().map(|s| (id, s.dev, s.ino));
+        if let Some(key) = key
+            && let Some((k, p, t)) = *crate::sync::lock(&self.policy)
+            && k == key
+        {
+            return (p, Some(t));
+        }
+        let (p, t) = self.policy_at(keys, end);
+        if let (Some(key), Some(t)) = (key, t) {
+            *crate::sync::lock(&self.policy) = Some((key, p, t));
+        }
+        (p, t)
+    }
+
+    /// Notes the file appended to last (a hint for [`AuditFiles::current_end`]).
+    pub(crate) fn remember(&self, id: FileId) {
+        *crate::sync::lock(&self.current) = Some(id);
     }
 
     /// Appends `entries` (their indexes set here, in order; a named target hashed or sealed
@@ -404,7 +453,7 @@ impl AuditFiles {
     ) -> Result<u64> {
         let _lock = self.lock()?;
         let (mut id, mut end) = self.current_end(epoch, entries.len())?;
-        let (policy, first_ms) = self.policy_at(keys, &end);
+        let (policy, first_ms) = self.policy_of(keys, id, &end);
         if Self::due(&end, &policy, first_ms, now_ms) {
             let next = (id.0, id.1 + 1);
             let first = Self::restated(&policy, now_ms);
@@ -458,6 +507,7 @@ impl AuditFiles {
                 .map_err(|e| Error::io("syncing", &path, e))?;
         }
         self.write_anchor(keys, epoch, end.next - 1, &end.previous);
+        self.remember(id);
         Ok(last)
     }
 

@@ -361,6 +361,7 @@ impl AuditFiles {
         let mut end = self.seal_and_start((id, &end, keys), next, keys, vec![entry], now_ms)?;
         self.retain(keys, &mut end, next, policy, now_ms)?;
         self.write_anchor(keys, epoch, end.next - 1, &end.previous);
+        self.remember(next);
         Ok(())
     }
 
