@@ -281,8 +281,8 @@ pub(crate) struct AuditPolicyArgs {
     /// How target names are recorded from now on.
     #[arg(long, value_parser = ["hashed", "clear"])]
     pub(crate) names: Option<String>,
-    /// Keep at most this much of the trail: a size such as 64MiB or 1GiB (at least 1MiB), or
-    /// "none".
+    /// Keep at most this much of the trail: a size such as 64MiB or 1GiB (KiB, MiB, GiB, TiB
+    /// and K, M, G, T are powers of 1024; KB, MB, GB, TB of 1000; at least 1MiB), or "none".
     #[arg(long, value_name = "SIZE")]
     pub(crate) max_size: Option<String>,
     /// Keep entries for at most this many days, or "none".

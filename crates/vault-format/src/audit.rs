@@ -51,6 +51,7 @@ pub const FRAME_OVERHEAD: usize = 4 + LINK_LEN + 4;
 const ENTRY_LABEL: &[u8] = b"vault v1 audit entry";
 const PENDING_LABEL: &[u8] = b"vault v1 audit pending";
 const NAME_LABEL: &[u8] = b"vault v1 audit name";
+const HANDOVER_LABEL: &[u8] = b"vault v1 audit handover";
 
 wire_enum! {
     /// What an entry records.
@@ -113,6 +114,9 @@ wire_enum! {
         /// The trail's policy (names in clear or hashed; retention limits): a change of it, or
         /// the policy in force restated as a file's first entry ([`AuditPolicy`]).
         Policy = 28,
+        /// A master-key rotation handed the previous key epoch's name keys over, sealed
+        /// ([`AuditKeys::seal_handover`]), so that its names can still be matched.
+        KeyHandover = 29,
     }
 }
 
@@ -148,6 +152,7 @@ impl AuditOp {
             AuditOp::Maintenance => "maintenance",
             AuditOp::Retention => "retention",
             AuditOp::Policy => "audit-policy",
+            AuditOp::KeyHandover => "key-handover",
         }
     }
 
@@ -329,11 +334,19 @@ impl AuditEntry {
     }
 }
 
-/// The keys the audit key derives: the chain's MAC key, the name-hash key and the
-/// name-sealing key.
+/// The keys the audit key derives: the chain's MAC key, and the keys for names
+/// ([`NameKeys`]).
 pub struct AuditKeys {
     vault_id: VaultId,
     mac: Key256,
+    names: NameKeys,
+}
+
+/// The keys for the names an audit entry records: the name-hash key and the name-sealing key.
+/// A master-key rotation hands the old epoch's over to the new one, sealed in the new epoch's
+/// first file ([`AuditKeys::seal_handover`]), so names of earlier epochs can still be matched.
+pub struct NameKeys {
+    vault_id: VaultId,
     name: Key256,
     seal: Key256,
 }
@@ -345,8 +358,11 @@ impl AuditKeys {
         AuditKeys {
             vault_id: *vault_id,
             mac: derive::subkey(audit_key, derive::Purpose::Audit, &context(b"mac")),
-            name: derive::subkey(audit_key, derive::Purpose::Audit, &context(b"name")),
-            seal: derive::subkey(audit_key, derive::Purpose::Audit, &context(b"seal")),
+            names: NameKeys {
+                vault_id: *vault_id,
+                name: derive::subkey(audit_key, derive::Purpose::Audit, &context(b"name")),
+                seal: derive::subkey(audit_key, derive::Purpose::Audit, &context(b"seal")),
+            },
         }
     }
 
@@ -370,14 +386,69 @@ impl AuditKeys {
         subtle::ConstantTimeEq::ct_eq(&self.mac_of(parts)[..], tag).into()
     }
 
+    /// The keys for names.
+    pub fn name_keys(&self) -> &NameKeys {
+        &self.names
+    }
+
     /// What an entry's target says for the name `name` of kind `kind` (1 secret, 2 key).
     pub fn name_hash(&self, kind: u8, name: &str) -> [u8; 32] {
-        *mac::hmac_sha256(self.name.expose_secret(), &[&[kind], name.as_bytes()]).as_bytes()
+        self.names.name_hash(kind, name)
     }
 
     /// The key that seals names kept in clear.
     pub fn seal_key(&self) -> &Key256 {
-        &self.seal
+        &self.names.seal
+    }
+
+    /// [`NameKeys::seal_name`].
+    ///
+    /// # Errors
+    /// As there.
+    pub fn seal_name(&self, kind: u8, name: &str) -> Result<Target> {
+        self.names.seal_name(kind, name)
+    }
+
+    /// [`NameKeys::open_name`].
+    pub fn open_name(&self, target: &Target) -> Option<(u8, String)> {
+        self.names.open_name(target)
+    }
+
+    /// [`NameKeys::names`].
+    pub fn names(&self, target: &Target, kind: u8, name: &str) -> bool {
+        self.names.names(target, kind, name)
+    }
+
+    /// The previous key epoch's name keys, sealed under this epoch's seal key (associated data
+    /// "vault v1 audit handover" ‖ vault id): the target of a key-handover entry.
+    ///
+    /// # Errors
+    /// No randomness for the nonce.
+    pub fn seal_handover(&self, older: &NameKeys) -> Result<Target> {
+        let plain = [
+            older.name.expose_secret().as_slice(),
+            older.seal.expose_secret().as_slice(),
+        ]
+        .concat();
+        let plain = vault_crypto::SecretBytes::new(plain);
+        let aad = [HANDOVER_LABEL, self.vault_id.as_bytes()].concat();
+        let s = aead::seal(&self.names.seal, &aad, plain.expose_secret()).map_err(|source| {
+            Error::Crypto {
+                object: OBJECT,
+                source,
+            }
+        })?;
+        Ok(Target::Sealed {
+            nonce: *s.nonce.as_bytes(),
+            sealed: s.ciphertext,
+        })
+    }
+}
+
+impl NameKeys {
+    /// What an entry's target says for the name `name` of kind `kind` (1 secret, 2 key).
+    pub fn name_hash(&self, kind: u8, name: &str) -> [u8; 32] {
+        *mac::hmac_sha256(self.name.expose_secret(), &[&[kind], name.as_bytes()]).as_bytes()
     }
 
     /// The target for the name `name` of kind `kind` (1 secret, 2 key) sealed, for a trail
@@ -425,6 +496,22 @@ impl AuditKeys {
                 .open_name(target)
                 .is_some_and(|(k, n)| k == kind && n == name),
         }
+    }
+
+    /// The previous key epoch's name keys a key-handover entry's target holds, sealed under
+    /// these ([`AuditKeys::seal_handover`]); `None` if it does not open.
+    pub fn open_handover(&self, target: &Target) -> Option<NameKeys> {
+        let Target::Sealed { nonce, sealed } = target else {
+            return None;
+        };
+        let aad = [HANDOVER_LABEL, self.vault_id.as_bytes()].concat();
+        let plain = aead::open(&self.seal, &aead::Nonce::from_bytes(*nonce), &aad, sealed).ok()?;
+        let bytes = plain.expose_secret();
+        Some(NameKeys {
+            vault_id: self.vault_id,
+            name: Key256::from_slice(bytes.get(..32)?).ok()?,
+            seal: Key256::from_slice(bytes.get(32..64).filter(|_| bytes.len() == 64)?).ok()?,
+        })
     }
 }
 

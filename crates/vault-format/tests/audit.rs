@@ -329,5 +329,13 @@ proptest! {
         sealed[0] ^= 1;
         prop_assert_eq!(keys(1).open_name(&Target::Sealed { nonce, sealed }), None);
         prop_assert!(keys(1).names(&Target::Hashed(keys(1).name_hash(kind, &name)), kind, &name));
+        // A handover of epoch 1's name keys under epoch 2's opens with epoch 2's alone, and
+        // gives keys that match what epoch 1 wrote.
+        let handover = keys(2).seal_handover(keys(1).name_keys()).unwrap();
+        let old = keys(2).name_keys().open_handover(&handover).unwrap();
+        prop_assert!(old.names(&Target::Hashed(keys(1).name_hash(kind, &name)), kind, &name));
+        prop_assert_eq!(old.open_name(&keys(1).seal_name(kind, &name).unwrap()), Some((kind, name.clone())));
+        prop_assert!(keys(1).name_keys().open_handover(&handover).is_none());
+        prop_assert!(keys(2).name_keys().open_handover(&keys(2).seal_name(kind, &name).unwrap()).is_none());
     }
 }

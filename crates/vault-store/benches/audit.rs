@@ -106,8 +106,8 @@ fn main() {
     let t = Instant::now();
     let mut matching = 0u64;
     let each = on
-        .audit_each(&mut |e| {
-            if on.audit_target_is(&e.target, "s1", false) {
+        .audit_each(&mut |e, names| {
+            if names.is(&e.target, "s1", false) {
                 matching += 1;
             }
             Ok(())

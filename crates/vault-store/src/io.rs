@@ -99,11 +99,21 @@ impl IoLock for RealLock {
 /// place from blocking the open forever; such a file is then refused. On a regular file the flag
 /// changes nothing.
 pub(crate) fn open_regular(path: &Path, write: bool) -> io::Result<File> {
+    // Opened for writing, a symbolic link in a vault file's place is not followed: it would
+    // make this process write wherever it points.
+    let nofollow = if write { libc::O_NOFOLLOW } else { 0 };
     let f = OpenOptions::new()
         .read(true)
         .write(write)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+        .custom_flags(libc::O_NONBLOCK | nofollow)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(io::ErrorKind::InvalidInput, NotRegularFile)
+            } else {
+                e
+            }
+        })?;
     if !f.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, NotRegularFile));
     }

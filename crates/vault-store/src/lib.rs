@@ -47,7 +47,9 @@ mod transfer;
 mod vault;
 mod verify;
 
-pub use audit::{AUDIT_PART_LEN, AuditFileInfo, AuditPieces, AuditRead, is_audit_file_name};
+pub use audit::{
+    AUDIT_PART_LEN, AuditFileInfo, AuditNames, AuditPieces, AuditRead, is_audit_file_name,
+};
 pub use backend::{
     Appended, Backend, CHECK_LEN, Cursor, FileBackend, FileBackendOptions, Frames, IndexFile,
     IndexSink, IndexWriter, MemoryBackend, ReadOutcome, ReadSession, RecordAt, RecordSource,

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use std::cell::RefCell;
 
-use vault_store::{AuditEntry, AuditOp, AuditPolicy, AuditTarget, Vault};
+use vault_store::{AuditEntry, AuditNames, AuditOp, AuditPolicy, AuditTarget};
 
 use crate::cli::{AuditPolicyArgs, AuditQuery, Cli};
 use crate::exit::Exit;
@@ -71,11 +71,12 @@ fn outcome(e: &AuditEntry) -> String {
 
 /// The target as printed: the name where the trail keeps names (sealed) and this key opens
 /// it, `#` and the hash's first bytes otherwise.
-fn target(v: &Vault, e: &AuditEntry) -> String {
+fn target(names: &AuditNames<'_>, e: &AuditEntry) -> String {
     match &e.target {
         AuditTarget::None => "-".into(),
         AuditTarget::Hashed(h) => format!("#{}", hex(h.get(..8).unwrap_or_default())),
-        AuditTarget::Sealed { .. } => match v.audit_target_name(&e.target) {
+        AuditTarget::Sealed { .. } if e.op == AuditOp::KeyHandover => "(keys)".into(),
+        AuditTarget::Sealed { .. } => match names.name_of(&e.target) {
             Some((name, true)) => format!("key {}", name.escape_default()),
             Some((name, false)) => name.escape_default().to_string(),
             None => "(sealed under an earlier key)".into(),
@@ -84,7 +85,7 @@ fn target(v: &Vault, e: &AuditEntry) -> String {
 }
 
 /// One entry as printed: a table row, or a JSON line.
-fn line(v: &Vault, e: &AuditEntry, json: bool) -> String {
+fn line(names: &AuditNames<'_>, e: &AuditEntry, json: bool) -> String {
     let early = if e.flags & vault_store::audit_flags::BEFORE_UNLOCK != 0 {
         " (recorded before an unlock)"
     } else {
@@ -112,7 +113,7 @@ fn line(v: &Vault, e: &AuditEntry, json: bool) -> String {
                     o.insert("target_hash".into(), hex(h).into());
                 }
                 AuditTarget::Sealed { .. } => {
-                    if let Some((name, key)) = v.audit_target_name(&e.target) {
+                    if let Some((name, key)) = names.name_of(&e.target) {
                         o.insert("target".into(), name.into());
                         o.insert(
                             "target_kind".into(),
@@ -131,7 +132,7 @@ fn line(v: &Vault, e: &AuditEntry, json: bool) -> String {
             format_time(e.time_ms),
             e.op.name(),
             outcome(e),
-            target(v, e),
+            target(names, e),
             format!("{}@{} uid {}", e.pid, e.host.escape_default(), e.uid),
             e.detail.escape_default(),
         )
@@ -178,20 +179,20 @@ pub(crate) fn query(cli: &Cli, q: &AuditQuery) -> Result<(), Failure> {
                 });
             }
         }
-        let keep = |e: &AuditEntry| {
+        let keep = |e: &AuditEntry, names: &AuditNames<'_>| {
             since.is_none_or(|t| e.time_ms >= t)
                 && until.is_none_or(|t| e.time_ms < t)
                 && (ops.is_empty() || ops.contains(&e.op))
                 && q.outcome
                     .as_deref()
                     .is_none_or(|o| (o == "ok") == (e.outcome == 0))
-                && q.name.as_deref().is_none_or(|n| {
-                    v.audit_target_is(&e.target, n, false) || v.audit_target_is(&e.target, n, true)
-                })
+                && q.name
+                    .as_deref()
+                    .is_none_or(|n| names.is(&e.target, n, false) || names.is(&e.target, n, true))
         };
-        v.audit_each(&mut |e| {
-            if keep(&e)
-                && let Err(err) = out.borrow_mut().write(line(v, &e, q.json).as_bytes())
+        v.audit_each(&mut |e, names| {
+            if keep(&e, names)
+                && let Err(err) = out.borrow_mut().write(line(names, &e, q.json).as_bytes())
             {
                 failed.replace(Some(err));
                 return Err(vault_store::Error::Invalid {
@@ -215,8 +216,8 @@ pub(crate) fn query(cli: &Cli, q: &AuditQuery) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A size as `vault audit policy --max-size` takes it: bytes, or with a unit (KiB, MiB, GiB;
-/// K, M, G the same).
+/// A size as `vault audit policy --max-size` takes it: bytes, or with a unit: KiB, MiB, GiB,
+/// TiB (and K, M, G, T) in powers of 1024; KB, MB, GB, TB in powers of 1000.
 fn parse_size(s: &str) -> Result<u64, Failure> {
     let bad = || {
         fail(
@@ -227,15 +228,19 @@ fn parse_size(s: &str) -> Result<u64, Failure> {
     let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(digits);
     let n: u64 = n.parse().map_err(|_| bad())?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" | "kb" => 10,
-        "m" | "mib" | "mb" => 20,
-        "g" | "gib" | "gb" => 30,
-        "t" | "tib" | "tb" => 40,
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
         _ => return Err(bad()),
     };
-    n.checked_mul(1 << shift).ok_or_else(bad)
+    n.checked_mul(scale).ok_or_else(bad)
 }
 
 fn describe(p: &AuditPolicy) -> String {
@@ -277,12 +282,20 @@ pub(crate) fn policy(cli: &Cli, a: &AuditPolicyArgs) -> Result<(), Failure> {
     let max_age = match a.max_age.as_deref() {
         None => None,
         Some("none") => Some(0),
-        Some(s) => Some(s.parse::<u32>().ok().filter(|d| *d >= 1).ok_or_else(|| {
-            fail(
-                Exit::Usage,
-                format!("--max-age {s:?}: give a number of days (at least 1), or \"none\""),
-            )
-        })?),
+        Some(s) => Some(match s.parse::<u64>() {
+            Ok(0) | Err(_) => {
+                return Err(fail(
+                    Exit::Usage,
+                    format!("--max-age {s:?}: give a number of days (at least 1), or \"none\""),
+                ));
+            }
+            Ok(d) => u32::try_from(d).map_err(|_| {
+                fail(
+                    Exit::Usage,
+                    format!("--max-age {s}: at most {} days", u32::MAX),
+                )
+            })?,
+        }),
     };
     let names = a.names.as_deref().map(|n| n == "clear");
     let change = max_bytes.is_some() || max_age.is_some() || names.is_some();
@@ -322,7 +335,7 @@ pub(crate) fn policy(cli: &Cli, a: &AuditPolicyArgs) -> Result<(), Failure> {
 /// `vault audit verify`.
 pub(crate) fn verify(cli: &Cli) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
-    let trail = with_vault(cli, &pass, false, |v| v.audit_each(&mut |_| Ok(())))?;
+    let trail = with_vault(cli, &pass, false, |v| v.audit_each(&mut |_, _| Ok(())))?;
     let epochs: Vec<u32> = {
         let mut e: Vec<u32> = trail.files.iter().map(|f| f.epoch).collect();
         e.dedup();

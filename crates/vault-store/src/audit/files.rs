@@ -387,12 +387,10 @@ impl AuditFiles {
         // the rotation): it has no key for the new file, and the pending file takes only
         // failed unlocks, so its entries are not recorded, and it says so.
         if listed.iter().any(|(e, _)| *e > epoch) {
-            return Err(Error::integrity(
-                self.path(&file_name((epoch, 0))).display().to_string(),
-                format!(
-                    "the master key was rotated while this command ran: its {count} audit entries were not recorded"
-                ),
-            ));
+            tracing::warn!(
+                "the master key was rotated while this command ran: its {count} audit entries were not recorded"
+            );
+            return Err(Error::Rekeyed);
         }
         let id = listed
             .iter()
@@ -433,6 +431,27 @@ impl AuditFiles {
         (p, t)
     }
 
+    /// What the anchor says was written that the chain's end at `end` no longer holds: entries
+    /// cut off its end (or lost in a crash: without fail-closed auditing neither the entries
+    /// nor the anchor are synced), its last file or whole key epochs' files removed, or the file
+    /// replaced. (A chain that has grown past the anchor was appended to by a process keeping
+    /// another anchor: nothing to say.)
+    fn behind_anchor(&self, keys: &AuditKeys, epoch: u32, end: &ChainEnd) -> Option<String> {
+        let (index, link) = self.read_anchor(keys, epoch)?;
+        let last = end.next - 1;
+        if last < index {
+            Some(format!(
+                "the trail ended at entry {last}, but entry {index} had been written (the anchor beside the rollback record says so): entries or files were removed, or lost in a crash"
+            ))
+        } else if last == index && end.previous != link {
+            Some(format!(
+                "entry {index} is not the entry last written there (the anchor beside the rollback record says so): the trail was replaced"
+            ))
+        } else {
+            None
+        }
+    }
+
     /// Notes the file appended to last (a hint for [`AuditFiles::current_end`]).
     pub(crate) fn remember(&self, id: FileId) {
         *crate::sync::lock(&self.current) = Some(id);
@@ -453,6 +472,10 @@ impl AuditFiles {
     ) -> Result<u64> {
         let _lock = self.lock()?;
         let (mut id, mut end) = self.current_end(epoch, entries.len())?;
+        // What the anchor says was written and the chain no longer holds is recorded in the
+        // chain before anything else, so that the next append (which moves the anchor on)
+        // cannot make the loss disappear.
+        let cut = self.behind_anchor(keys, epoch, &end);
         let (policy, first_ms) = self.policy_of(keys, id, &end);
         if Self::due(&end, &policy, first_ms, now_ms) {
             let next = (id.0, id.1 + 1);
@@ -486,8 +509,13 @@ impl AuditFiles {
                 .remove(&self.path(PENDING))
                 .map_err(|e| Error::io("removing", self.path(PENDING), e))?;
         }
-        let entries = entries
+        let cut = cut.map(|why| NewEntry {
+            entry: trail_problem(why, now_ms),
+            name: None,
+        });
+        let entries = cut
             .into_iter()
+            .chain(entries)
             .map(|NewEntry { mut entry, name }| {
                 if let Some((kind, name)) = name {
                     entry.target = match policy.names_clear {
@@ -742,4 +770,23 @@ pub(crate) fn epoch_link(bytes: &[u8]) -> [u8; LINK_LEN] {
 pub(crate) struct NewEntry {
     pub(crate) entry: AuditEntry,
     pub(crate) name: Option<(u8, String)>,
+}
+
+/// An entry the trail writes about itself reporting a problem (operation 26, outcome 5, flag
+/// "by the trail"): `vault audit verify` reports it for as long as the chain holds it.
+pub(crate) fn trail_problem(why: String, now_ms: i64) -> AuditEntry {
+    let (pid, uid, host) = process();
+    AuditEntry {
+        index: 0,
+        time_ms: now_ms,
+        op: AuditOp::Maintenance,
+        outcome: 5,
+        flags: vault_format::audit::FLAG_TRAIL,
+        generation: 0,
+        pid,
+        uid,
+        host,
+        target: Target::None,
+        detail: why.chars().take(900).collect(),
+    }
 }

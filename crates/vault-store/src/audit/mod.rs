@@ -13,5 +13,7 @@ mod record;
 mod segments;
 
 pub(crate) use files::AuditFiles;
-pub use read::{AUDIT_PART_LEN, AuditFileInfo, AuditPieces, AuditRead, is_audit_file_name};
+pub use read::{
+    AUDIT_PART_LEN, AuditFileInfo, AuditNames, AuditPieces, AuditRead, is_audit_file_name,
+};
 pub(crate) use record::On;

@@ -5,11 +5,11 @@
 
 use vault_format::audit::{
     AuditEntry, AuditKeys, AuditOp, FILE_HEADER_LEN, FLAG_BEFORE_UNLOCK, FLAG_TRAIL, FileHeader,
-    LINK_LEN, RetentionNote, check_file, frames,
+    LINK_LEN, NameKeys, RetentionNote, Target, check_file, frames,
 };
 
 use super::files::{AuditFiles, PENDING, epoch_link};
-use super::segments::{file_name, parse_file_name};
+use super::segments::{FileId, file_name, parse_file_name};
 use crate::{Error, Result};
 
 /// Largest audit file a check reads (it reads each file whole; files are sealed at 16 MiB, so
@@ -27,6 +27,24 @@ pub struct AuditFileInfo {
     pub segment: u32,
     /// Entries in it.
     pub entries: u64,
+}
+
+/// The names an entry of one key epoch records, as its caller can match them: with that epoch's
+/// name keys (the current epoch's, or handed over by the rotations since), or none when they
+/// were not handed over (a rotation interrupted before it could).
+pub struct AuditNames<'a>(Option<&'a NameKeys>);
+
+impl AuditNames<'_> {
+    /// Whether `target` is the secret (`key: false`) or managed key named `name`.
+    pub fn is(&self, target: &Target, name: &str, key: bool) -> bool {
+        self.0
+            .is_some_and(|k| k.names(target, if key { 2 } else { 1 }, name))
+    }
+
+    /// The name a sealed target holds, with whether it is a managed key's.
+    pub fn name_of(&self, target: &Target) -> Option<(String, bool)> {
+        self.0?.open_name(target).map(|(k, n)| (n, k == 2))
+    }
 }
 
 /// The audit trail as read: the entries (when collected), the chain files with their entry
@@ -56,7 +74,7 @@ impl AuditFiles {
         &self,
         keys: &AuditKeys,
         epoch: u32,
-        f: &mut dyn FnMut(AuditEntry) -> Result<()>,
+        f: &mut dyn FnMut(AuditEntry, &AuditNames<'_>) -> Result<()>,
     ) -> Result<AuditRead> {
         let _lock = self.lock_for_reading()?;
         let ids: Vec<_> = self
@@ -64,7 +82,12 @@ impl AuditFiles {
             .into_iter()
             .filter(|(e, _)| *e <= epoch)
             .collect();
-        let last_id = ids.last().copied();
+        let older = self.handed_over(keys, epoch, &ids);
+        // The last entry appended (by a process keeping its anchor where this one does): the
+        // trail must still hold it, with that link.
+        let anchor = self.read_anchor(keys, epoch);
+        let mut anchor_seen = false;
+        let mut last_seen = 0;
         let mut out = AuditRead::default();
         let mut expected: Option<(u64, [u8; LINK_LEN])> = None;
         let mut first: Option<(String, FileHeader)> = None;
@@ -92,17 +115,8 @@ impl AuditFiles {
             // The current key epoch's files are checked by their MACs; an older one's through
             // the next file's link to its hash (its key is gone).
             let current = id.0 == epoch;
-            let anchor = (current && Some(id) == last_id)
-                .then(|| self.read_anchor(keys, epoch))
-                .flatten();
-            let check = check_file(
-                &bytes,
-                false,
-                &self.vault_id,
-                current.then_some(keys),
-                anchor,
-            )
-            .map_err(|err| self.damaged(&name, err.to_string()))?;
+            let check = check_file(&bytes, false, &self.vault_id, current.then_some(keys), None)
+                .map_err(|err| self.damaged(&name, err.to_string()))?;
             if first.is_none() {
                 first = Some((name.clone(), check.header));
             }
@@ -122,6 +136,11 @@ impl AuditFiles {
                 problem.get_or_insert((*i, why.clone()));
             }
             let (fs, _) = frames(bytes.get(FILE_HEADER_LEN..).unwrap_or_default());
+            let names = AuditNames(if current {
+                Some(keys.name_keys())
+            } else {
+                older.iter().find(|(e, _)| *e == id.0).map(|(_, k)| k)
+            });
             let mut entries = 0;
             let mut last_index = check.header.first_index.saturating_sub(1);
             for fr in &fs {
@@ -142,10 +161,23 @@ impl AuditFiles {
                 {
                     trail_problem.get_or_insert((entry.index, entry.detail.clone()));
                 }
+                if current
+                    && let Some((index, link)) = anchor
+                    && entry.index == index
+                {
+                    anchor_seen = true;
+                    if fr.link != link {
+                        problem.get_or_insert((
+                            index,
+                            "it is not the entry last written there (the anchor beside the rollback record says so): the trail was replaced".into(),
+                        ));
+                    }
+                }
                 last_index = entry.index;
+                last_seen = last_seen.max(entry.index);
                 entries += 1;
                 out.count += 1;
-                f(entry)?;
+                f(entry, &names)?;
             }
             expected = Some((last_index + 1, epoch_link(&bytes)));
             out.files.push(AuditFileInfo {
@@ -153,6 +185,17 @@ impl AuditFiles {
                 segment: id.1,
                 entries,
             });
+        }
+        if let Some((index, _)) = anchor
+            && !anchor_seen
+            && last_seen < index
+        {
+            problem.get_or_insert((
+                last_seen + 1,
+                format!(
+                    "the trail ends at entry {last_seen}, but entry {index} was written (the anchor beside the rollback record says so): entries or files were removed from its end"
+                ),
+            ));
         }
         // Where the trail starts: at entry 1, or where the latest retention entry says it
         // kept from (or before it: a retention stopped between removing files).
@@ -193,6 +236,76 @@ impl AuditFiles {
             out.pending = fs.len() as u64;
         }
         Ok(out)
+    }
+}
+
+impl AuditFiles {
+    /// The name keys of the key epochs before `epoch`, newest first, as far as each rotation
+    /// handed them over: the key-handover entry among the first entries of an epoch's files
+    /// holds the previous epoch's, sealed under its own.
+    fn handed_over(&self, keys: &AuditKeys, epoch: u32, ids: &[FileId]) -> Vec<(u32, NameKeys)> {
+        let mut out: Vec<(u32, NameKeys)> = Vec::new();
+        let mut at = epoch;
+        loop {
+            let found = {
+                let holder = if at == epoch {
+                    keys.name_keys()
+                } else if let Some((_, k)) = out.last() {
+                    k
+                } else {
+                    break;
+                };
+                self.find_handover(holder, at, ids)
+            };
+            match found {
+                Some((e, k)) if e < at => {
+                    out.push((e, k));
+                    at = e;
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// The handover among the first entries of the first two files of key epoch `epoch`.
+    fn find_handover(
+        &self,
+        holder: &NameKeys,
+        epoch: u32,
+        ids: &[FileId],
+    ) -> Option<(u32, NameKeys)> {
+        for id in ids.iter().filter(|(e, _)| *e == epoch).take(2) {
+            let path = self.path(&file_name(*id));
+            let Ok(file) = self.io.open_read(&path) else {
+                continue;
+            };
+            let len = file.stamp().map_or(0, |s| s.len).min(8192);
+            let mut head = vec![0u8; len as usize];
+            if file.read_exact_at(&mut head, 0).is_err() {
+                continue;
+            }
+            let (fs, _) = frames(head.get(FILE_HEADER_LEN..).unwrap_or_default());
+            for fr in fs.iter().take(4) {
+                let Ok(e) = AuditEntry::decode(fr.entry) else {
+                    continue;
+                };
+                if e.op != AuditOp::KeyHandover || e.flags & FLAG_TRAIL == 0 {
+                    continue;
+                }
+                let Some(from) = e
+                    .detail
+                    .strip_prefix("key epoch ")
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if let Some(k) = holder.open_handover(&e.target) {
+                    return Some((from, k));
+                }
+            }
+        }
+        None
     }
 }
 

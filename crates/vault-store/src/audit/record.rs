@@ -41,6 +41,14 @@ impl crate::engine::Engine {
     /// the operation it records has happened.
     pub(crate) fn record(&self, entries: &[(AuditOp, On<'_>, u8, String)]) {
         if let Err(e) = self.append_entries(entries, false) {
+            // Not the vault's own message for a full disk, which says a commit was not made:
+            // the operation this records was done.
+            let e = match e {
+                crate::Error::StorageFull { op, location } => {
+                    format!("storage full while {op} {location}; the operation itself was done")
+                }
+                e => e.to_string(),
+            };
             // Once per handle: a command's unlock and operation would otherwise say it twice.
             if !self
                 .audit_warned
@@ -193,7 +201,7 @@ impl crate::Vault {
     /// Storage errors; a file that is not this vault's audit file.
     pub fn audit_trail(&self) -> crate::Result<AuditRead> {
         let mut entries = Vec::new();
-        let mut read = self.audit_each(&mut |e| {
+        let mut read = self.audit_each(&mut |e, _| {
             entries.push(e);
             Ok(())
         })?;
@@ -201,16 +209,17 @@ impl crate::Vault {
         Ok(read)
     }
 
-    /// Reads and checks the audit trail, handing each entry to `f` as it is read (a reader
-    /// holds one of the trail's files at a time, at most 16 MiB once the trail has several), and
-    /// returns what the checks found (its `entries` left empty). The trail's lock is shared
-    /// meanwhile: appends wait, so `f` should not take long.
+    /// Reads and checks the audit trail, handing each entry to `f` as it is read, with what
+    /// matches the names of its key epoch (a reader holds one of the trail's files at a time,
+    /// at most 16 MiB once the trail has several), and returns what the checks found (its
+    /// `entries` left empty). The trail's lock is shared meanwhile: appends wait, so `f` should
+    /// not take long.
     ///
     /// # Errors
     /// Storage errors; a file that is not this vault's audit file; `f`'s.
     pub fn audit_each(
         &self,
-        f: &mut dyn FnMut(AuditEntry) -> crate::Result<()>,
+        f: &mut dyn FnMut(AuditEntry, &super::read::AuditNames<'_>) -> crate::Result<()>,
     ) -> crate::Result<AuditRead> {
         let Some(files) = &self.e.audit else {
             return Ok(AuditRead::default());

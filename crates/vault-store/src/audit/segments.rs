@@ -14,8 +14,9 @@ use crate::{Error, Result};
 /// A chain file: (key epoch, segment). Files sort in chain order.
 pub(crate) type FileId = (u32, u32);
 
-/// Where a sealed file's successor is written before it is renamed into place.
-const ROLL_TMP: &str = "audit.next.tmp";
+/// Where a sealed file's successor is written before it is renamed into place (not `*.tmp`:
+/// the vault's own leftover sweep removes those, and would race a seal under way).
+pub(crate) const ROLL_TMP: &str = "audit.next";
 
 /// The name of chain file `id`: `audit.<epoch>` for a key epoch's first file (the name older
 /// builds used for the only one), `audit.<epoch>.<n>` for the ones after it.
@@ -169,9 +170,7 @@ impl AuditFiles {
         if let Ok(check) = check_file(&bytes, false, &self.vault_id, Some(from_keys), None)
             && let Some((at, why)) = check.problem
         {
-            first.push(trail_entry(
-                AuditOp::Maintenance,
-                5,
+            first.push(super::files::trail_problem(
                 format!(
                     "{} did not verify when it was sealed, from entry {at} on: {why}",
                     file_name(from)
@@ -396,8 +395,9 @@ impl AuditFiles {
 
     /// After a master-key rotation (by the process holding both keys): checks the old key
     /// epoch's last file under the old key, seals it, and starts the new epoch's first file
-    /// carrying the policy over. Another process may have started that file first (it could
-    /// not check or carry anything); the policy is then carried by starting the next file.
+    /// with the policy carried over and the old epoch's name keys handed over. Another process
+    /// may have started that file first (it could not check or carry anything); both then
+    /// start the next file.
     pub(crate) fn begin_epoch(
         &self,
         old_keys: &AuditKeys,
@@ -416,18 +416,28 @@ impl AuditFiles {
         };
         let old_end = self.end_of(&file_name(old), false, (1, [0; LINK_LEN]))?;
         let (policy, _) = self.policy_at(old_keys, &old_end);
+        // Another process may have started the new epoch's file first (it had neither the
+        // old key nor the policy): the handover and the policy then start the next file.
         let (from, from_end, from_keys, next) =
             match listed.iter().rev().find(|(e, _)| *e == epoch).copied() {
                 None => (old, old_end, old_keys, (epoch, 0)),
                 Some(cur) => {
                     let end = self.end_of(&file_name(cur), false, (1, [0; LINK_LEN]))?;
-                    if self.policy_at(keys, &end).0 == policy {
-                        return Ok(());
-                    }
                     (cur, end, keys, (cur.0, cur.1 + 1))
                 }
             };
-        let first = Self::restated(&policy, now_ms);
+        let mut first = Self::restated(&policy, now_ms);
+        // The old epoch's name keys, sealed under the new: names recorded before the rotation
+        // can still be matched by `vault audit --name`.
+        first.push(trail_entry(
+            AuditOp::KeyHandover,
+            0,
+            format!("key epoch {old_epoch}"),
+            now_ms,
+        ));
+        if let Some(e) = first.last_mut() {
+            e.target = keys.seal_handover(old_keys.name_keys())?;
+        }
         let end = self.seal_and_start((from, &from_end, from_keys), next, keys, first, now_ms)?;
         if end.len > FILE_HEADER_LEN as u64 {
             self.write_anchor(keys, epoch, end.next - 1, &end.previous);
