@@ -136,7 +136,7 @@ impl Error {
         if crate::io::is_not_regular(&source) {
             return Error::Integrity {
                 object: location,
-                detail: "not a regular file: something else (a directory, FIFO or device) was put in its place".into(),
+                detail: "not a regular file: something else (a symbolic link, directory, FIFO or device) was put in its place".into(),
             };
         }
         if is_storage_full(&source) {

@@ -513,3 +513,67 @@ fn policy_changes_race_writers_that_sweep_leftovers() {
     assert!(d.vault_dir().join("audit.next").exists());
     assert!(!d.vault_dir().join("log.0.tmp").exists());
 }
+
+/// A file named for a key epoch the vault has not reached (no rotation happened) does not stop
+/// the trail: appends go on and say so, and a reader reports it; a changed anchor is recorded
+/// by the next append, so overwriting it does not hide what it vouched for; a rotation whose
+/// audit step did not happen (the new epoch's file started without the handover) is noted.
+#[test]
+fn foreign_later_files_changed_anchors_and_missing_handovers() {
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    std::fs::write(d.vault_dir().join("audit.1"), b"junk").unwrap();
+    let p = trail_problem(&v);
+    assert!(p.contains("has not reached"), "{p}");
+    v.set("b", secret(b"2"), SetOptions::default()).unwrap();
+    std::fs::remove_file(d.vault_dir().join("audit.1")).unwrap();
+    let t = v.audit_trail().unwrap();
+    assert!(
+        t.entries
+            .iter()
+            .any(|e| e.op == AuditOp::Write && e.detail == "v1" && e.index > 2)
+    );
+    let (_, why) = t.problem.expect("recorded in the chain");
+    assert!(why.contains("has not reached"), "{why}");
+
+    // A changed anchor.
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    let anchor = std::fs::read_dir(d.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".audit-head"))
+        .unwrap();
+    let mut bytes = std::fs::read(&anchor).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&anchor, &bytes).unwrap();
+    assert!(trail_problem(&v).contains("anchor"));
+    v.get("a").unwrap();
+    v.get("a").unwrap();
+    assert!(trail_problem(&v).contains("was changed"));
+
+    // A rotation whose audit step did not happen: its handover is missing (simulated by
+    // removing the new epoch's first file before anything else was appended to it).
+    let d = TestDir::new();
+    let v = d.create();
+    v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+    v.rotate_master_key(&pass(), true).unwrap();
+    drop(v);
+    std::fs::remove_file(d.vault_dir().join("audit.1")).unwrap();
+    for e in std::fs::read_dir(d.state_dir()).unwrap() {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().ends_with(".audit-head") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let v = d.open().unwrap();
+    let t = v.audit_trail().unwrap();
+    assert_eq!(t.problem, None);
+    assert!(
+        t.notes.iter().any(|n| n.contains("do not hand over")),
+        "{:?}",
+        t.notes
+    );
+}

@@ -359,6 +359,9 @@ pub(crate) fn verify(cli: &Cli) -> Result<(), Failure> {
     } else {
         String::new()
     };
+    for note in &trail.notes {
+        crate::output::stderr_line(format!("note: {note}"));
+    }
     match &trail.problem {
         None => stdout_line(format!(
             "ok: {} entries, every link verified ({files}){retained}{pending}",

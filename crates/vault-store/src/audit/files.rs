@@ -130,28 +130,50 @@ impl AuditFiles {
         };
         if let Err(e) = written {
             tracing::warn!(file = %path.display(), error = %e, "the audit anchor could not be written");
+            // A write that failed part way leaves an anchor that no longer authenticates, which
+            // the next append would report as changed: none is better than a torn one.
+            let _ = self.io.remove(path);
         }
     }
 
-    /// The anchor's (index, link) for `epoch`, if one is kept, authenticates and is of that
-    /// epoch (an anchor of another epoch says nothing about this one's file).
+    /// The anchor's (index, link) for `epoch`: `Ok(None)` when none is kept (or it is empty:
+    /// a creation cut short) or it is of another key epoch (it says nothing about this one's
+    /// files, and cannot be checked with this key); `Err` when it claims this epoch and does
+    /// not authenticate, or is not an anchor at all: it was changed.
     pub(crate) fn read_anchor(
         &self,
         keys: &AuditKeys,
         epoch: u32,
-    ) -> Option<(u64, [u8; LINK_LEN])> {
-        let path = self.anchor.as_ref()?;
-        let bytes = self.io.open_read(path).ok()?.read_from(0).ok()?;
-        let body = bytes.get(..ANCHOR_LEN - 32)?;
-        let mac = bytes.get(ANCHOR_LEN - 32..ANCHOR_LEN)?;
-        if !keys.mac_matches(&[ANCHOR_LABEL, body], mac) {
-            tracing::warn!(file = %path.display(), "the audit anchor does not authenticate; not used");
-            return None;
+    ) -> std::result::Result<Option<(u64, [u8; LINK_LEN])>, String> {
+        let Some(path) = self.anchor.as_ref() else {
+            return Ok(None);
+        };
+        let bytes = match self.io.open_read(path) {
+            Ok(f) => f.read_from(0).map_err(|e| e.to_string())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        if bytes.is_empty() {
+            return Ok(None);
         }
-        let e = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
-        let index = u64::from_le_bytes(body.get(4..12)?.try_into().ok()?);
-        let link: [u8; LINK_LEN] = body.get(12..12 + LINK_LEN)?.try_into().ok()?;
-        (e == epoch).then_some((index, link))
+        let (Some(body), Some(mac), true) = (
+            bytes.get(..ANCHOR_LEN - 32),
+            bytes.get(ANCHOR_LEN - 32..),
+            bytes.len() == ANCHOR_LEN,
+        ) else {
+            return Err(format!("it is {} bytes, not an anchor", bytes.len()));
+        };
+        let field = |r: std::ops::Range<usize>| body.get(r).unwrap_or_default();
+        let e = u32::from_le_bytes(field(0..4).try_into().unwrap_or_default());
+        if e != epoch {
+            return Ok(None);
+        }
+        if !keys.mac_matches(&[ANCHOR_LABEL, body], mac) {
+            return Err("it does not authenticate".into());
+        }
+        let index = u64::from_le_bytes(field(4..12).try_into().unwrap_or_default());
+        let link: [u8; LINK_LEN] = field(12..12 + LINK_LEN).try_into().unwrap_or_default();
+        Ok(Some((index, link)))
     }
 
     pub(crate) fn path(&self, name: &str) -> PathBuf {
@@ -367,7 +389,12 @@ impl AuditFiles {
     /// The end of the chain file of key epoch `epoch` that appends go to (its newest), started
     /// if there is none, found under the lock the caller holds from a fresh listing; a process
     /// on an older key epoch than the files is refused.
-    pub(crate) fn current_end(&self, epoch: u32, count: usize) -> Result<(FileId, ChainEnd)> {
+    pub(crate) fn current_end(
+        &self,
+        epoch: u32,
+        count: usize,
+        later: Later,
+    ) -> Result<(FileId, ChainEnd)> {
         // The file appended to last is still the one while it is whole and nothing follows it
         // (no next file of its epoch, no first file of the next epoch: files are only ever
         // added after the current one, and retention never removes the current one). Three
@@ -382,15 +409,21 @@ impl AuditFiles {
         {
             return Ok((id, self.end_of(&file_name(id), false, (1, [0; LINK_LEN]))?));
         }
-        let listed = self.chain_files()?;
+        let mut listed = self.chain_files()?;
         // A process still on an older key epoch after a rotation sealed its files (a race with
         // the rotation): it has no key for the new file, and the pending file takes only
-        // failed unlocks, so its entries are not recorded, and it says so.
+        // failed unlocks, so its entries are not recorded, and it says so. Unless the vault's
+        // header shows no rotation: then those files were put there, and are left out.
         if listed.iter().any(|(e, _)| *e > epoch) {
-            tracing::warn!(
-                "the master key was rotated while this command ran: its {count} audit entries were not recorded"
-            );
-            return Err(Error::Rekeyed);
+            match later {
+                Later::Rotated => {
+                    tracing::warn!(
+                        "the master key was rotated while this command ran: its {count} audit entries were not recorded"
+                    );
+                    return Err(Error::Rekeyed);
+                }
+                Later::Foreign => listed.retain(|(e, _)| *e <= epoch),
+            }
         }
         let id = listed
             .iter()
@@ -437,7 +470,14 @@ impl AuditFiles {
     /// replaced. (A chain that has grown past the anchor was appended to by a process keeping
     /// another anchor: nothing to say.)
     fn behind_anchor(&self, keys: &AuditKeys, epoch: u32, end: &ChainEnd) -> Option<String> {
-        let (index, link) = self.read_anchor(keys, epoch)?;
+        let (index, link) = match self.read_anchor(keys, epoch) {
+            Ok(a) => a?,
+            Err(why) => {
+                return Some(format!(
+                    "the anchor beside the rollback record was changed ({why}): a cut of the trail's end before this entry may be hidden"
+                ));
+            }
+        };
         let last = end.next - 1;
         if last < index {
             Some(format!(
@@ -469,13 +509,26 @@ impl AuditFiles {
         entries: Vec<NewEntry>,
         sync: bool,
         now_ms: i64,
+        later: Later,
     ) -> Result<u64> {
         let _lock = self.lock()?;
-        let (mut id, mut end) = self.current_end(epoch, entries.len())?;
+        let (mut id, mut end) = self.current_end(epoch, entries.len(), later)?;
         // What the anchor says was written and the chain no longer holds is recorded in the
         // chain before anything else, so that the next append (which moves the anchor on)
         // cannot make the loss disappear.
-        let cut = self.behind_anchor(keys, epoch, &end);
+        let mut problems: Vec<String> = self.behind_anchor(keys, epoch, &end).into_iter().collect();
+        if later == Later::Foreign {
+            let names: Vec<String> = self
+                .chain_files()?
+                .into_iter()
+                .filter(|(e, _)| *e > epoch)
+                .map(file_name)
+                .collect();
+            problems.push(format!(
+                "{} of a key epoch the vault has not reached (the vault is at key epoch {epoch}): put there by something other than vault, and left out of the trail",
+                names.join(", ")
+            ));
+        }
         let (policy, first_ms) = self.policy_of(keys, id, &end);
         if Self::due(&end, &policy, first_ms, now_ms) {
             let next = (id.0, id.1 + 1);
@@ -509,12 +562,11 @@ impl AuditFiles {
                 .remove(&self.path(PENDING))
                 .map_err(|e| Error::io("removing", self.path(PENDING), e))?;
         }
-        let cut = cut.map(|why| NewEntry {
+        let problems = problems.into_iter().map(|why| NewEntry {
             entry: trail_problem(why, now_ms),
             name: None,
         });
-        let entries = cut
-            .into_iter()
+        let entries = problems
             .chain(entries)
             .map(|NewEntry { mut entry, name }| {
                 if let Some((kind, name)) = name {
@@ -767,6 +819,7 @@ pub(crate) fn epoch_link(bytes: &[u8]) -> [u8; LINK_LEN] {
 
 /// An entry to append, with the name it acts on (kind 1 secret, 2 key): the file's policy says
 /// whether the name is hashed or sealed.
+#[derive(Clone)]
 pub(crate) struct NewEntry {
     pub(crate) entry: AuditEntry,
     pub(crate) name: Option<(u8, String)>,
@@ -789,4 +842,13 @@ pub(crate) fn trail_problem(why: String, now_ms: i64) -> AuditEntry {
         target: Target::None,
         detail: why.chars().take(900).collect(),
     }
+}
+
+/// What an appender takes a file of a later key epoch than its own for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Later {
+    /// A rotation since this process opened the vault: its entries cannot be recorded.
+    Rotated,
+    /// Not the vault's (its header shows no such rotation): left out, and reported.
+    Foreign,
 }

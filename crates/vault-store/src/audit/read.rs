@@ -65,6 +65,11 @@ pub struct AuditRead {
     pub pending: u64,
     /// The first entry kept when retention removed the ones before it.
     pub retained_from: Option<u64>,
+    /// Files of later key epochs than the reader's (a rotation since it opened the vault, or
+    /// files put there: [`crate::Vault::audit_each`] tells which).
+    pub later: Vec<String>,
+    /// What the checks found that is not tampering but limits what the trail shows.
+    pub notes: Vec<String>,
 }
 
 impl AuditFiles {
@@ -77,25 +82,30 @@ impl AuditFiles {
         f: &mut dyn FnMut(AuditEntry, &AuditNames<'_>) -> Result<()>,
     ) -> Result<AuditRead> {
         let _lock = self.lock_for_reading()?;
-        let ids: Vec<_> = self
+        let (ids, later): (Vec<_>, Vec<_>) = self
             .chain_files()?
             .into_iter()
-            .filter(|(e, _)| *e <= epoch)
-            .collect();
+            .partition(|(e, _)| *e <= epoch);
         let older = self.handed_over(keys, epoch, &ids);
         // The last entry appended (by a process keeping its anchor where this one does): the
         // trail must still hold it, with that link.
-        let anchor = self.read_anchor(keys, epoch);
+        let mut out = AuditRead {
+            later: later.into_iter().map(file_name).collect(),
+            ..AuditRead::default()
+        };
+        let (anchor, changed) = match self.read_anchor(keys, epoch) {
+            Ok(a) => (a, None),
+            Err(why) => (None, Some(why)),
+        };
         let mut anchor_seen = false;
         let mut last_seen = 0;
-        let mut out = AuditRead::default();
         let mut expected: Option<(u64, [u8; LINK_LEN])> = None;
         let mut first: Option<(String, FileHeader)> = None;
         let mut note: Option<RetentionNote> = None;
         // Problems by the order they are found; the start's is decided at the end.
         let mut problem: Option<(u64, String)> = None;
         let mut trail_problem: Option<(u64, String)> = None;
-        for id in ids {
+        for id in ids.iter().copied() {
             let name = file_name(id);
             let at = expected.map_or(1, |x| x.0);
             let size = self.io.stamp(&self.path(&name)).map_or(0, |s| s.len);
@@ -185,6 +195,23 @@ impl AuditFiles {
                 segment: id.1,
                 entries,
             });
+        }
+        if let Some(why) = changed {
+            problem.get_or_insert((
+                last_seen + 1,
+                format!("the anchor beside the rollback record was changed ({why})"),
+            ));
+        }
+        // An earlier key epoch whose names were not handed over: its rotation stopped before its
+        // audit step (the new epoch's first file started without it), so the old epoch's last
+        // file was sealed without being checked, and its names cannot be matched.
+        let first_epoch = ids.first().map_or(epoch, |(e, _)| *e);
+        let reached = older.last().map_or(epoch, |(e, _)| *e);
+        if reached > first_epoch {
+            out.notes.push(format!(
+                "key epoch {reached}'s files do not hand over key epoch {}'s names (a rotation that stopped before its audit step): its last file was sealed without being checked, and names of key epochs before {reached} cannot be matched",
+                reached - 1
+            ));
         }
         if let Some((index, _)) = anchor
             && !anchor_seen

@@ -4,7 +4,7 @@
 
 use vault_format::audit::{AuditEntry, AuditOp, AuditPolicy, Target};
 
-use super::files::{AuditFiles, NewEntry, process};
+use super::files::{AuditFiles, Later, NewEntry, process};
 use super::read::{AuditPieces, AuditRead};
 
 /// What an audited operation acted on.
@@ -43,12 +43,7 @@ impl crate::engine::Engine {
         if let Err(e) = self.append_entries(entries, false) {
             // Not the vault's own message for a full disk, which says a commit was not made:
             // the operation this records was done.
-            let e = match e {
-                crate::Error::StorageFull { op, location } => {
-                    format!("storage full while {op} {location}; the operation itself was done")
-                }
-                e => e.to_string(),
-            };
+            let e = format!("{}; the operation itself was done", audit_error_text(e));
             // Once per handle: a command's unlock and operation would otherwise say it twice.
             if !self
                 .audit_warned
@@ -72,7 +67,7 @@ impl crate::engine::Engine {
         entries: &[(AuditOp, On<'_>, u8, String)],
     ) -> crate::Result<()> {
         self.append_entries(entries, true)
-            .map_err(|e| crate::Error::AuditUnwritten(e.to_string()))
+            .map_err(|e| crate::Error::AuditUnwritten(audit_error_text(e)))
     }
 
     fn append_entries(
@@ -89,7 +84,7 @@ impl crate::engine::Engine {
         };
         let (pid, uid, host) = process();
         let time_ms = self.options.clock.now_ms();
-        let entries = entries
+        let entries: Vec<NewEntry> = entries
             .iter()
             .map(|(op, on, outcome, detail)| NewEntry {
                 entry: AuditEntry {
@@ -112,9 +107,36 @@ impl crate::engine::Engine {
                 },
             })
             .collect();
-        files
-            .append(&keys.audit, keys.epoch, entries, sync, time_ms)
-            .map(drop)
+        match files.append(
+            &keys.audit,
+            keys.epoch,
+            entries.clone(),
+            sync,
+            time_ms,
+            Later::Rotated,
+        ) {
+            // A file of a later key epoch: a rotation, unless the header shows none.
+            Err(crate::Error::Rekeyed) if self.disk_key_epoch() == Some(keys.epoch) => files
+                .append(
+                    &keys.audit,
+                    keys.epoch,
+                    entries,
+                    sync,
+                    time_ms,
+                    Later::Foreign,
+                )
+                .map(drop),
+            r => r.map(drop),
+        }
+    }
+
+    /// The key epoch of the header on disk now (not this handle's view of it).
+    pub(crate) fn disk_key_epoch(&self) -> Option<u32> {
+        let session: Box<dyn crate::backend::ReadSession> = self.session().ok()?;
+        let bytes = session.header().ok()?;
+        vault_format::VaultHeader::decode(&bytes)
+            .ok()
+            .map(|h| h.key_epoch)
     }
 
     /// Records a failed unlock (no key: in the pending file).
@@ -136,6 +158,15 @@ impl crate::engine::Engine {
         if let Err(e) = files.append_pending(entry, false) {
             tracing::warn!(error = %e, "the failed unlock could not be recorded");
         }
+    }
+}
+
+/// An error writing the trail, in words (not the vault's own message for a full disk, which
+/// says a commit was not made).
+fn audit_error_text(e: crate::Error) -> String {
+    match e {
+        crate::Error::StorageFull { op, location } => format!("storage full while {op} {location}"),
+        e => e.to_string(),
     }
 }
 
@@ -225,7 +256,18 @@ impl crate::Vault {
             return Ok(AuditRead::default());
         };
         let keys = crate::sync::read(&self.e.state).keys.clone();
-        files.read_each(&keys.audit, keys.epoch, f)
+        let mut read = files.read_each(&keys.audit, keys.epoch, f)?;
+        if !read.later.is_empty() && self.e.disk_key_epoch() == Some(keys.epoch) {
+            read.problem.get_or_insert((
+                read.count + 1,
+                format!(
+                    "{} of a key epoch the vault has not reached (it is at key epoch {}): put there by something other than vault",
+                    read.later.join(", "),
+                    keys.epoch
+                ),
+            ));
+        }
+        Ok(read)
     }
 
     /// Whether the audit entry's target is the secret (`key: false`) or managed key named

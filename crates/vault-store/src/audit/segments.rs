@@ -352,7 +352,7 @@ impl AuditFiles {
         now_ms: i64,
     ) -> Result<()> {
         let _lock = self.lock()?;
-        let (id, end) = self.current_end(epoch, 1)?;
+        let (id, end) = self.current_end(epoch, 1, super::files::Later::Rotated)?;
         entry.op = AuditOp::Policy;
         entry.outcome = 0;
         entry.detail = policy.to_detail();
