@@ -417,8 +417,9 @@ impl AuditFiles {
         if listed.iter().any(|(e, _)| *e > epoch) {
             match later {
                 Later::Rotated => {
-                    tracing::warn!(
-                        "the master key was rotated while this command ran: its {count} audit entries were not recorded"
+                    tracing::debug!(
+                        count,
+                        "a later key epoch's audit file: entries not recorded"
                     );
                     return Err(Error::Rekeyed);
                 }

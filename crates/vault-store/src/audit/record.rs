@@ -166,6 +166,9 @@ impl crate::engine::Engine {
 fn audit_error_text(e: crate::Error) -> String {
     match e {
         crate::Error::StorageFull { op, location } => format!("storage full while {op} {location}"),
+        crate::Error::Rekeyed => {
+            "the master key was rotated while this command ran (its key cannot write the new key epoch's file)".into()
+        }
         e => e.to_string(),
     }
 }
