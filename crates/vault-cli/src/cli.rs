@@ -254,6 +254,22 @@ pub(crate) enum Command {
         #[command(flatten)]
         query: AuditQuery,
     },
+    /// Start an agent that keeps this vault unlocked, so that commands need no passphrase
+    /// until it locks: after --timeout without a command, on `vault lock`, or when signalled.
+    /// It serves only your own user, on a socket in a directory only you can enter.
+    Unlock {
+        /// Lock after this long without a command: 90s, 15m, 2h.
+        #[arg(long, default_value = "15m")]
+        timeout: String,
+    },
+    /// Lock the agent of this vault: it forgets the keys and exits.
+    Lock,
+    /// The agent process itself (started by `vault unlock`).
+    #[command(hide = true)]
+    AgentServe {
+        #[arg(long)]
+        timeout_secs: u64,
+    },
     /// Managed keys: create, rotate, set states and policies; encrypt, decrypt, rewrap, make
     /// data keys, sign and verify without the key leaving the vault.
     #[command(after_help = crate::cli_keys::KEY_HELP)]

@@ -120,6 +120,14 @@ pub(crate) fn with_vault<R>(
     accept_rollback: bool,
     op: impl Fn(&Vault) -> vault_store::Result<R>,
 ) -> Result<R, Failure> {
+    // Served by the agent: its vault, open since `vault unlock`.
+    if let Some(v) = crate::agent::served::vault() {
+        let r = op(&v);
+        if matches!(r, Err(Error::Rekeyed)) {
+            crate::agent::served::mark_stale();
+        }
+        return r.map_err(Failure::from);
+    }
     let options = options(cli, accept_rollback)?;
     retry_rekeyed(cli, |backend| {
         Vault::open(backend, pass, options.clone()).and_then(|v| op(&v))
@@ -148,6 +156,10 @@ pub(crate) fn retry_rekeyed<R>(
 
 /// The current passphrase of the existing vault, after checking there is one.
 pub(crate) fn current_passphrase(cli: &Cli) -> Result<SecretBytes, Failure> {
+    // Served by the agent: the vault is open already, and no passphrase is asked for.
+    if crate::agent::served::active() {
+        return Ok(SecretBytes::new(Vec::new()));
+    }
     existing_backend(cli)?;
     passphrase::current()
 }

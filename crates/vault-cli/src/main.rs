@@ -4,6 +4,7 @@
 //! them): `set` reads stdin when it is not a terminal, else asks twice at a hidden prompt. `get`
 //! writes exactly the stored bytes to stdout.
 
+mod agent;
 mod cli;
 mod cli_keys;
 mod commands;
@@ -39,6 +40,12 @@ fn main() -> ExitCode {
         Err(e) => return exit(e.print().map_err(|e| stdout_failure(&e))),
     };
     init_logging(cli.verbose);
+    if let Command::AgentServe { timeout_secs } = cli.command {
+        return agent::serve::serve(&cli, std::time::Duration::from_secs(timeout_secs));
+    }
+    if let Some(code) = agent::client::delegate(&cli) {
+        return code;
+    }
     exit(run(cli))
 }
 
@@ -134,6 +141,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Upgrade => commands::maintenance::upgrade(&cli),
         Command::AcceptRollback => commands::maintenance::accept_rollback(&cli),
         Command::Key { command } => commands::keys::run(&cli, command),
+        Command::Unlock { timeout } => agent::client::unlock(&cli, timeout),
+        Command::Lock => agent::client::lock(&cli),
+        Command::AgentServe { .. } => {
+            Err(fail(Exit::Usage, "the agent is started by `vault unlock`"))
+        }
         Command::Audit {
             action: Some(cli::AuditAction::Verify),
             ..

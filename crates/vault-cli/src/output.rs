@@ -7,8 +7,9 @@
 //! one-line message on stderr. Either way the exit code reflects the operation, never a panic.
 
 use std::fmt::Display;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Read, Write};
 
+use crate::agent::served::{self, Stream};
 use crate::exit::Exit;
 use crate::{Failure, fail};
 
@@ -16,7 +17,32 @@ use crate::{Failure, fail};
 pub(crate) fn stderr_line(message: impl Display) {
     // One formatted buffer, one write: lines from several threads (the logger) do not interleave.
     let line = format!("{message}\n");
-    let _ = io::stderr().lock().write_all(line.as_bytes());
+    match served::stream(Stream::Err) {
+        Some(mut f) => {
+            let _ = f.write_all(line.as_bytes());
+        }
+        None => {
+            let _ = io::stderr().lock().write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Whether stdout is a terminal (the served client's, under the agent).
+pub(crate) fn stdout_is_terminal() -> bool {
+    served::stream(Stream::Out).map_or_else(|| io::stdout().is_terminal(), |f| f.is_terminal())
+}
+
+/// Whether stdin is a terminal (the served client's, under the agent).
+pub(crate) fn stdin_is_terminal() -> bool {
+    served::stream(Stream::In).map_or_else(|| io::stdin().is_terminal(), |f| f.is_terminal())
+}
+
+/// Stdin as a reader (the served client's, under the agent).
+pub(crate) fn stdin() -> Box<dyn Read> {
+    match served::stream(Stream::In) {
+        Some(f) => Box::new(f),
+        None => Box::new(io::stdin().lock()),
+    }
 }
 
 /// What a failed write to stdout means for the exit code.
@@ -30,19 +56,23 @@ pub(crate) fn stdout_failure(e: &io::Error) -> Failure {
 
 /// Stdout, locked for a command's output and flushed explicitly: the implicit flush at exit
 /// would drop a write error on the floor.
-pub(crate) struct Stdout(io::StdoutLock<'static>);
+pub(crate) struct Stdout(Box<dyn Write>);
 
 impl Stdout {
     pub(crate) fn lock() -> Self {
-        Self(io::stdout().lock())
+        match served::stream(Stream::Out) {
+            // The client's stdout under the agent: buffered here, flushed by `finish`.
+            Some(f) => Self(Box::new(io::BufWriter::new(f))),
+            None => Self(Box::new(io::stdout().lock())),
+        }
     }
 
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         self.0.write_all(bytes).map_err(|e| stdout_failure(&e))
     }
 
-    /// The locked stream itself, for writers that take `impl Write`.
-    pub(crate) fn raw(&mut self) -> &mut io::StdoutLock<'static> {
+    /// The stream itself, for writers that take `impl Write`.
+    pub(crate) fn raw(&mut self) -> &mut dyn Write {
         &mut self.0
     }
 

@@ -251,7 +251,7 @@ pub(crate) fn prompt_twice(first: &str, second: &str) -> Result<SecretBytes, Fai
     Ok(a)
 }
 
-const NO_SOURCE: &str = "no passphrase: there is no terminal to prompt on and none of VAULT_PASSPHRASE_FILE, VAULT_PASSPHRASE_COMMAND or VAULT_PASSPHRASE is set";
+const NO_SOURCE: &str = "no passphrase: there is no terminal to prompt on, none of VAULT_PASSPHRASE_FILE, VAULT_PASSPHRASE_COMMAND or VAULT_PASSPHRASE is set, and no agent is unlocked for this vault (`vault unlock`)";
 
 /// The passphrase of an existing vault.
 pub(crate) fn current() -> Result<SecretBytes, Failure> {

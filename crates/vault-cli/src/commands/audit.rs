@@ -1,8 +1,6 @@
 //! `vault audit [filters] [--json]` and `vault audit verify`: reading and checking the vault's
 //! audit trail (docs/designs/audit.md).
 
-use std::io::IsTerminal;
-
 use std::cell::RefCell;
 
 use vault_store::{AuditEntry, AuditNames, AuditOp, AuditPolicy, AuditTarget};
@@ -164,7 +162,7 @@ pub(crate) fn query(cli: &Cli, q: &AuditQuery) -> Result<(), Failure> {
     let out = RefCell::new(Stdout::lock());
     // A write that failed (a closed stdout): kept to return once reading has stopped.
     let failed: RefCell<Option<Failure>> = RefCell::new(None);
-    let table = !q.json && std::io::stdout().is_terminal();
+    let table = !q.json && crate::output::stdout_is_terminal();
     let trail = with_vault(cli, &pass, false, |v| {
         if table {
             let head = format!(

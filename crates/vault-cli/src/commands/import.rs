@@ -31,8 +31,7 @@ fn read_input(source: &Path) -> Result<SecretBytes, Failure> {
     let cannot = |e: std::io::Error| fail(Exit::Other, format!("cannot read {what}: {e}"));
     let mut buf = Vec::new();
     if source == Path::new("-") {
-        std::io::stdin()
-            .lock()
+        crate::output::stdin()
             .take(MAX_INPUT + 1)
             .read_to_end(&mut buf)
             .map_err(cannot)?;

@@ -3,7 +3,7 @@
 //! owner-only temporary file beside it and renamed into place only when the command succeeds.
 
 use std::cell::RefCell;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 
 use vault_store::token::{self, TextReader, TextWriter};
 use vault_store::{KeyInfo, KeySpec, RotateOptions, SecretBytes, UseOptions, Vault, state_name};
@@ -98,7 +98,7 @@ pub(crate) fn guarded(cli: &Cli) -> Result<Vec<std::path::PathBuf>, Failure> {
 
 fn input(io_in: &Option<std::path::PathBuf>) -> Result<Box<dyn Read>, Failure> {
     match io_in {
-        None => Ok(Box::new(std::io::stdin().lock())),
+        None => Ok(crate::output::stdin()),
         Some(p) => std::fs::File::open(p)
             .map(|f| Box::new(f) as Box<dyn Read>)
             .map_err(|e| fail(Exit::NotFound, format!("cannot read {}: {e}", p.display()))),
@@ -525,7 +525,7 @@ fn encrypt(
 ) -> Result<(), Failure> {
     let ad = associated_data(ad)?;
     let mut reader = input(&io.input)?;
-    if io.input.is_none() && std::io::stdin().is_terminal() {
+    if io.input.is_none() && crate::output::stdin_is_terminal() {
         stderr_line("reading the plaintext from the terminal; end it with Ctrl-D");
     }
     // Up to ONE_SHOT_MAX bytes, then decide: what ends by then is one token, the rest a stream.

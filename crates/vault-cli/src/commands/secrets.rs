@@ -1,6 +1,6 @@
 //! Commands on secrets: set, get, list, rm, undelete, destroy, history, max-versions.
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 
 use vault_store::{MAX_VALUE_LEN, SecretBytes, SetOptions, Tag};
 
@@ -28,13 +28,11 @@ fn read_value(name: &str, allow_empty: bool) -> Result<SecretBytes, Failure> {
 }
 
 fn read_value_from_user(name: &str) -> Result<SecretBytes, Failure> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
+    if !crate::output::stdin_is_terminal() {
         // Full capacity up front: a buffer grown while reading leaves copies of the secret in
         // freed memory.
         let mut buf = Vec::with_capacity(MAX_VALUE_LEN + 1);
-        stdin
-            .lock()
+        crate::output::stdin()
             .take(MAX_VALUE_LEN as u64 + 1)
             .read_to_end(&mut buf)
             .map_err(|e| {
@@ -91,7 +89,7 @@ pub(crate) fn get(cli: &Cli, name: &str, version: &Option<u32>) -> Result<(), Fa
     })?;
     let mut out = Stdout::lock();
     out.write(s.value.expose_secret())?;
-    if std::io::stdout().is_terminal() {
+    if crate::output::stdout_is_terminal() {
         out.write(b"\n")?;
     }
     out.finish()?;

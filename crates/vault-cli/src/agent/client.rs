@@ -1,0 +1,199 @@
+//! The agent's clients: `vault unlock` (starts one, or finds it running), `vault lock`, and
+//! every other command, which is run by the agent when one is unlocked for its vault (and
+//! falls back to the passphrase otherwise).
+
+use std::io::{BufRead, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::process::{Command as Process, ExitCode, Stdio};
+use std::time::Duration;
+
+use super::place::{self, Place};
+use super::wire::{self, Reply, Request};
+use crate::cli::{Cli, Command};
+use crate::cli_keys::KeyCommand;
+use crate::exit::Exit;
+use crate::location;
+use crate::output::stdout_line;
+use crate::{Failure, fail};
+
+/// Whether the agent runs `cli`'s command: those that need nothing but the open vault (no
+/// other passphrase, no prompt). `set` only with its value on stdin, not typed at a prompt.
+pub(crate) fn delegable(cli: &Cli) -> bool {
+    match &cli.command {
+        Command::Get { .. }
+        | Command::List { .. }
+        | Command::Rm { .. }
+        | Command::Undelete { .. }
+        | Command::Destroy { .. }
+        | Command::History { .. }
+        | Command::MaxVersions { .. }
+        | Command::Slots
+        | Command::Audit { .. } => true,
+        Command::Set { .. } => !crate::output::stdin_is_terminal(),
+        Command::Key { command } => !matches!(
+            command,
+            KeyCommand::Export { .. } | KeyCommand::Import { .. }
+        ),
+        _ => false,
+    }
+}
+
+/// The agent's place for `cli`'s vault, and a connection to it if one is listening in a
+/// private directory and runs as this user.
+fn connect(cli: &Cli) -> Option<(Place, UnixStream)> {
+    let dir = location::vault_dir(cli).ok()?;
+    let place = place::place(&dir);
+    if !place::private(&place.dir) {
+        return None;
+    }
+    let stream = UnixStream::connect(&place.socket).ok()?;
+    // The agent gets this process's streams (a `set` value among them): only one of this user.
+    let peer = rustix::net::sockopt::socket_peercred(&stream).ok()?;
+    (peer.uid == rustix::process::getuid()).then_some((place, stream))
+}
+
+/// Runs `cli`'s command through the agent when one is unlocked for its vault: `None` when
+/// there is none (or it does not run this command), so the command runs here.
+pub(crate) fn delegate(cli: &Cli) -> Option<ExitCode> {
+    if std::env::var_os("VAULT_NO_AGENT").is_some_and(|v| !v.is_empty()) || !delegable(cli) {
+        return None;
+    }
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.into_string().ok())
+        .collect::<Option<_>>()?;
+    let cwd = std::env::current_dir().ok()?;
+    let (_, stream) = connect(cli)?;
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let fds = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    wire::send(&stream, &Request::Run { argv, cwd }, &fds).ok()?;
+    // From here the agent has the command: running it here as well could do it twice.
+    match wire::read_reply(&stream) {
+        Ok(Reply { exit, locking, .. }) => {
+            if locking {
+                crate::output::stderr_line(
+                    "vault: the agent locked itself (the master key was rotated); run `vault unlock` again",
+                );
+            }
+            Some(ExitCode::from(exit))
+        }
+        Err(e) => {
+            crate::output::stderr_line(format!(
+                "vault: the agent stopped while running the command ({e}); it may or may not have been done"
+            ));
+            Some(Exit::Other.into())
+        }
+    }
+}
+
+/// A duration as `--timeout` takes it: `90s`, `15m`, `2h`, or seconds.
+fn parse_duration(s: &str) -> Result<Duration, Failure> {
+    let bad = || {
+        fail(
+            Exit::Usage,
+            format!("--timeout {s:?}: give a duration such as 90s, 15m or 2h"),
+        )
+    };
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" => n.checked_mul(3600).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// `vault unlock [--timeout 15m]`.
+pub(crate) fn unlock(cli: &Cli, timeout: &str) -> Result<(), Failure> {
+    let idle = parse_duration(timeout)?;
+    if let Some((_, stream)) = connect(cli) {
+        wire::send(&stream, &Request::Status, &[]).ok();
+        if let Ok(r) = wire::read_reply(&stream) {
+            return stdout_line(format!(
+                "already unlocked: agent pid {}, locks after {} s idle (`vault lock` locks it now)",
+                r.pid, r.idle_left_s
+            ));
+        }
+    }
+    let dir = location::vault_dir(cli)?;
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    let state = location::state_dir(cli)?;
+    let pass = location::current_passphrase(cli)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| fail(Exit::Other, format!("cannot find this program: {e}")))?;
+    let mut cmd = Process::new(exe);
+    cmd.arg("--vault")
+        .arg(&dir)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--lock-timeout-ms")
+        .arg(cli.lock_timeout_ms.to_string())
+        .arg("--max-kdf-memory-mib")
+        .arg(cli.max_kdf_memory_mib.to_string())
+        .arg("--max-kdf-cost")
+        .arg(cli.max_kdf_cost.to_string());
+    if cli.audit_fail_closed {
+        cmd.arg("--audit-fail-closed");
+    }
+    let mut child = cmd
+        .arg("agent-serve")
+        .arg("--timeout-secs")
+        .arg(idle.as_secs().to_string())
+        // No passphrase source is handed down: the passphrase goes through the pipe alone.
+        .env_remove("VAULT_PASSPHRASE")
+        .env_remove("VAULT_PASSPHRASE_FILE")
+        .env_remove("VAULT_PASSPHRASE_COMMAND")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| fail(Exit::Other, format!("cannot start the agent: {e}")))?;
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(pass.expose_secret());
+    }
+    drop(pass);
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    let line = line.trim_end();
+    match line.split_once(' ').unwrap_or((line, "")) {
+        ("ready", pid) => stdout_line(format!(
+            "unlocked: agent pid {pid}; it locks itself after {timeout} without a command (`vault lock` locks it now)"
+        )),
+        ("already", _) => stdout_line("already unlocked"),
+        ("error", rest) => {
+            let _ = child.wait();
+            let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
+            let code = match code.parse::<u8>().unwrap_or(1) {
+                3 => Exit::WrongPassphrase,
+                4 => Exit::NotFound,
+                5 => Exit::Integrity,
+                6 => Exit::Busy,
+                2 => Exit::Usage,
+                _ => Exit::Other,
+            };
+            Err(fail(code, message.to_string()))
+        }
+        _ => {
+            let _ = child.wait();
+            Err(fail(Exit::Other, "the agent did not start"))
+        }
+    }
+}
+
+/// `vault lock`.
+pub(crate) fn lock(cli: &Cli) -> Result<(), Failure> {
+    let Some((_, stream)) = connect(cli) else {
+        return stdout_line("no agent is unlocked for this vault");
+    };
+    wire::send(&stream, &Request::Lock, &[])
+        .and_then(|()| wire::read_reply(&stream))
+        .map_err(|e| fail(Exit::Other, format!("cannot reach the agent: {e}")))?;
+    stdout_line("locked")
+}

@@ -1,0 +1,79 @@
+//! The command being served by the agent on this thread: the agent's open vault and the
+//! client's stdin, stdout and stderr (received over the socket), which the command's code uses
+//! in place of the process's own.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::sync::Arc;
+
+use vault_store::Vault;
+
+/// What a served command runs against.
+pub(crate) struct Served {
+    /// The agent's vault, open since `vault unlock`.
+    pub(crate) vault: Arc<Vault>,
+    /// The client's standard streams.
+    pub(crate) stdin: File,
+    pub(crate) stdout: File,
+    pub(crate) stderr: File,
+    /// Set when the vault's key went stale (a rotation by another process): the agent locks
+    /// itself after this command.
+    pub(crate) stale: bool,
+}
+
+thread_local! {
+    static SERVED: RefCell<Option<Served>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `served` as this thread's served command; returns what `f` returned and
+/// whether the vault went stale meanwhile.
+pub(crate) fn serving<R>(served: Served, f: impl FnOnce() -> R) -> (R, bool) {
+    SERVED.with(|s| *s.borrow_mut() = Some(served));
+    let r = f();
+    let stale = SERVED.with(|s| s.borrow_mut().take().is_some_and(|s| s.stale));
+    (r, stale)
+}
+
+/// Whether a command is being served on this thread.
+pub(crate) fn active() -> bool {
+    SERVED.with(|s| s.borrow().is_some())
+}
+
+/// The served command's vault.
+pub(crate) fn vault() -> Option<Arc<Vault>> {
+    SERVED.with(|s| s.borrow().as_ref().map(|s| s.vault.clone()))
+}
+
+/// Notes that the vault's key went stale.
+pub(crate) fn mark_stale() {
+    SERVED.with(|s| {
+        if let Some(s) = s.borrow_mut().as_mut() {
+            s.stale = true;
+        }
+    });
+}
+
+/// Which of the client's streams.
+#[derive(Clone, Copy)]
+pub(crate) enum Stream {
+    In,
+    Out,
+    Err,
+}
+
+/// A handle on one of the served client's streams (a duplicate of the descriptor: reads and
+/// writes go straight to the client's pipe or terminal, with no buffer shared between
+/// commands).
+pub(crate) fn stream(which: Stream) -> Option<File> {
+    SERVED.with(|s| {
+        let s = s.borrow();
+        let s = s.as_ref()?;
+        match which {
+            Stream::In => &s.stdin,
+            Stream::Out => &s.stdout,
+            Stream::Err => &s.stderr,
+        }
+        .try_clone()
+        .ok()
+    })
+}
