@@ -153,6 +153,8 @@ fn run(listener: &UnixListener, place: &Place, vault: Arc<Vault>, idle: Duration
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
+    // A command is running: the idle clock waits for it.
+    let busy = Arc::new(AtomicBool::new(false));
     // Wakes the accept loop by connecting to it.
     let wake = {
         let socket = place.socket.clone();
@@ -161,12 +163,14 @@ fn run(listener: &UnixListener, place: &Place, vault: Arc<Vault>, idle: Duration
         }
     };
     {
-        let (stop, last, wake) = (stop.clone(), last.clone(), wake.clone());
+        let (stop, last, wake, busy) = (stop.clone(), last.clone(), wake.clone(), busy.clone());
         std::thread::spawn(move || {
             loop {
                 std::thread::sleep(Duration::from_millis(250));
-                let since = start.elapsed().as_millis() as u64 - last.load(Ordering::Relaxed);
-                if since >= idle.as_millis() as u64 {
+                // Saturating: the loop may have noted a command after `elapsed` was read.
+                let since = (start.elapsed().as_millis() as u64)
+                    .saturating_sub(last.load(Ordering::Relaxed));
+                if since >= idle.as_millis() as u64 && !busy.load(Ordering::SeqCst) {
                     stop.store(true, Ordering::SeqCst);
                     wake();
                     return;
@@ -199,8 +203,13 @@ fn run(listener: &UnixListener, place: &Place, vault: Arc<Vault>, idle: Duration
             _ => continue,
         }
         last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // A client that connects and sends nothing, or stops reading its answer, does not hold
+        // the agent up for the others for long.
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
         let idle_left = |last: &AtomicU64| {
-            let since = start.elapsed().as_millis() as u64 - last.load(Ordering::Relaxed);
+            let since =
+                (start.elapsed().as_millis() as u64).saturating_sub(last.load(Ordering::Relaxed));
             idle.as_secs().saturating_sub(since / 1000)
         };
         let Ok((request, fds)) = wire::receive(&conn) else {
@@ -218,7 +227,10 @@ fn run(listener: &UnixListener, place: &Place, vault: Arc<Vault>, idle: Duration
                 stop.store(true, Ordering::SeqCst);
             }
             Request::Run { argv, cwd } => {
+                busy.store(true, Ordering::SeqCst);
                 let (code, stale) = run_command(&vault, argv, &cwd, fds);
+                last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                busy.store(false, Ordering::SeqCst);
                 reply.exit = code;
                 if stale {
                     reply.locking = true;

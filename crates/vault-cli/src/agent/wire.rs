@@ -84,9 +84,10 @@ pub(crate) fn receive(stream: &UnixStream) -> io::Result<(Request, Vec<OwnedFd>)
     buf.truncate(got.bytes);
     // The rest of a line longer than one message.
     if !buf.contains(&b'\n') {
-        let mut r = io::BufReader::new(stream);
         let mut more = Vec::new();
-        r.read_until(b'\n', &mut more)?;
+        io::BufReader::new(stream)
+            .take((MAX_REQUEST + 1) as u64)
+            .read_until(b'\n', &mut more)?;
         buf.extend(more);
     }
     if buf.len() > MAX_REQUEST {
