@@ -7,6 +7,7 @@
 //! - `cargo xtask release`: the release binary with its SHA-256 checksum in `target/dist/`.
 //! - `cargo xtask soak concurrency [--short]`: many `vault` processes racing on ext4 and tmpfs.
 
+mod agent_bench;
 mod backup_bench;
 mod scale;
 mod soak;
@@ -281,9 +282,11 @@ fn bench(args: &[String]) -> Result<()> {
         "scale" => scale::main(args.get(1..).unwrap_or_default()),
         // Not part of `all` either: it builds vaults of a million secrets and of 1 GiB.
         "backup" => backup_bench::main(args.get(1..).unwrap_or_default()),
+        // Nor this: a million secrets at the default Argon2id parameters.
+        "agent" => agent_bench::main(args.get(1..).unwrap_or_default()),
         other => {
             bail!(
-                "unknown bench suite `{other}` (crypto, store, keys, audit, micro, scale, backup, all)"
+                "unknown bench suite `{other}` (crypto, store, keys, audit, micro, scale, backup, agent, all)"
             )
         }
     }
