@@ -48,7 +48,7 @@ commands:
   bench [crypto|store|micro]      run benchmarks and print their figures (micro: criterion)
   bench scale                     the vault binary at 100 to 1M secrets: time and peak RSS of each command
   coverage                        line coverage of the workspace tests (installs cargo-llvm-cov)
-  release                         build the release binary and its checksum into target/dist/
+  release                         build the release binary, its checksum, completions and man pages into target/dist/
   soak concurrency [--secs N] [--procs N] [--fs ext4|tmpfs|both|here] [--bin PATH] [--seed N]
                                   vault processes mixing every command on ext4 and tmpfs, checked
                                   against a ledger (120 s per filesystem, 8 processes)
@@ -354,6 +354,36 @@ fn release() -> Result<()> {
     }
     std::fs::write(dist.join(format!("{name}.sha256")), &sum.stdout)?;
     print!("{}", String::from_utf8_lossy(&sum.stdout));
+    // Completions and man pages, from the binary itself (the same clap definitions).
+    let completions = dist.join("completions");
+    std::fs::create_dir_all(&completions)?;
+    for (shell, file) in [
+        ("bash", "vault.bash"),
+        ("zsh", "_vault"),
+        ("fish", "vault.fish"),
+    ] {
+        let out = Command::new(&dst)
+            .args(["completions", shell])
+            .output()
+            .with_context(|| format!("generating {shell} completions"))?;
+        if !out.status.success() {
+            bail!("vault completions {shell} failed");
+        }
+        std::fs::write(completions.join(file), &out.stdout)?;
+    }
+    let status = Command::new(&dst)
+        .arg("man-pages")
+        .arg(dist.join("man"))
+        .status()
+        .context("generating the man pages")?;
+    if !status.success() {
+        bail!("vault man-pages failed");
+    }
+    eprintln!(
+        "release: completions in {}, man pages in {}",
+        completions.display(),
+        dist.join("man").display()
+    );
     eprintln!("release: {}", dst.display());
     Ok(())
 }

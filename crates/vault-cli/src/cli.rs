@@ -264,6 +264,16 @@ pub(crate) enum Command {
     },
     /// Lock the agent of this vault: it forgets the keys and exits.
     Lock,
+    /// Print a completion script for SHELL: `vault completions bash > /etc/bash_completion.d/vault`,
+    /// `vault completions zsh > "${fpath[1]}/_vault"`, `vault completions fish >
+    /// ~/.config/fish/completions/vault.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (vault.1 and one per command) into DIR.
+    #[command(hide = true)]
+    ManPages { dir: std::path::PathBuf },
     /// The agent process itself (started by `vault unlock`).
     #[command(hide = true)]
     AgentServe {

@@ -141,6 +141,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Upgrade => commands::maintenance::upgrade(&cli),
         Command::AcceptRollback => commands::maintenance::accept_rollback(&cli),
         Command::Key { command } => commands::keys::run(&cli, command),
+        Command::Completions { shell } => commands::docs::completions(*shell),
+        Command::ManPages { dir } => commands::docs::man_pages(dir),
         Command::Unlock { timeout } => agent::client::unlock(&cli, timeout),
         Command::Lock => agent::client::lock(&cli),
         Command::AgentServe { .. } => {
