@@ -264,6 +264,31 @@ pub(crate) enum Command {
     },
     /// Lock the agent of this vault: it forgets the keys and exits.
     Lock,
+    /// Run COMMAND with secrets in its environment, and nowhere else: each secret's name
+    /// becomes a variable (db/password → DB_PASSWORD: letters upper-cased, / - . made _; a tag
+    /// env-var=NAME picks another name). All secrets, or those --only names, or those under
+    /// --prefix (dropped from the variable name). vault is replaced by COMMAND, whose exit code
+    /// and signals are its own. With an agent unlocked, no passphrase is asked for.
+    #[command(after_help = "Example: vault run --prefix app/ -- ./server --port 8080")]
+    Run {
+        /// Only these secrets (comma-separated, or the option repeated).
+        #[arg(long, value_delimiter = ',', value_name = "NAME")]
+        only: Vec<String>,
+        /// Only secrets whose names start with P; P is left out of the variable name.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// The values `vault run` puts in the environment (for `vault run` through the agent).
+    #[command(hide = true)]
+    EnvValues {
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[arg(long)]
+        prefix: Option<String>,
+    },
     /// Print a completion script for SHELL: `vault completions bash > /etc/bash_completion.d/vault`,
     /// `vault completions zsh > "${fpath[1]}/_vault"`, `vault completions fish >
     /// ~/.config/fish/completions/vault.fish`.

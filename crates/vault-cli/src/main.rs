@@ -141,6 +141,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Upgrade => commands::maintenance::upgrade(&cli),
         Command::AcceptRollback => commands::maintenance::accept_rollback(&cli),
         Command::Key { command } => commands::keys::run(&cli, command),
+        Command::Run {
+            only,
+            prefix,
+            command,
+        } => commands::run::run(&cli, only, prefix.as_deref(), command),
+        Command::EnvValues { only, prefix } => {
+            commands::run::env_values(&cli, only, prefix.as_deref())
+        }
         Command::Completions { shell } => commands::docs::completions(*shell),
         Command::ManPages { dir } => commands::docs::man_pages(dir),
         Command::Unlock { timeout } => agent::client::unlock(&cli, timeout),

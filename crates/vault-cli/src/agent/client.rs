@@ -29,6 +29,7 @@ pub(crate) fn delegable(cli: &Cli) -> bool {
         | Command::History { .. }
         | Command::MaxVersions { .. }
         | Command::Slots
+        | Command::EnvValues { .. }
         | Command::Audit { .. } => true,
         Command::Set { .. } => !crate::output::stdin_is_terminal(),
         Command::Key { command } => !matches!(
@@ -170,15 +171,10 @@ pub(crate) fn unlock(cli: &Cli, timeout: &str) -> Result<(), Failure> {
         ("error", rest) => {
             let _ = child.wait();
             let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
-            let code = match code.parse::<u8>().unwrap_or(1) {
-                3 => Exit::WrongPassphrase,
-                4 => Exit::NotFound,
-                5 => Exit::Integrity,
-                6 => Exit::Busy,
-                2 => Exit::Usage,
-                _ => Exit::Other,
-            };
-            Err(fail(code, message.to_string()))
+            Err(fail(
+                exit_of(code.parse().unwrap_or(1)),
+                message.to_string(),
+            ))
         }
         _ => {
             let _ = child.wait();
@@ -196,4 +192,71 @@ pub(crate) fn lock(cli: &Cli) -> Result<(), Failure> {
         .and_then(|()| wire::read_reply(&stream))
         .map_err(|e| fail(Exit::Other, format!("cannot reach the agent: {e}")))?;
     stdout_line("locked")
+}
+
+/// The values `vault run` needs, from the agent when one is unlocked: `None` when there is
+/// none. They come through a pipe of this process's own (never the terminal), as NUL-ended
+/// `VARIABLE=value` records written by `vault env-values` in the agent.
+pub(crate) fn env_values(
+    cli: &Cli,
+    only: &[String],
+    prefix: Option<&str>,
+) -> Result<Option<Vec<(std::ffi::OsString, std::ffi::OsString)>>, Failure> {
+    if std::env::var_os("VAULT_NO_AGENT").is_some_and(|v| !v.is_empty()) {
+        return Ok(None);
+    }
+    let Some((_, stream)) = connect(cli) else {
+        return Ok(None);
+    };
+    let mut argv = vec!["vault".to_string(), "env-values".to_string()];
+    if !only.is_empty() {
+        argv.push(format!("--only={}", only.join(",")));
+    }
+    if let Some(p) = prefix {
+        argv.push(format!("--prefix={p}"));
+    }
+    let cwd = std::env::current_dir().map_err(|e| fail(Exit::Other, e.to_string()))?;
+    let (reader, writer) =
+        std::io::pipe().map_err(|e| fail(Exit::Other, format!("cannot make a pipe: {e}")))?;
+    let reading = std::thread::spawn(move || crate::commands::run::parse_records(reader));
+    let (stdin, stderr) = (std::io::stdin(), std::io::stderr());
+    let sent = wire::send(
+        &stream,
+        &Request::Run { argv, cwd },
+        &[stdin.as_fd(), writer.as_fd(), stderr.as_fd()],
+    );
+    // The agent holds its own copy of the pipe's end: ours goes, so the reader sees its end.
+    drop(writer);
+    if sent.is_err() {
+        return Ok(None);
+    }
+    let reply = wire::read_reply(&stream)
+        .map_err(|e| fail(Exit::Other, format!("the agent stopped: {e}")))?;
+    let records = reading
+        .join()
+        .map_err(|_| fail(Exit::Other, "reading the values failed"))?
+        .map_err(|e| fail(Exit::Other, format!("reading the values: {e}")))?;
+    if reply.exit != 0 {
+        // The agent said why, on this process's stderr.
+        return Err(Failure {
+            code: exit_of(reply.exit),
+            message: None,
+        });
+    }
+    Ok(Some(records))
+}
+
+/// The exit class of a code the agent returned.
+fn exit_of(code: u8) -> Exit {
+    match code {
+        2 => Exit::Usage,
+        3 => Exit::WrongPassphrase,
+        4 => Exit::NotFound,
+        5 => Exit::Integrity,
+        6 => Exit::Busy,
+        7 => Exit::Conflict,
+        8 => Exit::KeyRefused,
+        9 => Exit::BadToken,
+        _ => Exit::Other,
+    }
 }

@@ -6,6 +6,7 @@ pub(crate) mod docs;
 pub(crate) mod import;
 pub(crate) mod keys;
 pub(crate) mod maintenance;
+pub(crate) mod run;
 pub(crate) mod secrets;
 pub(crate) mod slots;
 pub(crate) mod transfer;
