@@ -231,3 +231,34 @@ fn connect_as_child() {
     assert!(reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
     println!("connected; no reply");
 }
+
+/// A command asking for fail-closed auditing is not run by an agent unlocked without it; a
+/// client that connects and sends nothing does not hold the agent up for long.
+#[test]
+fn fail_closed_clients_and_stalled_connections() {
+    let a = Agent::new();
+    a.e.ok(&["set", "k"], Some(b"v"));
+    assert_eq!(code(&a.run(&["unlock"], None, true)), 0);
+    // Declined by the agent: without a passphrase it cannot run here either.
+    let o = a.run(&["--audit-fail-closed", "get", "k"], None, false);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no passphrase"), "{}", stderr(&o));
+    // With one, it runs itself, fail-closed.
+    let o = a.run(&["--audit-fail-closed", "get", "k"], None, true);
+    assert_eq!(o.stdout, b"v", "{}", stderr(&o));
+    let sock = std::fs::read_dir(a.socket_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "sock"))
+        .unwrap();
+    let staller = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let start = std::time::Instant::now();
+    let o = a.run(&["get", "k"], None, false);
+    assert_eq!(o.stdout, b"v", "{}", stderr(&o));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(staller);
+}

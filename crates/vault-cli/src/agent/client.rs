@@ -46,6 +46,12 @@ fn connect(cli: &Cli) -> Option<(Place, UnixStream)> {
     let dir = location::vault_dir(cli).ok()?;
     let place = place::place(&dir);
     if !place::private(&place.dir) {
+        if place.socket.exists() {
+            crate::output::stderr_line(format!(
+                "vault: not using the agent: {} is not a directory only you can enter (mode 0700, yours)",
+                place.dir.display()
+            ));
+        }
         return None;
     }
     let stream = UnixStream::connect(&place.socket).ok()?;
@@ -67,9 +73,16 @@ pub(crate) fn delegate(cli: &Cli) -> Option<ExitCode> {
     let (_, stream) = connect(cli)?;
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     let fds = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
-    wire::send(&stream, &Request::Run { argv, cwd }, &fds).ok()?;
+    let request = Request::Run {
+        argv,
+        cwd,
+        fail_closed: cli.audit_fail_closed,
+    };
+    wire::send(&stream, &request, &fds).ok()?;
     // From here the agent has the command: running it here as well could do it twice.
     match wire::read_reply(&stream) {
+        // Fail-closed auditing asked of an agent unlocked without it: run here instead.
+        Ok(Reply { declined: true, .. }) => None,
         Ok(Reply { exit, locking, .. }) => {
             if locking {
                 crate::output::stderr_line(
@@ -116,7 +129,7 @@ pub(crate) fn unlock(cli: &Cli, timeout: &str) -> Result<(), Failure> {
         wire::send(&stream, &Request::Status, &[]).ok();
         if let Ok(r) = wire::read_reply(&stream) {
             return stdout_line(format!(
-                "already unlocked: agent pid {}, locks after {} s idle (`vault lock` locks it now)",
+                "already unlocked: agent pid {}, locks after {} s idle (its timeout is unchanged: `vault lock`, then `vault unlock --timeout …`, to change it)",
                 r.pid, r.idle_left_s
             ));
         }
@@ -164,9 +177,15 @@ pub(crate) fn unlock(cli: &Cli, timeout: &str) -> Result<(), Failure> {
     }
     let line = line.trim_end();
     match line.split_once(' ').unwrap_or((line, "")) {
-        ("ready", pid) => stdout_line(format!(
-            "unlocked: agent pid {pid}; it locks itself after {timeout} without a command (`vault lock` locks it now)"
-        )),
+        ("ready", rest) => {
+            let (pid, note) = rest.split_once(' ').unwrap_or((rest, ""));
+            if !note.is_empty() {
+                crate::output::stderr_line(format!("note: {note}"));
+            }
+            stdout_line(format!(
+                "unlocked: agent pid {pid}; it locks itself after {timeout} without a command (`vault lock` locks it now)"
+            ))
+        }
         ("already", _) => stdout_line("already unlocked"),
         ("error", rest) => {
             let _ = child.wait();
@@ -222,7 +241,11 @@ pub(crate) fn env_values(
     let (stdin, stderr) = (std::io::stdin(), std::io::stderr());
     let sent = wire::send(
         &stream,
-        &Request::Run { argv, cwd },
+        &Request::Run {
+            argv,
+            cwd,
+            fail_closed: cli.audit_fail_closed,
+        },
         &[stdin.as_fd(), writer.as_fd(), stderr.as_fd()],
     );
     // The agent holds its own copy of the pipe's end: ours goes, so the reader sees its end.
@@ -232,6 +255,9 @@ pub(crate) fn env_values(
     }
     let reply = wire::read_reply(&stream)
         .map_err(|e| fail(Exit::Other, format!("the agent stopped: {e}")))?;
+    if reply.declined {
+        return Ok(None);
+    }
     let records = reading
         .join()
         .map_err(|_| fail(Exit::Other, "reading the values failed"))?

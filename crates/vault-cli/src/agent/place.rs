@@ -58,7 +58,7 @@ pub(crate) fn prepare(dir: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{} is not a directory only you can enter (mode 0700, yours): the agent will not listen there",
+            "{} is not a directory only you can enter (mode 0700, yours): the agent will not listen there (set XDG_RUNTIME_DIR to a directory of yours with mode 0700)",
             dir.display()
         ))
     }

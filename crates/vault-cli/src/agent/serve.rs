@@ -106,7 +106,7 @@ pub(crate) fn serve(cli: &Cli, idle: Duration) -> ExitCode {
         }
     };
     drop(pass);
-    let _memory = lock_memory();
+    let memory = lock_memory();
     let Ok(dir) = location::vault_dir(cli) else {
         return Exit::Other.into();
     };
@@ -141,15 +141,25 @@ pub(crate) fn serve(cli: &Cli, idle: Duration) -> ExitCode {
         }
     };
     let _ = std::fs::set_permissions(&place.socket, std::fs::Permissions::from_mode(0o600));
-    say(&format!("ready {}", std::process::id()));
-    run(&listener, &place, vault, idle);
+    say(&format!(
+        "ready {} {}",
+        std::process::id(),
+        memory.unwrap_or_default()
+    ));
+    run(&listener, &place, vault, idle, cli.audit_fail_closed);
     drop(lock);
     ExitCode::SUCCESS
 }
 
 /// Serves until told to stop; then forgets the keys (the vault's drop zeroizes them) and
 /// removes the socket.
-fn run(listener: &UnixListener, place: &Place, vault: Arc<Vault>, idle: Duration) {
+fn run(
+    listener: &UnixListener,
+    place: &Place,
+    vault: Arc<Vault>,
+    idle: Duration,
+    fail_closed: bool,
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
@@ -226,7 +236,14 @@ fn run(listener: &UnixListener, place: &Place, vault: Arc<Vault>, idle: Duration
                 reply.locking = true;
                 stop.store(true, Ordering::SeqCst);
             }
-            Request::Run { argv, cwd } => {
+            Request::Run {
+                fail_closed: wanted,
+                ..
+            } if wanted && !fail_closed => reply.declined = true,
+            // A client that went away while it waited (its process is gone) is not served: it
+            // would do what its user saw fail.
+            Request::Run { .. } if !alive(&conn) => continue,
+            Request::Run { argv, cwd, .. } => {
                 busy.store(true, Ordering::SeqCst);
                 let (code, stale) = run_command(&vault, argv, &cwd, fds);
                 last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -247,6 +264,12 @@ fn run(listener: &UnixListener, place: &Place, vault: Arc<Vault>, idle: Duration
     }
     drop(vault);
     let _ = std::fs::remove_file(&place.socket);
+}
+
+/// Whether the peer's process is still there.
+fn alive(conn: &UnixStream) -> bool {
+    rustix::net::sockopt::socket_peercred(conn)
+        .is_ok_and(|c| rustix::process::test_kill_process(c.pid).is_ok())
 }
 
 /// Runs one client's command on the agent's vault, with the client's streams; returns its exit

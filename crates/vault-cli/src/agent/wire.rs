@@ -20,8 +20,14 @@ const MAX_REQUEST: usize = 1 << 20;
 #[derive(Serialize, Deserialize, Debug)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(crate) enum Request {
-    /// Run the command `argv` (the whole command line) in `cwd`, on the streams passed along.
-    Run { argv: Vec<String>, cwd: PathBuf },
+    /// Run the command `argv` (the whole command line) in `cwd`, on the streams passed along;
+    /// `fail_closed`: the client asks for fail-closed auditing (an agent without it declines).
+    Run {
+        argv: Vec<String>,
+        cwd: PathBuf,
+        #[serde(default)]
+        fail_closed: bool,
+    },
     /// Lock: forget the keys and exit.
     Lock,
     /// Say how it is.
@@ -39,6 +45,10 @@ pub(crate) struct Reply {
     pub(crate) idle_left_s: u64,
     /// The agent locks itself after this reply (its key went stale, or it was asked to).
     pub(crate) locking: bool,
+    /// The agent did not run the command (it asks for more than the agent was unlocked
+    /// with): the client runs it itself.
+    #[serde(default)]
+    pub(crate) declined: bool,
 }
 
 /// Sends `request` with `fds` beside it.
