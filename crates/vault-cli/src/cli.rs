@@ -63,7 +63,9 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Create a new vault.
     Init(InitArgs),
-    /// Store a new version of a secret, read from stdin or a hidden prompt.
+    /// Store a new version of a secret, read from stdin or a hidden prompt. A value from stdin
+    /// is stored byte for byte: `echo tok | vault set NAME` stores "tok" and a newline (use
+    /// --trim, or `printf %s tok`); a value typed at the prompt never includes the newline.
     Set {
         /// Secret name.
         name: String,
@@ -77,6 +79,9 @@ pub(crate) enum Command {
         /// mistake).
         #[arg(long)]
         allow_empty: bool,
+        /// Drop one trailing newline (\n or \r\n) from a value read from stdin.
+        #[arg(long)]
+        trim: bool,
     },
     /// Write a secret's value to stdout.
     Get {

@@ -32,6 +32,11 @@ pub(crate) fn stdout_is_terminal() -> bool {
     served::stream(Stream::Out).map_or_else(|| io::stdout().is_terminal(), |f| f.is_terminal())
 }
 
+/// Whether stderr is a terminal (the served client's, under the agent).
+pub(crate) fn stderr_is_terminal() -> bool {
+    served::stream(Stream::Err).map_or_else(|| io::stderr().is_terminal(), |f| f.is_terminal())
+}
+
 /// Whether stdin is a terminal (the served client's, under the agent).
 pub(crate) fn stdin_is_terminal() -> bool {
     served::stream(Stream::In).map_or_else(|| io::stdin().is_terminal(), |f| f.is_terminal())

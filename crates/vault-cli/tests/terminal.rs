@@ -222,3 +222,43 @@ fn a_passphrase_typed_at_the_prompt_works() {
     assert!(pty.echo());
     assert!(!pty.screen().contains(PASSPHRASE), "{:?}", pty.screen());
 }
+
+/// A value piped in with a trailing newline is stored as it is, with a note when stderr is a
+/// terminal (none on a pipe); `--trim` drops one newline (`\n` or `\r\n`).
+#[test]
+fn a_piped_value_ending_in_a_newline_is_noted_on_a_terminal() {
+    use std::io::Write;
+    if let Some(why) = unsupported() {
+        println!("skipped: {why}");
+        return;
+    }
+    let e = Env::new();
+    e.init();
+    let pty = Pty::open().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
+    e.configure(&mut cmd);
+    let mut child = cmd
+        .args(["set", "k"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(pty.terminal.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"tok\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    pty.wait_for("the note", |p| p.screen().contains("ends with a newline"));
+    assert_eq!(e.ok(&["get", "k"], None), b"tok\n");
+    let o = e.run_with(&["set", "k2"], Some(b"tok\n"), &[]);
+    assert!(!stderr(&o).contains("newline"), "{}", stderr(&o));
+    e.ok(&["set", "k3", "--trim"], Some(b"tok\r\n"));
+    assert_eq!(e.ok(&["get", "k3"], None), b"tok");
+    e.ok(&["set", "k4", "--trim"], Some(b"tok\n\n"));
+    assert_eq!(e.ok(&["get", "k4"], None), b"tok\n");
+    e.ok(&["set", "k5", "--trim"], Some(b"tok"));
+    assert_eq!(e.ok(&["get", "k5"], None), b"tok");
+    // Nothing left once trimmed: an empty value, refused as any.
+    assert_eq!(
+        common::code(&e.run_with(&["set", "k6", "--trim"], Some(b"\n"), &[])),
+        2
+    );
+}

@@ -14,8 +14,24 @@ use crate::{Failure, fail, passphrase};
 /// Reads a secret value: all of stdin when it is not a terminal, else a hidden prompt, twice.
 /// An empty value is refused unless `allow_empty`: `vault set NAME </dev/null` is a mistake far
 /// more often than a wish to store nothing.
-fn read_value(name: &str, allow_empty: bool) -> Result<SecretBytes, Failure> {
-    let value = read_value_from_user(name)?;
+fn read_value(name: &str, allow_empty: bool, trim: bool) -> Result<SecretBytes, Failure> {
+    let from_stdin = !crate::output::stdin_is_terminal();
+    let mut value = read_value_from_user(name)?;
+    if from_stdin {
+        let bytes = value.expose_secret();
+        let cut = match bytes {
+            [.., b'\r', b'\n'] => 2,
+            [.., b'\n'] => 1,
+            _ => 0,
+        };
+        if trim && cut > 0 {
+            value = SecretBytes::from_slice(bytes.get(..bytes.len() - cut).unwrap_or_default());
+        } else if cut > 0 && crate::output::stderr_is_terminal() {
+            stderr_line(
+                "note: the value ends with a newline, which is stored with it (--trim drops it; printf %s avoids it)",
+            );
+        }
+    }
     if value.is_empty() && !allow_empty {
         return Err(fail(
             Exit::Usage,
@@ -59,13 +75,14 @@ pub(crate) fn set(
     name: &str,
     expect_version: &Option<u32>,
     tags: &[Tag],
-    allow_empty: &bool,
+    allow_empty: bool,
+    trim: bool,
 ) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
     // The whole value before the vault is opened: a slow producer must not keep an
     // unlocked handle waiting on a master key and log that another process can rotate
     // or compact meanwhile.
-    let value = read_value(name, *allow_empty)?;
+    let value = read_value(name, allow_empty, trim)?;
     let version = with_vault(cli, &pass, false, |v| {
         v.set(
             name,
