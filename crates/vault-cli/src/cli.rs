@@ -269,6 +269,18 @@ pub(crate) enum Command {
     },
     /// Lock the agent of this vault: it forgets the keys and exits.
     Lock,
+    /// Render a template, replacing each {{ vault:NAME }} with the secret's value (byte for
+    /// byte); every reference is read before anything is written, so a missing secret leaves no
+    /// output. The output file is owner-only and appears only when complete.
+    #[command(after_help = "Example: vault inject -i config.tmpl -o config.yml")]
+    Inject {
+        /// The template (default: stdin).
+        #[arg(short = 'i', long = "in", value_name = "TEMPLATE")]
+        input: Option<std::path::PathBuf>,
+        /// Where to write the result (default: stdout).
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
     /// Run COMMAND with secrets in its environment, and nowhere else: each secret's name
     /// becomes a variable (db/password → DB_PASSWORD: letters upper-cased, / - . made _; a tag
     /// env-var=NAME picks another name). All secrets, or those --only names, or those under

@@ -142,6 +142,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Upgrade => commands::maintenance::upgrade(&cli),
         Command::AcceptRollback => commands::maintenance::accept_rollback(&cli),
         Command::Key { command } => commands::keys::run(&cli, command),
+        Command::Inject { input, out } => {
+            commands::inject::inject(&cli, input.as_deref(), out.as_ref())
+        }
         Command::Run {
             only,
             prefix,

@@ -30,6 +30,7 @@ pub(crate) fn delegable(cli: &Cli) -> bool {
         | Command::MaxVersions { .. }
         | Command::Slots
         | Command::EnvValues { .. }
+        | Command::Inject { .. }
         | Command::Audit { .. } => true,
         Command::Set { .. } => !crate::output::stdin_is_terminal(),
         Command::Key { command } => !matches!(

@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod backups;
 pub(crate) mod docs;
 pub(crate) mod import;
+pub(crate) mod inject;
 pub(crate) mod keys;
 pub(crate) mod maintenance;
 pub(crate) mod run;
