@@ -158,6 +158,11 @@ pub(crate) enum Command {
         /// jsonl` (no history, no keys): anyone who can read the file reads the secrets.
         #[arg(long, conflicts_with_all = ["json", "keys"])]
         plaintext: bool,
+        /// Write the latest values in plaintext in this format, what `vault import --format`
+        /// reads back: dotenv (NAME="value" lines), json (one object) or jsonl. `--out -` is
+        /// stdout.
+        #[arg(long, value_enum, conflicts_with_all = ["json", "keys", "plaintext"])]
+        format: Option<crate::import::Format>,
         #[command(flatten)]
         kdf: crate::cli_keys::ExportKdf,
     },

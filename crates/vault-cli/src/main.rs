@@ -126,8 +126,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out,
             json,
             plaintext,
+            format,
             kdf,
-        } => commands::transfer::export(&cli, names, *all, *keys, out, *json, *plaintext, kdf),
+        } => {
+            let format = format.or(plaintext.then_some(import::Format::Jsonl));
+            commands::transfer::export(&cli, names, *all, *keys, out, *json, format, kdf)
+        }
         Command::History { name } => commands::secrets::history(&cli, name),
         Command::ChangePassphrase => commands::slots::change_passphrase(&cli),
         Command::MaxVersions { count } => commands::secrets::max_versions(&cli, count),

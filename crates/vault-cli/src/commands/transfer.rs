@@ -10,6 +10,7 @@ use vault_store::{ExportSelection, ImportOptions, KeyState, Vault, state_name};
 use crate::cli::Cli;
 use crate::cli_keys::ExportKdf;
 use crate::exit::Exit;
+use crate::import::Format;
 use crate::location::{current_passphrase, options, with_vault};
 use crate::outfile::OutFile;
 use crate::output::stderr_line;
@@ -99,12 +100,12 @@ pub(crate) fn export(
     keys: bool,
     out: &Path,
     json: bool,
-    plaintext: bool,
+    plaintext: Option<Format>,
     k: &ExportKdf,
 ) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
-    if plaintext {
-        return export_plaintext(cli, &pass, names, all, out);
+    if let Some(format) = plaintext {
+        return export_plaintext(cli, &pass, names, all, out, format);
     }
     let selection = ExportSelection {
         keys: if keys { None } else { Some(Vec::new()) },
@@ -143,10 +144,15 @@ fn export_plaintext(
     names: &[String],
     all: bool,
     out: &Path,
+    format: Format,
 ) -> Result<(), Failure> {
-    stderr_line(
-        "warning: writing secret values in plaintext; anyone who can read the file reads them",
-    );
+    if out == Path::new("-") && crate::output::stdout_is_terminal() {
+        stderr_line("warning: writing secret values in plaintext to the terminal");
+    } else {
+        stderr_line(
+            "warning: writing secret values in plaintext; anyone who can read the file reads them",
+        );
+    }
     let lines = with_vault(cli, pass, false, |v| {
         let names: Vec<String> = if all {
             let listed = v.list(true)?;
@@ -165,6 +171,7 @@ fn export_plaintext(
             names.to_vec()
         };
         let mut text = zeroize::Zeroizing::new(String::new());
+        let mut object = serde_json::Map::new();
         for n in names {
             let s = v.get(&n)?;
             let value = std::str::from_utf8(s.value.expose_secret()).map_err(|_| {
@@ -175,9 +182,49 @@ fn export_plaintext(
                     ),
                 }
             })?;
-            let line = serde_json::json!({ "name": n, "value": value }).to_string();
-            text.push_str(&line);
+            match format {
+                Format::Jsonl => {
+                    let line = serde_json::json!({ "name": n, "value": value }).to_string();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                Format::Json => {
+                    object.insert(n, serde_json::Value::String(value.to_string()));
+                }
+                Format::Dotenv => {
+                    // What the dotenv reader takes back: the name is everything before the
+                    // first `=`, trimmed, and a line starting with `#` is a comment.
+                    if n.contains('=') || n.starts_with('#') || n.starts_with("export ") {
+                        return Err(vault_store::Error::Invalid {
+                            what: "name",
+                            reason: format!(
+                                "{n:?} cannot be a dotenv name (it holds `=`, or starts with `#` or `export `); use --format json"
+                            ),
+                        });
+                    }
+                    text.push_str(&n);
+                    text.push_str("=\"");
+                    for c in value.chars() {
+                        match c {
+                            '\\' => text.push_str("\\\\"),
+                            '"' => text.push_str("\\\""),
+                            '\n' => text.push_str("\\n"),
+                            '\r' => text.push_str("\\r"),
+                            '\t' => text.push_str("\\t"),
+                            c => text.push(c),
+                        }
+                    }
+                    text.push_str("\"\n");
+                }
+            }
+        }
+        if format == Format::Json {
+            let doc = serde_json::Value::Object(object);
+            let json =
+                zeroize::Zeroizing::new(serde_json::to_string_pretty(&doc).unwrap_or_default());
+            text.push_str(&json);
             text.push('\n');
+            drop(doc);
         }
         Ok(text)
     })?;

@@ -1,0 +1,66 @@
+//! `vault export --format dotenv|json|jsonl`: plaintext that `vault import --format` reads back
+//! into the same values, whatever they hold (quotes, backslashes, line ends, `$`, `#`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+
+const VALUES: [(&str, &[u8]); 6] = [
+    ("db/password", b"hun\"ter'2"),
+    ("path", b"C:\\new\\table"),
+    ("multi", b"line one\nline two\r\n\tend"),
+    ("shell", b"$HOME #not a comment"),
+    ("spaces", b"  padded  "),
+    ("app token", b"t0k\n"),
+];
+
+#[test]
+fn plaintext_formats_round_trip_through_import() {
+    let e = Env::new();
+    e.init();
+    for (n, v) in VALUES {
+        e.ok(&["set", n], Some(v));
+    }
+    for format in ["dotenv", "json", "jsonl"] {
+        let file = e.path(&format!("out.{format}"));
+        let o = e.run(&[
+            "export",
+            "--all",
+            "--format",
+            format,
+            "--out",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&o), 0, "{format}: {}", stderr(&o));
+        assert!(stderr(&o).contains("plaintext"));
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let other = Env::new();
+        other.init();
+        let o = other.run(&["import", file.to_str().unwrap(), "--format", format]);
+        assert_eq!(code(&o), 0, "{format}: {}", stderr(&o));
+        for (n, v) in VALUES {
+            assert_eq!(other.ok(&["get", n], None), v, "{format}: {n}");
+        }
+    }
+    // To stdout.
+    let out = e.ok(
+        &["export", "db/password", "--format", "dotenv", "--out", "-"],
+        None,
+    );
+    assert_eq!(out, b"db/password=\"hun\\\"ter'2\"\n");
+    // A name dotenv cannot hold back: refused, pointing at json.
+    e.ok(&["set", "a=b"], Some(b"x"));
+    let o = e.run(&["export", "a=b", "--format", "dotenv", "--out", "-"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--format json"));
+}
