@@ -96,6 +96,9 @@ pub(crate) enum Command {
         /// Include soft-deleted secrets.
         #[arg(long)]
         all: bool,
+        /// One JSON object per line: {"name", "latest", "versions", "deleted"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Soft-delete a secret (history kept; `undelete` restores it).
     Rm {
@@ -170,6 +173,9 @@ pub(crate) enum Command {
     History {
         /// Secret name.
         name: String,
+        /// One JSON object per line: {"version", "created", "created_ms", "size", "tags"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Change the passphrase of the key slot the current passphrase opens.
     ChangePassphrase,
@@ -186,7 +192,12 @@ pub(crate) enum Command {
         slot: u16,
     },
     /// List the key slots and their Argon2id parameters.
-    Slots,
+    Slots {
+        /// One JSON object per line: {"id", "kind", "kdf": {"memory_kib", "iterations",
+        /// "lanes"} or null, "in_use"}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-encrypt everything under a new master key.
     RotateMasterKey {
         /// Drop key slots other than the one used to unlock (they cannot be carried over).

@@ -92,7 +92,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             trim,
         } => commands::secrets::set(&cli, name, expect_version, tags, *allow_empty, *trim),
         Command::Get { name, version } => commands::secrets::get(&cli, name, version),
-        Command::List { all } => commands::secrets::list(&cli, all),
+        Command::List { all, json } => commands::secrets::list(&cli, all, *json),
         Command::Rm { name } => commands::secrets::rm(&cli, name),
         Command::Undelete { name } => commands::secrets::undelete(&cli, name),
         Command::Destroy { name } => commands::secrets::destroy(&cli, name),
@@ -132,12 +132,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let format = format.or(plaintext.then_some(import::Format::Jsonl));
             commands::transfer::export(&cli, names, *all, *keys, out, *json, format, kdf)
         }
-        Command::History { name } => commands::secrets::history(&cli, name),
+        Command::History { name, json } => commands::secrets::history(&cli, name, *json),
         Command::ChangePassphrase => commands::slots::change_passphrase(&cli),
         Command::MaxVersions { count } => commands::secrets::max_versions(&cli, count),
         Command::AddPassphrase => commands::slots::add_passphrase(&cli),
         Command::RemovePassphrase { slot } => commands::slots::remove_passphrase(&cli, slot),
-        Command::Slots => commands::slots::slots(&cli),
+        Command::Slots { json } => commands::slots::slots(&cli, *json),
         Command::RotateMasterKey { drop_other_slots } => {
             commands::slots::rotate_master_key(&cli, drop_other_slots)
         }

@@ -28,7 +28,7 @@ pub(crate) fn delegable(cli: &Cli) -> bool {
         | Command::Destroy { .. }
         | Command::History { .. }
         | Command::MaxVersions { .. }
-        | Command::Slots
+        | Command::Slots { .. }
         | Command::EnvValues { .. }
         | Command::Inject { .. }
         | Command::Audit { .. } => true,

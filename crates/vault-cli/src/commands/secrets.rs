@@ -114,12 +114,22 @@ pub(crate) fn get(cli: &Cli, name: &str, version: &Option<u32>) -> Result<(), Fa
 }
 
 /// `vault list`.
-pub(crate) fn list(cli: &Cli, all: &bool) -> Result<(), Failure> {
+pub(crate) fn list(cli: &Cli, all: &bool, json: bool) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
     let listed = with_vault(cli, &pass, false, |v| v.list(*all))?;
     let mut out = Stdout::lock();
     for s in listed {
-        let line = if s.deleted {
+        let line = if json {
+            format!(
+                "{}\n",
+                serde_json::json!({
+                    "name": s.name,
+                    "latest": s.latest,
+                    "versions": s.versions,
+                    "deleted": s.deleted,
+                })
+            )
+        } else if s.deleted {
             format!("{}\t(deleted)\n", s.name)
         } else {
             format!("{}\n", s.name)
@@ -157,11 +167,27 @@ pub(crate) fn destroy(cli: &Cli, name: &str) -> Result<(), Failure> {
 }
 
 /// `vault history`.
-pub(crate) fn history(cli: &Cli, name: &str) -> Result<(), Failure> {
+pub(crate) fn history(cli: &Cli, name: &str, json: bool) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
     let history = with_vault(cli, &pass, false, |v| v.history(name))?;
     let mut out = Stdout::lock();
     for h in history {
+        if json {
+            let tags: serde_json::Map<String, serde_json::Value> = h
+                .tags
+                .iter()
+                .map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone())))
+                .collect();
+            let line = serde_json::json!({
+                "version": h.version,
+                "created": format_time(h.created_ms),
+                "created_ms": h.created_ms,
+                "size": h.size,
+                "tags": tags,
+            });
+            out.write(format!("{line}\n").as_bytes())?;
+            continue;
+        }
         let tags: Vec<String> = h
             .tags
             .iter()

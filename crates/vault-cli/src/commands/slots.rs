@@ -46,11 +46,28 @@ pub(crate) fn remove_passphrase(cli: &Cli, slot: &u16) -> Result<(), Failure> {
 }
 
 /// `vault slots`.
-pub(crate) fn slots(cli: &Cli) -> Result<(), Failure> {
+pub(crate) fn slots(cli: &Cli, json: bool) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
     let slots = with_vault(cli, &pass, false, |v| Ok(v.slots()))?;
     let mut out = Stdout::lock();
     for s in slots {
+        if json {
+            let kdf = s.kdf.map(|k| {
+                serde_json::json!({
+                    "memory_kib": k.memory_kib(),
+                    "iterations": k.iterations(),
+                    "lanes": k.lanes(),
+                })
+            });
+            let line = serde_json::json!({
+                "id": s.id,
+                "kind": s.kind,
+                "kdf": kdf,
+                "in_use": s.in_use,
+            });
+            out.write(format!("{line}\n").as_bytes())?;
+            continue;
+        }
         let what = match s.kdf {
             Some(k) => format!(
                 "argon2id m={} t={} p={}",
