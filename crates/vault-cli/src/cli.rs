@@ -322,6 +322,15 @@ pub(crate) enum Command {
         #[arg(long)]
         prefix: Option<String>,
     },
+    /// Check this vault's setup: directory and file permissions, format, key derivation
+    /// strength, the write lock, the rollback record, the agent, memory locking and the last
+    /// backup, each finding with a fix. Asks for no passphrase; exit 1 if something fails.
+    Doctor {
+        /// One JSON object per line: {"check", "status" (ok, warn, fail, info), "detail",
+        /// "fix" (or null)}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a completion script for SHELL: `vault completions bash > /etc/bash_completion.d/vault`,
     /// `vault completions zsh > "${fpath[1]}/_vault"`, `vault completions fish >
     /// ~/.config/fish/completions/vault.fish`.

@@ -157,6 +157,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::EnvValues { only, prefix } => {
             commands::run::env_values(&cli, only, prefix.as_deref())
         }
+        Command::Doctor { json } => commands::doctor::doctor(&cli, *json),
         Command::Completions { shell } => commands::docs::completions(*shell),
         Command::ManPages { dir } => commands::docs::man_pages(dir),
         Command::Unlock { timeout } => agent::client::unlock(&cli, timeout),

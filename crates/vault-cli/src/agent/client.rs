@@ -214,31 +214,23 @@ pub(crate) fn lock(cli: &Cli) -> Result<(), Failure> {
     stdout_line("locked")
 }
 
-/// The values `vault run` needs, from the agent when one is unlocked: `None` when there is
-/// none. They come through a pipe of this process's own (never the terminal), as NUL-ended
-/// `VARIABLE=value` records written by `vault env-values` in the agent.
-pub(crate) fn env_values(
-    cli: &Cli,
-    only: &[String],
-    prefix: Option<&str>,
-) -> Result<Option<Vec<(std::ffi::OsString, std::ffi::OsString)>>, Failure> {
+/// Runs `argv` in the agent when one is unlocked, its stdout into a pipe of this process's own
+/// (never the terminal), and returns what it wrote: `None` when there is no agent (or it
+/// declined). The agent reports failures on this process's stderr.
+pub(crate) fn capture(cli: &Cli, argv: Vec<String>) -> Result<Option<Vec<u8>>, Failure> {
     if std::env::var_os("VAULT_NO_AGENT").is_some_and(|v| !v.is_empty()) {
         return Ok(None);
     }
     let Some((_, stream)) = connect(cli) else {
         return Ok(None);
     };
-    let mut argv = vec!["vault".to_string(), "env-values".to_string()];
-    if !only.is_empty() {
-        argv.push(format!("--only={}", only.join(",")));
-    }
-    if let Some(p) = prefix {
-        argv.push(format!("--prefix={p}"));
-    }
     let cwd = std::env::current_dir().map_err(|e| fail(Exit::Other, e.to_string()))?;
-    let (reader, writer) =
+    let (mut reader, writer) =
         std::io::pipe().map_err(|e| fail(Exit::Other, format!("cannot make a pipe: {e}")))?;
-    let reading = std::thread::spawn(move || crate::commands::run::parse_records(reader));
+    let reading = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut all).map(|_| all)
+    });
     let (stdin, stderr) = (std::io::stdin(), std::io::stderr());
     let sent = wire::send(
         &stream,
@@ -256,21 +248,50 @@ pub(crate) fn env_values(
     }
     let reply = wire::read_reply(&stream)
         .map_err(|e| fail(Exit::Other, format!("the agent stopped: {e}")))?;
+    let out = reading
+        .join()
+        .map_err(|_| fail(Exit::Other, "reading the agent's output failed"))?
+        .map_err(|e| fail(Exit::Other, format!("reading the agent's output: {e}")))?;
     if reply.declined {
         return Ok(None);
     }
-    let records = reading
-        .join()
-        .map_err(|_| fail(Exit::Other, "reading the values failed"))?
-        .map_err(|e| fail(Exit::Other, format!("reading the values: {e}")))?;
     if reply.exit != 0 {
-        // The agent said why, on this process's stderr.
         return Err(Failure {
             code: exit_of(reply.exit),
             message: None,
         });
     }
-    Ok(Some(records))
+    Ok(Some(out))
+}
+
+/// The values `vault run` needs, from the agent when one is unlocked (`None` when there is
+/// none), as NUL-ended `VARIABLE=value` records written by `vault env-values` in the agent.
+pub(crate) fn env_values(
+    cli: &Cli,
+    only: &[String],
+    prefix: Option<&str>,
+) -> Result<Option<Vec<(std::ffi::OsString, std::ffi::OsString)>>, Failure> {
+    let mut argv = vec!["vault".to_string(), "env-values".to_string()];
+    if !only.is_empty() {
+        argv.push(format!("--only={}", only.join(",")));
+    }
+    if let Some(p) = prefix {
+        argv.push(format!("--prefix={p}"));
+    }
+    let Some(out) = capture(cli, argv)? else {
+        return Ok(None);
+    };
+    let out = zeroize::Zeroizing::new(out);
+    crate::commands::run::parse_records(out.as_slice())
+        .map(Some)
+        .map_err(|e| fail(Exit::Other, format!("reading the values: {e}")))
+}
+
+/// The agent's answer to a status request, if one is unlocked for `cli`'s vault.
+pub(crate) fn status(cli: &Cli) -> Option<Reply> {
+    let (_, stream) = connect(cli)?;
+    wire::send(&stream, &Request::Status, &[]).ok()?;
+    wire::read_reply(&stream).ok()
 }
 
 /// The exit class of a code the agent returned.

@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod backups;
 pub(crate) mod docs;
+pub(crate) mod doctor;
 pub(crate) mod import;
 pub(crate) mod inject;
 pub(crate) mod keys;

@@ -1,0 +1,322 @@
+//! `vault doctor [--json]`: what could be wrong with this vault's setup, each finding with a
+//! plain-language fix. Reads files only (no passphrase); the last backup comes from the audit
+//! trail when an agent is unlocked.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use crate::cli::Cli;
+use crate::location::{state_dir, vault_dir};
+use crate::output::Stdout;
+use crate::{Failure, fail};
+
+/// How a check came out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+    Info,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+            Level::Info => "info",
+        }
+    }
+}
+
+struct Finding {
+    check: &'static str,
+    level: Level,
+    detail: String,
+    fix: Option<String>,
+}
+
+fn finding(
+    check: &'static str,
+    level: Level,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> Finding {
+    Finding {
+        check,
+        level,
+        detail: detail.into(),
+        fix,
+    }
+}
+
+/// The recommended floor for a passphrase slot's Argon2id (as `vault init` warns).
+const FLOOR_KIB: u32 = 64 * 1024;
+const FLOOR_PASSES: u32 = 2;
+
+fn private(m: &std::fs::Metadata) -> bool {
+    m.uid() == rustix::process::getuid().as_raw() && m.permissions().mode() & 0o077 == 0
+}
+
+fn directory(check: &'static str, dir: &Path, out: &mut Vec<Finding>) -> bool {
+    match std::fs::symlink_metadata(dir) {
+        Err(_) => {
+            out.push(finding(
+                check,
+                Level::Fail,
+                format!("{} does not exist", dir.display()),
+                None,
+            ));
+            false
+        }
+        Ok(m) if !m.is_dir() => {
+            out.push(finding(
+                check,
+                Level::Fail,
+                format!("{} is not a directory", dir.display()),
+                None,
+            ));
+            false
+        }
+        Ok(m) if !private(&m) => {
+            out.push(finding(
+                check,
+                Level::Warn,
+                format!(
+                    "{} (mode {:o}) can be entered by others, or is not yours",
+                    dir.display(),
+                    m.permissions().mode() & 0o777
+                ),
+                Some(format!("chmod 700 {}", dir.display())),
+            ));
+            true
+        }
+        Ok(_) => {
+            out.push(finding(
+                check,
+                Level::Ok,
+                format!("{} is yours alone (0700)", dir.display()),
+                None,
+            ));
+            true
+        }
+    }
+}
+
+/// `vault doctor`.
+pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
+    let mut out = Vec::new();
+    let dir = vault_dir(cli)?;
+    let exists = directory("vault directory", &dir, &mut out);
+    let mut vault_id = None;
+    if exists {
+        // Every file owner-only.
+        let open: Vec<String> = std::fs::read_dir(&dir)
+            .map(|it| {
+                it.filter_map(Result::ok)
+                    .filter(|e| e.metadata().is_ok_and(|m| m.is_file() && !private(&m)))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(if open.is_empty() {
+            finding("vault files", Level::Ok, "every file is owner-only", None)
+        } else {
+            finding(
+                "vault files",
+                Level::Warn,
+                format!("readable by others: {}", open.join(", ")),
+                Some(format!("chmod 600 {}/*", dir.display())),
+            )
+        });
+        match std::fs::read(dir.join("header")) {
+            Err(e) => out.push(finding(
+                "format",
+                Level::Fail,
+                format!("no vault header ({e})"),
+                Some(
+                    "`vault init` creates a vault; `vault restore` brings one back from a backup"
+                        .into(),
+                ),
+            )),
+            Ok(bytes) => match vault_format::VaultHeader::decode(&bytes) {
+                Err(e) => out.push(finding(
+                    "format",
+                    Level::Fail,
+                    format!("the header does not read: {e}"),
+                    Some("a newer vault needs a newer build; otherwise run `vault verify`".into()),
+                )),
+                Ok(h) => {
+                    vault_id = Some(h.vault_id);
+                    out.push(finding(
+                        "format",
+                        Level::Ok,
+                        format!(
+                            "format version 1, key epoch {}, {} key slot(s)",
+                            h.key_epoch,
+                            h.slots.len()
+                        ),
+                        None,
+                    ));
+                    for s in &h.slots {
+                        if let Some(k) = s.kdf() {
+                            let weak = k.memory_kib() < FLOOR_KIB || k.iterations() < FLOOR_PASSES;
+                            out.push(finding(
+                                "key derivation",
+                                if weak { Level::Warn } else { Level::Ok },
+                                format!(
+                                    "slot {}: Argon2id {}, {} pass(es){}",
+                                    s.id,
+                                    crate::text::kib_text(k.memory_kib()),
+                                    k.iterations(),
+                                    if weak { ", below the recommended 64 MiB and 2 passes" } else { "" }
+                                ),
+                                weak.then(|| "`vault change-passphrase` rewrites the slot at the default 256 MiB, 3 passes (or `vault init --kdf-target-ms 1000` for a new vault)".into()),
+                            ));
+                        }
+                    }
+                }
+            },
+        }
+        // The write lock: held now means a write is under way (or a process is stuck in one).
+        if let Ok(f) = std::fs::File::open(dir.join("lock")) {
+            let held =
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err();
+            out.push(finding(
+                "write lock",
+                Level::Info,
+                if held {
+                    "a process is writing to the vault now"
+                } else {
+                    "no process is writing"
+                },
+                None,
+            ));
+        }
+    }
+    let state = state_dir(cli)?;
+    if state.starts_with(&dir) {
+        out.push(finding(
+            "rollback record",
+            Level::Fail,
+            format!("the state directory {} is inside the vault directory: a copy put back would bring its record with it", state.display()),
+            Some("give --state-dir (or VAULT_STATE_DIR) a directory outside the vault's".into()),
+        ));
+    } else if let Some(id) = vault_id {
+        let record = state
+            .join("rollback")
+            .join(format!("{}.rollback", id.to_hex()));
+        out.push(if record.exists() {
+            finding("rollback record", Level::Ok, format!("{} is there", record.display()), None)
+        } else {
+            finding(
+                "rollback record",
+                Level::Warn,
+                format!("no rollback record at {} (another machine, or a lost state directory)", record.display()),
+                Some("the next write records one; until then an older copy of the vault put back would not be noticed".into()),
+            )
+        });
+    }
+    let memlock = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
+    let agent = crate::agent::client::status(cli);
+    out.push(match &agent {
+        Some(r) => finding(
+            "agent",
+            Level::Ok,
+            format!(
+                "unlocked: pid {}, locks after {} s without a command",
+                r.pid, r.idle_left_s
+            ),
+            None,
+        ),
+        None => finding(
+            "agent",
+            Level::Info,
+            "not unlocked (commands ask for the passphrase)",
+            Some("`vault unlock` keeps the vault open for the commands that follow".into()),
+        ),
+    });
+    out.push(match memlock {
+        None => finding("memory locking", Level::Ok, "an agent's memory can all be locked against swapping", None),
+        Some(kib) => finding(
+            "memory locking",
+            Level::Warn,
+            format!("RLIMIT_MEMLOCK is {} KiB: an agent's memory is not locked against swapping", kib / 1024),
+            Some("raise it (`ulimit -l unlimited`, or memlock in /etc/security/limits.conf), or use encrypted swap".into()),
+        ),
+    });
+    // The last backup, from the audit trail: only through an agent (doctor asks for no
+    // passphrase).
+    if agent.is_some() {
+        let argv = [
+            "vault",
+            "audit",
+            "--op",
+            "backup",
+            "--outcome",
+            "ok",
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec();
+        let last = crate::agent::client::capture(cli, argv)
+            .ok()
+            .flatten()
+            .and_then(|o| {
+                let text = String::from_utf8(o).ok()?;
+                let line = text.lines().last()?.to_string();
+                serde_json::from_str::<serde_json::Value>(&line).ok()
+            });
+        out.push(match last {
+            Some(v) => finding(
+                "last backup",
+                Level::Ok,
+                format!(
+                    "{} (whether it was verified is not recorded)",
+                    v.get("time").and_then(|t| t.as_str()).unwrap_or("?")
+                ),
+                Some("`vault backup verify FILE` checks a backup without restoring it".into()),
+            ),
+            None => finding(
+                "last backup",
+                Level::Warn,
+                "no backup in the audit trail",
+                Some("`vault backup FILE`, then `vault backup verify FILE`".into()),
+            ),
+        });
+    } else {
+        out.push(finding(
+            "last backup",
+            Level::Info,
+            "unknown without unlocking",
+            Some("`vault unlock`, then `vault doctor` again, or `vault audit --op backup`".into()),
+        ));
+    }
+    let mut o = Stdout::lock();
+    for f in &out {
+        let line = if json {
+            format!(
+                "{}\n",
+                serde_json::json!({
+                    "check": f.check,
+                    "status": f.level.name(),
+                    "detail": f.detail,
+                    "fix": f.fix,
+                })
+            )
+        } else {
+            let fix = f
+                .fix
+                .as_deref()
+                .map_or(String::new(), |x| format!("\n        fix: {x}"));
+            format!("{:<5} {:<16} {}{fix}\n", f.level.name(), f.check, f.detail)
+        };
+        o.write(line.as_bytes())?;
+    }
+    o.finish()?;
+    if out.iter().any(|f| f.level == Level::Fail) {
+        return Err(fail(crate::exit::Exit::Other, "doctor found a failure"));
+    }
+    Ok(())
+}
