@@ -182,6 +182,7 @@ pub(crate) enum Command {
     /// Set how many versions of each secret are kept (older ones are dropped).
     MaxVersions {
         /// 1 to 10000.
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=10_000))]
         count: u32,
     },
     /// Add a key slot for another passphrase (e.g. a recovery passphrase), read like a new one.

@@ -72,8 +72,16 @@ pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
     let dir = vault_dir(cli)?;
     warn_if_shared_dirs(cli, &dir)?;
     let params = kdf_params(a)?;
-    let pass = passphrase::new_for_init()?;
     let backend = Arc::new(FileBackend::new(&dir));
+    // Before the new passphrase is asked for (twice): there is no point typing it for a vault
+    // that cannot be made here.
+    {
+        use vault_store::Backend;
+        if backend.exists()? {
+            return Err(vault_store::Error::AlreadyExists(dir.display().to_string()).into());
+        }
+    }
+    let pass = passphrase::new_for_init()?;
     let v = Vault::create(backend, &pass, params, options(cli, false)?)?;
     stderr_line(format!(
         "created vault {} at {} (Argon2id {}, {} iterations, {} lanes)",

@@ -78,6 +78,11 @@ pub(crate) fn set(
     allow_empty: bool,
     trim: bool,
 ) -> Result<(), Failure> {
+    // What can be checked is, before a passphrase is asked for.
+    vault_store::check_new_name(name)
+        .map_err(|why| fail(Exit::Usage, format!("invalid name {name:?}: {why}")))?;
+    vault_format::payload::check_tags(tags)
+        .map_err(|why| fail(Exit::Usage, format!("invalid tags: {why}")))?;
     let pass = current_passphrase(cli)?;
     // The whole value before the vault is opened: a slow producer must not keep an
     // unlocked handle waiting on a master key and log that another process can rotate

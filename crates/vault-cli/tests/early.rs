@@ -1,0 +1,43 @@
+//! Usage errors are reported before any passphrase is asked for: a bad name or tag for `set`,
+//! `max-versions 0`, `init` over an existing vault.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+use std::ffi::OsStr;
+
+use common::*;
+
+#[test]
+fn usage_errors_come_before_the_passphrase() {
+    let e = Env::new();
+    e.init();
+    // No passphrase source at all: had one been asked for, the error would be about that.
+    let none = [
+        ("VAULT_PASSPHRASE_FILE", OsStr::new("")),
+        ("VAULT_NEW_PASSPHRASE_FILE", OsStr::new("")),
+    ];
+    for (args, input) in [
+        (&["set", " padded"][..], Some(&b"v"[..])),
+        (&["set", "a\u{7}b"], Some(b"v")),
+        (&["set", "ok", "--tag", "=empty-key"], Some(b"v")),
+        (&["max-versions", "0"], None),
+        (&["max-versions", "10001"], None),
+    ] {
+        let o = e.run_with(args, input, &none);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("no passphrase"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    let o = e.run_with(&["init"], None, &none);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("no passphrase"), "{}", stderr(&o));
+}
