@@ -75,11 +75,9 @@ pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
     let backend = Arc::new(FileBackend::new(&dir));
     // Before the new passphrase is asked for (twice): there is no point typing it for a vault
     // that cannot be made here.
-    {
-        use vault_store::Backend;
-        if backend.exists()? {
-            return Err(vault_store::Error::AlreadyExists(dir.display().to_string()).into());
-        }
+    // (A damaged vault, its header gone, is left to `create` to describe.)
+    if dir.join("header").exists() {
+        return Err(vault_store::Error::AlreadyExists(dir.display().to_string()).into());
     }
     let pass = passphrase::new_for_init()?;
     let v = Vault::create(backend, &pass, params, options(cli, false)?)?;
