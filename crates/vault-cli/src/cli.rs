@@ -207,7 +207,13 @@ pub(crate) enum Command {
     },
     /// Check every record authenticates, the generation chain is intact and the rollback record
     /// agrees.
-    Verify,
+    Verify {
+        /// One JSON object: {"ok" (true: a failed check exits 5), "frames", "records",
+        /// "generation", "recorded_generation", "secrets", "keys", "reclaimable_bytes",
+        /// "index_secrets", "torn_tail", "warnings"}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rewrite the log without superseded records (and the index with it).
     Compact,
     /// Bring a vault made by an older build up to this build: write its index file, so that

@@ -57,7 +57,12 @@ pub(crate) enum KeyCommand {
         allow: Option<KeyOps>,
     },
     /// List the managed keys.
-    List,
+    List {
+        /// One JSON object per line: {"name", "algorithm", "primary", "versions",
+        /// "rotation_due"}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a key's settings and versions.
     Show {
         /// Key name.

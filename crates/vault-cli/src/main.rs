@@ -141,7 +141,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::RotateMasterKey { drop_other_slots } => {
             commands::slots::rotate_master_key(&cli, drop_other_slots)
         }
-        Command::Verify => commands::maintenance::verify(&cli),
+        Command::Verify { json } => commands::maintenance::verify(&cli, *json),
         Command::Compact => commands::maintenance::compact(&cli),
         Command::Upgrade => commands::maintenance::upgrade(&cli),
         Command::AcceptRollback => commands::maintenance::accept_rollback(&cli),

@@ -36,6 +36,8 @@ fn schema(v: &Value, fields: &[(&str, &str)]) {
             "bool" => x.is_boolean(),
             "object" => x.is_object(),
             "object|null" => x.is_object() || x.is_null(),
+            "u64|null" => x.is_u64() || x.is_null(),
+            "array" => x.is_array(),
             _ => panic!("unknown kind {kind}"),
         };
         assert!(ok, "{k} is not {kind}: {v}");
@@ -103,4 +105,44 @@ fn list_history_and_slots_as_json() {
         ],
     );
     assert_eq!(slots[0]["in_use"], true);
+}
+
+#[test]
+fn verify_and_key_list_as_json() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    e.ok(&["key", "create", "payments"], None);
+    let v: Value = serde_json::from_slice(&e.ok(&["verify", "--json"], None)).unwrap();
+    schema(
+        &v,
+        &[
+            ("ok", "bool"),
+            ("frames", "u64"),
+            ("records", "u64"),
+            ("generation", "u64"),
+            ("recorded_generation", "u64|null"),
+            ("secrets", "u64"),
+            ("keys", "u64"),
+            ("reclaimable_bytes", "u64"),
+            ("index_secrets", "u64|null"),
+            ("torn_tail", "bool"),
+            ("warnings", "array"),
+        ],
+    );
+    assert_eq!(v["secrets"], 1);
+    assert_eq!(v["keys"], 1);
+    let keys = lines(&e.ok(&["key", "list", "--json"], None));
+    assert_eq!(keys.len(), 1);
+    schema(
+        &keys[0],
+        &[
+            ("name", "string"),
+            ("algorithm", "string"),
+            ("primary", "u64"),
+            ("versions", "u64"),
+            ("rotation_due", "bool"),
+        ],
+    );
+    assert_eq!(keys[0]["name"], "payments");
 }

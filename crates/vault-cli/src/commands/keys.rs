@@ -178,11 +178,22 @@ pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
             ));
             Ok(())
         }
-        KeyCommand::List => {
+        KeyCommand::List { json } => {
             let pass = current_passphrase(cli)?;
             let keys = with_vault(cli, &pass, false, Vault::keys)?;
             let mut out = Stdout::lock();
             for k in keys {
+                if *json {
+                    let line = serde_json::json!({
+                        "name": k.name,
+                        "algorithm": k.algorithm,
+                        "primary": k.primary,
+                        "versions": k.versions.len(),
+                        "rotation_due": k.rotation_due,
+                    });
+                    out.write(format!("{line}\n").as_bytes())?;
+                    continue;
+                }
                 let line = format!(
                     "{}\t{}\tv{} of {}{}\n",
                     k.name,

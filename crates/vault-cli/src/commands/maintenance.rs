@@ -93,13 +93,28 @@ pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
 }
 
 /// `vault verify`.
-pub(crate) fn verify(cli: &Cli) -> Result<(), Failure> {
+pub(crate) fn verify(cli: &Cli, json: bool) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
     // One pass over the log: the open is the verify.
     let options = options(cli, false)?;
     let (_, r) = retry_rekeyed(cli, |backend| {
         Vault::open_and_verify(backend, &pass, options.clone())
     })?;
+    if json {
+        return stdout_line(serde_json::json!({
+            "ok": true,
+            "frames": r.frames,
+            "records": r.records,
+            "generation": r.generation,
+            "recorded_generation": r.recorded_generation,
+            "secrets": r.secrets,
+            "keys": r.keys,
+            "reclaimable_bytes": r.superseded_bytes,
+            "index_secrets": r.index_secrets,
+            "torn_tail": r.torn_tail,
+            "warnings": r.warnings,
+        }));
+    }
     let torn = if r.torn_tail {
         "; the log ends with the torn tail of an interrupted commit (never acknowledged; the next write discards it)"
     } else {
