@@ -114,6 +114,9 @@ pub(crate) enum Command {
     Destroy {
         /// Secret name.
         name: String,
+        /// Do not ask (needed when there is no terminal to ask on).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Import many secrets with one unlock, from a dotenv or JSON file or stdin. Every entry is
     /// checked first (errors give line numbers, never values); then all changes are committed
@@ -191,6 +194,9 @@ pub(crate) enum Command {
     RemovePassphrase {
         /// Slot id.
         slot: u16,
+        /// Do not ask (needed when there is no terminal to ask on).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// List the key slots and their Argon2id parameters.
     Slots {

@@ -95,7 +95,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::List { all, json } => commands::secrets::list(&cli, all, *json),
         Command::Rm { name } => commands::secrets::rm(&cli, name),
         Command::Undelete { name } => commands::secrets::undelete(&cli, name),
-        Command::Destroy { name } => commands::secrets::destroy(&cli, name),
+        Command::Destroy { name, yes } => commands::secrets::destroy(&cli, name, *yes),
         Command::Import {
             file,
             format: Some(format),
@@ -136,7 +136,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::ChangePassphrase => commands::slots::change_passphrase(&cli),
         Command::MaxVersions { count } => commands::secrets::max_versions(&cli, count),
         Command::AddPassphrase => commands::slots::add_passphrase(&cli),
-        Command::RemovePassphrase { slot } => commands::slots::remove_passphrase(&cli, slot),
+        Command::RemovePassphrase { slot, yes } => {
+            commands::slots::remove_passphrase(&cli, slot, *yes)
+        }
         Command::Slots { json } => commands::slots::slots(&cli, *json),
         Command::RotateMasterKey { drop_other_slots } => {
             commands::slots::rotate_master_key(&cli, drop_other_slots)

@@ -93,3 +93,45 @@ pub(crate) fn stdout_line(line: impl Display) -> Result<(), Failure> {
     out.write(format!("{line}\n").as_bytes())?;
     out.finish()
 }
+
+/// Asks `question` on the terminal and reads a line: whether the answer is yes. Without a
+/// terminal on stdin and stderr there is no one to ask: `what` (the command) needs `--yes`,
+/// and the refusal says so.
+pub(crate) fn confirm(question: &str, what: &str) -> Result<(), Failure> {
+    if !(stdin_is_terminal() && stderr_is_terminal()) {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "{what} cannot be undone: pass --yes to confirm (there is no terminal to ask on)"
+            ),
+        ));
+    }
+    match served::stream(Stream::Err) {
+        Some(mut f) => {
+            let _ = f.write_all(format!("{question} [y/N] ").as_bytes());
+        }
+        None => {
+            let _ = io::stderr()
+                .lock()
+                .write_all(format!("{question} [y/N] ").as_bytes());
+        }
+    }
+    let mut input = stdin();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 64 {
+        match input.read(&mut byte) {
+            Ok(1) if byte[0] != b'\n' => line.push(byte[0]),
+            _ => break,
+        }
+    }
+    let answer = String::from_utf8_lossy(&line).trim().to_ascii_lowercase();
+    if answer == "y" || answer == "yes" {
+        Ok(())
+    } else {
+        Err(fail(
+            Exit::Usage,
+            format!("{what}: not confirmed; nothing was changed"),
+        ))
+    }
+}

@@ -124,7 +124,7 @@ fn incremental_backups_chain_and_restore() {
     e.ok(&["compact"], None);
     let inc1 = backup("inc1.vbak", Some(&full));
     e.ok(&["undelete", "b"], None);
-    e.ok(&["destroy", "c"], None);
+    e.ok(&["destroy", "c", "--yes"], None);
     e.ok(&["set", "d"], Some(b"d1"));
     let inc2 = backup("inc2.vbak", Some(&inc1));
     let v = e.run_with(&["backup", "verify", &inc1], None, &bp);

@@ -175,7 +175,7 @@ fn every_command_works_end_to_end() {
     assert_eq!(by_recovery.stdout, b"v2");
     let slots = String::from_utf8(e.ok(&["slots"], None)).unwrap();
     assert_eq!(slots.lines().count(), 2, "{slots}");
-    e.ok(&["remove-passphrase", "1"], None);
+    e.ok(&["remove-passphrase", "1", "--yes"], None);
     assert_eq!(
         code(&e.run_with(
             &["get", "api/token"],
@@ -204,7 +204,7 @@ fn every_command_works_end_to_end() {
     e.ok(&["max-versions", "1"], None);
     let history = String::from_utf8(e.ok(&["history", "api/token"], None)).unwrap();
     assert_eq!(history.lines().count(), 1, "{history}");
-    e.ok(&["destroy", "db/password"], None);
+    e.ok(&["destroy", "db/password", "--yes"], None);
     assert_eq!(code(&e.run(&["history", "db/password"])), 4);
 }
 

@@ -41,3 +41,21 @@ fn usage_errors_come_before_the_passphrase() {
     assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("no passphrase"), "{}", stderr(&o));
 }
+
+/// `destroy` and `remove-passphrase` cannot be undone: without a terminal to ask on they need
+/// `--yes`, and nothing changes without it.
+#[test]
+fn irreversible_commands_need_confirming() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    let o = e.run(&["destroy", "a"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    assert_eq!(e.ok(&["get", "a"], None), b"1");
+    e.ok(&["destroy", "a", "--yes"], None);
+    assert_eq!(code(&e.run(&["get", "a"])), 4);
+    let o = e.run(&["remove-passphrase", "0"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--yes"));
+}

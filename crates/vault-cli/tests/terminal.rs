@@ -262,3 +262,33 @@ fn a_piped_value_ending_in_a_newline_is_noted_on_a_terminal() {
         2
     );
 }
+
+/// `destroy` on a terminal asks, and does nothing unless the answer is yes.
+#[test]
+fn destroy_asks_on_a_terminal() {
+    if let Some(why) = unsupported() {
+        println!("skipped: {why}");
+        return;
+    }
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    for (answer, destroyed) in [(&b"n\n"[..], false), (b"yes\n", true)] {
+        let pty = Pty::open().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
+        e.configure(&mut cmd);
+        let mut child = cmd
+            .args(["destroy", "a"])
+            .stdin(pty.terminal.try_clone().unwrap())
+            .stdout(Stdio::null())
+            .stderr(pty.terminal.try_clone().unwrap())
+            .spawn()
+            .unwrap();
+        pty.wait_for("the question", |p| p.screen().contains("[y/N]"));
+        type_keys(&pty, answer);
+        let status = child.wait().unwrap();
+        assert_eq!(status.success(), destroyed, "{:?}", pty.screen());
+        let gone = common::code(&e.run(&["get", "a"])) == 4;
+        assert_eq!(gone, destroyed);
+    }
+}

@@ -561,7 +561,7 @@ impl<'a> Worker<'a> {
     fn destroy(&mut self) {
         let k = self.rng.index(NAMES);
         let name = self.ledger.own_name(k);
-        let args = ["destroy", name.as_str()];
+        let args = ["destroy", name.as_str(), "--yes"];
         let o = self.exec("destroy", &args, Input::Nothing, NewPassphrase::Same);
         if o.is(6) {
             return;
@@ -636,7 +636,7 @@ impl<'a> Worker<'a> {
                 None => return,
             },
         };
-        let args = ["remove-passphrase", id.as_str()];
+        let args = ["remove-passphrase", id.as_str(), "--yes"];
         let o = self.exec(
             "remove-passphrase",
             &args,

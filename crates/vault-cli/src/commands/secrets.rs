@@ -164,7 +164,13 @@ pub(crate) fn undelete(cli: &Cli, name: &str) -> Result<(), Failure> {
 }
 
 /// `vault destroy`.
-pub(crate) fn destroy(cli: &Cli, name: &str) -> Result<(), Failure> {
+pub(crate) fn destroy(cli: &Cli, name: &str, yes: bool) -> Result<(), Failure> {
+    if !yes {
+        crate::output::confirm(
+            &format!("destroy {name} and all its versions? This cannot be undone."),
+            "destroy",
+        )?;
+    }
     let pass = current_passphrase(cli)?;
     with_vault(cli, &pass, false, |v| v.destroy(name))?;
     stderr_line(format!("destroyed {name} and all its versions"));

@@ -38,7 +38,15 @@ pub(crate) fn add_passphrase(cli: &Cli) -> Result<(), Failure> {
 }
 
 /// `vault remove-passphrase`.
-pub(crate) fn remove_passphrase(cli: &Cli, slot: &u16) -> Result<(), Failure> {
+pub(crate) fn remove_passphrase(cli: &Cli, slot: &u16, yes: bool) -> Result<(), Failure> {
+    if !yes {
+        crate::output::confirm(
+            &format!(
+                "remove key slot {slot}? Its passphrase will no longer open the vault (if it is the one you use, make sure you know another)."
+            ),
+            "remove-passphrase",
+        )?;
+    }
     let current = current_passphrase(cli)?;
     with_vault(cli, &current, false, |v| v.remove_slot(&current, *slot))?;
     stderr_line(format!("removed key slot {slot}"));
