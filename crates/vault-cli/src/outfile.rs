@@ -62,12 +62,35 @@ impl OutFile {
     /// Opens the output for `path` (see the module's docs), refusing a path inside any of
     /// `guarded` (the vault's directory and state directory).
     pub(crate) fn create(path: &Path, guarded: &[PathBuf]) -> Result<OutFile, Failure> {
-        if path == Path::new("-") {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/stdout")
-                .map_err(|e| refuse(path, e))?;
-            return Ok(OutFile::Direct(f, path.to_path_buf()));
+        // Stdout (or stderr) named: the descriptor this command was given (under the agent, its
+        // client's), written where it stands. Reopening the name would start a redirected file
+        // over at its beginning (`>>` lost, earlier output overwritten), or reach the agent's
+        // own streams.
+        let stream = if [
+            Path::new("-"),
+            Path::new("/dev/stdout"),
+            Path::new("/proc/self/fd/1"),
+            Path::new("/dev/fd/1"),
+        ]
+        .contains(&path)
+        {
+            Some(crate::output::stdout_file())
+        } else if [
+            Path::new("/dev/stderr"),
+            Path::new("/proc/self/fd/2"),
+            Path::new("/dev/fd/2"),
+        ]
+        .contains(&path)
+        {
+            Some(crate::output::stderr_file())
+        } else {
+            None
+        };
+        if let Some(f) = stream {
+            return Ok(OutFile::Direct(
+                f.map_err(|e| refuse(path, e))?,
+                path.to_path_buf(),
+            ));
         }
         check_not_inside(path, guarded)?;
         let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
@@ -145,6 +168,17 @@ impl OutFile {
         let failed = |path: &Path, e: std::io::Error| {
             fail(Exit::Other, format!("cannot write {}: {e}", path.display()))
         };
+        // Under the agent, a client killed meanwhile gets nothing: a killed command leaves
+        // nothing behind, with or without the agent.
+        if crate::agent::served::client_gone() {
+            return Err(fail(
+                Exit::Other,
+                format!(
+                    "{}: the command was stopped; nothing written",
+                    self.path().display()
+                ),
+            ));
+        }
         match self {
             OutFile::Direct(mut f, path) => f.flush().map_err(|e| failed(&path, e)),
             OutFile::Named(mut tmp, path) => {

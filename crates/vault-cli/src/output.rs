@@ -42,6 +42,43 @@ pub(crate) fn stdin_is_terminal() -> bool {
     served::stream(Stream::In).map_or_else(|| io::stdin().is_terminal(), |f| f.is_terminal())
 }
 
+/// A handle on stdout's descriptor (the served client's, under the agent), written where it
+/// stands.
+pub(crate) fn stdout_file() -> io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    match served::stream(Stream::Out) {
+        Some(f) => Ok(f),
+        None => io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from),
+    }
+}
+
+/// A handle on stderr's descriptor (the served client's, under the agent).
+pub(crate) fn stderr_file() -> io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    match served::stream(Stream::Err) {
+        Some(f) => Ok(f),
+        None => io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from),
+    }
+}
+
+/// Whether `p` names stdin (`-`, `/dev/stdin` and its aliases): read from the descriptor this
+/// command was given (under the agent, its client's).
+pub(crate) fn is_stdin_path(p: &std::path::Path) -> bool {
+    [
+        std::path::Path::new("-"),
+        std::path::Path::new("/dev/stdin"),
+        std::path::Path::new("/proc/self/fd/0"),
+        std::path::Path::new("/dev/fd/0"),
+    ]
+    .contains(&p)
+}
+
 /// Stdin as a reader (the served client's, under the agent).
 pub(crate) fn stdin() -> Box<dyn Read> {
     match served::stream(Stream::In) {

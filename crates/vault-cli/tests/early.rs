@@ -59,3 +59,25 @@ fn irreversible_commands_need_confirming() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("--yes"));
 }
+
+/// An import's input is read and checked before the passphrase: a missing file, or a bad entry.
+#[test]
+fn import_input_is_checked_before_the_passphrase() {
+    let e = Env::new();
+    e.init();
+    let none = [("VAULT_PASSPHRASE_FILE", OsStr::new(""))];
+    let o = e.run_with(
+        &["import", "/nonexistent", "--format", "dotenv"],
+        None,
+        &none,
+    );
+    assert!(!stderr(&o).contains("no passphrase"), "{}", stderr(&o));
+    assert_ne!(code(&o), 0);
+    let o = e.run_with(
+        &["import", "-", "--format", "dotenv"],
+        Some(b"bad\x07name=1\n"),
+        &none,
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("no passphrase"), "{}", stderr(&o));
+}

@@ -64,3 +64,46 @@ fn plaintext_formats_round_trip_through_import() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("--format json"));
 }
+
+/// `--out -` writes to the descriptor the command was given: output appended with `>>` keeps
+/// what the file held, and what came before in a shared redirection is not overwritten.
+#[test]
+fn out_dash_writes_where_stdout_stands() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    let path = e.path("log");
+    std::fs::write(&path, b"LINE1\n").unwrap();
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let o = e
+        .command(&["export", "a", "--format", "jsonl", "--out", "-"])
+        .stdout(f)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(o.success());
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "LINE1\n{\"name\":\"a\",\"value\":\"1\"}\n"
+    );
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let o = e
+        .command(&["export", "a", "--format", "jsonl", "--out", "/dev/stdout"])
+        .stdout(f)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(o.success());
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("LINE1\n{")
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+}

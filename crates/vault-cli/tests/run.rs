@@ -186,3 +186,51 @@ fn no_other_process_holds_a_value() {
     }
     let _ = vault(&e, &["lock"]).output();
 }
+
+/// The command gets the secrets, never the vault's own passphrase sources; a secret that would
+/// set PATH, LD_PRELOAD and the like, or is too long for an environment, is refused.
+#[test]
+fn no_passphrase_and_no_takeover() {
+    let e = setup();
+    let out = vault(&e, &["run", "--only", "db/password", "--", "env"])
+        .env("VAULT_PASSPHRASE", "leaked?")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = String::from_utf8(out.stdout).unwrap();
+    assert!(env.contains("DB_PASSWORD=hunter2"));
+    assert!(!env.contains("PASSPHRASE"), "{env}");
+    for (name, tag) in [
+        ("path", None),
+        ("ld_preload", None),
+        ("x", Some("env-var=HOME")),
+    ] {
+        let mut args = vec!["set", name];
+        if let Some(t) = tag {
+            args.extend(["--tag", t]);
+        }
+        let o = e.run_with(&args, Some(b"/tmp/evil"), &[]);
+        if tag.is_some() {
+            // Refused when set.
+            assert_eq!(code(&o), 2, "{}", stderr(&o));
+            continue;
+        }
+        assert_eq!(code(&o), 0);
+        let out = vault(&e, &["run", "--only", name, "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("decides what program runs"));
+        e.ok(&["rm", name], None);
+    }
+    e.ok(&["set", "big"], Some(&vec![b'x'; 200 * 1024]));
+    let out = vault(&e, &["run", "--only", "big", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("128 KiB"));
+}

@@ -245,7 +245,10 @@ fn run(
             Request::Run { .. } if !alive(&conn) => continue,
             Request::Run { argv, cwd, .. } => {
                 busy.store(true, Ordering::SeqCst);
-                let (code, stale) = run_command(&vault, argv, &cwd, fds);
+                let client = rustix::net::sockopt::socket_peercred(&conn)
+                    .ok()
+                    .map(|c| c.pid);
+                let (code, stale) = run_command(&vault, argv, &cwd, fds, client);
                 last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
                 busy.store(false, Ordering::SeqCst);
                 reply.exit = code;
@@ -279,6 +282,7 @@ fn run_command(
     argv: Vec<String>,
     cwd: &std::path::Path,
     fds: Vec<std::os::fd::OwnedFd>,
+    client: Option<rustix::process::Pid>,
 ) -> (u8, bool) {
     let mut fds = fds.into_iter().map(std::fs::File::from);
     let (Some(stdin), Some(stdout), Some(stderr)) = (fds.next(), fds.next(), fds.next()) else {
@@ -290,6 +294,7 @@ fn run_command(
         stdout,
         stderr,
         stale: false,
+        client,
     };
     served::serving(served, || {
         if let Err(e) = std::env::set_current_dir(cwd) {

@@ -19,6 +19,8 @@ pub(crate) struct Served {
     /// Set when the vault's key went stale (a rotation by another process): the agent locks
     /// itself after this command.
     pub(crate) stale: bool,
+    /// The client's process.
+    pub(crate) client: Option<rustix::process::Pid>,
 }
 
 thread_local! {
@@ -75,5 +77,15 @@ pub(crate) fn stream(which: Stream) -> Option<File> {
         }
         .try_clone()
         .ok()
+    })
+}
+
+/// Whether the served command's client process is gone (killed while the agent worked for it).
+pub(crate) fn client_gone() -> bool {
+    SERVED.with(|s| {
+        s.borrow()
+            .as_ref()
+            .and_then(|s| s.client)
+            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_err())
     })
 }

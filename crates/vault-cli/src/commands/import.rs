@@ -141,9 +141,9 @@ pub(crate) fn import(
     dry_run: bool,
     allow_empty: bool,
 ) -> Result<(), Failure> {
-    let pass = current_passphrase(cli)?;
-    // All of the input is read and checked before the vault is opened: nothing is written unless
-    // every entry is valid, and a slow producer holds no unlocked handle.
+    // All of the input is read and checked before the passphrase is asked for and the vault
+    // opened: nothing is written unless every entry is valid, a slow producer holds no unlocked
+    // handle, and a mistake in the input is reported before any passphrase is typed.
     let input = read_input(source)?;
     let entries = match import::parse(input.expose_secret(), format, allow_empty) {
         Ok(entries) => entries,
@@ -163,6 +163,7 @@ pub(crate) fn import(
             ));
         }
     };
+    let pass = current_passphrase(cli)?;
     drop(input);
     let planned = with_vault(cli, &pass, false, |v| {
         let planned = plan(v, &entries)?;

@@ -83,7 +83,7 @@ fn read_template(input: Option<&Path>) -> Result<Vec<u8>, Failure> {
     let (mut r, what): (Box<dyn Read>, String) =
         match input {
             None => (crate::output::stdin(), "stdin".into()),
-            Some(p) if p == Path::new("-") => (crate::output::stdin(), "stdin".into()),
+            Some(p) if crate::output::is_stdin_path(p) => (crate::output::stdin(), "stdin".into()),
             Some(p) => (
                 Box::new(std::fs::File::open(p).map_err(|e| {
                     fail(Exit::NotFound, format!("cannot read {}: {e}", p.display()))

@@ -99,6 +99,7 @@ pub(crate) fn guarded(cli: &Cli) -> Result<Vec<std::path::PathBuf>, Failure> {
 fn input(io_in: &Option<std::path::PathBuf>) -> Result<Box<dyn Read>, Failure> {
     match io_in {
         None => Ok(crate::output::stdin()),
+        Some(p) if crate::output::is_stdin_path(p) => Ok(crate::output::stdin()),
         Some(p) => std::fs::File::open(p)
             .map(|f| Box::new(f) as Box<dyn Read>)
             .map_err(|e| fail(Exit::NotFound, format!("cannot read {}: {e}", p.display()))),

@@ -40,8 +40,20 @@ fn valid_variable(v: &str) -> bool {
     variable(v).as_deref() == Some(v)
 }
 
-/// The chosen secrets as (variable, value), checked: each maps to a valid variable, no two to
-/// the same, no value holds a NUL byte.
+/// Variables a secret may not set: they change which program runs or what it loads (a secret
+/// anyone with write access to the vault can set would take over the command).
+pub(crate) fn reserved(var: &str) -> bool {
+    ["PATH", "HOME", "SHELL", "IFS", "ENV", "BASH_ENV", "CDPATH"].contains(&var)
+        || var.starts_with("LD_")
+        || var.starts_with("DYLD_")
+}
+
+/// Longest value an environment string may hold on Linux (`MAX_ARG_STRLEN`, 128 KiB, with the
+/// name, `=` and the final NUL).
+const MAX_ENV_STRING: usize = 128 * 1024;
+
+/// The chosen secrets as (variable, value), checked: each maps to a valid variable that is not
+/// reserved, no two to the same, no value holds a NUL byte or is too long for an environment.
 fn chosen(
     v: &Vault,
     only: &[String],
@@ -85,9 +97,20 @@ fn chosen(
                 ))
             })?,
         };
+        if reserved(&var) {
+            return Err(refuse(format!(
+                "secret {name:?} would set {var}, which decides what program runs or what it loads; give it another name with a tag {ENV_TAG}=NAME, or leave it out"
+            )));
+        }
         if s.value.expose_secret().contains(&0) {
             return Err(refuse(format!(
-                "secret {name:?} holds a NUL byte, which no environment variable can"
+                "secret {name:?} holds a NUL byte, which no environment variable can hold"
+            )));
+        }
+        if var.len() + 1 + s.value.len() + 1 > MAX_ENV_STRING {
+            return Err(refuse(format!(
+                "secret {name:?} is {} bytes, more than an environment variable can hold (128 KiB); use `vault inject` to put it in a file",
+                s.value.len()
             )));
         }
         if let Some((_, other, _)) = out.iter().find(|(v, _, _)| *v == var) {
@@ -147,11 +170,17 @@ pub(crate) fn run(
                 .collect()
         }
     };
-    // Replaces this process: nothing of vault's is left running with the values.
-    let err = std::process::Command::new(program)
-        .args(args)
-        .envs(vars)
-        .exec();
+    // Replaces this process: nothing of vault's is left running with the values. The vault's
+    // own passphrase sources are not handed on (the command gets secrets, not the key to all).
+    let mut cmd = std::process::Command::new(program);
+    for (k, _) in std::env::vars_os() {
+        if k.to_str()
+            .is_some_and(|k| k.starts_with("VAULT_") && k.contains("PASSPHRASE"))
+        {
+            cmd.env_remove(k);
+        }
+    }
+    let err = cmd.args(args).envs(vars).exec();
     let code = if err.kind() == std::io::ErrorKind::NotFound {
         Exit::NotFound
     } else {

@@ -83,6 +83,20 @@ pub(crate) fn set(
         .map_err(|why| fail(Exit::Usage, format!("invalid name {name:?}: {why}")))?;
     vault_format::payload::check_tags(tags)
         .map_err(|why| fail(Exit::Usage, format!("invalid tags: {why}")))?;
+    // The variable `vault run` sets from this secret, checked now rather than at the run.
+    if let Some(t) = tags.iter().find(|t| t.key == super::run::ENV_TAG)
+        && (super::run::variable(&t.value).as_deref() != Some(t.value.as_str())
+            || super::run::reserved(&t.value))
+    {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "tag {}={:?}: not a variable `vault run` can set (letters, digits and _, not starting with a digit; not PATH, HOME, LD_… and the like)",
+                super::run::ENV_TAG,
+                t.value
+            ),
+        ));
+    }
     let pass = current_passphrase(cli)?;
     // The whole value before the vault is opened: a slow producer must not keep an
     // unlocked handle waiting on a master key and log that another process can rotate
