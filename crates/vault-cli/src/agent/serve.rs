@@ -271,8 +271,7 @@ fn run(
 
 /// Whether the peer's process is still there.
 fn alive(conn: &UnixStream) -> bool {
-    rustix::net::sockopt::socket_peercred(conn)
-        .is_ok_and(|c| rustix::process::test_kill_process(c.pid).is_ok())
+    rustix::net::sockopt::socket_peercred(conn).is_ok_and(|c| !served::gone(c.pid))
 }
 
 /// Runs one client's command on the agent's vault, with the client's streams; returns its exit

@@ -82,10 +82,23 @@ pub(crate) fn stream(which: Stream) -> Option<File> {
 
 /// Whether the served command's client process is gone (killed while the agent worked for it).
 pub(crate) fn client_gone() -> bool {
-    SERVED.with(|s| {
-        s.borrow()
-            .as_ref()
-            .and_then(|s| s.client)
-            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_err())
-    })
+    SERVED.with(|s| s.borrow().as_ref().and_then(|s| s.client).is_some_and(gone))
+}
+
+/// Whether process `pid` has ended: no such process, or a zombie not yet reaped (dead all the
+/// same; where nothing reaps orphans, one stays a zombie).
+pub(crate) fn gone(pid: rustix::process::Pid) -> bool {
+    if rustix::process::test_kill_process(pid).is_err() {
+        return true;
+    }
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()))
+        .ok()
+        .and_then(|stat| {
+            let after = stat.rsplit_once(')')?.1;
+            after
+                .split_whitespace()
+                .next()
+                .map(|state| state == "Z" || state == "X")
+        })
+        .unwrap_or(false)
 }
