@@ -262,3 +262,37 @@ fn fail_closed_clients_and_stalled_connections() {
     );
     drop(staller);
 }
+
+/// A command run by the agent is recorded in the audit trail as its client's, not the agent's.
+#[test]
+fn the_audit_trail_names_the_client() {
+    let a = Agent::new();
+    a.e.ok(&["set", "k"], Some(b"v"));
+    let o = a.run(&["unlock"], None, true);
+    assert_eq!(code(&o), 0);
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    let agent_pid: u64 = said
+        .split("pid ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_vault"));
+    a.e.configure(&mut c);
+    for (k, v) in a.vars(false) {
+        c.env(k, v);
+    }
+    let child = c
+        .args(["get", "k"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client_pid = u64::from(child.id());
+    assert!(child.wait_with_output().unwrap().status.success());
+    let o = a.run(&["audit", "--json", "--op", "read"], None, false);
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["pid"], client_pid, "{last}");
+    assert_ne!(last["pid"], agent_pid);
+}

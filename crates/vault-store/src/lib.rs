@@ -48,7 +48,8 @@ mod vault;
 mod verify;
 
 pub use audit::{
-    AUDIT_PART_LEN, AuditFileInfo, AuditNames, AuditPieces, AuditRead, is_audit_file_name,
+    AUDIT_PART_LEN, AuditActor, AuditFileInfo, AuditNames, AuditPieces, AuditRead,
+    is_audit_file_name,
 };
 pub use backend::{
     Appended, Backend, CHECK_LEN, Cursor, FileBackend, FileBackendOptions, Frames, IndexFile,

@@ -245,9 +245,15 @@ fn run(
             Request::Run { .. } if !alive(&conn) => continue,
             Request::Run { argv, cwd, .. } => {
                 busy.store(true, Ordering::SeqCst);
-                let client = rustix::net::sockopt::socket_peercred(&conn)
-                    .ok()
-                    .map(|c| c.pid);
+                let peer = rustix::net::sockopt::socket_peercred(&conn).ok();
+                let client = peer.as_ref().map(|c| c.pid);
+                // The audit trail records the client as the acting process, not the agent.
+                let _actor = peer.as_ref().map(|c| {
+                    vault_store::AuditActor::set(
+                        c.pid.as_raw_nonzero().get() as u32,
+                        c.uid.as_raw(),
+                    )
+                });
                 let (code, stale) = run_command(&vault, argv, &cwd, fds, client);
                 last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
                 busy.store(false, Ordering::SeqCst);

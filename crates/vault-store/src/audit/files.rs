@@ -32,6 +32,29 @@ const MAX_PENDING_FOLD: usize = 10_000;
 /// interrupted after it appended is not appended twice.
 const FOLDED: &str = "folded the entries recorded before an unlock; last link ";
 
+thread_local! {
+    /// The process an operation on this thread is done for, when it is not this one (an agent
+    /// running a client's command): [`AuditActor`].
+    static ACTOR: std::cell::Cell<Option<(u32, u32)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Records the operations done on this thread, while it lives, as done by process `pid` of user
+/// `uid` (the client an agent runs a command for), not by this process.
+pub struct AuditActor(Option<(u32, u32)>);
+
+impl AuditActor {
+    /// Operations on this thread are recorded as `pid`'s and `uid`'s until the guard is dropped.
+    pub fn set(pid: u32, uid: u32) -> Self {
+        AuditActor(ACTOR.with(|a| a.replace(Some((pid, uid)))))
+    }
+}
+
+impl Drop for AuditActor {
+    fn drop(&mut self) {
+        ACTOR.with(|a| a.set(self.0));
+    }
+}
+
 /// The acting process: pid, uid, host name.
 pub(crate) fn process() -> (u32, u32, String) {
     let host = rustix::system::uname()
@@ -40,7 +63,10 @@ pub(crate) fn process() -> (u32, u32, String) {
         .chars()
         .take(64)
         .collect();
-    (std::process::id(), rustix::process::getuid().as_raw(), host)
+    let (pid, uid) = ACTOR
+        .with(std::cell::Cell::get)
+        .unwrap_or_else(|| (std::process::id(), rustix::process::getuid().as_raw()));
+    (pid, uid, host)
 }
 
 /// A vault's audit files.

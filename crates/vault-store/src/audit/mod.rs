@@ -12,6 +12,7 @@ mod read;
 mod record;
 mod segments;
 
+pub use files::AuditActor;
 pub(crate) use files::AuditFiles;
 pub use read::{
     AUDIT_PART_LEN, AuditFileInfo, AuditNames, AuditPieces, AuditRead, is_audit_file_name,
