@@ -134,19 +134,22 @@ fn ci() -> Result<()> {
     // loop-mounted ext4 and a tmpfs (the filesystem at hand, said so, where mounting is refused).
     eprintln!("\n==> concurrency soak (short)");
     soak::concurrency(&["--short".to_string()])?;
-    if has_cargo_subcommand("deny") {
-        // cargo-deny reads the metadata of every platform's dependencies (windows-sys included)
-        // and runs offline (the advisory database is not checked here), so fetch them first.
-        run("fetch dependencies", cargo().args(["fetch"]))?;
+    // Never skipped: installed when missing (as `.ci/run` does), and a failed install fails the
+    // run, naming the command.
+    if !has_cargo_subcommand("deny") {
         run(
-            "cargo deny",
-            cargo().args(["deny", "--offline", "check", "licenses", "bans", "sources"]),
-        )?;
-    } else {
-        eprintln!(
-            "\n==> cargo deny: SKIPPED (cargo-deny is not installed; `cargo install cargo-deny --locked` to enable)"
-        );
+            "install cargo-deny (missing)",
+            cargo().args(["install", "cargo-deny", "--locked"]),
+        )
+        .context("cargo-deny is needed: `cargo install cargo-deny --locked`")?;
     }
+    // cargo-deny reads the metadata of every platform's dependencies (windows-sys included)
+    // and runs offline (the advisory database is not checked here), so fetch them first.
+    run("fetch dependencies", cargo().args(["fetch"]))?;
+    run(
+        "cargo deny",
+        cargo().args(["deny", "--offline", "check", "licenses", "bans", "sources"]),
+    )?;
     eprintln!("\nci: all steps passed");
     Ok(())
 }
