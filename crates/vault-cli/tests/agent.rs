@@ -48,6 +48,14 @@ impl Agent {
     fn socket_dir(&self) -> PathBuf {
         self.e.path("run").join("vault")
     }
+    /// The agent's socket.
+    fn socket(&self) -> PathBuf {
+        std::fs::read_dir(self.socket_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "sock"))
+            .unwrap()
+    }
 }
 
 impl Drop for Agent {
@@ -105,11 +113,7 @@ fn unlocked_commands_need_no_passphrase_until_locked() {
         std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
         0o700
     );
-    let sock = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "sock"))
-        .unwrap();
+    let sock = a.socket();
     assert_eq!(
         std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
         0o600
@@ -184,11 +188,7 @@ fn another_user_is_refused() {
     let a = Agent::new();
     a.e.ok(&["set", "k"], Some(b"v"));
     assert_eq!(code(&a.run(&["unlock"], None, true)), 0);
-    let sock = std::fs::read_dir(a.socket_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "sock"))
-        .unwrap();
+    let sock = a.socket();
     // Opened up, so that nobody can connect at all.
     for d in [
         a.e.tmp.path().to_path_buf(),
@@ -246,11 +246,7 @@ fn fail_closed_clients_and_stalled_connections() {
     // With one, it runs itself, fail-closed.
     let o = a.run(&["--audit-fail-closed", "get", "k"], None, true);
     assert_eq!(o.stdout, b"v", "{}", stderr(&o));
-    let sock = std::fs::read_dir(a.socket_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "sock"))
-        .unwrap();
+    let sock = a.socket();
     let staller = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     let start = std::time::Instant::now();
     let o = a.run(&["get", "k"], None, false);
