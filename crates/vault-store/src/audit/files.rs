@@ -855,20 +855,12 @@ pub(crate) struct NewEntry {
 /// An entry the trail writes about itself reporting a problem (operation 26, outcome 5, flag
 /// "by the trail"): `vault audit verify` reports it for as long as the chain holds it.
 pub(crate) fn trail_problem(why: String, now_ms: i64) -> AuditEntry {
-    let (pid, uid, host) = process();
-    AuditEntry {
-        index: 0,
-        time_ms: now_ms,
-        op: AuditOp::Maintenance,
-        outcome: 5,
-        flags: vault_format::audit::FLAG_TRAIL,
-        generation: 0,
-        pid,
-        uid,
-        host,
-        target: Target::None,
-        detail: why.chars().take(900).collect(),
-    }
+    super::segments::trail_entry(
+        AuditOp::Maintenance,
+        5,
+        why.chars().take(900).collect(),
+        now_ms,
+    )
 }
 
 /// What an appender takes a file of a later key epoch than its own for.

@@ -52,7 +52,7 @@ pub(crate) fn segment_limit(policy: &AuditPolicy) -> u64 {
 const DAY_MS: i64 = 86_400_000;
 
 /// An entry the trail writes itself.
-fn trail_entry(op: AuditOp, outcome: u8, detail: String, now_ms: i64) -> AuditEntry {
+pub(crate) fn trail_entry(op: AuditOp, outcome: u8, detail: String, now_ms: i64) -> AuditEntry {
     let (pid, uid, host) = process();
     AuditEntry {
         index: 0,
