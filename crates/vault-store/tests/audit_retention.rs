@@ -553,6 +553,36 @@ fn foreign_later_files_changed_anchors_and_missing_handovers() {
     v.get("a").unwrap();
     v.get("a").unwrap();
     assert!(trail_problem(&v).contains("was changed"));
+    // Emptied, its epoch field moved past the vault's, or a link to nothing: changed too (each
+    // in a vault of its own, the first report being the one looked for).
+    for change in ["empty", "epoch", "dangling"] {
+        let d = TestDir::new();
+        let v = d.create();
+        v.set("a", secret(b"1"), SetOptions::default()).unwrap();
+        let anchor = std::fs::read_dir(d.state_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".audit-head"))
+            .unwrap();
+        match change {
+            "empty" => std::fs::write(&anchor, b"").unwrap(),
+            "epoch" => {
+                let mut bytes = std::fs::read(&anchor).unwrap();
+                bytes[0] = 1;
+                std::fs::write(&anchor, &bytes).unwrap();
+            }
+            _ => {
+                std::fs::remove_file(&anchor).unwrap();
+                std::os::unix::fs::symlink("/nonexistent", &anchor).unwrap();
+            }
+        }
+        assert!(trail_problem(&v).contains("was changed"), "{change}");
+        v.get("a").unwrap();
+        assert!(
+            trail_problem(&v).contains("was changed"),
+            "{change}, after an append"
+        );
+    }
 
     // A rotation whose audit step did not happen: its handover is missing (simulated by
     // removing the new epoch's first file before anything else was appended to it).

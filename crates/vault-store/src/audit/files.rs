@@ -162,10 +162,10 @@ impl AuditFiles {
         }
     }
 
-    /// The anchor's (index, link) for `epoch`: `Ok(None)` when none is kept (or it is empty:
-    /// a creation cut short) or it is of another key epoch (it says nothing about this one's
-    /// files, and cannot be checked with this key); `Err` when it claims this epoch and does
-    /// not authenticate, or is not an anchor at all: it was changed.
+    /// The anchor's (index, link) for `epoch`: `Ok(None)` when none is kept, or it is of an
+    /// earlier key epoch (it says nothing about this one's files, and cannot be checked with
+    /// this key); `Err` when it was changed: it claims this epoch and does not authenticate,
+    /// claims a later one, is not 76 bytes (empty included), or is a link to nothing.
     pub(crate) fn read_anchor(
         &self,
         keys: &AuditKeys,
@@ -176,12 +176,15 @@ impl AuditFiles {
         };
         let bytes = match self.io.open_read(path) {
             Ok(f) => f.read_from(0).map_err(|e| e.to_string())?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // A name that leads nowhere (a dangling link) is not "none kept".
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return match std::fs::symlink_metadata(path) {
+                    Ok(_) => Err("it is a link to nothing".into()),
+                    Err(_) => Ok(None),
+                };
+            }
             Err(e) => return Err(e.to_string()),
         };
-        if bytes.is_empty() {
-            return Ok(None);
-        }
         let (Some(body), Some(mac), true) = (
             bytes.get(..ANCHOR_LEN - 32),
             bytes.get(ANCHOR_LEN - 32..),
@@ -191,6 +194,12 @@ impl AuditFiles {
         };
         let field = |r: std::ops::Range<usize>| body.get(r).unwrap_or_default();
         let e = u32::from_le_bytes(field(0..4).try_into().unwrap_or_default());
+        // A later epoch than this handle's key: changed (a rotation writes its epoch's anchor
+        // as it starts the new file). An earlier one is left after a rotation stopped before
+        // its audit step, and cannot be checked with this key: not used.
+        if e > epoch {
+            return Err(format!("it claims key epoch {e}, past the vault's {epoch}"));
+        }
         if e != epoch {
             return Ok(None);
         }
