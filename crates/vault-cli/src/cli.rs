@@ -49,8 +49,14 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "VAULT_MAX_KDF_COST", default_value_t = 32 * 1024)]
     pub(crate) max_kdf_cost: u64,
     /// Refuse any operation whose audit entry cannot be written durably (a change's entry is
-    /// synced before the change, a read's before its result is shown).
-    #[arg(long, global = true, env = "VAULT_AUDIT_FAIL_CLOSED")]
+    /// synced before the change, a read's before its result is shown). The variable takes
+    /// 1/0, true/false, yes/no or on/off.
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_AUDIT_FAIL_CLOSED",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub(crate) audit_fail_closed: bool,
     /// More log output on stderr (never secret values); repeat for more.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -68,6 +74,7 @@ pub(crate) enum Command {
     /// --trim, or `printf %s tok`); a value typed at the prompt never includes the newline.
     Set {
         /// Secret name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// Only write if the secret is at this version (0: only if it does not exist).
         #[arg(long)]
@@ -86,6 +93,7 @@ pub(crate) enum Command {
     /// Write a secret's value to stdout.
     Get {
         /// Secret name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// A specific version instead of the latest.
         #[arg(long)]
@@ -103,16 +111,19 @@ pub(crate) enum Command {
     /// Soft-delete a secret (history kept; `undelete` restores it).
     Rm {
         /// Secret name.
+        #[arg(value_parser = parse_name)]
         name: String,
     },
     /// Restore a soft-deleted secret.
     Undelete {
         /// Secret name.
+        #[arg(value_parser = parse_name)]
         name: String,
     },
     /// Destroy a secret and all its versions (removed from disk at the next compaction).
     Destroy {
         /// Secret name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// Do not ask (needed when there is no terminal to ask on).
         #[arg(long, short = 'y')]
@@ -146,7 +157,7 @@ pub(crate) enum Command {
     /// VAULT_EXPORT_PASSPHRASE, or asked twice).
     Export {
         /// Secret names.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_name)]
         names: Vec<String>,
         /// Every secret (deleted ones included).
         #[arg(long)]
@@ -175,6 +186,7 @@ pub(crate) enum Command {
     /// Show a secret's versions (no values).
     History {
         /// Secret name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// One JSON object per line: {"version", "created", "created_ms", "size", "tags"}.
         #[arg(long)]
@@ -418,7 +430,7 @@ pub(crate) struct AuditQuery {
     pub(crate) op: Vec<String>,
     /// Only entries on this secret or key (its name is hashed and matched, or, where the
     /// trail keeps names in clear, compared with the sealed name).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: Option<String>,
     /// Only entries with this outcome.
     #[arg(long, value_parser = ["ok", "error"])]
@@ -468,4 +480,17 @@ pub(crate) fn parse_tag(s: &str) -> Result<Tag, String> {
         key: k.to_string(),
         value: v.to_string(),
     })
+}
+
+/// A name to look up: anything a vault may hold, under the syntax of any version (so a secret
+/// named by an older release stays reachable). Checked before any passphrase is asked for.
+pub(crate) fn parse_name(s: &str) -> Result<String, String> {
+    vault_format::payload::check_name(s).map_err(|why| format!("invalid name {s:?}: {why}"))?;
+    Ok(s.to_string())
+}
+
+/// A name for something new (a key): the current name syntax, see `vault_store::check_new_name`.
+pub(crate) fn parse_new_name(s: &str) -> Result<String, String> {
+    vault_store::check_new_name(s).map_err(|why| format!("invalid name {s:?}: {why}"))?;
+    Ok(s.to_string())
 }

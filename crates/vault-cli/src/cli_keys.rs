@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+
+use crate::cli::{parse_name, parse_new_name};
 use vault_store::{Algorithm, KeyOps, KeyState};
 
 pub(crate) const KEY_HELP: &str = "\
@@ -39,6 +41,7 @@ pub(crate) enum KeyCommand {
     /// Create a managed key (version 1, active and primary).
     Create {
         /// Key name.
+        #[arg(value_parser = parse_new_name)]
         name: String,
         /// xchacha20poly1305 (encryption), hmac-sha256 (MACs) or ed25519 (signatures).
         #[arg(long, default_value = "xchacha20poly1305", value_parser = parse_algorithm)]
@@ -66,6 +69,7 @@ pub(crate) enum KeyCommand {
     /// Show a key's settings and versions.
     Show {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
     },
     /// Add a new version: primary at once (the old primary becomes decrypt-only), or staged.
@@ -86,6 +90,7 @@ pub(crate) enum KeyCommand {
     /// Make a pending or active version the primary.
     Promote {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// Version.
         version: u32,
@@ -93,6 +98,7 @@ pub(crate) enum KeyCommand {
     /// Set a version's state: active, decrypt-only, disabled or compromised.
     SetState {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// Version.
         version: u32,
@@ -104,6 +110,7 @@ pub(crate) enum KeyCommand {
     /// Set the operations a key allows.
     SetPolicy {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// The operations allowed, comma-separated, or `none`.
         #[arg(long, alias = "policy", value_parser = parse_ops)]
@@ -115,6 +122,7 @@ pub(crate) enum KeyCommand {
     /// Set the minimum versions that decrypt (and verify) and that may be primary.
     SetFloors {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// Versions below this no longer decrypt or verify.
         #[arg(long)]
@@ -126,6 +134,7 @@ pub(crate) enum KeyCommand {
     /// Set when a key expires (RFC 3339, +DURATION from now, or `never`).
     SetExpiry {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// The time, or `never`.
         #[arg(value_parser = parse_optional_time_ms)]
@@ -134,6 +143,7 @@ pub(crate) enum KeyCommand {
     /// Set a key's rotation period (e.g. 30d), or `never`.
     SetRotation {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// The period, or `never`.
         #[arg(value_parser = parse_optional_duration_ms)]
@@ -143,6 +153,7 @@ pub(crate) enum KeyCommand {
     /// its metadata stays.
     Destroy {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// Version (not the primary).
         version: u32,
@@ -150,6 +161,7 @@ pub(crate) enum KeyCommand {
     /// Encrypt the input under the key's primary version.
     Encrypt {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         #[command(flatten)]
         io: Io,
@@ -165,6 +177,7 @@ pub(crate) enum KeyCommand {
     /// Decrypt a token (text or binary) made by the key.
     Decrypt {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         #[command(flatten)]
         io: Io,
@@ -177,6 +190,7 @@ pub(crate) enum KeyCommand {
     /// Re-encrypt tokens (one per line) to the primary version, without revealing them.
     Rewrap {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         #[command(flatten)]
         io: Io,
@@ -189,6 +203,7 @@ pub(crate) enum KeyCommand {
     /// Make a fresh 256-bit data key: prints JSON with it (base64) and its wrapped form.
     Datakey {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         #[command(flatten)]
         ad: Ad,
@@ -202,6 +217,7 @@ pub(crate) enum KeyCommand {
     /// Sign (HMAC-SHA256 or Ed25519) the input with the key's primary version.
     Sign {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         #[command(flatten)]
         io: Io,
@@ -215,6 +231,7 @@ pub(crate) enum KeyCommand {
     /// Verify a signature of the input: exit 0 if it holds, 9 if it does not.
     Verify {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// The signature token (text form).
         #[arg(long, required_unless_present = "signature_file")]
@@ -234,7 +251,7 @@ pub(crate) enum KeyCommand {
     /// twice); a key whose policy does not allow export is refused.
     Export {
         /// Key names.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_name)]
         names: Vec<String>,
         /// Every key.
         #[arg(long)]
@@ -257,7 +274,7 @@ pub(crate) enum KeyCommand {
         /// The export file.
         file: PathBuf,
         /// Import the file's one key under this name.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_new_name)]
         rename: Option<String>,
         /// Replace keys of the same name (their versions become the file's).
         #[arg(long)]
@@ -266,6 +283,7 @@ pub(crate) enum KeyCommand {
     /// Print an Ed25519 key's public key (hex): what anyone verifies its signatures with.
     Public {
         /// Key name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// A specific version instead of the primary.
         #[arg(long)]

@@ -179,6 +179,23 @@ fn fail_closed_refuses_when_the_trail_cannot_be_written() {
         b"1",
         "the refused change was not made"
     );
+    // The variable takes the usual spellings of a switch: 1 and yes hold, 0 and off do not.
+    for on in ["1", "yes"] {
+        let o = e.run_with(
+            &["get", "a"],
+            None,
+            &[("VAULT_AUDIT_FAIL_CLOSED", OsStr::new(on))],
+        );
+        assert_eq!(code(&o), 1, "{on}: {}", stderr(&o));
+    }
+    for off in ["0", "off"] {
+        let o = e.run_with(
+            &["get", "a"],
+            None,
+            &[("VAULT_AUDIT_FAIL_CLOSED", OsStr::new(off))],
+        );
+        assert_eq!(code(&o), 0, "{off}: {}", stderr(&o));
+    }
 }
 
 /// `vault audit policy`: shown, changed, refused before any passphrase when out of range; names

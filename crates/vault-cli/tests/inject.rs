@@ -17,8 +17,8 @@ fn templates_are_rendered_whole_or_not_at_all() {
     let e = Env::new();
     e.init();
     e.ok(&["set", "db/password"], Some(b"hun\"ter2"));
-    e.ok(&["set", "api token"], Some(b"t0k\n"));
-    let template = b"db: {{ vault:db/password }}\nkeep: {{ not.vault }}\ntoken={{vault:api token}}|{{  vault:db/password  }}\n";
+    e.ok(&["set", "api-token"], Some(b"t0k\n"));
+    let template = b"db: {{ vault:db/password }}\nkeep: {{ not.vault }}\ntoken={{vault:api-token}}|{{  vault:db/password  }}\n";
     let out = e.ok(&["inject"], Some(template));
     assert_eq!(
         out,

@@ -80,15 +80,15 @@ fn the_chosen_secrets_under_their_variables() {
         env_of(&e, &["--prefix", "app/"]),
         ["API_TOKEN=t0ken", "SERVICE_URL=https://x"]
     );
-    // A name that maps to no variable, a clash, a NUL byte: refused, nothing run.
-    e.ok(&["set", "odd name"], Some(b"x"));
+    // A name that maps to no variable (it starts with a digit), a clash, a NUL byte: refused, nothing run.
+    e.ok(&["set", "9lives"], Some(b"x"));
     let out = vault(&e, &["run", "--", "touch", e.path("ran").to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("maps to no valid variable"));
     assert!(!e.path("ran").exists());
-    e.ok(&["rm", "odd name"], None);
+    e.ok(&["rm", "9lives"], None);
     e.ok(&["set", "db-password"], Some(b"other"));
     let out = vault(&e, &["run", "--", "true"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

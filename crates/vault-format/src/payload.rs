@@ -13,7 +13,7 @@ pub use crate::keys::KeyPayload;
 use crate::reader::Reader;
 use crate::wire::wire_enum;
 
-pub use crate::names::{check_name, check_new_name};
+pub use crate::names::{NAME_PUNCTUATION, check_name, check_new_name};
 use crate::{Error, Result};
 
 const OBJECT: &str = "record payload";

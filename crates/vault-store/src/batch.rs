@@ -73,8 +73,9 @@ impl Batch {
     }
 }
 
+/// Checks a name about to be given to a new secret or key against the current syntax.
 pub(crate) fn check_name(name: &str) -> Result<()> {
-    payload::check_new_name(name).map_err(|r| Error::invalid("name", r))
+    payload::check_new_name(name).map_err(|r| Error::invalid("name", format!("{name:?}: {r}")))
 }
 
 /// The state a batch is prepared against: the index as committed, the secrets this batch has

@@ -250,9 +250,14 @@ pub(crate) fn prepare_set(
     value: &SecretBytes,
     options: &SetOptions,
 ) -> Result<()> {
-    check_name(name)?;
+    vault_format::payload::check_name(name).map_err(|r| Error::invalid("name", r))?;
+    let known = p.secret(name)?;
+    // A secret stored under an older, wider name syntax keeps taking new versions.
+    if known.is_none() {
+        check_name(name)?;
+    }
     vault_format::payload::check_tags(&options.tags).map_err(|r| Error::invalid("tags", r))?;
-    let (actual, deleted) = p.secret(name)?.unwrap_or((0, false));
+    let (actual, deleted) = known.unwrap_or((0, false));
     if let Some(expected) = options.expected_version
         && expected != actual
     {

@@ -19,15 +19,19 @@ use crate::{Failure, fail};
 /// The tag that names a secret's variable instead of the mapping.
 pub(crate) const ENV_TAG: &str = "env-var";
 
-/// The variable for the secret `name` (its prefix already dropped): letters upper-cased, `/`,
-/// `-` and `.` made `_`; what is left must be a portable variable name (letters, digits and
-/// `_`, not starting with a digit).
+/// The variable for the secret `name` (its prefix already dropped): letters upper-cased, the
+/// name syntax's punctuation (`/ - . @ +`) made `_`; what is left must be a portable variable
+/// name (letters, digits and `_`, not starting with a digit). So every name of the current syntax
+/// maps, except one starting with a digit.
 pub(crate) fn variable(name: &str) -> Option<String> {
     let v: String = name
         .chars()
-        .map(|c| match c {
-            '/' | '-' | '.' => '_',
-            c => c.to_ascii_uppercase(),
+        .map(|c| {
+            if vault_format::payload::NAME_PUNCTUATION.contains(c) {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
         })
         .collect();
     let valid = !v.is_empty()

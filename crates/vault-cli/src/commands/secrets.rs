@@ -78,9 +78,9 @@ pub(crate) fn set(
     allow_empty: bool,
     trim: bool,
 ) -> Result<(), Failure> {
-    // What can be checked is, before a passphrase is asked for.
-    vault_store::check_new_name(name)
-        .map_err(|why| fail(Exit::Usage, format!("invalid name {name:?}: {why}")))?;
+    // What can be checked is, before a passphrase is asked for (the name's syntax was, by clap,
+    // as far as it can be: a name refused only by the current syntax may be an existing secret's,
+    // which the vault decides).
     vault_format::payload::check_tags(tags)
         .map_err(|why| fail(Exit::Usage, format!("invalid tags: {why}")))?;
     // The variable `vault run` sets from this secret, checked now rather than at the run.

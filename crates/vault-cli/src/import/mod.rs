@@ -66,7 +66,7 @@ pub(crate) fn parse(
     let mut errors = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for e in &entries {
-        if let Err(reason) = vault_store::check_new_name(&e.name) {
+        if let Err(reason) = vault_format::payload::check_name(&e.name) {
             errors.push(error(
                 e.line,
                 format!("invalid name {:?}: {reason}", e.name),
