@@ -71,6 +71,9 @@ pub(crate) enum KeyCommand {
         /// Key name.
         #[arg(value_parser = parse_name)]
         name: String,
+        /// One JSON object (docs/OPERATIONS.md, "Machine-readable output").
+        #[arg(long)]
+        json: bool,
     },
     /// Add a new version: primary at once (the old primary becomes decrypt-only), or staged.
     Rotate {

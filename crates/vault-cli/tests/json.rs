@@ -37,6 +37,8 @@ fn schema(v: &Value, fields: &[(&str, &str)]) {
             "object" => x.is_object(),
             "object|null" => x.is_object() || x.is_null(),
             "u64|null" => x.is_u64() || x.is_null(),
+            "i64|null" => x.is_i64() || x.is_null(),
+            "string|null" => x.is_string() || x.is_null(),
             "array" => x.is_array(),
             _ => panic!("unknown kind {kind}"),
         };
@@ -145,4 +147,52 @@ fn verify_and_key_list_as_json() {
         ],
     );
     assert_eq!(keys[0]["name"], "payments");
+
+    e.ok(&["key", "rotate", "payments"], None);
+    let shown = lines(&e.ok(&["key", "show", "payments", "--json"], None));
+    assert_eq!(shown.len(), 1);
+    let k = &shown[0];
+    schema(
+        k,
+        &[
+            ("name", "string"),
+            ("algorithm", "string"),
+            ("key_id", "string"),
+            ("primary", "u64"),
+            ("allows", "array"),
+            ("min_decrypt_version", "u64"),
+            ("min_encrypt_version", "u64"),
+            ("expires", "string|null"),
+            ("expires_ms", "i64|null"),
+            ("rotate_every_ms", "u64|null"),
+            ("rotation_due", "bool"),
+            ("created", "string"),
+            ("created_ms", "i64"),
+            ("changed", "string"),
+            ("changed_ms", "i64"),
+            ("versions", "array"),
+        ],
+    );
+    assert_eq!(k["primary"], 2);
+    assert_eq!(k["key_id"].as_str().unwrap().len(), 16);
+    assert!(k["allows"].as_array().unwrap().contains(&"encrypt".into()));
+    let versions = k["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    for v in versions {
+        schema(
+            v,
+            &[
+                ("version", "u64"),
+                ("state", "string"),
+                ("primary", "bool"),
+                ("created", "string"),
+                ("created_ms", "i64"),
+                ("changed", "string"),
+                ("changed_ms", "i64"),
+            ],
+        );
+    }
+    assert_eq!(versions[0]["primary"], false);
+    assert_eq!(versions[1]["primary"], true);
+    assert_eq!(versions[1]["state"], "active");
 }

@@ -207,10 +207,10 @@ pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
             }
             out.finish()
         }
-        KeyCommand::Show { name } => {
+        KeyCommand::Show { name, json } => {
             let pass = current_passphrase(cli)?;
             let k = with_vault(cli, &pass, false, |v| v.key(name))?;
-            show(&k)
+            if *json { show_json(&k) } else { show(&k) }
         }
         KeyCommand::Rotate {
             name,
@@ -480,6 +480,47 @@ fn duration_text(ms: u64) -> String {
         }
     }
     format!("{ms}ms")
+}
+
+/// `key show --json`: one object; times as RFC 3339 and as ms, like `history --json`.
+fn show_json(k: &KeyInfo) -> Result<(), Failure> {
+    let time = |ms: i64| serde_json::json!(format_time(ms));
+    let versions: Vec<_> = k
+        .versions
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "version": v.version,
+                "state": state_name(v.state),
+                "primary": v.version == k.primary,
+                "created": time(v.created_ms),
+                "created_ms": v.created_ms,
+                "changed": time(v.state_changed_ms),
+                "changed_ms": v.state_changed_ms,
+            })
+        })
+        .collect();
+    let obj = serde_json::json!({
+        "name": k.name,
+        "algorithm": k.algorithm,
+        "key_id": k.key_id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "primary": k.primary,
+        "allows": k.allowed.names(),
+        "min_decrypt_version": k.min_decrypt_version,
+        "min_encrypt_version": k.min_encrypt_version,
+        "expires": k.expires_ms.map(time),
+        "expires_ms": k.expires_ms,
+        "rotate_every_ms": k.rotate_every_ms,
+        "rotation_due": k.rotation_due,
+        "created": time(k.created_ms),
+        "created_ms": k.created_ms,
+        "changed": time(k.changed_ms),
+        "changed_ms": k.changed_ms,
+        "versions": versions,
+    });
+    let mut out = Stdout::lock();
+    out.write(format!("{obj}\n").as_bytes())?;
+    out.finish()
 }
 
 fn show(k: &KeyInfo) -> Result<(), Failure> {
