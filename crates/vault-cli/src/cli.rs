@@ -202,7 +202,9 @@ pub(crate) enum Command {
     },
     /// Add a key slot for another passphrase (e.g. a recovery passphrase), read like a new one.
     AddPassphrase,
-    /// Remove a key slot (see `slots`); the last one cannot be removed.
+    /// Remove a key slot (see `slots`). Not the one your passphrase opens: open the vault with
+    /// another slot's passphrase to remove that one, so you always keep a slot you have shown
+    /// you hold.
     RemovePassphrase {
         /// Slot id.
         slot: u16,

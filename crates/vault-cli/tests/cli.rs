@@ -175,6 +175,15 @@ fn every_command_works_end_to_end() {
     assert_eq!(by_recovery.stdout, b"v2");
     let slots = String::from_utf8(e.ok(&["slots"], None)).unwrap();
     assert_eq!(slots.lines().count(), 2, "{slots}");
+    // The slot the caller opens with cannot be removed by them (exit 2, nothing changed).
+    let o = e.run_with(
+        &["remove-passphrase", "1", "--yes"],
+        None,
+        &[("VAULT_PASSPHRASE_FILE", &recovery)],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(err.contains("another slot's passphrase"), "{err}");
     e.ok(&["remove-passphrase", "1", "--yes"], None);
     assert_eq!(
         code(&e.run_with(

@@ -193,11 +193,12 @@ impl Vault {
         })
     }
 
-    /// Removes key slot `id`. The last slot cannot be removed.
+    /// Removes key slot `id`. The slot `current` opens cannot be removed (nor, so, the last
+    /// one): whoever removes a slot keeps one they have shown they hold.
     ///
     /// # Errors
     /// [`Error::WrongPassphrase`] for `current`; [`Error::NotFound`]; [`Error::Invalid`] for the
-    /// last slot.
+    /// slot `current` opens.
     pub fn remove_slot(&self, current: &SecretBytes, id: u16) -> Result<()> {
         self.audited_around(
             AuditOp::PassphraseChange,
@@ -208,11 +209,21 @@ impl Vault {
     }
 
     fn remove_slot_inner(&self, current: &SecretBytes, id: u16) -> Result<()> {
-        self.modify_header(current, &format!("key slot {id} removed"), |h, _, _| {
+        self.modify_header(current, &format!("key slot {id} removed"), |h, _, opened| {
             if h.slot(id).is_none() {
                 return Err(Error::NotFound {
                     what: format!("key slot {id}"),
                 });
+            }
+            // The caller has proved they hold this slot's passphrase and no other: removing it
+            // could leave them locked out. Whoever holds another slot removes this one.
+            if id == opened {
+                return Err(Error::invalid(
+                    "key slot",
+                    format!(
+                        "slot {id} is the one this passphrase opens, the only one you have shown you hold; open the vault with another slot's passphrase to remove it"
+                    ),
+                ));
             }
             if h.slots.len() == 1 {
                 return Err(Error::invalid(

@@ -182,6 +182,20 @@ fn passphrase_change_add_and_remove_slots() {
         v.remove_slot(&secret(b"new"), 0),
         Err(Error::Invalid { .. })
     ));
+    // The slot the caller opens with is refused even when another remains; another slot's
+    // holder removes it.
+    let second = v
+        .add_passphrase(&secret(b"new"), &secret(b"second"), cheap_kdf())
+        .unwrap();
+    let r = v.remove_slot(&secret(b"second"), second);
+    assert!(
+        matches!(&r, Err(Error::Invalid { reason, .. }) if reason.contains("the one this passphrase opens")),
+        "{r:?}"
+    );
+    v.remove_slot(&secret(b"second"), 0).unwrap();
+    assert!(matches!(d.open(), Err(Error::WrongPassphrase)));
+    let v2 = Vault::open(d.backend(), &secret(b"second"), d.options()).unwrap();
+    assert_eq!(v2.slots().len(), 1);
 }
 
 #[test]

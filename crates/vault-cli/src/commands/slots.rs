@@ -41,9 +41,7 @@ pub(crate) fn add_passphrase(cli: &Cli) -> Result<(), Failure> {
 pub(crate) fn remove_passphrase(cli: &Cli, slot: &u16, yes: bool) -> Result<(), Failure> {
     if !yes {
         crate::output::confirm(
-            &format!(
-                "remove key slot {slot}? Its passphrase will no longer open the vault (if it is the one you use, make sure you know another)."
-            ),
+            &format!("remove key slot {slot}? Its passphrase will no longer open the vault."),
             "remove-passphrase",
         )?;
     }
