@@ -58,7 +58,10 @@ pub(crate) struct Cli {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) audit_fail_closed: bool,
-    /// More log output on stderr (never secret values); repeat for more.
+    /// Log on stderr what a command does: -v the vault's path, where the passphrase came from,
+    /// unlock, open and commit times, lock waits and generations; -vv each step (locks,
+    /// Argon2id per slot, log frames read, the index). Never values, passphrases or secrets'
+    /// names. VAULT_LOG (a filter such as `debug` or `vault_store=debug`) overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
     #[command(subcommand)]

@@ -90,6 +90,7 @@ pub(crate) fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, 
 /// The existing vault's backend, not yet opened: checked before anything is asked of the user.
 pub(crate) fn existing_backend(cli: &Cli) -> Result<Arc<FileBackend>, Failure> {
     let dir = vault_dir(cli)?;
+    tracing::info!("vault directory {}", dir.display());
     let backend = Arc::new(FileBackend::new(&dir));
     use vault_store::Backend;
     // Checked before a passphrase is asked for; the message and its hint come from the typed
@@ -129,6 +130,9 @@ pub(crate) fn with_vault<R>(
         return r.map_err(Failure::from);
     }
     let options = options(cli, accept_rollback)?;
+    if let Some(record) = &options.rollback_dir {
+        tracing::debug!("rollback records in {}", record.display());
+    }
     retry_rekeyed(cli, |backend| {
         Vault::open(backend, pass, options.clone()).and_then(|v| op(&v))
     })

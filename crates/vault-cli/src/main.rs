@@ -12,6 +12,7 @@ mod exit;
 mod failure;
 mod import;
 mod location;
+mod logging;
 mod outfile;
 mod output;
 mod passphrase;
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
         // --help and --version: their text goes to stdout, under stdout's rule.
         Err(e) => return exit(e.print().map_err(|e| stdout_failure(&e))),
     };
-    init_logging(cli.verbose);
+    logging::init(cli.verbose);
     if let Command::AgentServe { timeout_secs } = cli.command {
         return agent::serve::serve(&cli, std::time::Duration::from_secs(timeout_secs));
     }
@@ -59,26 +60,6 @@ fn exit(result: Result<(), Failure>) -> ExitCode {
             ExitCode::from(f.code)
         }
     }
-}
-
-fn init_logging(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = EnvFilter::try_from_env("VAULT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // On a failed write the subscriber would otherwise report it with `eprintln!`, which
-        // panics when stderr is what failed.
-        .log_internal_errors(false)
-        .without_time()
-        // Module paths mean nothing to a user; they help a developer asking for more output.
-        .with_target(verbose > 0)
-        .try_init();
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {

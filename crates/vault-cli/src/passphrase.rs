@@ -205,12 +205,18 @@ fn from_env(prefix: &str) -> Result<Option<SecretBytes>, Failure> {
     warn_if_several(prefix);
     let file_var = format!("{prefix}_FILE");
     if let Some(path) = std::env::var_os(&file_var).filter(|v| !v.is_empty()) {
+        tracing::info!(
+            "passphrase from the file {} ({file_var})",
+            Path::new(&path).display()
+        );
         return read_file(file_var, PathBuf::from(path)).map(Some);
     }
     if let Some(cmd) = std::env::var_os(format!("{prefix}_COMMAND")).filter(|v| !v.is_empty()) {
+        tracing::info!("passphrase from the command in {prefix}_COMMAND");
         return run_command(&format!("{prefix}_COMMAND"), &cmd).map(Some);
     }
     if let Some(v) = std::env::var_os(prefix) {
+        tracing::info!("passphrase from the variable {prefix}");
         return Ok(Some(trim_newline(
             std::os::unix::ffi::OsStringExt::into_vec(v),
         )));
@@ -227,6 +233,7 @@ fn has_terminal() -> bool {
 }
 
 fn prompt(label: &str) -> Result<SecretBytes, Failure> {
+    tracing::debug!("asking at the terminal: {}", label.trim_end());
     let _restore_on_signal = terminal::before_prompt();
     match rpassword::prompt_password(label) {
         Ok(s) => Ok(SecretBytes::new(s.into_bytes())),

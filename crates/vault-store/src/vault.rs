@@ -197,6 +197,7 @@ impl Vault {
                 ),
             };
             *sync::lock(&vault.e.opened) = opened;
+            let started = std::time::Instant::now();
             let read = if verify {
                 // The verify pass checks all an open checks, and more; its view becomes the
                 // handle's.
@@ -212,6 +213,16 @@ impl Vault {
                 Err(Error::Rekeyed) => last = Error::Rekeyed,
                 Err(e) => return Err(e),
                 Ok(report) => {
+                    {
+                        let st = sync::read(&vault.e.state);
+                        tracing::info!(
+                            "opened the vault at {} (key epoch {}, generation {}) in {} ms after unlocking",
+                            vault.e.backend.location(),
+                            st.keys.epoch,
+                            st.generation,
+                            started.elapsed().as_millis()
+                        );
+                    }
                     let slot = format!("slot {slot_id}");
                     let mut entries = vec![(AuditOp::Unlock, On::Nothing, 0, slot)];
                     if report.is_some() {

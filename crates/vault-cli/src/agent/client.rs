@@ -55,10 +55,28 @@ fn connect(cli: &Cli) -> Option<(Place, UnixStream)> {
         }
         return None;
     }
-    let stream = UnixStream::connect(&place.socket).ok()?;
+    let stream = match UnixStream::connect(&place.socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("no agent at {} ({e})", place.socket.display());
+            return None;
+        }
+    };
     // The agent gets this process's streams (a `set` value among them): only one of this user.
     let peer = rustix::net::sockopt::socket_peercred(&stream).ok()?;
-    (peer.uid == rustix::process::getuid()).then_some((place, stream))
+    if peer.uid != rustix::process::getuid() {
+        tracing::warn!(
+            "not using {}: its process is of another user",
+            place.socket.display()
+        );
+        return None;
+    }
+    tracing::info!(
+        "using the agent at {} (process {})",
+        place.socket.display(),
+        peer.pid.as_raw_nonzero()
+    );
+    Some((place, stream))
 }
 
 /// Runs `cli`'s command through the agent when one is unlocked for its vault: `None` when

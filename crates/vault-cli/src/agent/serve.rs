@@ -300,6 +300,7 @@ fn run_command(
         stderr,
         stale: false,
         client,
+        log_level: tracing::Level::WARN,
     };
     served::serving(served, || {
         if let Err(e) = std::env::set_current_dir(cwd) {
@@ -316,6 +317,7 @@ fn run_command(
                 return Exit::Usage as u8;
             }
         };
+        served::set_log_level(crate::logging::level(cli.verbose));
         if !super::client::delegable(&cli) {
             crate::output::stderr_line("vault: the agent does not run this command");
             return Exit::Usage as u8;

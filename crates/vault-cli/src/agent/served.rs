@@ -21,6 +21,8 @@ pub(crate) struct Served {
     pub(crate) stale: bool,
     /// The client's process.
     pub(crate) client: Option<rustix::process::Pid>,
+    /// The most detailed log level the command asked for (`-v`), once its arguments are parsed.
+    pub(crate) log_level: tracing::Level,
 }
 
 thread_local! {
@@ -44,6 +46,24 @@ pub(crate) fn active() -> bool {
 /// The served command's vault.
 pub(crate) fn vault() -> Option<Arc<Vault>> {
     SERVED.with(|s| s.borrow().as_ref().map(|s| s.vault.clone()))
+}
+
+/// The most detailed level of log events the served command shows.
+pub(crate) fn log_level() -> tracing::Level {
+    SERVED.with(|s| {
+        s.borrow()
+            .as_ref()
+            .map_or(tracing::Level::WARN, |s| s.log_level)
+    })
+}
+
+/// Sets the served command's log level (from its `-v`).
+pub(crate) fn set_log_level(level: tracing::Level) {
+    SERVED.with(|s| {
+        if let Some(s) = s.borrow_mut().as_mut() {
+            s.log_level = level;
+        }
+    });
 }
 
 /// Notes that the vault's key went stale.

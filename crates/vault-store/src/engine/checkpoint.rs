@@ -419,6 +419,23 @@ impl super::Engine {
         st: &mut State,
         relocate: Option<&dyn Fn(&mut RecordRef)>,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
+        let changed = st.index.secrets.changed().len();
+        self.write_checkpoint(session, st, relocate)?;
+        tracing::debug!(
+            "wrote the index file at generation {} ({changed} changed secret(s)) in {} ms",
+            st.generation,
+            started.elapsed().as_millis()
+        );
+        Ok(())
+    }
+
+    fn write_checkpoint(
+        &self,
+        session: &mut dyn WriteSession,
+        st: &mut State,
+        relocate: Option<&dyn Fn(&mut RecordRef)>,
+    ) -> Result<()> {
         let keys = st.keys.clone();
         let mut changed: Vec<([u8; KEY_LEN], &String, &Option<SecretEntry>)> = st
             .index
@@ -553,12 +570,17 @@ impl super::Engine {
         session: &dyn crate::backend::ReadSession,
     ) -> Result<State> {
         let Some(file) = session.open_index(keys.epoch)? else {
+            tracing::debug!("no index file: reading the whole log");
             return Ok(State::empty(keys));
         };
         let Some(cp) = Checkpoint::open(file, keys.clone(), &self.vault_id)? else {
             return Ok(State::empty(keys));
         };
         let h = &cp.header;
+        tracing::debug!(
+            "index file at generation {}: reading the log after it",
+            h.generation
+        );
         let mut vault = VaultRecords::default();
         vault.restore(
             h.settings.as_ref().map(|(m, p)| (*m, ref_of(p))),

@@ -170,6 +170,7 @@ impl Engine {
             envs,
         );
         let body = frame.encode()?;
+        let started = std::time::Instant::now();
         let appended = session
             .append(keys.epoch, &st.pos, &body)
             .and_then(|a| match a {
@@ -182,6 +183,12 @@ impl Engine {
             });
         match appended {
             Ok(pos) => {
+                tracing::info!(
+                    "committed generation {generation}: {} record(s), {} bytes, written and synced in {} ms",
+                    payloads.len(),
+                    body.len(),
+                    started.elapsed().as_millis()
+                );
                 let places = RecordRef::in_frame(&frame.records, body.len(), pos.offset());
                 st.tail_records += places.len() as u64;
                 st.tail_bytes += places.iter().map(RecordRef::len).sum::<u64>();
@@ -254,6 +261,17 @@ impl Engine {
         session: &mut dyn WriteSession,
         st: &mut State,
     ) -> Result<()> {
+        let (before, started) = (st.index.total_bytes, std::time::Instant::now());
+        self.compact_log(session, st)?;
+        tracing::info!(
+            "compacted the log: {before} bytes of records before, {} after, in {} ms",
+            st.index.total_bytes,
+            started.elapsed().as_millis()
+        );
+        Ok(())
+    }
+
+    fn compact_log(&self, session: &mut dyn WriteSession, st: &mut State) -> Result<()> {
         let mut live = st.index.live()?;
         let keys = st.keys.clone();
         // Sequence numbers are never used twice (FORMAT §5; an incremental backup finds what

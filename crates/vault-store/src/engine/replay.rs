@@ -121,7 +121,9 @@ impl Engine {
         abandon_if_replaced: bool,
     ) -> Result<Option<Tail>> {
         let since = st.pos;
+        let from_generation = st.generation;
         let keys = st.keys.clone();
+        let mut frames = 0u64;
         // A read from the start builds the new view aside, so a failure leaves the old one.
         let mut fresh: Option<State> = None;
         let mut failure: Option<Error> = None;
@@ -136,6 +138,7 @@ impl Engine {
             } else {
                 &mut *st
             };
+            frames += 1;
             match self.apply_frame(target, &f.body, f.end) {
                 Ok(_) => Ok(Visit::Continue),
                 Err(FrameError::Unauthentic(e)) => {
@@ -147,7 +150,18 @@ impl Engine {
         });
         let out = out.map_err(|e| self.rekeyed_or(e, keys.epoch, session))?;
         if abandoned {
+            tracing::debug!("the log was replaced (compaction or rotation): reading it afresh");
             return Ok(None);
+        }
+        if frames > 0 {
+            tracing::debug!(
+                "read {frames} log frame(s) {}",
+                if out.reset {
+                    "from the start of the log".to_string()
+                } else {
+                    format!("after generation {from_generation}")
+                }
+            );
         }
         let location = self.backend.location();
         if out.reset {

@@ -123,12 +123,28 @@ pub(crate) fn unlock(
             continue;
         }
         spent = spent.saturating_add(cost);
-        match slot.unlock(
+        let started = std::time::Instant::now();
+        let tried = slot.unlock(
             passphrase.expose_secret(),
             &header.vault_id,
             header.key_epoch,
-        ) {
+        );
+        tracing::debug!(
+            "key slot {}: Argon2id (memory {} KiB, {} passes, {} lanes) took {} ms: {}",
+            slot.id,
+            kdf.memory_kib(),
+            kdf.iterations(),
+            kdf.lanes(),
+            started.elapsed().as_millis(),
+            if tried.is_ok() {
+                "it opens"
+            } else {
+                "it does not open"
+            }
+        );
+        match tried {
             Ok(master) => {
+                tracing::info!("unlocked with key slot {}", slot.id);
                 header.verify_mac(&master).map_err(|_| {
                     Error::integrity(
                         "vault header",

@@ -57,9 +57,23 @@ impl FileBackend {
         };
         let start = Instant::now();
         let mut pause = Duration::from_micros(200);
+        let kind = if exclusive { "write" } else { "read" };
+        let mut tries = 0u32;
         loop {
+            tries += 1;
             match f.try_lock(exclusive) {
-                Ok(true) => return Ok(f),
+                Ok(true) if tries == 1 => {
+                    tracing::debug!(file = %path.display(), "took the {kind} lock");
+                    return Ok(f);
+                }
+                Ok(true) => {
+                    tracing::info!(
+                        file = %path.display(),
+                        "took the {kind} lock after waiting {} ms for another process",
+                        start.elapsed().as_millis()
+                    );
+                    return Ok(f);
+                }
                 Ok(false) => {}
                 Err(e) => return Err(Error::io("locking", &path, e)),
             }
