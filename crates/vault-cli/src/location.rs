@@ -79,6 +79,7 @@ pub(crate) fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, 
         rollback_dir: Some(state_dir(cli)?.join("rollback")),
         accept_rollback,
         audit_fail_closed: cli.audit_fail_closed,
+        progress: crate::progress::for_store(),
         kdf_limit: KdfLimit {
             max_memory_kib: cli.max_kdf_memory_mib.saturating_mul(1024),
             max_cost: cli.max_kdf_cost.saturating_mul(1024),

@@ -17,6 +17,7 @@ mod outfile;
 mod output;
 mod passphrase;
 mod permissions;
+mod progress;
 mod rewind;
 mod terminal;
 mod text;

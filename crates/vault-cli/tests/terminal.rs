@@ -292,3 +292,48 @@ fn destroy_asks_on_a_terminal() {
         assert_eq!(gone, destroyed);
     }
 }
+
+/// Work that takes over a second shows progress on a terminal (here Argon2id calibration, which
+/// takes as long as asked), cleared at the end; on a pipe there is none.
+#[test]
+fn progress_is_shown_on_a_terminal_only() {
+    if let Some(why) = unsupported() {
+        println!("skipped: {why}");
+        return;
+    }
+    let e = Env::new();
+    let pty = Pty::open().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
+    e.configure(&mut cmd);
+    let status = cmd
+        .args(["init", "--kdf-target-ms", "1500"])
+        .env("VAULT_NEW_PASSPHRASE_FILE", e.pass_file())
+        // A terminal that can move the cursor (with TERM unset, or dumb, nothing is drawn).
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(pty.terminal.try_clone().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{:?}", pty.screen());
+    pty.wait_for("the vault's creation", |p| {
+        p.screen().contains("created vault")
+    });
+    let screen = pty.screen();
+    assert!(screen.contains("calibrating Argon2id ("), "{screen:?}");
+    // Cleared: the line is erased before the next output.
+    assert!(screen.contains("\x1b[2K"), "{screen:?}");
+
+    let other = Env::new();
+    let o = other.run_with(
+        &["init", "--kdf-target-ms", "1500"],
+        None,
+        &[("VAULT_NEW_PASSPHRASE_FILE", other.pass_file().as_os_str())],
+    );
+    assert_eq!(common::code(&o), 0, "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("calibrating Argon2id ("),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -69,7 +69,7 @@ pub use secrets::{Secret, SecretInfo, SetOptions, VersionInfo};
 pub use slots::SlotInfo;
 pub use snapshot::{KeptVersion, LoadItem, SnapshotCursor, SnapshotItem};
 pub use transfer::{ExportFileError, ExportSelection, Exported, ImportOptions, ImportReport};
-pub use vault::{Clock, Vault, VaultOptions};
+pub use vault::{Clock, Progress, Step, Vault, VaultOptions};
 pub use verify::VerifyReport;
 // What this crate's API takes and returns, re-exported so that a user needs no second vault
 // crate kept in step with this one.

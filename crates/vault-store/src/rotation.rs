@@ -126,6 +126,8 @@ impl Vault {
         let old_keys = st.keys.clone();
         let vault_id = self.e.vault_id;
         let mut tail = tail_records.into_iter().zip(tail);
+        let total = live.len() as u64;
+        let progress = self.e.options.progress.clone();
         let written = {
             let mut parts = ranges.iter().enumerate();
             let mut frames = |source: &dyn RecordSource| {
@@ -157,6 +159,8 @@ impl Vault {
                         fresh.tail_bytes += place.len();
                         fresh.index.apply(place, p)?;
                     }
+                    let done = (r.end as u64).min(total);
+                    progress.report("rotating the master key", done, total);
                     Ok(body)
                 })();
                 Some(frame)

@@ -19,7 +19,7 @@ use crate::verify::VerifyReport;
 use crate::{Error, Result};
 use vault_format::audit::AuditOp;
 
-pub use crate::engine::options::{Clock, VaultOptions};
+pub use crate::engine::options::{Clock, Progress, Step, VaultOptions};
 
 /// An open vault. `Send + Sync`: share it between threads behind an `Arc`.
 pub struct Vault {

@@ -562,3 +562,41 @@ fn open_and_verify_is_open_then_verify_in_one_pass() {
     let r = Vault::open_and_verify(d.backend(), &pass(), d.options());
     assert!(matches!(r, Err(Error::Integrity { .. })), "{:?}", r.err());
 }
+
+/// Compaction and master-key rotation report their progress: steps in order, each frame's
+/// records counted, ending at the number of live records.
+#[test]
+fn compaction_and_rotation_report_progress() {
+    use std::sync::Mutex;
+    let d = TestDir::new();
+    d.create();
+    let steps: Arc<Mutex<Vec<vault_store::Step>>> = Arc::default();
+    let seen = steps.clone();
+    let options = VaultOptions {
+        progress: vault_store::Progress::from_fn(move |s| seen.lock().unwrap().push(s)),
+        ..d.options()
+    };
+    let v = Vault::open(d.backend(), &pass(), options).unwrap();
+    for i in 0..40 {
+        v.set(&format!("s{i}"), secret(&[7; 64]), SetOptions::default())
+            .unwrap();
+    }
+    for what in ["compacting", "rotating the master key"] {
+        steps.lock().unwrap().clear();
+        if what == "compacting" {
+            v.compact().map(drop).unwrap();
+        } else {
+            v.rotate_master_key(&pass(), false).unwrap();
+        }
+        let got = steps.lock().unwrap().clone();
+        assert!(
+            got.len() > 2,
+            "{what}: several frames, so several steps: {got:?}"
+        );
+        assert!(got.iter().all(|s| s.what == what), "{got:?}");
+        assert!(got.windows(2).all(|w| w[0].done <= w[1].done), "{got:?}");
+        let last = got.last().unwrap();
+        assert_eq!(last.done, last.total, "{got:?}");
+        assert!(last.total >= 40, "{got:?}");
+    }
+}

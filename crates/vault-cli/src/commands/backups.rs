@@ -154,33 +154,20 @@ fn describe_chain(s: &ChainSummary) -> String {
     )
 }
 
-/// Counts what passes through to a progress spinner on stderr (only when stderr is a terminal:
-/// nothing is printed for scripts but errors).
+/// Counts what passes through on a progress line on stderr (only on a terminal, once the
+/// backup has taken a second: nothing is printed for scripts but errors).
 struct Progress<W: Write> {
     inner: W,
-    bar: Option<indicatif::ProgressBar>,
+    bar: crate::progress::Bar,
 }
 
 impl<W: Write> Progress<W> {
     fn new(inner: W) -> Self {
-        use std::io::IsTerminal;
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{spinner} backing up: {bytes} written ({bytes_per_sec}), {elapsed}",
-            ) {
-                bar.set_style(style);
-            }
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            bar
-        });
+        let bar = crate::progress::Bar::counted("backing up", crate::progress::Unit::Bytes, None);
         Progress { inner, bar }
     }
 
     fn done(self) -> W {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
         self.inner
     }
 }
@@ -188,9 +175,7 @@ impl<W: Write> Progress<W> {
 impl<W: Write> Write for Progress<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        if let Some(bar) = &self.bar {
-            bar.inc(n as u64);
-        }
+        self.bar.inc(n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -362,8 +347,10 @@ pub(crate) fn check(
         readable_files(files, "verify")?;
         let chain = vault_backup::chain::ChainFiles::open(files).map_err(failure)?;
         let pass = the_passphrase(use_vault_passphrase, false)?;
+        let bar = crate::progress::Bar::spinner("verifying the backups");
         let s = vault_backup::chain::verify(&chain, pass.expose_secret(), &limits(cli))
             .map_err(failure)?;
+        drop(bar);
         let mut out = crate::output::Stdout::lock();
         out.write(
             format!(
@@ -395,7 +382,9 @@ pub(crate) fn check(
             )
         })?)
     };
+    let bar = crate::progress::Bar::spinner("verifying the backup");
     let s = verify(input, pass.expose_secret(), &limits(cli)).map_err(failure)?;
+    drop(bar);
     let mut out = crate::output::Stdout::lock();
     out.write(format!("ok: {} in {} chunks\n", describe(&s), s.chunks).as_bytes())?;
     out.finish()
@@ -446,6 +435,7 @@ pub(crate) fn restore_into(
             opts.clone(),
         )
     };
+    let bar = crate::progress::Bar::spinner("restoring");
     let s = restore_chain(
         &chain,
         backup_pass.expose_secret(),
@@ -456,6 +446,7 @@ pub(crate) fn restore_into(
         vault_backup::restore::Batches::default(),
     )
     .map_err(failure)?;
+    drop(bar);
     let _ = std::io::stderr().flush();
     stderr_line(format!(
         "restored {} into {}",

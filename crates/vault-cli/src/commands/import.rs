@@ -166,7 +166,9 @@ pub(crate) fn import(
     let pass = current_passphrase(cli)?;
     drop(input);
     let planned = with_vault(cli, &pass, false, |v| {
+        let comparing = crate::progress::Bar::spinner("comparing with the vault");
         let planned = plan(v, &entries)?;
+        drop(comparing);
         if dry_run {
             return Ok(planned);
         }
@@ -181,7 +183,13 @@ pub(crate) fn import(
         // compares again, so entries already committed count as unchanged.
         let chunks = chunked(&changes, CHUNK_BYTES, CHUNK_ENTRIES);
         let total = chunks.len();
+        let bar = crate::progress::Bar::counted(
+            "importing",
+            crate::progress::Unit::Records,
+            Some(changes.len() as u64),
+        );
         for (i, chunk) in chunks.into_iter().enumerate() {
+            let in_chunk = chunk.len() as u64;
             let mut batch = Batch::new();
             for (e, expected) in chunk {
                 batch.set(
@@ -202,6 +210,7 @@ pub(crate) fn import(
                     ));
                 }
             })?;
+            bar.inc(in_chunk);
         }
         Ok(planned)
     })?;

@@ -21,6 +21,7 @@ pub(crate) fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
         stderr_line(format!(
             "calibrating Argon2id for {ms} ms on this machine..."
         ));
+        let _bar = crate::progress::Bar::spinner("calibrating Argon2id");
         kdf::calibrate(
             Duration::from_millis(ms),
             KdfParams::DEFAULT
@@ -97,9 +98,11 @@ pub(crate) fn verify(cli: &Cli, json: bool) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
     // One pass over the log: the open is the verify.
     let options = options(cli, false)?;
+    let bar = crate::progress::Bar::spinner("verifying");
     let (_, r) = retry_rekeyed(cli, |backend| {
         Vault::open_and_verify(backend, &pass, options.clone())
     })?;
+    drop(bar);
     if json {
         return stdout_line(serde_json::json!({
             "ok": true,

@@ -305,6 +305,7 @@ impl Engine {
         let mut snapshot = seal::SnapshotFrames::new(&keys, &self.vault_id, first);
         // The new places, in sequence order, each with the number of its frame for now.
         let mut moved: Vec<RecordRef> = Vec::with_capacity(live.len());
+        let total = live.len() as u64;
         let written = {
             let mut parts = ranges.iter().enumerate();
             let mut frames = |source: &dyn RecordSource| {
@@ -324,6 +325,8 @@ impl Engine {
                     let frame = snapshot.seal(records);
                     let body = frame.encode()?;
                     moved.extend(RecordRef::in_frame(&frame.records, body.len(), k as u64));
+                    let done = (moved.len() as u64).min(total);
+                    self.options.progress.report("compacting", done, total);
                     Ok(body)
                 })();
                 Some(frame)

@@ -41,6 +41,46 @@ pub struct VaultOptions {
     /// written and synced before the change is made (and a second entry says so if the change
     /// then fails), a read's before its result is handed back.
     pub audit_fail_closed: bool,
+    /// Told how far a long operation (compaction, master-key rotation) has got.
+    pub progress: Progress,
+}
+
+/// A long operation's progress: which, how many records it has written of how many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// `"compacting"` or `"rotating the master key"`.
+    pub what: &'static str,
+    /// Records written so far.
+    pub done: u64,
+    /// Records it will write.
+    pub total: u64,
+}
+
+/// Where a long operation reports its [`Step`]s: nowhere by default; a progress bar in the CLI.
+#[derive(Clone, Default)]
+pub struct Progress(Option<Arc<dyn Fn(Step) + Send + Sync>>);
+
+impl Progress {
+    /// Reports each step to `f` (called on the thread doing the work, at most once a frame).
+    pub fn from_fn(f: impl Fn(Step) + Send + Sync + 'static) -> Self {
+        Progress(Some(Arc::new(f)))
+    }
+
+    pub(crate) fn report(&self, what: &'static str, done: u64, total: u64) {
+        if let Some(f) = &self.0 {
+            f(Step { what, done, total });
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(reported)"
+        } else {
+            "Progress(none)"
+        })
+    }
 }
 
 /// The time a vault stamps records with and checks key expiry and rotation against.
@@ -83,6 +123,7 @@ impl Default for VaultOptions {
             snapshot_part_bytes: 16 << 20,
             kdf_limit: KdfLimit::DEFAULT,
             clock: Clock::default(),
+            progress: Progress::default(),
         }
     }
 }
