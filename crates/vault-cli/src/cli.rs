@@ -29,8 +29,8 @@ pub(crate) struct Cli {
     /// XDG data directory's `vault`]. Other URL schemes are refused (exit 2).
     #[arg(long, global = true, env = "VAULT_DIR")]
     pub(crate) vault: Option<PathBuf>,
-    /// Directory for rollback records, kept outside the vault directory [default: the XDG
-    /// state directory's `vault`].
+    /// Directory for rollback records and audit anchors; must be outside the vault directory
+    /// [default: $XDG_STATE_HOME/vault; on macOS ~/Library/Application Support/vault-state].
     #[arg(long, global = true, env = "VAULT_STATE_DIR")]
     pub(crate) state_dir: Option<PathBuf>,
     /// How long to wait for another process's write lock, in milliseconds.

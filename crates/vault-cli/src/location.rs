@@ -15,14 +15,12 @@ pub(crate) fn vault_dir(cli: &Cli) -> Result<PathBuf, Failure> {
     if let Some(d) = &cli.vault {
         return location_path(d);
     }
-    directories::BaseDirs::new()
-        .map(|b| b.data_dir().join("vault"))
-        .ok_or_else(|| {
-            fail(
-                Exit::Other,
-                "cannot find a home directory; pass --vault DIR or set VAULT_DIR",
-            )
-        })
+    default_dirs().map(|(vault, _)| vault).ok_or_else(|| {
+        fail(
+            Exit::Other,
+            "cannot find a home directory; pass --vault DIR or set VAULT_DIR",
+        )
+    })
 }
 
 /// The directory a `--vault` location names: a path, or a `file://` URL. Any other `scheme://`
@@ -59,24 +57,92 @@ pub(crate) fn state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
     if let Some(d) = &cli.state_dir {
         return Ok(d.clone());
     }
-    directories::BaseDirs::new()
-        .map(|b| {
-            b.state_dir()
-                .unwrap_or_else(|| b.data_local_dir())
-                .join("vault")
-        })
-        .ok_or_else(|| {
-            fail(
-                Exit::Other,
-                "cannot find a home directory; pass --state-dir DIR",
-            )
-        })
+    default_dirs().map(|(_, state)| state).ok_or_else(|| {
+        fail(
+            Exit::Other,
+            "cannot find a home directory; pass --state-dir DIR",
+        )
+    })
+}
+
+/// This platform's default vault and state directories, from the user's base directories.
+fn default_dirs() -> Option<(PathBuf, PathBuf)> {
+    directories::BaseDirs::new().map(|b| places(b.data_dir(), b.state_dir(), b.data_local_dir()))
+}
+
+/// The vault and state directories under a platform's base directories: the vault in the data
+/// directory (`$XDG_DATA_HOME/vault`; `~/Library/Application Support/vault` on macOS), the state
+/// in the state directory where the platform has one (`$XDG_STATE_HOME/vault`), else beside the
+/// vault's as `vault-state` (macOS, where the data and local data directories are the same one):
+/// never inside the vault directory, so that a copy of it put back does not bring its rollback
+/// record along.
+pub(crate) fn places(data: &Path, state: Option<&Path>, data_local: &Path) -> (PathBuf, PathBuf) {
+    let vault = data.join("vault");
+    let state = match state {
+        Some(s) => s.join("vault"),
+        None => data_local.join("vault-state"),
+    };
+    (vault, state)
+}
+
+/// `path` made absolute, `.` and `..` taken away, and symbolic links resolved as far as it
+/// exists.
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut path = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                path.pop();
+            }
+            c => path.push(c),
+        }
+    }
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path,
+        }
+    }
+}
+
+/// Whether the state directory is the vault directory or inside it, where a copy of the vault
+/// directory put back would carry the rollback record with it.
+pub(crate) fn state_inside_vault(state: &Path, vault: &Path) -> bool {
+    resolved(state).starts_with(resolved(vault))
+}
+
+/// The state directory, refused (exit 2) when it is inside the vault directory.
+fn checked_state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
+    let (state, vault) = (state_dir(cli)?, vault_dir(cli)?);
+    if state_inside_vault(&state, &vault) {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "the state directory {} is inside the vault directory {}: a copy of the vault put back would bring its rollback record with it; give --state-dir (or VAULT_STATE_DIR) a directory outside it",
+                state.display(),
+                vault.display()
+            ),
+        ));
+    }
+    Ok(state)
 }
 
 pub(crate) fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, Failure> {
+    let state = checked_state_dir(cli)?;
     Ok(VaultOptions {
         lock_timeout: Duration::from_millis(cli.lock_timeout_ms),
-        rollback_dir: Some(state_dir(cli)?.join("rollback")),
+        rollback_dir: Some(state.join("rollback")),
         accept_rollback,
         audit_fail_closed: cli.audit_fail_closed,
         progress: crate::progress::for_store(),
@@ -99,6 +165,7 @@ pub(crate) fn existing_backend(cli: &Cli) -> Result<Arc<FileBackend>, Failure> {
     if !backend.exists()? {
         return Err(Error::NoVault(dir.display().to_string()).into());
     }
+    checked_state_dir(cli)?;
     warn_if_shared_dirs(cli, &dir)?;
     Ok(backend)
 }
@@ -167,4 +234,33 @@ pub(crate) fn current_passphrase(cli: &Cli) -> Result<SecretBytes, Failure> {
     }
     existing_backend(cli)?;
     passphrase::current()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Linux keeps the state in `$XDG_STATE_HOME`; macOS has no state directory and one
+    /// directory for data and local data: the state goes beside the vault, not in it.
+    #[test]
+    fn the_state_directory_is_never_inside_the_vault_directory() {
+        let (vault, state) = places(
+            Path::new("/home/u/.local/share"),
+            Some(Path::new("/home/u/.local/state")),
+            Path::new("/home/u/.local/share"),
+        );
+        assert_eq!(vault, Path::new("/home/u/.local/share/vault"));
+        assert_eq!(state, Path::new("/home/u/.local/state/vault"));
+        let support = Path::new("/Users/u/Library/Application Support");
+        let (vault, state) = places(support, None, support);
+        assert_eq!(vault, support.join("vault"));
+        assert_eq!(state, support.join("vault-state"));
+        assert!(!state_inside_vault(&state, &vault));
+        assert!(state_inside_vault(&vault.join("state"), &vault));
+        assert!(state_inside_vault(&vault, &vault));
+        assert!(state_inside_vault(
+            &vault.join("a/../b"),
+            &vault.join("b/..")
+        ));
+    }
 }

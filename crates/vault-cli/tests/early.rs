@@ -81,3 +81,32 @@ fn import_input_is_checked_before_the_passphrase() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(!stderr(&o).contains("no passphrase"), "{}", stderr(&o));
 }
+
+/// A state directory inside the vault directory (given, or reached through a symbolic link)
+/// is refused before anything is opened: a copy of the vault put back would bring its rollback
+/// record with it.
+#[test]
+fn a_state_directory_inside_the_vault_is_refused() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    let link = e.path("elsewhere");
+    std::os::unix::fs::symlink(e.vault_dir(), &link).unwrap();
+    for inside in [
+        e.vault_dir().join("state"),
+        link.join("state"),
+        e.vault_dir(),
+    ] {
+        for args in [&["get", "a"][..], &["set", "b"]] {
+            let o = e.run_with(args, Some(b"2"), &[("VAULT_STATE_DIR", inside.as_os_str())]);
+            assert_eq!(code(&o), 2, "{inside:?} {args:?}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains("inside the vault directory"),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
+    assert!(!e.vault_dir().join("state").exists(), "nothing was created");
+    assert_eq!(code(&e.run(&["get", "b"])), 4, "nothing was written");
+}

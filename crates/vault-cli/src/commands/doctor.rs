@@ -196,7 +196,7 @@ pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
         }
     }
     let state = state_dir(cli)?;
-    if state.starts_with(&dir) {
+    if crate::location::state_inside_vault(&state, &dir) {
         out.push(finding(
             "rollback record",
             Level::Fail,

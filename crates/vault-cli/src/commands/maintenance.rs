@@ -80,8 +80,9 @@ pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
     if dir.join("header").exists() {
         return Err(vault_store::Error::AlreadyExists(dir.display().to_string()).into());
     }
+    let options = options(cli, false)?;
     let pass = passphrase::new_for_init()?;
-    let v = Vault::create(backend, &pass, params, options(cli, false)?)?;
+    let v = Vault::create(backend, &pass, params, options)?;
     stderr_line(format!(
         "created vault {} at {} (Argon2id {}, {} iterations, {} lanes)",
         v.vault_id(),
