@@ -292,3 +292,83 @@ fn the_audit_trail_names_the_client() {
     assert_eq!(last["pid"], client_pid, "{last}");
     assert_ne!(last["pid"], agent_pid);
 }
+
+/// Under a small `RLIMIT_MEMLOCK` (an ordinary user's 8 MiB or less), the agent cannot lock all
+/// its memory, but it locks the pages of the vault's keys, and says so at unlock.
+#[test]
+fn under_a_small_memlock_limit_the_keys_are_locked() {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("skipped: needs root to run the agent as an unprivileged user");
+        return;
+    }
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no prlimit(1)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = root.join("home");
+    for d in ["home", "home/run", "home/state"] {
+        std::fs::create_dir(root.join(d)).unwrap();
+        std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let pass = home.join("pass");
+    std::fs::write(&pass, "small limit\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for p in [
+        home.clone(),
+        home.join("run"),
+        home.join("state"),
+        pass.clone(),
+    ] {
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+    }
+    let vault = |args: &[&str]| {
+        std::process::Command::new("prlimit")
+            .args(["--memlock=262144:262144", env!("CARGO_BIN_EXE_vault")])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("VAULT_DIR", home.join("vault"))
+            .env("VAULT_STATE_DIR", home.join("state"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+            .env("VAULT_PASSPHRASE_FILE", &pass)
+            .env("VAULT_NEW_PASSPHRASE_FILE", &pass)
+            .stdin(std::process::Stdio::null())
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let o = vault(&["init", "--kdf-memory-mib", "1", "--kdf-iterations", "1"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = vault(&["unlock"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(
+        said.contains("only the vault's 10 keys are locked against swapping")
+            && said.contains("RLIMIT_MEMLOCK is 256 KiB"),
+        "{said}"
+    );
+    let pid: u32 = said
+        .split("agent pid ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let locked_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!((4..=256).contains(&locked_kib), "VmLck {locked_kib} kB");
+    let o = vault(&["lock"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}

@@ -136,6 +136,26 @@ impl Key256 {
         &mut self.0
     }
 
+    /// Locks the memory page holding this key against being swapped out, for the rest of the
+    /// process's life: what a long-lived holder of keys (the agent) does where it cannot lock
+    /// all its memory. The page is never unlocked, as other keys may share it (`munlock` does
+    /// not count); the key is still zeroized when dropped. The key's box never moves, so the
+    /// lock holds as long as the key lives.
+    ///
+    /// # Errors
+    /// The operating system's, e.g. when `RLIMIT_MEMLOCK` is used up.
+    pub fn lock_in_memory(&self) -> std::io::Result<()> {
+        match region::lock(self.0.as_ptr(), KEY_LEN) {
+            Ok(guard) => {
+                // Dropping the guard would unlock the page; it stays locked instead.
+                std::mem::forget(guard);
+                Ok(())
+            }
+            Err(region::Error::SystemCall(e)) => Err(e),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
+    }
+
     /// An explicit copy of the key.
     pub fn duplicate(&self) -> Self {
         let mut key = Self::zeroed();

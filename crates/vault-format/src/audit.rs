@@ -352,6 +352,17 @@ pub struct NameKeys {
 }
 
 impl AuditKeys {
+    /// Locks the pages holding these keys against swapping ([`Key256::lock_in_memory`]).
+    ///
+    /// # Errors
+    /// The first key that could not be locked.
+    pub fn lock_in_memory(&self) -> std::io::Result<usize> {
+        for k in [&self.mac, &self.names.name, &self.names.seal] {
+            k.lock_in_memory()?;
+        }
+        Ok(3)
+    }
+
     /// Derives the keys of the vault `vault_id` from its audit key.
     pub fn derive(audit_key: &Key256, vault_id: &VaultId) -> Self {
         let context = |what: &[u8]| [vault_id.as_bytes().as_slice(), what].concat();

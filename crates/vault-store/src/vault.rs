@@ -243,6 +243,24 @@ impl Vault {
         Err(last)
     }
 
+    /// Locks the memory pages holding this handle's keys (the master key and every key derived
+    /// from it) against being swapped out, for as long as the process lives: for a process that
+    /// keeps a vault open (the agent) and cannot lock all its memory. Returns how many keys.
+    /// Key material read during one operation (a managed key's, names of earlier key epochs)
+    /// is not covered; it is zeroized when the operation ends.
+    ///
+    /// # Errors
+    /// The operating system's, for the first key that could not be locked (a small
+    /// `RLIMIT_MEMLOCK` already used up).
+    pub fn lock_keys_in_memory(&self) -> std::io::Result<usize> {
+        let keys = sync::read(&self.e.state).keys.clone();
+        let mut n = keys.lock_in_memory()?;
+        if let Some(opened) = sync::lock(&self.e.opened).as_ref() {
+            n += opened.lock_in_memory()?;
+        }
+        Ok(n)
+    }
+
     /// What opening with [`VaultOptions::accept_rollback`] accepted and recorded in the vault (an
     /// older state, a header the log did not record), or `None` if there was nothing to accept.
     pub fn accepted_rollback(&self) -> Option<String> {

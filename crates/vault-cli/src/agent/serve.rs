@@ -53,24 +53,26 @@ fn harden() -> Vec<String> {
 }
 
 /// Locks the agent's memory against swapping: all of it from now on where the limit allows
-/// (root, or an unlimited `RLIMIT_MEMLOCK`), otherwise what is mapped now (the keys, read
-/// already): locking future memory under a small limit would make later allocations fail.
-fn lock_memory() -> Option<String> {
+/// (root, or an unlimited `RLIMIT_MEMLOCK`). Under a limit, the vault's keys first (a few pages,
+/// within any limit), then what is mapped now if the limit allows: locking future memory under a
+/// limit would make later allocations fail. Returns a note on what is not locked, if anything.
+fn lock_memory(vault: &Vault) -> Option<String> {
     use rustix::mm::{MlockAllFlags, mlockall};
-    let unlimited = rustix::process::getrlimit(rustix::process::Resource::Memlock)
-        .current
-        .is_none();
-    let flags = if unlimited {
-        MlockAllFlags::CURRENT | MlockAllFlags::FUTURE
-    } else {
-        MlockAllFlags::CURRENT
-    };
-    match mlockall(flags) {
-        Ok(()) if unlimited => None,
-        Ok(()) => Some(
-            "memory allocated after unlocking is not locked (RLIMIT_MEMLOCK is limited)".into(),
-        ),
-        Err(e) => Some(format!("memory not locked: {e}")),
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
+    if limit.is_none() && mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE).is_ok() {
+        return None;
+    }
+    let keys = vault.lock_keys_in_memory();
+    let all_now = mlockall(MlockAllFlags::CURRENT);
+    let limit = limit.map_or_else(|| "unlimited".into(), |b| format!("{} KiB", b / 1024));
+    match (keys, all_now) {
+        (_, Ok(())) => Some(format!(
+            "memory allocated after unlocking is not locked against swapping (RLIMIT_MEMLOCK is {limit}); the vault's keys are"
+        )),
+        (Ok(n), Err(_)) => Some(format!(
+            "only the vault's {n} keys are locked against swapping, not the rest of the agent's memory (RLIMIT_MEMLOCK is {limit})"
+        )),
+        (Err(e), Err(_)) => Some(format!("memory not locked against swapping: {e}")),
     }
 }
 
@@ -106,7 +108,7 @@ pub(crate) fn serve(cli: &Cli, idle: Duration) -> ExitCode {
         }
     };
     drop(pass);
-    let memory = lock_memory();
+    let memory = lock_memory(&vault);
     let Ok(dir) = location::vault_dir(cli) else {
         return Exit::Other.into();
     };

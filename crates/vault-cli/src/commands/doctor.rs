@@ -239,10 +239,10 @@ pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
     });
     out.push(match memlock {
         None => finding("memory locking", Level::Ok, "an agent's memory can all be locked against swapping", None),
-        Some(kib) => finding(
+        Some(bytes) => finding(
             "memory locking",
             Level::Warn,
-            format!("RLIMIT_MEMLOCK is {} KiB: an agent's memory is not locked against swapping", kib / 1024),
+            format!("RLIMIT_MEMLOCK is {} KiB: an agent locks the vault's keys against swapping, not the rest of its memory (values while a command runs)", bytes / 1024),
             Some("raise it (`ulimit -l unlimited`, or memlock in /etc/security/limits.conf), or use encrypted swap".into()),
         ),
     });

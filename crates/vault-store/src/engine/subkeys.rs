@@ -18,6 +18,20 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
+    /// Locks the pages of every key here against swapping; returns how many keys.
+    pub(crate) fn lock_in_memory(&self) -> std::io::Result<usize> {
+        for k in [
+            self.record.key(),
+            self.mac.key(),
+            self.rollback.key(),
+            self.index.key(),
+            self.index_name.key(),
+        ] {
+            k.lock_in_memory()?;
+        }
+        Ok(5 + self.audit.lock_in_memory()?)
+    }
+
     pub(crate) fn derive(master: &Key256, vault_id: &VaultId, epoch: u32, slot_id: u16) -> Self {
         let ctx = vault_id.as_bytes();
         Self {

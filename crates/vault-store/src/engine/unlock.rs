@@ -177,6 +177,13 @@ pub(crate) struct OpenedWith {
 }
 
 impl OpenedWith {
+    /// Locks the pages of the master key and the proof key against swapping; returns how many.
+    pub(crate) fn lock_in_memory(&self) -> std::io::Result<usize> {
+        self.master.lock_in_memory()?;
+        self.proof_key.lock_in_memory()?;
+        Ok(2)
+    }
+
     /// Remembers `master`, unlocked from slot `slot_id` of `header` by `passphrase`.
     pub(crate) fn new(
         master: &Key256,
