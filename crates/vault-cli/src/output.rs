@@ -124,6 +124,63 @@ impl Stdout {
     }
 }
 
+/// Rows of cells for a person: in aligned columns when stdout is a terminal, as tab-separated
+/// lines otherwise (what `cut -f` and `awk -F'\t'` read, written as they come). On a terminal
+/// the rows are kept until [`Table::finish`], to measure the columns.
+pub(crate) struct Table {
+    out: Stdout,
+    aligned: Option<Vec<Vec<String>>>,
+}
+
+impl Table {
+    pub(crate) fn new() -> Self {
+        Table {
+            out: Stdout::lock(),
+            aligned: stdout_is_terminal().then(Vec::new),
+        }
+    }
+
+    pub(crate) fn row(&mut self, cells: Vec<String>) -> Result<(), Failure> {
+        match &mut self.aligned {
+            Some(rows) => {
+                rows.push(cells);
+                Ok(())
+            }
+            None => self.out.write(format!("{}\n", cells.join("\t")).as_bytes()),
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Result<(), Failure> {
+        if let Some(rows) = self.aligned.take() {
+            let mut widths: Vec<usize> = Vec::new();
+            for row in &rows {
+                for (i, cell) in row.iter().enumerate() {
+                    let w = cell.chars().count();
+                    match widths.get_mut(i) {
+                        Some(max) => *max = (*max).max(w),
+                        None => widths.push(w),
+                    }
+                }
+            }
+            for row in rows {
+                let mut line = String::new();
+                for (i, cell) in row.iter().enumerate() {
+                    line.push_str(cell);
+                    if i + 1 < row.len() {
+                        let pad = widths.get(i).copied().unwrap_or(0) - cell.chars().count();
+                        line.extend(std::iter::repeat_n(' ', pad + 2));
+                    }
+                }
+                // An empty last cell leaves only padding behind.
+                line.truncate(line.trim_end_matches(' ').len());
+                line.push('\n');
+                self.out.write(line.as_bytes())?;
+            }
+        }
+        self.out.finish()
+    }
+}
+
 /// Writes `line` and a newline to stdout.
 pub(crate) fn stdout_line(line: impl Display) -> Result<(), Failure> {
     let mut out = Stdout::lock();

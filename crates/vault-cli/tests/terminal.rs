@@ -337,3 +337,72 @@ fn progress_is_shown_on_a_terminal_only() {
         stderr(&o)
     );
 }
+
+/// Listings are aligned in columns on a terminal and tab-separated lines on a pipe.
+#[test]
+fn listings_are_aligned_on_a_terminal_and_tab_separated_otherwise() {
+    if let Some(why) = unsupported() {
+        println!("skipped: {why}");
+        return;
+    }
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    e.ok(&["set", "a", "--tag", "env=prod"], Some(b"22"));
+    e.ok(&["set", "much/longer/name"], Some(b"1"));
+    e.ok(&["rm", "much/longer/name"], None);
+    e.ok(&["key", "create", "k"], None);
+    for args in [
+        &["history", "a"][..],
+        &["list", "--all"],
+        &["slots"],
+        &["key", "list"],
+    ] {
+        let pty = Pty::open().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
+        e.configure(&mut cmd);
+        let status = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(pty.terminal.try_clone().unwrap())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        let screen = pty.screen();
+        assert!(!screen.contains('\t'), "{args:?}: {screen:?}");
+        assert!(screen.contains("  "), "{args:?}: {screen:?}");
+        let piped = String::from_utf8(e.ok(args, None)).unwrap();
+        assert!(piped.contains('\t'), "{args:?}: {piped:?}");
+        // Same cells, either way.
+        let cells = |text: &str| -> Vec<Vec<String>> {
+            text.lines()
+                .map(|l| {
+                    l.split(['\t', ' '])
+                        .filter(|c| !c.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(cells(&screen), cells(&piped), "{args:?}");
+    }
+    // History columns line up: every line's third column starts at the same place.
+    let pty = Pty::open().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
+    e.configure(&mut cmd);
+    cmd.args(["history", "a"])
+        .stdin(Stdio::null())
+        .stdout(pty.terminal.try_clone().unwrap())
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let screen = pty.screen();
+    let starts: Vec<usize> = screen
+        .lines()
+        .filter_map(|l| l.find(" bytes").map(|end| l[..end].rfind(' ').unwrap_or(0)))
+        .collect();
+    assert_eq!(starts.len(), 2, "{screen:?}");
+    assert!(starts.windows(2).all(|w| w[0] == w[1]), "{screen:?}");
+}

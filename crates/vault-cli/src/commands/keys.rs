@@ -13,7 +13,7 @@ use crate::cli_keys::{Ad, Io, KeyCommand};
 use crate::exit::Exit;
 use crate::location::{current_passphrase, with_vault};
 use crate::outfile::OutFile;
-use crate::output::{Stdout, stderr_line, stdout_failure};
+use crate::output::{Stdout, Table, stderr_line, stdout_failure};
 use crate::rewind::Rewind;
 use crate::text::format_time;
 use crate::{Failure, fail};
@@ -182,9 +182,24 @@ pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
         KeyCommand::List { json } => {
             let pass = current_passphrase(cli)?;
             let keys = with_vault(cli, &pass, false, Vault::keys)?;
+            if !*json {
+                let mut table = Table::new();
+                for k in keys {
+                    let mut row = vec![
+                        k.name,
+                        k.algorithm,
+                        format!("v{} of {}", k.primary, k.versions.len()),
+                    ];
+                    if k.rotation_due {
+                        row.push("rotation due".into());
+                    }
+                    table.row(row)?;
+                }
+                return table.finish();
+            }
             let mut out = Stdout::lock();
             for k in keys {
-                if *json {
+                {
                     let line = serde_json::json!({
                         "name": k.name,
                         "algorithm": k.algorithm,
@@ -193,17 +208,7 @@ pub(crate) fn run(cli: &Cli, cmd: &KeyCommand) -> Result<(), Failure> {
                         "rotation_due": k.rotation_due,
                     });
                     out.write(format!("{line}\n").as_bytes())?;
-                    continue;
                 }
-                let line = format!(
-                    "{}\t{}\tv{} of {}{}\n",
-                    k.name,
-                    k.algorithm,
-                    k.primary,
-                    k.versions.len(),
-                    if k.rotation_due { "\trotation due" } else { "" }
-                );
-                out.write(line.as_bytes())?;
             }
             out.finish()
         }

@@ -7,7 +7,7 @@ use vault_store::{MAX_VALUE_LEN, SecretBytes, SetOptions, Tag};
 use crate::cli::Cli;
 use crate::exit::Exit;
 use crate::location::{current_passphrase, with_vault};
-use crate::output::{Stdout, stderr_line};
+use crate::output::{Stdout, Table, stderr_line};
 use crate::text::format_time;
 use crate::{Failure, fail, passphrase};
 
@@ -136,9 +136,20 @@ pub(crate) fn get(cli: &Cli, name: &str, version: &Option<u32>) -> Result<(), Fa
 pub(crate) fn list(cli: &Cli, all: &bool, json: bool) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
     let listed = with_vault(cli, &pass, false, |v| v.list(*all))?;
+    if !json {
+        let mut table = Table::new();
+        for s in listed {
+            let mut row = vec![s.name];
+            if s.deleted {
+                row.push("(deleted)".into());
+            }
+            table.row(row)?;
+        }
+        return table.finish();
+    }
     let mut out = Stdout::lock();
     for s in listed {
-        let line = if json {
+        let line = {
             format!(
                 "{}\n",
                 serde_json::json!({
@@ -148,10 +159,6 @@ pub(crate) fn list(cli: &Cli, all: &bool, json: bool) -> Result<(), Failure> {
                     "deleted": s.deleted,
                 })
             )
-        } else if s.deleted {
-            format!("{}\t(deleted)\n", s.name)
-        } else {
-            format!("{}\n", s.name)
         };
         out.write(line.as_bytes())?;
     }
@@ -195,9 +202,26 @@ pub(crate) fn destroy(cli: &Cli, name: &str, yes: bool) -> Result<(), Failure> {
 pub(crate) fn history(cli: &Cli, name: &str, json: bool) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
     let history = with_vault(cli, &pass, false, |v| v.history(name))?;
+    if !json {
+        let mut table = Table::new();
+        for h in history {
+            let tags: Vec<String> = h
+                .tags
+                .iter()
+                .map(|t| format!("{}={}", t.key, t.value))
+                .collect();
+            table.row(vec![
+                h.version.to_string(),
+                format_time(h.created_ms),
+                format!("{} bytes", h.size),
+                tags.join(","),
+            ])?;
+        }
+        return table.finish();
+    }
     let mut out = Stdout::lock();
     for h in history {
-        if json {
+        {
             let tags: serde_json::Map<String, serde_json::Value> = h
                 .tags
                 .iter()
@@ -211,21 +235,7 @@ pub(crate) fn history(cli: &Cli, name: &str, json: bool) -> Result<(), Failure> 
                 "tags": tags,
             });
             out.write(format!("{line}\n").as_bytes())?;
-            continue;
         }
-        let tags: Vec<String> = h
-            .tags
-            .iter()
-            .map(|t| format!("{}={}", t.key, t.value))
-            .collect();
-        let line = format!(
-            "{}\t{}\t{} bytes\t{}\n",
-            h.version,
-            format_time(h.created_ms),
-            h.size,
-            tags.join(",")
-        );
-        out.write(line.as_bytes())?;
     }
     out.finish()?;
     Ok(())

@@ -5,7 +5,7 @@ use vault_store::KdfParams;
 
 use crate::cli::Cli;
 use crate::location::{current_passphrase, with_vault};
-use crate::output::{Stdout, stderr_line};
+use crate::output::{Stdout, Table, stderr_line};
 use crate::text::kib_text;
 use crate::{Failure, passphrase};
 
@@ -55,9 +55,29 @@ pub(crate) fn remove_passphrase(cli: &Cli, slot: &u16, yes: bool) -> Result<(), 
 pub(crate) fn slots(cli: &Cli, json: bool) -> Result<(), Failure> {
     let pass = current_passphrase(cli)?;
     let slots = with_vault(cli, &pass, false, |v| Ok(v.slots()))?;
+    if !json {
+        let mut table = Table::new();
+        for s in slots {
+            let what = match s.kdf {
+                Some(k) => format!(
+                    "argon2id m={} t={} p={}",
+                    kib_text(k.memory_kib()),
+                    k.iterations(),
+                    k.lanes()
+                ),
+                None => format!("kind {} (not used by this version)", s.kind),
+            };
+            let mut row = vec![s.id.to_string(), what];
+            if s.in_use {
+                row.push("(unlocked with)".into());
+            }
+            table.row(row)?;
+        }
+        return table.finish();
+    }
     let mut out = Stdout::lock();
     for s in slots {
-        if json {
+        {
             let kdf = s.kdf.map(|k| {
                 serde_json::json!({
                     "memory_kib": k.memory_kib(),
@@ -72,23 +92,7 @@ pub(crate) fn slots(cli: &Cli, json: bool) -> Result<(), Failure> {
                 "in_use": s.in_use,
             });
             out.write(format!("{line}\n").as_bytes())?;
-            continue;
         }
-        let what = match s.kdf {
-            Some(k) => format!(
-                "argon2id m={} t={} p={}",
-                kib_text(k.memory_kib()),
-                k.iterations(),
-                k.lanes()
-            ),
-            None => format!("kind {} (not used by this version)", s.kind),
-        };
-        let line = format!(
-            "{}\t{what}{}\n",
-            s.id,
-            if s.in_use { "\t(unlocked with)" } else { "" }
-        );
-        out.write(line.as_bytes())?;
     }
     out.finish()?;
     Ok(())
