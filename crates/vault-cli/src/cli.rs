@@ -328,7 +328,7 @@ pub(crate) enum Command {
         out: Option<std::path::PathBuf>,
     },
     /// Run COMMAND with secrets in its environment, and nowhere else: each secret's name
-    /// becomes a variable (db/password → DB_PASSWORD: letters upper-cased, / - . made _; a tag
+    /// becomes a variable (db/password → DB_PASSWORD: letters upper-cased, / - . @ + made _; a tag
     /// env-var=NAME picks another name). All secrets, or those --only names, or those under
     /// --prefix (dropped from the variable name). vault is replaced by COMMAND, whose exit code
     /// and signals are its own. With an agent unlocked, no passphrase is asked for.
