@@ -144,3 +144,96 @@ fn names_stored_under_the_older_syntax_keep_working() {
     assert!(stderr(&o).contains("a space"), "{}", stderr(&o));
     assert!(e.ok(&["verify"], None).starts_with(b"ok"));
 }
+
+/// Names outside the syntax arriving by import: from a dotenv file, every one is reported with
+/// its line (dry run too), before the passphrase when other errors are found, and taken where
+/// the vault already holds the name; from a sealed export, refused in a vault that does not hold
+/// them (secrets and keys), taken back into the one that does.
+#[test]
+fn imports_hold_new_names_to_the_syntax() {
+    let e = Env::new();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/older-names/vault"),
+        &e.vault_dir(),
+    );
+    std::fs::write(e.pass_file(), "older names\n").unwrap();
+    let file = e.path("in.env");
+    std::fs::write(&file, "OK1=1\nbad one=2\nmy key=3\n../x=4\nOK2=5\n").unwrap();
+    let f = file.to_str().unwrap();
+    for dry in [true, false] {
+        let mut args = vec!["import", f, "--format", "dotenv"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let o = e.run(&args);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 2, "dry {dry}: {err}");
+        assert!(err.contains("line 2") && err.contains("line 4"), "{err}");
+        assert!(
+            !err.contains("line 3"),
+            "my key is held by the vault: {err}"
+        );
+        assert!(err.contains("2 error(s)"), "{err}");
+    }
+    assert_eq!(code(&e.run(&["get", "OK1"])), 4, "nothing imported");
+    // With another error in the input, all are reported before any passphrase.
+    std::fs::write(&file, "bad one=2\nOK=\n").unwrap();
+    let o = e.run_with(
+        &["import", f, "--format", "dotenv"],
+        None,
+        &[("VAULT_PASSPHRASE_FILE", OsStr::new(""))],
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(err.contains("line 1") && err.contains("line 2"), "{err}");
+    assert!(err.contains("already holds"), "{err}");
+    // The held name alone is taken.
+    std::fs::write(&file, "my key=3\n").unwrap();
+    e.ok(&["import", f, "--format", "dotenv"], None);
+    assert_eq!(e.ok(&["get", "my key"], None), b"3");
+
+    // Sealed exports.
+    let exp = [("VAULT_EXPORT_PASSPHRASE", OsStr::new("export pass"))];
+    let secrets = e.path("s.vexp");
+    let keys = e.path("k.vexp");
+    for (args, path) in [
+        (&["export", "my key", "--out"][..], &secrets),
+        (&["key", "export", "signing key", "--out"], &keys),
+    ] {
+        let mut args = args.to_vec();
+        args.push(path.to_str().unwrap());
+        let o = e.run_with(&args, None, &exp);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let fresh = Env::new();
+    fresh.init();
+    for args in [
+        &["import", secrets.to_str().unwrap()][..],
+        &["key", "import", keys.to_str().unwrap()],
+    ] {
+        let o = fresh.run_with(args, None, &exp);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("a space"), "{}", stderr(&o));
+    }
+    assert_eq!(fresh.ok(&["list"], None), b"");
+    let renamed = fresh.run_with(
+        &[
+            "key",
+            "import",
+            keys.to_str().unwrap(),
+            "--rename",
+            "signing-key",
+        ],
+        None,
+        &exp,
+    );
+    assert_eq!(code(&renamed), 0, "{}", stderr(&renamed));
+    // Back into the vault that holds them.
+    for args in [
+        &["import", secrets.to_str().unwrap(), "--replace"][..],
+        &["key", "import", keys.to_str().unwrap(), "--replace"],
+    ] {
+        let o = e.run_with(args, None, &exp);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
+}

@@ -298,7 +298,12 @@ impl Vault {
             for k in &contents.keys {
                 let name = &k.key.name;
                 let mut record = k.key.clone();
-                if let Some(existing) = st.index.keys.get(name) {
+                let existing = st.index.keys.get(name);
+                // A name new to this vault is held to the current syntax, wherever it comes from.
+                if existing.is_none() {
+                    crate::batch::check_name(name)?;
+                }
+                if let Some(existing) = existing {
                     if !options.replace {
                         return Err(KeyError::Exists { key: name.clone() }.into());
                     }
@@ -350,7 +355,11 @@ impl Vault {
                 report.keys.push(name.clone());
             }
             for s in &contents.secrets {
-                if let Some(e) = st.index.secrets.get(&s.name)? {
+                let existing = st.index.secrets.get(&s.name)?;
+                if existing.is_none() {
+                    crate::batch::check_name(&s.name)?;
+                }
+                if let Some(e) = existing {
                     if !options.replace {
                         return Err(Error::Conflict {
                             name: s.name.clone(),

@@ -133,6 +133,23 @@ fn plan(v: &Vault, entries: &[Entry]) -> vault_store::Result<Vec<(Change, u32)>>
     Ok(out)
 }
 
+/// Prints the input's errors (the first [`MAX_ERRORS_SHOWN`]) and says nothing was imported.
+fn report(errors: &[import::ParseError]) -> Failure {
+    for e in errors.iter().take(MAX_ERRORS_SHOWN) {
+        stderr_line(format!("vault: import: {e}"));
+    }
+    if errors.len() > MAX_ERRORS_SHOWN {
+        stderr_line(format!(
+            "vault: import: … and {} more errors",
+            errors.len() - MAX_ERRORS_SHOWN
+        ));
+    }
+    fail(
+        Exit::Usage,
+        format!("nothing imported: {} error(s) in the input", errors.len()),
+    )
+}
+
 /// `vault import`.
 pub(crate) fn import(
     cli: &Cli,
@@ -147,28 +164,26 @@ pub(crate) fn import(
     let input = read_input(source)?;
     let entries = match import::parse(input.expose_secret(), format, allow_empty) {
         Ok(entries) => entries,
-        Err(errors) => {
-            for e in errors.iter().take(MAX_ERRORS_SHOWN) {
-                stderr_line(format!("vault: import: {e}"));
-            }
-            if errors.len() > MAX_ERRORS_SHOWN {
-                stderr_line(format!(
-                    "vault: import: … and {} more errors",
-                    errors.len() - MAX_ERRORS_SHOWN
-                ));
-            }
-            return Err(fail(
-                Exit::Usage,
-                format!("nothing imported: {} error(s) in the input", errors.len()),
-            ));
-        }
+        Err(errors) => return Err(report(&errors)),
     };
     let pass = current_passphrase(cli)?;
     drop(input);
+    let bad_names = std::cell::RefCell::new(Vec::new());
     let planned = with_vault(cli, &pass, false, |v| {
         let comparing = crate::progress::Bar::spinner("comparing with the vault");
         let planned = plan(v, &entries)?;
         drop(comparing);
+        // Names outside the current syntax are taken only for secrets the vault holds.
+        let bad = import::new_name_errors(&entries, |i| {
+            planned.get(i).is_some_and(|(c, _)| *c == Change::Add)
+        });
+        if !bad.is_empty() {
+            *bad_names.borrow_mut() = bad;
+            return Err(Error::Invalid {
+                what: "import",
+                reason: "invalid names".into(),
+            });
+        }
         if dry_run {
             return Ok(planned);
         }
@@ -213,7 +228,12 @@ pub(crate) fn import(
             bar.inc(in_chunk);
         }
         Ok(planned)
-    })?;
+    });
+    let bad_names = bad_names.into_inner();
+    if !bad_names.is_empty() {
+        return Err(report(&bad_names));
+    }
+    let planned = planned?;
     let count = |c: Change| planned.iter().filter(|(p, _)| *p == c).count();
     if dry_run {
         let mut out = Stdout::lock();

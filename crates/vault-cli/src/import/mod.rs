@@ -64,12 +64,23 @@ pub(crate) fn parse(
     }
     .map_err(|e| vec![e])?;
     let mut errors = Vec::new();
+    // Names outside the current syntax: errors unless the vault already holds them, which is
+    // known only once it is open ([`new_name_errors`]); reported with the others if there are any.
+    let mut held = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for e in &entries {
         if let Err(reason) = vault_format::payload::check_name(&e.name) {
             errors.push(error(
                 e.line,
                 format!("invalid name {:?}: {reason}", e.name),
+            ));
+        } else if let Err(reason) = vault_store::check_new_name(&e.name) {
+            held.push(error(
+                e.line,
+                format!(
+                    "invalid name {:?}: {reason} (taken only for a secret the vault already holds)",
+                    e.name
+                ),
             ));
         }
         if e.value.is_empty() && !allow_empty {
@@ -100,8 +111,30 @@ pub(crate) fn parse(
     if errors.is_empty() {
         Ok(entries)
     } else {
+        errors.extend(held);
+        errors.sort_by_key(|e| e.line);
         Err(errors)
     }
+}
+
+/// The entries that would add a secret under a name outside the current syntax (`is_new` says
+/// which names the vault does not hold), as errors with their line numbers.
+pub(crate) fn new_name_errors(
+    entries: &[Entry],
+    is_new: impl Fn(usize) -> bool,
+) -> Vec<ParseError> {
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| is_new(*i))
+        .filter_map(|(_, e)| {
+            let reason = vault_store::check_new_name(&e.name).err()?;
+            Some(error(
+                e.line,
+                format!("invalid name {:?}: {reason}", e.name),
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
