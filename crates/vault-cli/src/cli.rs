@@ -27,11 +27,11 @@ for a new export).";
 pub(crate) struct Cli {
     /// Vault location: a directory path or a file:///path URL [default: $VAULT_DIR, else the
     /// XDG data directory's `vault`]. Other URL schemes are refused (exit 2).
-    #[arg(long, global = true, env = "VAULT_DIR")]
+    #[arg(long, global = true, env = "VAULT_DIR", value_parser = PathArg)]
     pub(crate) vault: Option<PathBuf>,
     /// Directory for rollback records and audit anchors; must be outside the vault directory
     /// [default: $XDG_STATE_HOME/vault; on macOS ~/Library/Application Support/vault-state].
-    #[arg(long, global = true, env = "VAULT_STATE_DIR")]
+    #[arg(long, global = true, env = "VAULT_STATE_DIR", value_parser = PathArg)]
     pub(crate) state_dir: Option<PathBuf>,
     /// How long to wait for another process's write lock, in milliseconds.
     #[arg(long, global = true, default_value_t = 10_000)]
@@ -137,6 +137,7 @@ pub(crate) enum Command {
     /// at once, or none. Values equal to the current version are left alone.
     Import {
         /// The file to read, or `-` for stdin.
+        #[arg(value_parser = PathArg)]
         file: PathBuf,
         /// dotenv: NAME=value lines (# comments, optional `export`, values unquoted, 'literal'
         /// or "with \n \t \" \\ escapes", no $VAR expansion); json: one object of name to
@@ -169,7 +170,7 @@ pub(crate) enum Command {
         #[arg(long)]
         keys: bool,
         /// The file to write (owner-only; written whole, only on success).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", value_parser = PathArg)]
         out: PathBuf,
         /// The JSON encoding instead of the binary one.
         #[arg(long)]
@@ -253,7 +254,7 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: Option<BackupAction>,
         /// Where to write the backup (written whole, owner-only, only on success), or `-`.
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = PathArg)]
         file: Option<PathBuf>,
         /// Do not compress.
         #[arg(long)]
@@ -270,7 +271,7 @@ pub(crate) enum Command {
         include_audit: bool,
         /// An incremental backup: only what changed since the backup BASE (a full backup or an
         /// incremental one; only its header is read, so no passphrase is needed for it).
-        #[arg(long, value_name = "BASE")]
+        #[arg(long, value_name = "BASE", value_parser = PathArg)]
         since: Option<PathBuf>,
         #[command(flatten)]
         kdf: crate::cli_keys::ExportKdf,
@@ -280,10 +281,10 @@ pub(crate) enum Command {
     /// made. Everything is verified first, and the vault appears only when complete.
     Restore {
         /// The full backup, then any incremental backups, oldest first.
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required = true, num_args = 1.., value_parser = PathArg)]
         files: Vec<PathBuf>,
         /// The new vault's directory.
-        #[arg(long)]
+        #[arg(long, value_parser = PathArg)]
         to: PathBuf,
         /// Replace a vault already there (it is set aside until the restore is complete).
         #[arg(long)]
@@ -321,10 +322,10 @@ pub(crate) enum Command {
     #[command(after_help = "Example: vault inject -i config.tmpl -o config.yml")]
     Inject {
         /// The template (default: stdin).
-        #[arg(short = 'i', long = "in", value_name = "TEMPLATE")]
+        #[arg(short = 'i', long = "in", value_name = "TEMPLATE", value_parser = PathArg)]
         input: Option<std::path::PathBuf>,
         /// Where to write the result (default: stdout).
-        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        #[arg(short = 'o', long = "out", value_name = "FILE", value_parser = PathArg)]
         out: Option<std::path::PathBuf>,
     },
     /// Run COMMAND with secrets in its environment, and nowhere else: each secret's name
@@ -452,7 +453,7 @@ pub(crate) enum BackupAction {
     Verify {
         /// The backup file, or `-` for stdin; or a full backup followed by its incremental
         /// backups, oldest first, to check the chain as a restore would.
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required = true, num_args = 1.., value_parser = PathArg)]
         files: Vec<PathBuf>,
         /// The backup was made with --use-vault-passphrase.
         #[arg(long)]
@@ -498,4 +499,23 @@ pub(crate) fn parse_name(s: &str) -> Result<String, String> {
 pub(crate) fn parse_new_name(s: &str) -> Result<String, String> {
     vault_store::check_new_name(s).map_err(|why| format!("invalid name {s:?}: {why}"))?;
     Ok(s.to_string())
+}
+
+/// A path argument, as given; made absolute against the client's directory when the agent runs
+/// the command (its threads serve several clients and share one working directory).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PathArg;
+
+impl clap::builder::TypedValueParser for PathArg {
+    type Value = PathBuf;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PathBuf, clap::Error> {
+        let path = clap::builder::PathBufValueParser::new().parse_ref(cmd, arg, value)?;
+        Ok(crate::agent::served::absolute(path))
+    }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::{parse_name, parse_new_name};
+use crate::cli::{PathArg, parse_name, parse_new_name};
 use vault_store::{Algorithm, KeyOps, KeyState};
 
 pub(crate) const KEY_HELP: &str = "\
@@ -18,10 +18,10 @@ only, and only if the command succeeds). Ciphertexts and signatures are tokens: 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct Io {
     /// Read the input from this file instead of stdin.
-    #[arg(long = "in", value_name = "FILE")]
+    #[arg(long = "in", value_name = "FILE", value_parser = PathArg)]
     pub(crate) input: Option<PathBuf>,
     /// Write the result to this file (created owner-only; replaced only on success).
-    #[arg(long = "out", value_name = "FILE")]
+    #[arg(long = "out", value_name = "FILE", value_parser = PathArg)]
     pub(crate) output: Option<PathBuf>,
 }
 
@@ -32,7 +32,7 @@ pub(crate) struct Ad {
     #[arg(long, value_name = "TEXT", conflicts_with = "ad_file")]
     pub(crate) ad: Option<String>,
     /// Associated data from a file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = PathArg)]
     pub(crate) ad_file: Option<PathBuf>,
 }
 
@@ -240,10 +240,10 @@ pub(crate) enum KeyCommand {
         #[arg(long, required_unless_present = "signature_file")]
         signature: Option<String>,
         /// A file holding the signature token (text or binary).
-        #[arg(long, conflicts_with = "signature")]
+        #[arg(long, conflicts_with = "signature", value_parser = PathArg)]
         signature_file: Option<PathBuf>,
         /// The message, from this file instead of stdin.
-        #[arg(long = "in", value_name = "FILE")]
+        #[arg(long = "in", value_name = "FILE", value_parser = PathArg)]
         input: Option<PathBuf>,
         /// Accept a version marked compromised (the use is recorded in the vault).
         #[arg(long)]
@@ -260,7 +260,7 @@ pub(crate) enum KeyCommand {
         #[arg(long)]
         all: bool,
         /// The file to write (owner-only; written whole, only on success).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", value_parser = PathArg)]
         out: PathBuf,
         /// The JSON encoding instead of the binary one.
         #[arg(long)]
@@ -275,6 +275,7 @@ pub(crate) enum KeyCommand {
     /// anything changes.
     Import {
         /// The export file.
+        #[arg(value_parser = PathArg)]
         file: PathBuf,
         /// Import the file's one key under this name.
         #[arg(long, value_parser = parse_new_name)]

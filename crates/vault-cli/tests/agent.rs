@@ -372,3 +372,96 @@ fn under_a_small_memlock_limit_the_keys_are_locked() {
     let o = vault(&["lock"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+/// Each client has its own thread: one that does not read its output (`vault list | less` left
+/// open) holds up neither another command nor `vault lock`; relative paths are the client's.
+#[test]
+fn a_client_not_reading_its_output_holds_up_no_other() {
+    let a = Agent::new();
+    let mut dotenv = String::new();
+    for i in 0..4000 {
+        dotenv.push_str(&format!(
+            "a-rather-long-secret-name-to-fill-pipes-{i:05}=v{i}\n"
+        ));
+    }
+    let file = a.e.path("many.env");
+    std::fs::write(&file, dotenv).unwrap();
+    a.e.ok(
+        &["import", file.to_str().unwrap(), "--format", "dotenv"],
+        None,
+    );
+    assert_eq!(code(&a.run(&["unlock"], None, true)), 0);
+    // About 200 KiB of names into a pipe nobody reads: the command blocks on it.
+    let vars = a.vars(false);
+    let mut stuck = a.e.command(&["list"]);
+    stuck.envs(vars.iter().map(|(k, v)| (k, v)));
+    let mut stuck = stuck
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let o = a.run(
+        &["get", "a-rather-long-secret-name-to-fill-pipes-00007"],
+        None,
+        false,
+    );
+    assert_eq!(o.stdout, b"v7", "{}", stderr(&o));
+    // A relative output path is the client's, whatever the agent's directory.
+    let dir = a.e.path("work");
+    std::fs::create_dir(&dir).unwrap();
+    let mut inject = a.e.command(&["inject", "-o", "out.txt"]);
+    inject
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .current_dir(&dir);
+    let o = {
+        use std::io::Write;
+        let mut child = inject
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"x={{ vault:a-rather-long-secret-name-to-fill-pipes-00001 }}\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.join("out.txt")).unwrap(), b"x=v1\n");
+    // And it locks at once.
+    let o = a.run(&["lock"], None, false);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let gone = std::time::Instant::now();
+    while std::fs::read_dir(a.socket_dir())
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "sock"))
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            gone.elapsed() < std::time::Duration::from_secs(5),
+            "the socket stays"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = a.run(
+        &["get", "a-rather-long-secret-name-to-fill-pipes-00007"],
+        None,
+        false,
+    );
+    assert_ne!(code(&o), 0, "locked: {}", stderr(&o));
+    let _ = stuck.kill();
+    let _ = stuck.wait();
+}

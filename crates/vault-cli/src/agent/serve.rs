@@ -1,7 +1,7 @@
 //! The agent itself (`vault agent-serve`, started by `vault unlock`): hardens the process (no
 //! core dumps, not dumpable, memory locked where permitted), opens the vault with the
 //! passphrase `vault unlock` pipes to it, then runs commands for clients of its own user on its
-//! socket, one at a time, until it is locked, idle past its timeout, signalled, or its key goes
+//! socket, each on its own thread, until it is locked, idle past its timeout, signalled, or its key goes
 //! stale (a master-key rotation by another process).
 
 use std::io::{Read, Write};
@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -153,8 +153,48 @@ pub(crate) fn serve(cli: &Cli, idle: Duration) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Serves until told to stop; then forgets the keys (the vault's drop zeroizes them) and
-/// removes the socket.
+/// Most clients served at once; a further one waits for a thread to come free.
+const MAX_CLIENTS: usize = 32;
+
+/// What the serving threads share.
+struct Shared {
+    vault: Arc<Vault>,
+    stop: AtomicBool,
+    start: Instant,
+    /// When the last command ended or a client arrived, in ms since `start`.
+    last: AtomicU64,
+    /// Commands running now: the idle clock waits for them.
+    busy: AtomicUsize,
+    /// Clients being served now.
+    clients: AtomicUsize,
+    idle: Duration,
+    fail_closed: bool,
+    socket: std::path::PathBuf,
+}
+
+impl Shared {
+    fn touch(&self) {
+        self.last
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Ms since the last activity (saturating: another thread may have noted one after
+    /// `elapsed` was read).
+    fn idle_ms(&self) -> u64 {
+        (self.start.elapsed().as_millis() as u64).saturating_sub(self.last.load(Ordering::Relaxed))
+    }
+
+    /// Stops the agent: the accept loop is woken (by connecting to it) and ends.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = UnixStream::connect(&self.socket);
+    }
+}
+
+/// Serves until told to stop, each client on its own thread (one whose output is not read, as
+/// in `vault list | less` left open, holds up no other, nor `vault lock`); then forgets the keys
+/// and removes the socket. Commands still running for clients when the agent stops end with
+/// the process.
 fn run(
     listener: &UnixListener,
     place: &Place,
@@ -162,29 +202,26 @@ fn run(
     idle: Duration,
     fail_closed: bool,
 ) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let last = Arc::new(AtomicU64::new(0));
-    // A command is running: the idle clock waits for it.
-    let busy = Arc::new(AtomicBool::new(false));
-    // Wakes the accept loop by connecting to it.
-    let wake = {
-        let socket = place.socket.clone();
-        move || {
-            let _ = UnixStream::connect(&socket);
-        }
-    };
+    let shared = Arc::new(Shared {
+        vault,
+        stop: AtomicBool::new(false),
+        start: Instant::now(),
+        last: AtomicU64::new(0),
+        busy: AtomicUsize::new(0),
+        clients: AtomicUsize::new(0),
+        idle,
+        fail_closed,
+        socket: place.socket.clone(),
+    });
     {
-        let (stop, last, wake, busy) = (stop.clone(), last.clone(), wake.clone(), busy.clone());
+        let shared = shared.clone();
         std::thread::spawn(move || {
             loop {
                 std::thread::sleep(Duration::from_millis(250));
-                // Saturating: the loop may have noted a command after `elapsed` was read.
-                let since = (start.elapsed().as_millis() as u64)
-                    .saturating_sub(last.load(Ordering::Relaxed));
-                if since >= idle.as_millis() as u64 && !busy.load(Ordering::SeqCst) {
-                    stop.store(true, Ordering::SeqCst);
-                    wake();
+                if shared.idle_ms() >= shared.idle.as_millis() as u64
+                    && shared.busy.load(Ordering::SeqCst) == 0
+                {
+                    shared.stop();
                     return;
                 }
             }
@@ -195,17 +232,16 @@ fn run(
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ]) {
-        let (stop, wake) = (stop.clone(), wake.clone());
+        let shared = shared.clone();
         std::thread::spawn(move || {
             if signals.forever().next().is_some() {
-                stop.store(true, Ordering::SeqCst);
-                wake();
+                shared.stop();
             }
         });
     }
     let uid = rustix::process::getuid();
     for conn in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
+        if shared.stop.load(Ordering::SeqCst) {
             break;
         }
         let Ok(conn) = conn else { continue };
@@ -214,67 +250,80 @@ fn run(
             Ok(c) if c.uid == uid => {}
             _ => continue,
         }
-        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-        // A client that connects and sends nothing, or stops reading its answer, does not hold
-        // the agent up for the others for long.
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
-        let idle_left = |last: &AtomicU64| {
-            let since =
-                (start.elapsed().as_millis() as u64).saturating_sub(last.load(Ordering::Relaxed));
-            idle.as_secs().saturating_sub(since / 1000)
-        };
-        let Ok((request, fds)) = wire::receive(&conn) else {
-            continue;
-        };
-        let mut reply = Reply {
-            pid: std::process::id(),
-            idle_left_s: idle_left(&last),
-            ..Reply::default()
-        };
-        match request {
-            Request::Status => {}
-            Request::Lock => {
-                reply.locking = true;
-                stop.store(true, Ordering::SeqCst);
-            }
-            Request::Run {
-                fail_closed: wanted,
-                ..
-            } if wanted && !fail_closed => reply.declined = true,
-            // A client that went away while it waited (its process is gone) is not served: it
-            // would do what its user saw fail.
-            Request::Run { .. } if !alive(&conn) => continue,
-            Request::Run { argv, cwd, .. } => {
-                busy.store(true, Ordering::SeqCst);
-                let peer = rustix::net::sockopt::socket_peercred(&conn).ok();
-                let client = peer.as_ref().map(|c| c.pid);
-                // The audit trail records the client as the acting process, not the agent.
-                let _actor = peer.as_ref().map(|c| {
-                    vault_store::AuditActor::set(
-                        c.pid.as_raw_nonzero().get() as u32,
-                        c.uid.as_raw(),
-                    )
-                });
-                let (code, stale) = run_command(&vault, argv, &cwd, fds, client);
-                last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                busy.store(false, Ordering::SeqCst);
-                reply.exit = code;
-                if stale {
-                    reply.locking = true;
-                    stop.store(true, Ordering::SeqCst);
-                }
-            }
+        shared.touch();
+        while shared.clients.load(Ordering::SeqCst) >= MAX_CLIENTS {
+            std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = wire::answer(&conn, &reply);
-        drop(conn);
-        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-        if stop.load(Ordering::SeqCst) {
-            break;
+        shared.clients.fetch_add(1, Ordering::SeqCst);
+        let one = shared.clone();
+        let spawned = std::thread::Builder::new().spawn(move || {
+            serve_one(&one, &conn);
+            one.clients.fetch_sub(1, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            shared.clients.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    drop(vault);
+    drop(shared);
     let _ = std::fs::remove_file(&place.socket);
+}
+
+/// Serves one client's request on its own thread.
+fn serve_one(shared: &Shared, conn: &UnixStream) {
+    // A client that connects and sends nothing does not keep a thread for long.
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+    let Ok((request, fds)) = wire::receive(conn) else {
+        return;
+    };
+    let idle_left = || {
+        shared
+            .idle
+            .as_secs()
+            .saturating_sub(shared.idle_ms() / 1000)
+    };
+    let mut reply = Reply {
+        pid: std::process::id(),
+        idle_left_s: idle_left(),
+        ..Reply::default()
+    };
+    match request {
+        Request::Status => {}
+        Request::Lock => {
+            reply.locking = true;
+            let _ = wire::answer(conn, &reply);
+            shared.stop();
+            return;
+        }
+        Request::Run {
+            fail_closed: wanted,
+            ..
+        } if wanted && !shared.fail_closed => reply.declined = true,
+        // A client that went away while it waited (its process is gone) is not served: it
+        // would do what its user saw fail.
+        Request::Run { .. } if !alive(conn) => return,
+        Request::Run { argv, cwd, .. } => {
+            shared.busy.fetch_add(1, Ordering::SeqCst);
+            let peer = rustix::net::sockopt::socket_peercred(conn).ok();
+            let client = peer.as_ref().map(|c| c.pid);
+            // The audit trail records the client as the acting process, not the agent.
+            let _actor = peer.as_ref().map(|c| {
+                vault_store::AuditActor::set(c.pid.as_raw_nonzero().get() as u32, c.uid.as_raw())
+            });
+            let (code, stale) = run_command(&shared.vault, argv, cwd, fds, client);
+            shared.touch();
+            shared.busy.fetch_sub(1, Ordering::SeqCst);
+            reply.exit = code;
+            if stale {
+                reply.locking = true;
+                let _ = wire::answer(conn, &reply);
+                shared.stop();
+                return;
+            }
+        }
+    }
+    let _ = wire::answer(conn, &reply);
+    shared.touch();
 }
 
 /// Whether the peer's process is still there.
@@ -287,7 +336,7 @@ fn alive(conn: &UnixStream) -> bool {
 fn run_command(
     vault: &Arc<Vault>,
     argv: Vec<String>,
-    cwd: &std::path::Path,
+    cwd: std::path::PathBuf,
     fds: Vec<std::os::fd::OwnedFd>,
     client: Option<rustix::process::Pid>,
 ) -> (u8, bool) {
@@ -303,15 +352,11 @@ fn run_command(
         stale: false,
         client,
         log_level: tracing::Level::WARN,
+        // Relative paths in the command are the client's: made absolute as they are parsed
+        // (`cli::PathArg`), as the agent's threads share one working directory.
+        cwd,
     };
     served::serving(served, || {
-        if let Err(e) = std::env::set_current_dir(cwd) {
-            crate::output::stderr_line(format!(
-                "vault: the agent cannot work in {}: {e}",
-                cwd.display()
-            ));
-            return Exit::Other as u8;
-        }
         let cli = match Cli::try_parse_from(&argv) {
             Ok(c) => c,
             Err(e) => {

@@ -23,6 +23,8 @@ pub(crate) struct Served {
     pub(crate) client: Option<rustix::process::Pid>,
     /// The most detailed log level the command asked for (`-v`), once its arguments are parsed.
     pub(crate) log_level: tracing::Level,
+    /// The client's working directory, which its relative paths are relative to.
+    pub(crate) cwd: std::path::PathBuf,
 }
 
 thread_local! {
@@ -46,6 +48,19 @@ pub(crate) fn active() -> bool {
 /// The served command's vault.
 pub(crate) fn vault() -> Option<Arc<Vault>> {
     SERVED.with(|s| s.borrow().as_ref().map(|s| s.vault.clone()))
+}
+
+/// `path` as the command means it: relative to the client's directory when served (`-`, URLs
+/// such as `file:///…` and absolute paths as they are).
+pub(crate) fn absolute(path: std::path::PathBuf) -> std::path::PathBuf {
+    let url = path.to_str().is_some_and(|p| p.contains("://"));
+    if path.is_absolute() || path.as_os_str() == "-" || url {
+        return path;
+    }
+    SERVED.with(|s| match s.borrow().as_ref() {
+        Some(s) => s.cwd.join(&path),
+        None => path,
+    })
 }
 
 /// The most detailed level of log events the served command shows.
