@@ -85,41 +85,63 @@ pub(crate) fn places(data: &Path, state: Option<&Path>, data_local: &Path) -> (P
     (vault, state)
 }
 
-/// `path` made absolute, `.` and `..` taken away, and symbolic links resolved as far as it
-/// exists.
+/// `path` made absolute, with every symbolic link on it followed, dangling ones included (what
+/// a later `mkdir -p` of the path would create), and `.` and `..` taken away as the system
+/// would, after the links.
 fn resolved(path: &Path) -> PathBuf {
+    use std::collections::VecDeque;
     use std::path::Component;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut path = PathBuf::new();
-    for c in absolute.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                path.pop();
+    let mut todo: VecDeque<std::ffi::OsString> = VecDeque::new();
+    let mut push_front = |todo: &mut VecDeque<std::ffi::OsString>, p: &Path| {
+        for c in p.components().rev() {
+            match c {
+                Component::Normal(n) => todo.push_front(n.to_os_string()),
+                Component::ParentDir => todo.push_front("..".into()),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
             }
-            c => path.push(c),
+        }
+    };
+    push_front(&mut todo, &absolute);
+    let mut out = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        if part == ".." {
+            out.pop();
+            continue;
+        }
+        let next = out.join(&part);
+        match std::fs::read_link(&next) {
+            // As the system does, at most 40 links in one path.
+            Ok(target) if links < 40 => {
+                links += 1;
+                if target.is_absolute() {
+                    out = PathBuf::from("/");
+                }
+                push_front(&mut todo, &target);
+            }
+            _ => out = next,
         }
     }
-    let mut existing = path.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            return rest.iter().rev().fold(real, |p, part| p.join(part));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => return path,
-        }
-    }
+    out
 }
 
 /// Whether the state directory is the vault directory or inside it, where a copy of the vault
-/// directory put back would carry the rollback record with it.
+/// directory put back would carry the rollback record with it: by path once links are followed,
+/// or because a directory on the state directory's path is the vault directory itself (a bind
+/// mount of it, seen by device and inode).
 pub(crate) fn state_inside_vault(state: &Path, vault: &Path) -> bool {
-    resolved(state).starts_with(resolved(vault))
+    use std::os::unix::fs::MetadataExt;
+    let (state, vault) = (resolved(state), resolved(vault));
+    if state.starts_with(&vault) {
+        return true;
+    }
+    let Ok(v) = std::fs::metadata(&vault) else {
+        return false;
+    };
+    state
+        .ancestors()
+        .any(|a| std::fs::metadata(a).is_ok_and(|m| m.dev() == v.dev() && m.ino() == v.ino()))
 }
 
 /// The state directory, refused (exit 2) when it is inside the vault directory.

@@ -109,4 +109,63 @@ fn a_state_directory_inside_the_vault_is_refused() {
     }
     assert!(!e.vault_dir().join("state").exists(), "nothing was created");
     assert_eq!(code(&e.run(&["get", "b"])), 4, "nothing was written");
+    // A link to a directory not there yet inside the vault, and `..` after a link.
+    let dangling = e.path("dangling");
+    std::os::unix::fs::symlink(e.vault_dir().join("not-yet"), &dangling).unwrap();
+    let sub = e.path("sub");
+    std::fs::create_dir(e.vault_dir().join("deep")).unwrap();
+    std::os::unix::fs::symlink(e.vault_dir().join("deep"), &sub).unwrap();
+    for inside in [dangling.clone(), sub.join("..").join("st")] {
+        let o = e.run_with(
+            &["get", "a"],
+            None,
+            &[("VAULT_STATE_DIR", inside.as_os_str())],
+        );
+        assert_eq!(code(&o), 2, "{inside:?}: {}", stderr(&o));
+    }
+    // A bind mount of the vault directory (where this machine lets the test mount).
+    let bind = e.path("bind");
+    std::fs::create_dir(&bind).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["--bind"])
+        .arg(e.vault_dir())
+        .arg(&bind)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if mounted {
+        let o = e.run_with(
+            &["get", "a"],
+            None,
+            &[("VAULT_STATE_DIR", bind.join("st").as_os_str())],
+        );
+        let _ = std::process::Command::new("umount").arg(&bind).status();
+        assert_eq!(code(&o), 2, "bind mount: {}", stderr(&o));
+    } else {
+        eprintln!("bind mount not tried: mount --bind is not permitted here");
+    }
+    // A restore's target holding the state directory.
+    let backup = e.path("b.vbak");
+    let o = e.run_with(
+        &["backup", backup.to_str().unwrap()],
+        None,
+        &[("VAULT_BACKUP_PASSPHRASE", OsStr::new("backup pass"))],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let to = e.path("restored");
+    let o = e.run_with(
+        &[
+            "restore",
+            backup.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ],
+        None,
+        &[
+            ("VAULT_STATE_DIR", to.join("st").as_os_str()),
+            ("VAULT_BACKUP_PASSPHRASE", OsStr::new("backup pass")),
+            ("VAULT_NEW_PASSPHRASE_FILE", OsStr::new("")),
+        ],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(!to.exists(), "nothing was made");
 }

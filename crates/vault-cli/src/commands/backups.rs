@@ -420,6 +420,17 @@ pub(crate) fn restore_into(
     k: &ExportKdf,
 ) -> Result<(), Failure> {
     readable_files(files, "restore")?;
+    let state = crate::location::state_dir(cli)?;
+    if crate::location::state_inside_vault(&state, to) {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "the state directory {} is inside {}: the restored vault's rollback record would be inside it; give --state-dir (or VAULT_STATE_DIR) a directory outside it",
+                state.display(),
+                to.display()
+            ),
+        ));
+    }
     // The files are opened once (what is verified is what is restored) and the chain's headers
     // checked before any passphrase is asked for.
     let chain = vault_backup::chain::ChainFiles::open(files).map_err(failure)?;
