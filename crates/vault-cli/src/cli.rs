@@ -336,7 +336,7 @@ pub(crate) enum Command {
     #[command(after_help = "Example: vault run --prefix app/ -- ./server --port 8080")]
     Run {
         /// Only these secrets (comma-separated, or the option repeated).
-        #[arg(long, value_delimiter = ',', value_name = "NAME")]
+        #[arg(long, value_delimiter = ',', value_name = "NAME", value_parser = parse_name)]
         only: Vec<String>,
         /// Only secrets whose names start with P; P is left out of the variable name.
         #[arg(long, value_name = "P")]
@@ -348,7 +348,7 @@ pub(crate) enum Command {
     /// The values `vault run` puts in the environment (for `vault run` through the agent).
     #[command(hide = true)]
     EnvValues {
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', value_parser = parse_name)]
         only: Vec<String>,
         #[arg(long)]
         prefix: Option<String>,

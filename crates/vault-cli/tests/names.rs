@@ -80,6 +80,12 @@ fn lookups_take_any_stored_name() {
     }
     let o = e.run(&["get", "bad name!"]);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
+    // The lookups inside `run --only` and an `inject` template, too.
+    let o = e.run_with(&["run", "--only", "ok,a\u{1}b", "--", "true"], None, &none);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let o = e.run_with(&["inject"], Some(b"x={{ vault:a\tb }}\n"), &none);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("line 1"), "{}", stderr(&o));
 }
 
 fn copy_dir(from: &Path, to: &Path) {

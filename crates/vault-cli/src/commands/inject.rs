@@ -69,6 +69,13 @@ fn parse(t: &[u8]) -> Result<Vec<Piece>, Failure> {
                 format!("template line {line}: a reference names no secret"),
             ));
         }
+        // A name no vault can hold is a mistake in the template, found before any passphrase.
+        if let Err(why) = vault_format::payload::check_name(name) {
+            return Err(fail(
+                Exit::Usage,
+                format!("template line {line}: invalid name {name:?}: {why}"),
+            ));
+        }
         out.push(Piece::Text(text_from..open));
         out.push(Piece::Secret(name.to_string()));
         at = inner_from + close + 2;
