@@ -93,7 +93,7 @@ fn resolved(path: &Path) -> PathBuf {
     use std::path::Component;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut todo: VecDeque<std::ffi::OsString> = VecDeque::new();
-    let mut push_front = |todo: &mut VecDeque<std::ffi::OsString>, p: &Path| {
+    let push_front = |todo: &mut VecDeque<std::ffi::OsString>, p: &Path| {
         for c in p.components().rev() {
             match c {
                 Component::Normal(n) => todo.push_front(n.to_os_string()),

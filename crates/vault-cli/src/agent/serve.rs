@@ -67,12 +67,14 @@ fn lock_memory(vault: &Vault) -> Option<String> {
     let limit = limit.map_or_else(|| "unlimited".into(), |b| format!("{} KiB", b / 1024));
     match (keys, all_now) {
         (_, Ok(())) => Some(format!(
-            "memory allocated after unlocking is not locked against swapping (RLIMIT_MEMLOCK is {limit}); the vault's keys are"
+            "the vault's keys and the agent's memory as it was at unlock are locked against swapping; memory it allocates later is not (RLIMIT_MEMLOCK is {limit})"
         )),
         (Ok(n), Err(_)) => Some(format!(
             "only the vault's {n} keys are locked against swapping, not the rest of the agent's memory (RLIMIT_MEMLOCK is {limit})"
         )),
-        (Err(e), Err(_)) => Some(format!("memory not locked against swapping: {e}")),
+        (Err(e), Err(_)) => Some(format!(
+            "the vault's keys could not all be locked against swapping ({e}; RLIMIT_MEMLOCK is {limit}, and they need a few pages: 64 KiB is enough)"
+        )),
     }
 }
 

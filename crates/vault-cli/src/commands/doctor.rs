@@ -219,6 +219,8 @@ pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
         });
     }
     let memlock = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
+    // What the agent's ten keys, each in its own allocation, can take: a page each at most.
+    const KEYS_MEMLOCK: u64 = 64 * 1024;
     let agent = crate::agent::client::status(cli);
     out.push(match &agent {
         Some(r) => finding(
@@ -239,6 +241,12 @@ pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
     });
     out.push(match memlock {
         None => finding("memory locking", Level::Ok, "an agent's memory can all be locked against swapping", None),
+        Some(bytes) if bytes < KEYS_MEMLOCK => finding(
+            "memory locking",
+            Level::Warn,
+            format!("RLIMIT_MEMLOCK is {} KiB: an agent may not be able to lock even the vault's keys against swapping (they need a few pages)", bytes / 1024),
+            Some("raise it to 64 KiB or more (`ulimit -l`, or memlock in /etc/security/limits.conf), or use encrypted swap".into()),
+        ),
         Some(bytes) => finding(
             "memory locking",
             Level::Warn,
