@@ -55,6 +55,22 @@ pub(crate) fn level(verbose: u8) -> tracing::Level {
     }
 }
 
+/// `VAULT_LOG`, when set to something.
+pub(crate) fn vault_log() -> Option<String> {
+    std::env::var("VAULT_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// The most detailed level a `VAULT_LOG` filter shows anywhere: what a command the agent runs
+/// logs at (for every module; the filter's per-module parts are not applied there).
+pub(crate) fn most_detailed(directives: &str) -> Option<tracing::Level> {
+    EnvFilter::try_new(directives)
+        .ok()?
+        .max_level_hint()?
+        .into_level()
+}
+
 /// Writes to the served client's stderr (nowhere when none is being served).
 struct ClientStderr;
 

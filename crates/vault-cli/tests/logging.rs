@@ -126,6 +126,11 @@ fn the_agent_logs_to_its_client() {
     ] {
         assert!(log.contains(said), "{said:?} in\n{log}");
     }
+    // The client's VAULT_LOG, as for a command run directly.
+    let mut with_log = runtime.to_vec();
+    with_log.push(("VAULT_LOG", OsStr::new("vault_store=debug")));
+    let o = e.run_with(&["set", NAME], Some(VALUE), &with_log);
+    assert!(stderr(&o).contains("took the write lock"), "{}", stderr(&o));
     // Without -v, the agent says nothing on the client's stderr either.
     let o = e.run_with(&["set", NAME], Some(VALUE), &runtime);
     assert!(!stderr(&o).contains("committed"), "{}", stderr(&o));

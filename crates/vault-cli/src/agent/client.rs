@@ -96,6 +96,7 @@ pub(crate) fn delegate(cli: &Cli) -> Option<ExitCode> {
         argv,
         cwd,
         fail_closed: cli.audit_fail_closed,
+        log: crate::logging::vault_log(),
     };
     wire::send(&stream, &request, &fds).ok()?;
     // From here the agent has the command: running it here as well could do it twice.
@@ -256,6 +257,7 @@ pub(crate) fn capture(cli: &Cli, argv: Vec<String>) -> Result<Option<Vec<u8>>, F
             argv,
             cwd,
             fail_closed: cli.audit_fail_closed,
+            log: crate::logging::vault_log(),
         },
         &[stdin.as_fd(), writer.as_fd(), stderr.as_fd()],
     );

@@ -304,7 +304,7 @@ fn serve_one(shared: &Shared, conn: &UnixStream) {
         // A client that went away while it waited (its process is gone) is not served: it
         // would do what its user saw fail.
         Request::Run { .. } if !alive(conn) => return,
-        Request::Run { argv, cwd, .. } => {
+        Request::Run { argv, cwd, log, .. } => {
             shared.busy.fetch_add(1, Ordering::SeqCst);
             let peer = rustix::net::sockopt::socket_peercred(conn).ok();
             let client = peer.as_ref().map(|c| c.pid);
@@ -312,7 +312,7 @@ fn serve_one(shared: &Shared, conn: &UnixStream) {
             let _actor = peer.as_ref().map(|c| {
                 vault_store::AuditActor::set(c.pid.as_raw_nonzero().get() as u32, c.uid.as_raw())
             });
-            let (code, stale) = run_command(&shared.vault, argv, cwd, fds, client);
+            let (code, stale) = run_command(&shared.vault, argv, cwd, log, fds, client);
             shared.touch();
             shared.busy.fetch_sub(1, Ordering::SeqCst);
             reply.exit = code;
@@ -339,6 +339,7 @@ fn run_command(
     vault: &Arc<Vault>,
     argv: Vec<String>,
     cwd: std::path::PathBuf,
+    log: Option<String>,
     fds: Vec<std::os::fd::OwnedFd>,
     client: Option<rustix::process::Pid>,
 ) -> (u8, bool) {
@@ -366,7 +367,12 @@ fn run_command(
                 return Exit::Usage as u8;
             }
         };
-        served::set_log_level(crate::logging::level(cli.verbose));
+        // As in a process of its own: the client's VAULT_LOG, else its -v.
+        served::set_log_level(
+            log.as_deref()
+                .and_then(crate::logging::most_detailed)
+                .unwrap_or_else(|| crate::logging::level(cli.verbose)),
+        );
         if !super::client::delegable(&cli) {
             crate::output::stderr_line("vault: the agent does not run this command");
             return Exit::Usage as u8;

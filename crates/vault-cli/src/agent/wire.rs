@@ -27,6 +27,9 @@ pub(crate) enum Request {
         cwd: PathBuf,
         #[serde(default)]
         fail_closed: bool,
+        /// The client's `VAULT_LOG`, if set: how much the command logs on its stderr.
+        #[serde(default)]
+        log: Option<String>,
     },
     /// Lock: forget the keys and exit.
     Lock,
