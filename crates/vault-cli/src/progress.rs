@@ -68,6 +68,7 @@ impl Bar {
         let shown = bar.clone();
         let shower = std::thread::spawn(move || {
             if stopped.recv_timeout(DELAY) == Err(RecvTimeoutError::Timeout) {
+                crate::terminal::progress_drawn(true);
                 shown.set_draw_target(ProgressDrawTarget::stderr());
                 shown.enable_steady_tick(Duration::from_millis(120));
             }
@@ -98,6 +99,7 @@ impl Drop for Bar {
             let _ = shower.join();
         }
         self.bar.finish_and_clear();
+        crate::terminal::progress_drawn(false);
     }
 }
 

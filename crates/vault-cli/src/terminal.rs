@@ -1,4 +1,4 @@
-//! Putting the terminal back when a signal ends a hidden prompt.
+//! Putting the terminal back when a signal ends a hidden prompt (or erasing a progress line).
 //!
 //! rpassword turns echo off while it reads and restores the terminal when it returns, but on
 //! Ctrl-C it raises SIGINT before restoring, and a SIGTERM or SIGHUP from outside never reaches
@@ -10,6 +10,7 @@
 //! script stops too.
 
 use std::fs::{File, OpenOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 
@@ -54,9 +55,25 @@ pub(crate) fn interrupted() -> ! {
     end_by(SIGINT)
 }
 
+/// A progress line is on stderr: a signal erases it before ending the process, so that the
+/// shell's prompt does not follow it on the same line.
+static PROGRESS_DRAWN: AtomicBool = AtomicBool::new(false);
+
+/// Notes whether a progress line is drawn (and makes sure a signal can erase it).
+pub(crate) fn progress_drawn(drawn: bool) {
+    if drawn {
+        watch_signals();
+    }
+    PROGRESS_DRAWN.store(drawn, Ordering::SeqCst);
+}
+
 fn end_by(signal: i32) -> ! {
     if let Some((tty, state)) = saved().take() {
         let _ = termios::tcsetattr(&tty, OptionalActions::Now, &state);
+    }
+    if PROGRESS_DRAWN.load(Ordering::SeqCst) {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(b"\r\x1b[2K");
     }
     let _ = signal_hook::low_level::emulate_default_handler(signal);
     // Reached only if the signal could not be re-raised with its default action.

@@ -406,3 +406,40 @@ fn listings_are_aligned_on_a_terminal_and_tab_separated_otherwise() {
     assert_eq!(starts.len(), 2, "{screen:?}");
     assert!(starts.windows(2).all(|w| w[0] == w[1]), "{screen:?}");
 }
+
+/// A signal while a progress line is drawn erases it before ending the process, so the shell's
+/// prompt starts on a clean line.
+#[test]
+fn a_signal_erases_the_progress_line() {
+    if let Some(why) = unsupported() {
+        println!("skipped: {why}");
+        return;
+    }
+    let e = Env::new();
+    let pty = Pty::open().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
+    e.configure(&mut cmd);
+    let child = cmd
+        .args(["init", "--kdf-target-ms", "6000"])
+        .env("VAULT_NEW_PASSPHRASE_FILE", e.pass_file())
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(pty.terminal.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    pty.wait_for("the spinner", |p| {
+        p.screen().contains("calibrating Argon2id (")
+    });
+    kill(&child, "INT");
+    let status = child.wait_with_output().unwrap().status;
+    assert_eq!(shell_status(status), 130);
+    std::thread::sleep(Duration::from_millis(100));
+    let screen = pty.screen();
+    let last_spinner = screen.rfind("calibrating Argon2id (").unwrap();
+    assert!(
+        screen[last_spinner..].contains("\r\x1b[2K"),
+        "not erased: {screen:?}"
+    );
+    assert!(!e.vault_dir().join("header").exists(), "no vault was made");
+}

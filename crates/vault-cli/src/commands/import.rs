@@ -198,11 +198,16 @@ pub(crate) fn import(
         // compares again, so entries already committed count as unchanged.
         let chunks = chunked(&changes, CHUNK_BYTES, CHUNK_ENTRIES);
         let total = chunks.len();
-        let bar = crate::progress::Bar::counted(
-            "importing",
-            crate::progress::Unit::Records,
-            Some(changes.len() as u64),
-        );
+        // One commit cannot say how far it has got: a spinner then, a bar over several.
+        let bar = if total > 1 {
+            crate::progress::Bar::counted(
+                "importing",
+                crate::progress::Unit::Records,
+                Some(changes.len() as u64),
+            )
+        } else {
+            crate::progress::Bar::spinner(&format!("importing {} secrets", changes.len()))
+        };
         for (i, chunk) in chunks.into_iter().enumerate() {
             let in_chunk = chunk.len() as u64;
             let mut batch = Batch::new();
