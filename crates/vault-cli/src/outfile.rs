@@ -66,14 +66,7 @@ impl OutFile {
         // client's), written where it stands. Reopening the name would start a redirected file
         // over at its beginning (`>>` lost, earlier output overwritten), or reach the agent's
         // own streams.
-        let stream = if [
-            Path::new("-"),
-            Path::new("/dev/stdout"),
-            Path::new("/proc/self/fd/1"),
-            Path::new("/dev/fd/1"),
-        ]
-        .contains(&path)
-        {
+        let stream = if crate::output::is_stdout_path(path) {
             Some(crate::output::stdout_file())
         } else if [
             Path::new("/dev/stderr"),

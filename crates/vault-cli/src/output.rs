@@ -69,6 +69,17 @@ pub(crate) fn stderr_file() -> io::Result<std::fs::File> {
 
 /// Whether `p` names stdin (`-`, `/dev/stdin` and its aliases): read from the descriptor this
 /// command was given (under the agent, its client's).
+/// Whether `p` names stdout (`-`, `/dev/stdout`, …).
+pub(crate) fn is_stdout_path(p: &std::path::Path) -> bool {
+    [
+        std::path::Path::new("-"),
+        std::path::Path::new("/dev/stdout"),
+        std::path::Path::new("/proc/self/fd/1"),
+        std::path::Path::new("/dev/fd/1"),
+    ]
+    .contains(&p)
+}
+
 pub(crate) fn is_stdin_path(p: &std::path::Path) -> bool {
     [
         std::path::Path::new("-"),

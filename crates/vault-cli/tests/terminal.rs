@@ -443,3 +443,38 @@ fn a_signal_erases_the_progress_line() {
     );
     assert!(!e.vault_dir().join("header").exists(), "no vault was made");
 }
+
+/// A backup is binary: to a terminal it is refused (exit 2, nothing written there); to a pipe it
+/// goes.
+#[test]
+fn a_backup_is_not_written_to_a_terminal() {
+    if let Some(why) = unsupported() {
+        println!("skipped: {why}");
+        return;
+    }
+    let e = Env::new();
+    e.init();
+    e.ok(&["set", "a"], Some(b"1"));
+    let pty = Pty::open().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
+    e.configure(&mut cmd);
+    let out = cmd
+        .args(["backup", "-"])
+        .env("VAULT_BACKUP_PASSPHRASE", "backup pass")
+        .stdin(Stdio::null())
+        .stdout(pty.terminal.try_clone().unwrap())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(common::code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("binary"), "{}", stderr(&out));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(pty.screen(), "", "nothing on the terminal");
+    let piped = e.run_with(
+        &["backup", "-"],
+        None,
+        &[("VAULT_BACKUP_PASSPHRASE", OsStr::new("backup pass"))],
+    );
+    assert_eq!(common::code(&piped), 0, "{}", stderr(&piped));
+    assert!(piped.stdout.len() > 100);
+}

@@ -212,6 +212,12 @@ pub(crate) fn make(cli: &Cli, r: &MakeRequest<'_>) -> Result<(), Failure> {
         use_vault_passphrase,
         kdf: k,
     } = *r;
+    if crate::output::is_stdout_path(file) && crate::output::stdout_is_terminal() {
+        return Err(fail(
+            Exit::Usage,
+            "a backup is binary: write it to a file, or redirect stdout (`vault backup - > FILE`, or into a pipe)",
+        ));
+    }
     // The base's header only (not secret): read before anything is asked or written.
     let base = match since {
         None => None,
