@@ -465,3 +465,30 @@ fn a_client_not_reading_its_output_holds_up_no_other() {
     let _ = stuck.kill();
     let _ = stuck.wait();
 }
+
+/// An agent whose socket file goes (a runtime directory cleaned at logout) can no longer be
+/// reached: it locks itself at once rather than keeping the keys until its idle timeout.
+#[test]
+fn an_agent_whose_socket_is_removed_locks_itself() {
+    let a = Agent::new();
+    let o = a.run(&["unlock"], None, true);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    let pid: u32 = said
+        .split("agent pid ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    std::fs::remove_file(a.socket()).unwrap();
+    let start = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the agent is still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

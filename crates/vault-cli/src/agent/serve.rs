@@ -186,7 +186,8 @@ impl Shared {
         (self.start.elapsed().as_millis() as u64).saturating_sub(self.last.load(Ordering::Relaxed))
     }
 
-    /// Stops the agent: the accept loop is woken (by connecting to it) and ends.
+    /// Stops the agent: the accept loop sees it within a quarter of a second, or at once when
+    /// connecting to it wakes it.
     fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = UnixStream::connect(&self.socket);
@@ -204,6 +205,7 @@ fn run(
     idle: Duration,
     fail_closed: bool,
 ) {
+    let bound = socket_id(&place.socket);
     let shared = Arc::new(Shared {
         vault,
         stop: AtomicBool::new(false),
@@ -217,12 +219,14 @@ fn run(
     });
     {
         let shared = shared.clone();
+        // If the socket's file goes (the runtime directory cleaned at logout, or removed by
+        // hand) or is replaced, no client can reach this agent any more, so it locks.
         std::thread::spawn(move || {
             loop {
                 std::thread::sleep(Duration::from_millis(250));
-                if shared.idle_ms() >= shared.idle.as_millis() as u64
-                    && shared.busy.load(Ordering::SeqCst) == 0
-                {
+                let idle = shared.idle_ms() >= shared.idle.as_millis() as u64
+                    && shared.busy.load(Ordering::SeqCst) == 0;
+                if idle || socket_id(&shared.socket) != bound {
                     shared.stop();
                     return;
                 }
@@ -242,11 +246,26 @@ fn run(
         });
     }
     let uid = rustix::process::getuid();
-    for conn in listener.incoming() {
+    loop {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(conn) = conn else { continue };
+        // Waits for a client a quarter of a second at a time, so that a stop is seen even when
+        // connecting to the socket cannot wake the loop (its file removed from under it).
+        let mut ready = [rustix::event::PollFd::new(
+            listener,
+            rustix::event::PollFlags::IN,
+        )];
+        let quarter = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 250_000_000,
+        };
+        if !matches!(rustix::event::poll(&mut ready, Some(&quarter)), Ok(n) if n > 0) {
+            continue;
+        }
+        let Ok((conn, _)) = listener.accept() else {
+            continue;
+        };
         // Only the agent's own user is served.
         match rustix::net::sockopt::socket_peercred(&conn) {
             Ok(c) if c.uid == uid => {}
@@ -267,7 +286,18 @@ fn run(
         }
     }
     drop(shared);
-    let _ = std::fs::remove_file(&place.socket);
+    // Only its own: a socket put in its place belongs to someone else.
+    if socket_id(&place.socket) == bound {
+        let _ = std::fs::remove_file(&place.socket);
+    }
+}
+
+/// The device and inode of the socket file at `path`, if there is one.
+fn socket_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Serves one client's request on its own thread.
