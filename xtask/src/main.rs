@@ -85,6 +85,10 @@ fn has_cargo_subcommand(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The optional features CI builds, lints and tests with (a superset of the default build,
+/// which `check (default features)` also compiles).
+const CI_FEATURES: &str = "vault-store/postgres";
+
 fn ci() -> Result<()> {
     run("format", cargo().args(["fmt", "--all", "--check"]))?;
     run(
@@ -93,23 +97,44 @@ fn ci() -> Result<()> {
             "clippy",
             "--workspace",
             "--all-targets",
+            "--features",
+            CI_FEATURES,
             "--",
             "-D",
             "warnings",
         ]),
+    )?;
+    run(
+        "check (default features)",
+        cargo().args(["check", "--workspace"]),
     )?;
     // The fuzz-corpus replay tests are ordinary tests in vault-format (tests/fuzz_corpus.rs), so
     // they run here on stable with every other test.
     if has_cargo_subcommand("nextest") {
         run(
             "tests (nextest)",
-            cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]),
+            cargo().args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--no-fail-fast",
+                "--features",
+                CI_FEATURES,
+            ]),
         )?;
     } else {
         eprintln!("cargo-nextest not installed: using cargo test");
         run(
             "tests",
-            cargo().args(["test", "--workspace", "--lib", "--bins", "--tests"]),
+            cargo().args([
+                "test",
+                "--workspace",
+                "--lib",
+                "--bins",
+                "--tests",
+                "--features",
+                CI_FEATURES,
+            ]),
         )?;
     }
     run("doc tests", cargo().args(["test", "--workspace", "--doc"]))?;

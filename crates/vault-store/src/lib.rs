@@ -56,6 +56,8 @@ pub use backend::{
     IndexSink, IndexWriter, MemoryBackend, ReadOutcome, ReadSession, RecordAt, RecordSource,
     StoredFrame, Tail, Visit, WriteSession,
 };
+#[cfg(feature = "postgres")]
+pub use backend::{PgIndex, PostgresBackend, PostgresLocation};
 pub use batch::Batch;
 pub use engine::index::DEFAULT_MAX_VERSIONS;
 pub use engine::unlock::{KdfLimit, Unlock};

@@ -26,7 +26,8 @@ use vault_store::{
 type Make = fn() -> (Box<dyn std::any::Any>, Arc<dyn Backend>, Arc<dyn Backend>);
 
 fn backends() -> Vec<(&'static str, Make)> {
-    vec![
+    #[allow(unused_mut)] // without the postgres feature nothing is pushed
+    let mut all: Vec<(&'static str, Make)> = vec![
         ("file", || {
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path().join("vault");
@@ -40,7 +41,48 @@ fn backends() -> Vec<(&'static str, Make)> {
             let b: Arc<dyn Backend> = Arc::new(m);
             (Box::new(()), a, b)
         }),
-    ]
+    ];
+    #[cfg(feature = "postgres")]
+    if pg::server().is_some() {
+        all.push(("postgres", pg::make));
+    }
+    all
+}
+
+/// The PostgreSQL backend: one server for the test binary, a fresh vault (schema) per case.
+#[cfg(feature = "postgres")]
+mod pg {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    use vault_store::{Backend, PostgresBackend, PostgresLocation};
+    use vault_testkit::PgServer;
+
+    pub(super) fn server() -> Option<&'static PgServer> {
+        static SERVER: OnceLock<Option<PgServer>> = OnceLock::new();
+        SERVER
+            .get_or_init(|| match PgServer::start() {
+                Ok(s) => Some(s),
+                Err(why) => {
+                    eprintln!("postgres backend not tested: {why}");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    pub(super) fn make() -> (Box<dyn std::any::Any>, Arc<dyn Backend>, Arc<dyn Backend>) {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "c{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let at = PostgresLocation::parse(&server().unwrap().location(&name)).unwrap();
+        let a: Arc<dyn Backend> = Arc::new(PostgresBackend::new(at.clone()));
+        let b: Arc<dyn Backend> = Arc::new(PostgresBackend::new(at));
+        (Box::new(()), a, b)
+    }
 }
 
 const T: Duration = Duration::from_secs(10);

@@ -6,6 +6,7 @@
 //! - [`ops`]: [`MutatingOp`], the one list of operations that change a vault, which the crash,
 //!   write-order and state-machine harnesses iterate: a new operation is added there once.
 //! - [`strategies`]: proptest strategies ([`model_op`], [`mutating_op`]).
+//! - [`pg`]: [`PgServer`], a PostgreSQL server of a test's own, for the PostgreSQL backend.
 //!
 //! ```
 //! use vault_testkit::{MutatingOp, TestDir};
@@ -29,9 +30,11 @@
 pub mod dirs;
 pub mod faulty;
 pub mod ops;
+pub mod pg;
 pub mod strategies;
 
 pub use dirs::*;
 pub use faulty::{FaultKind, FaultOp, FaultyIo, SharedFaultyIo};
 pub use ops::MutatingOp;
+pub use pg::PgServer;
 pub use strategies::{ModelOp, model_op, mutating_op};

@@ -11,11 +11,15 @@
 
 mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+mod pg;
 
 use std::time::Duration;
 
 pub use file::{FileBackend, FileBackendOptions};
 pub use memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+pub use pg::{PgIndex, PostgresBackend, PostgresLocation};
 pub use vault_format::log::Tail;
 
 use crate::Result;

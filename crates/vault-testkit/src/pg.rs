@@ -1,0 +1,206 @@
+//! A PostgreSQL server of a test's own: `initdb` into a temporary directory, started by `pg_ctl`
+//! on a Unix socket in that directory (no TCP port, so tests never collide), stopped when dropped.
+//! As root it runs the server as the `postgres` user (or `nobody`): PostgreSQL refuses root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A running server.
+pub struct PgServer {
+    tmp: tempfile::TempDir,
+    bin: PathBuf,
+    uid: Option<u32>,
+}
+
+/// The port number in the socket's name (`.s.PGSQL.<port>`); nothing listens on TCP.
+const PORT: u16 = 5432;
+
+impl PgServer {
+    /// Starts a server, or says why none can be started here (no PostgreSQL installed, say):
+    /// the caller skips with that message.
+    pub fn start() -> Result<Self, String> {
+        let bin = bindir().ok_or("no PostgreSQL server binaries (initdb, pg_ctl) found")?;
+        let tmp = tempfile::Builder::new()
+            .prefix("vault-pg-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let uid = if is_root() {
+            Some(
+                user_id("postgres")
+                    .or_else(|| user_id("nobody"))
+                    .ok_or("root, and no postgres or nobody user to run the server as")?,
+            )
+        } else {
+            None
+        };
+        let server = Self { tmp, bin, uid };
+        if let Some(uid) = uid {
+            std::os::unix::fs::chown(server.tmp.path(), Some(uid), None)
+                .map_err(|e| format!("chown of the test directory: {e}"))?;
+        }
+        std::fs::set_permissions(server.tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        let init = server.run(
+            "initdb",
+            &[
+                "-D",
+                &server.data().to_string_lossy(),
+                "-U",
+                "vault",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )?;
+        if !init.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            ));
+        }
+        server.pg_ctl_start()?;
+        Ok(server)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    /// The directory holding the server's socket.
+    pub fn socket_dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// libpq key=value connection settings for the server's `postgres` database.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port={PORT} user=vault dbname=postgres",
+            self.socket_dir().display()
+        )
+    }
+
+    /// A vault location: the connection settings with `vault=NAME`.
+    pub fn location(&self, vault: &str) -> String {
+        format!("{} vault={vault}", self.conninfo())
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<Output, String> {
+        let mut cmd = Command::new(self.bin.join(tool));
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .env_remove("PGDATA")
+            .current_dir(self.tmp.path());
+        if let Some(uid) = self.uid {
+            cmd.uid(uid);
+        }
+        cmd.output().map_err(|e| format!("{tool}: {e}"))
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let options = format!(
+            "-k {} -p {PORT} -c listen_addresses='' -c fsync=off -c max_connections=200",
+            self.socket_dir().display()
+        );
+        let log = self.tmp.path().join("log");
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().to_string_lossy(),
+                "-l",
+                &log.to_string_lossy(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        )?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl start failed: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ))
+        }
+    }
+
+    /// Stops the server at once (`immediate`: as a crash would, for the clients) and starts it
+    /// again.
+    pub fn restart(&self) {
+        self.stop();
+        self.pg_ctl_start().unwrap();
+    }
+
+    /// Stops the server at once.
+    pub fn stop(&self) {
+        let _ = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn is_root() -> bool {
+    // `id -u`, rather than a dependency for one call.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn user_id(name: &str) -> Option<u32> {
+    let o = Command::new("id").args(["-u", name]).output().ok()?;
+    if !o.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+}
+
+/// Where `initdb` and `pg_ctl` are: `pg_config --bindir`, Debian's versioned directories (the
+/// newest), or the `PATH`.
+fn bindir() -> Option<PathBuf> {
+    let has = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+    if let Ok(o) = Command::new("pg_config").arg("--bindir").output() {
+        let d = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+        if has(&d) {
+            return Some(d);
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|d| has(d))
+        .collect();
+    versions.sort_by_key(|d| {
+        d.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(d) = versions.pop() {
+        return Some(d);
+    }
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).find(|d| has(d)))
+}
