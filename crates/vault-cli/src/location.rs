@@ -213,6 +213,11 @@ pub(crate) fn with_vault<R>(
 ) -> Result<R, Failure> {
     // Served by the agent: its vault, open since `vault unlock`.
     if let Some(v) = crate::agent::served::vault() {
+        // A client killed while its input was read (a `set` whose value came late) saw the
+        // command fail: it is not done for it.
+        if crate::agent::served::client_gone() {
+            return Err(fail(Exit::Other, "the client went away; nothing was done"));
+        }
         let r = op(&v);
         if matches!(r, Err(Error::Rekeyed)) {
             crate::agent::served::mark_stale();

@@ -492,3 +492,94 @@ fn an_agent_whose_socket_is_removed_locks_itself() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Past the most clients served at once, commands are declined (the client runs them itself)
+/// and a lock is still done at once; a client killed while the agent waited for its input is
+/// not served.
+#[test]
+fn past_the_client_bound_lock_still_works_and_killed_clients_are_not_served() {
+    let a = Agent::new();
+    let mut dotenv = String::new();
+    for i in 0..4000 {
+        dotenv.push_str(&format!(
+            "a-rather-long-secret-name-to-fill-pipes-{i:05}=v{i}\n"
+        ));
+    }
+    let file = a.e.path("many.env");
+    std::fs::write(&file, dotenv).unwrap();
+    a.e.ok(
+        &["import", file.to_str().unwrap(), "--format", "dotenv"],
+        None,
+    );
+    let mut vars = a.vars(true);
+    vars.push(("VAULT_AGENT_MAX_CLIENTS", "2".into()));
+    let envs: Vec<(&str, &OsStr)> = vars.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    assert_eq!(code(&a.e.run_with(&["unlock"], None, &envs)), 0);
+    let no_pass = a.vars(false);
+    let spawn = |args: &[&str]| {
+        let mut c = a.e.command(args);
+        c.envs(no_pass.iter().map(|(k, v)| (k, v)));
+        c
+    };
+    // A set whose client is killed before its value arrives: not stored.
+    let mut killed = spawn(&["set", "kill/a"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut value_in = killed.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = killed.kill();
+    let _ = killed.wait();
+    {
+        use std::io::Write;
+        let _ = value_in.write_all(b"late");
+    }
+    drop(value_in);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        code(&a.run(&["get", "kill/a"], None, false)),
+        4,
+        "not stored"
+    );
+    // Two clients whose output is not read fill the agent.
+    let mut stuck: Vec<_> = (0..2)
+        .map(|_| {
+            spawn(&["list"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Declined: without a passphrase the command cannot run itself...
+    let o = a.run(
+        &["get", "a-rather-long-secret-name-to-fill-pipes-00003"],
+        None,
+        false,
+    );
+    assert_ne!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no passphrase"), "{}", stderr(&o));
+    // ...with one, it does.
+    let o = a.run(
+        &["get", "a-rather-long-secret-name-to-fill-pipes-00003"],
+        None,
+        true,
+    );
+    assert_eq!(o.stdout, b"v3", "{}", stderr(&o));
+    let started = std::time::Instant::now();
+    let o = a.run(&["lock"], None, false);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    for s in &mut stuck {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}

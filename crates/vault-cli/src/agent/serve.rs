@@ -155,8 +155,9 @@ pub(crate) fn serve(cli: &Cli, idle: Duration) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Most clients served at once; a further one waits for a thread to come free.
-const MAX_CLIENTS: usize = 32;
+/// Most clients served at once (each on a thread); a command arriving past it is declined (the
+/// client runs it itself), a lock is still done.
+const MAX_CLIENTS: usize = 256;
 
 /// What the serving threads share.
 struct Shared {
@@ -167,8 +168,9 @@ struct Shared {
     last: AtomicU64,
     /// Commands running now: the idle clock waits for them.
     busy: AtomicUsize,
-    /// Clients being served now.
+    /// Clients being served now, and the most at once.
     clients: AtomicUsize,
+    max_clients: usize,
     idle: Duration,
     fail_closed: bool,
     socket: std::path::PathBuf,
@@ -213,6 +215,11 @@ fn run(
         last: AtomicU64::new(0),
         busy: AtomicUsize::new(0),
         clients: AtomicUsize::new(0),
+        // A smaller bound only for tests of what happens past it.
+        max_clients: std::env::var("VAULT_AGENT_MAX_CLIENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(MAX_CLIENTS),
         idle,
         fail_closed,
         socket: place.socket.clone(),
@@ -272,8 +279,10 @@ fn run(
             _ => continue,
         }
         shared.touch();
-        while shared.clients.load(Ordering::SeqCst) >= MAX_CLIENTS {
-            std::thread::sleep(Duration::from_millis(20));
+        if shared.clients.load(Ordering::SeqCst) >= shared.max_clients {
+            // Full: the accept loop never waits for a thread (a stop would then go unseen).
+            overflow(&shared, &conn);
+            continue;
         }
         shared.clients.fetch_add(1, Ordering::SeqCst);
         let one = shared.clone();
@@ -298,6 +307,32 @@ fn socket_id(path: &std::path::Path) -> Option<(u64, u64)> {
     std::fs::symlink_metadata(path)
         .ok()
         .map(|m| (m.dev(), m.ino()))
+}
+
+/// A client arriving while [`MAX_CLIENTS`] are served: a lock or status request is answered
+/// here, on the accept loop (read for a quarter of a second at most); a command is declined, so
+/// the client runs it itself, with the passphrase.
+fn overflow(shared: &Shared, conn: &UnixStream) {
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(250)));
+    let _ = conn.set_write_timeout(Some(Duration::from_millis(250)));
+    let Ok((request, _fds)) = wire::receive(conn) else {
+        return;
+    };
+    let mut reply = Reply {
+        pid: std::process::id(),
+        ..Reply::default()
+    };
+    match request {
+        Request::Lock => {
+            reply.locking = true;
+            let _ = wire::answer(conn, &reply);
+            shared.stop();
+            return;
+        }
+        Request::Status => {}
+        Request::Run { .. } => reply.declined = true,
+    }
+    let _ = wire::answer(conn, &reply);
 }
 
 /// Serves one client's request on its own thread.
