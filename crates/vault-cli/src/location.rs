@@ -89,6 +89,11 @@ pub(crate) fn places(data: &Path, state: Option<&Path>, data_local: &Path) -> (P
 /// a later `mkdir -p` of the path would create), and `.` and `..` taken away as the system
 /// would, after the links.
 fn resolved(path: &Path) -> PathBuf {
+    resolve(path).0
+}
+
+/// [`resolved`], and whether a loop of links (or more than 40 on the way) stopped the walk.
+fn resolve(path: &Path) -> (PathBuf, bool) {
     use std::collections::VecDeque;
     use std::path::Component;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -105,6 +110,7 @@ fn resolved(path: &Path) -> PathBuf {
     push_front(&mut todo, &absolute);
     let mut out = PathBuf::from("/");
     let mut links = 0;
+    let mut looped = false;
     while let Some(part) = todo.pop_front() {
         if part == ".." {
             out.pop();
@@ -120,10 +126,14 @@ fn resolved(path: &Path) -> PathBuf {
                 }
                 push_front(&mut todo, &target);
             }
-            _ => out = next,
+            Ok(_) => {
+                looped = true;
+                out = next;
+            }
+            Err(_) => out = next,
         }
     }
-    out
+    (out, looped)
 }
 
 /// Whether the state directory is the vault directory or inside it, where a copy of the vault
@@ -144,9 +154,21 @@ pub(crate) fn state_inside_vault(state: &Path, vault: &Path) -> bool {
         .any(|a| std::fs::metadata(a).is_ok_and(|m| m.dev() == v.dev() && m.ino() == v.ino()))
 }
 
-/// The state directory, refused (exit 2) when it is inside the vault directory.
+/// The state directory, refused (exit 2) when it is inside the vault directory or its path
+/// loops; as used, with `.` and `..` taken away after its links (so that creating it creates
+/// nothing on the way, as `dir/sub/../../state` would inside `dir`).
 fn checked_state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
     let (state, vault) = (state_dir(cli)?, vault_dir(cli)?);
+    let (real, looped) = resolve(&state);
+    if looped {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "the state directory {}: its symbolic links loop (or are more than 40 deep)",
+                state.display()
+            ),
+        ));
+    }
     if state_inside_vault(&state, &vault) {
         return Err(fail(
             Exit::Usage,
@@ -157,7 +179,7 @@ fn checked_state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
             ),
         ));
     }
-    Ok(state)
+    Ok(real)
 }
 
 pub(crate) fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, Failure> {

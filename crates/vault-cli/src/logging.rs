@@ -18,8 +18,27 @@ use crate::agent::served;
 /// Installs the logger for this process: `verbose` is the count of `-v`; `VAULT_LOG`, when set,
 /// wins over it for the process's own commands.
 pub(crate) fn init(verbose: u8) {
-    let direct = EnvFilter::try_from_env("VAULT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(level(verbose).as_str()));
+    let direct = match vault_log() {
+        None => EnvFilter::new(level(verbose).as_str()),
+        Some(v) => EnvFilter::try_new(&v).unwrap_or_else(|_| {
+            // The directives that parse still apply, and the user hears about the others
+            // (tracing's own lossy parser would say so with `eprintln!`, which panics when
+            // stderr fails).
+            let (good, bad): (Vec<&str>, Vec<&str>) = v
+                .split(',')
+                .filter(|d| !d.trim().is_empty())
+                .partition(|d| EnvFilter::try_new(d).is_ok());
+            crate::output::stderr_line(format!(
+                "warning: VAULT_LOG: ignoring {}",
+                bad.iter()
+                    .map(|d| format!("{d:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            EnvFilter::try_new(good.join(","))
+                .unwrap_or_else(|_| EnvFilter::new(level(verbose).as_str()))
+        }),
+    };
     let own = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // On a failed write the subscriber would otherwise report it with `eprintln!`, which
@@ -65,7 +84,11 @@ pub(crate) fn vault_log() -> Option<String> {
 /// The most detailed level a `VAULT_LOG` filter shows anywhere: what a command the agent runs
 /// logs at (for every module; the filter's per-module parts are not applied there).
 pub(crate) fn most_detailed(directives: &str) -> Option<tracing::Level> {
-    EnvFilter::try_new(directives)
+    let good: Vec<&str> = directives
+        .split(',')
+        .filter(|d| EnvFilter::try_new(d).is_ok())
+        .collect();
+    EnvFilter::try_new(good.join(","))
         .ok()?
         .max_level_hint()?
         .into_level()

@@ -123,6 +123,29 @@ fn a_state_directory_inside_the_vault_is_refused() {
         );
         assert_eq!(code(&o), 2, "{inside:?}: {}", stderr(&o));
     }
+    // Links that loop: a usage error, not damage.
+    std::os::unix::fs::symlink(e.path("loop-b"), e.path("loop-a")).unwrap();
+    std::os::unix::fs::symlink(e.path("loop-a"), e.path("loop-b")).unwrap();
+    let o = e.run_with(
+        &["get", "a"],
+        None,
+        &[("VAULT_STATE_DIR", e.path("loop-a").as_os_str())],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("loop"), "{}", stderr(&o));
+    // A path that goes into the vault and out again is outside it, and creates nothing inside.
+    let round = e.vault_dir().join("st/../../round-trip");
+    let o = e.run_with(
+        &["set", "r"],
+        Some(b"1"),
+        &[("VAULT_STATE_DIR", round.as_os_str())],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        !e.vault_dir().join("st").exists(),
+        "a directory was made inside the vault"
+    );
+    assert!(e.path("round-trip").join("rollback").is_dir());
     // A bind mount of the vault directory (where this machine lets the test mount).
     let bind = e.path("bind");
     std::fs::create_dir(&bind).unwrap();

@@ -24,6 +24,9 @@ fn templates_are_rendered_whole_or_not_at_all() {
         out,
         b"db: hun\"ter2\nkeep: {{ not.vault }}\ntoken=t0k\n|hun\"ter2\n"
     );
+    // Extra braces are text around the reference, never a reason to skip it.
+    let braces = e.ok(&["inject"], Some(b"a={{{ vault:db/password }}}"));
+    assert_eq!(braces, b"a={hun\"ter2}");
     std::fs::write(e.path("t.tmpl"), template).unwrap();
     let target = e.path("out.yml");
     e.ok(

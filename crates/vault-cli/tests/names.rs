@@ -54,6 +54,11 @@ fn new_names_follow_the_syntax() {
     ] {
         e.ok(&["set", name], Some(b"v"));
     }
+    // A name given twice in --only is one secret.
+    e.ok(
+        &["run", "--only", "db/password,db/password", "--", "true"],
+        None,
+    );
     let out = e.ok(&["run", "--", "sh", "-c", "env"], None);
     let env = String::from_utf8(out).unwrap();
     for var in [

@@ -5,7 +5,7 @@
 //! stale (a master-key rotation by another process).
 
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -124,6 +124,7 @@ pub(crate) fn serve(cli: &Cli, idle: Duration) -> ExitCode {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&place.lock)
     else {
         say("error 1 cannot open the agent's lock file");

@@ -40,7 +40,9 @@ fn parse(t: &[u8]) -> Result<Vec<Piece>, Failure> {
         let rest = t.get(inner_from..).unwrap_or_default();
         let lead = rest.iter().take_while(|b| **b == b' ').count();
         if !rest.get(lead..).unwrap_or_default().starts_with(b"vault:") {
-            at = inner_from;
+            // One brace on: in `{{{ vault:x }}` the reference starts at the second brace, and
+            // the first is text.
+            at = open + 1;
             continue;
         }
         let line = t

@@ -70,7 +70,9 @@ fn chosen(
     let names: Vec<String> = if only.is_empty() {
         v.list(false)?.into_iter().map(|i| i.name).collect()
     } else {
-        only.to_vec()
+        // A name given twice is one secret, not two mapping to one variable.
+        let mut seen = std::collections::HashSet::new();
+        only.iter().filter(|n| seen.insert(*n)).cloned().collect()
     };
     let mut out: Vec<(String, String, SecretBytes)> = Vec::new();
     for name in names {
