@@ -188,7 +188,8 @@ fn imports_hold_new_names_to_the_syntax() {
     }
     assert_eq!(code(&e.run(&["get", "OK1"])), 4, "nothing imported");
     // With another error in the input, all are reported before any passphrase.
-    std::fs::write(&file, "bad one=2\nOK=\n").unwrap();
+    // A line that cannot be read at all hides none of them.
+    std::fs::write(&file, "bad one=2\nOK=\nno equals sign\nx y=1\n").unwrap();
     let o = e.run_with(
         &["import", f, "--format", "dotenv"],
         None,
@@ -196,8 +197,26 @@ fn imports_hold_new_names_to_the_syntax() {
     );
     let err = stderr(&o);
     assert_eq!(code(&o), 2, "{err}");
-    assert!(err.contains("line 1") && err.contains("line 2"), "{err}");
+    for line in ["line 1", "line 2", "line 3", "line 4"] {
+        assert!(err.contains(line), "{line}: {err}");
+    }
     assert!(err.contains("already holds"), "{err}");
+    let jsonl = e.path("in.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"name\":\"a b\",\"value\":\"1\"}\n{\"value\":\"2\"}\n{\"name\":\"c d\",\"value\":\"3\"}\n",
+    )
+    .unwrap();
+    let o = e.run_with(
+        &["import", jsonl.to_str().unwrap(), "--format", "jsonl"],
+        None,
+        &[("VAULT_PASSPHRASE_FILE", OsStr::new(""))],
+    );
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    for line in ["line 1", "line 2", "line 3"] {
+        assert!(err.contains(line), "{line}: {err}");
+    }
     // The held name alone is taken.
     std::fs::write(&file, "my key=3\n").unwrap();
     e.ok(&["import", f, "--format", "dotenv"], None);

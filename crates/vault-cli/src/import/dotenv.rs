@@ -91,13 +91,26 @@ fn trim(mut s: &[u8]) -> &[u8] {
 }
 
 /// Parses a dotenv file.
+#[cfg(test)]
 pub(super) fn parse(input: &[u8]) -> Result<Vec<Entry>, ParseError> {
+    let (entries, mut errors) = parse_all(input);
+    if errors.is_empty() {
+        Ok(entries)
+    } else {
+        Err(errors.remove(0))
+    }
+}
+
+/// Every entry that parses, and an error for every line that does not (after one, the next
+/// line is read: one mistake does not hide the others).
+pub(super) fn parse_all(input: &[u8]) -> (Vec<Entry>, Vec<ParseError>) {
     let mut r = Reader {
         input,
         pos: 0,
         line: 1,
     };
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     while r.peek().is_some() {
         let line = r.line;
         r.skip_blanks();
@@ -113,80 +126,91 @@ pub(super) fn parse(input: &[u8]) -> Result<Vec<Entry>, ParseError> {
             }
             _ => {}
         }
-        if r.input
-            .get(r.pos..)
-            .is_some_and(|s| s.starts_with(b"export"))
-            && r.input.get(r.pos + 6).copied().is_some_and(is_blank)
-        {
-            r.pos += 6;
-            r.skip_blanks();
-        }
-        let start = r.pos;
-        while let Some(b) = r.peek() {
-            if b == b'=' || b == b'\n' {
-                break;
+        match entry(&mut r, line) {
+            Ok(e) => out.push(e),
+            Err(e) => {
+                errors.push(e);
+                r.rest_of_line();
             }
-            r.pos += 1;
         }
-        if r.peek() != Some(b'=') {
-            return Err(error(line, "expected NAME=value"));
-        }
-        let name_bytes = trim(r.input.get(start..r.pos).unwrap_or_default());
-        let name = std::str::from_utf8(name_bytes)
-            .map_err(|_| error(line, "the name is not valid UTF-8"))?
-            .to_string();
-        if name.is_empty() {
-            return Err(error(line, "a line starts with `=`: the name is missing"));
-        }
-        r.pos += 1; // '='
-        r.skip_blanks();
-        let value = match r.peek() {
-            Some(q @ (b'"' | b'\'')) => {
-                r.bump();
-                let mut v = Vec::new();
-                loop {
-                    let Some(b) = r.bump() else {
-                        return Err(error(
-                            line,
-                            format!("the quoted value of {name:?} has no closing quote"),
-                        ));
-                    };
-                    match b {
-                        b if b == q => break,
-                        b'\\' if q == b'"' => match r.peek() {
-                            Some(e @ (b'n' | b'r' | b't' | b'"' | b'\\')) => {
-                                r.bump();
-                                v.push(match e {
-                                    b'n' => b'\n',
-                                    b'r' => b'\r',
-                                    b't' => b'\t',
-                                    other => other,
-                                });
-                            }
-                            _ => v.push(b'\\'),
-                        },
-                        b => v.push(b),
-                    }
-                }
-                r.end_after_quote(line)?;
-                SecretBytes::new(v)
-            }
-            _ => {
-                let rest = r.rest_of_line();
-                let mut end = rest.len();
-                // ` #` starts a comment; a value starting with `#` is a value.
-                for (i, pair) in rest.windows(2).enumerate() {
-                    if matches!(pair, [blank, b'#'] if is_blank(*blank)) {
-                        end = i;
-                        break;
-                    }
-                }
-                SecretBytes::from_slice(trim(rest.get(..end).unwrap_or_default()))
-            }
-        };
-        out.push(Entry { name, value, line });
     }
-    Ok(out)
+    (out, errors)
+}
+
+/// The entry starting at `r` (on line `line`).
+fn entry(r: &mut Reader<'_>, line: usize) -> Result<Entry, ParseError> {
+    if r.input
+        .get(r.pos..)
+        .is_some_and(|s| s.starts_with(b"export"))
+        && r.input.get(r.pos + 6).copied().is_some_and(is_blank)
+    {
+        r.pos += 6;
+        r.skip_blanks();
+    }
+    let start = r.pos;
+    while let Some(b) = r.peek() {
+        if b == b'=' || b == b'\n' {
+            break;
+        }
+        r.pos += 1;
+    }
+    if r.peek() != Some(b'=') {
+        return Err(error(line, "expected NAME=value"));
+    }
+    let name_bytes = trim(r.input.get(start..r.pos).unwrap_or_default());
+    let name = std::str::from_utf8(name_bytes)
+        .map_err(|_| error(line, "the name is not valid UTF-8"))?
+        .to_string();
+    if name.is_empty() {
+        return Err(error(line, "a line starts with `=`: the name is missing"));
+    }
+    r.pos += 1; // '='
+    r.skip_blanks();
+    let value = match r.peek() {
+        Some(q @ (b'"' | b'\'')) => {
+            r.bump();
+            let mut v = Vec::new();
+            loop {
+                let Some(b) = r.bump() else {
+                    return Err(error(
+                        line,
+                        format!("the quoted value of {name:?} has no closing quote"),
+                    ));
+                };
+                match b {
+                    b if b == q => break,
+                    b'\\' if q == b'"' => match r.peek() {
+                        Some(e @ (b'n' | b'r' | b't' | b'"' | b'\\')) => {
+                            r.bump();
+                            v.push(match e {
+                                b'n' => b'\n',
+                                b'r' => b'\r',
+                                b't' => b'\t',
+                                other => other,
+                            });
+                        }
+                        _ => v.push(b'\\'),
+                    },
+                    b => v.push(b),
+                }
+            }
+            r.end_after_quote(line)?;
+            SecretBytes::new(v)
+        }
+        _ => {
+            let rest = r.rest_of_line();
+            let mut end = rest.len();
+            // ` #` starts a comment; a value starting with `#` is a value.
+            for (i, pair) in rest.windows(2).enumerate() {
+                if matches!(pair, [blank, b'#'] if is_blank(*blank)) {
+                    end = i;
+                    break;
+                }
+            }
+            SecretBytes::from_slice(trim(rest.get(..end).unwrap_or_default()))
+        }
+    };
+    Ok(Entry { name, value, line })
 }
 
 #[cfg(test)]

@@ -199,8 +199,20 @@ impl<'de> DeserializeSeed<'de> for LineSeed<'_> {
 }
 
 /// `jsonl`: one object per line; blank lines are skipped.
+#[cfg(test)]
 pub(super) fn parse_lines(input: &[u8]) -> Result<Vec<Entry>, ParseError> {
+    let (entries, mut errors) = parse_lines_all(input);
+    if errors.is_empty() {
+        Ok(entries)
+    } else {
+        Err(errors.remove(0))
+    }
+}
+
+/// Every line's entry, and an error for every line that does not parse.
+pub(super) fn parse_lines_all(input: &[u8]) -> (Vec<Entry>, Vec<ParseError>) {
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     for (i, text) in input.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
         if text.iter().all(u8::is_ascii_whitespace) {
@@ -208,17 +220,20 @@ pub(super) fn parse_lines(input: &[u8]) -> Result<Vec<Entry>, ParseError> {
         }
         let why = Why::default();
         let mut de = serde_json::Deserializer::from_slice(text);
-        let (name, value) = LineSeed(Line { why: &why })
+        let parsed = LineSeed(Line { why: &why })
             .deserialize(&mut de)
             .and_then(|v| de.end().map(|()| v))
             .map_err(|e| {
                 let mut p = message(&e, &why, "expected {\"name\": …, \"value\": …}");
                 p.line = line;
                 p
-            })?;
-        out.push(Entry { name, value, line });
+            });
+        match parsed {
+            Ok((name, value)) => out.push(Entry { name, value, line }),
+            Err(e) => errors.push(e),
+        }
     }
-    Ok(out)
+    (out, errors)
 }
 
 #[cfg(test)]

@@ -57,13 +57,15 @@ pub(crate) fn parse(
     format: Format,
     allow_empty: bool,
 ) -> Result<Vec<Entry>, Vec<ParseError>> {
-    let entries = match format {
-        Format::Dotenv => dotenv::parse(input),
-        Format::Json => json::parse_object(input),
-        Format::Jsonl => json::parse_lines(input),
-    }
-    .map_err(|e| vec![e])?;
-    let mut errors = Vec::new();
+    // A line that cannot be read is an error, and the lines after it are still checked.
+    let (entries, mut errors) = match format {
+        Format::Dotenv => dotenv::parse_all(input),
+        Format::Json => match json::parse_object(input) {
+            Ok(entries) => (entries, Vec::new()),
+            Err(e) => (Vec::new(), vec![e]),
+        },
+        Format::Jsonl => json::parse_lines_all(input),
+    };
     // Names outside the current syntax: errors unless the vault already holds them, which is
     // known only once it is open ([`new_name_errors`]); reported with the others if there are any.
     let mut held = Vec::new();
