@@ -468,6 +468,14 @@ fn a_backup_is_not_written_to_a_terminal() {
         .unwrap();
     assert_eq!(common::code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("binary"), "{}", stderr(&out));
+    // Named as a file: the terminal device itself.
+    let tty = rustix::pty::ptsname(&pty.master, Vec::new()).unwrap();
+    let named = e.run_with(
+        &["backup", tty.to_str().unwrap()],
+        None,
+        &[("VAULT_BACKUP_PASSPHRASE", OsStr::new("backup pass"))],
+    );
+    assert_eq!(common::code(&named), 2, "{}", stderr(&named));
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(pty.screen(), "", "nothing on the terminal");
     let piped = e.run_with(

@@ -212,7 +212,18 @@ pub(crate) fn make(cli: &Cli, r: &MakeRequest<'_>) -> Result<(), Failure> {
         use_vault_passphrase,
         kdf: k,
     } = *r;
-    if crate::output::is_stdout_path(file) && crate::output::stdout_is_terminal() {
+    let terminal_named = || {
+        use std::io::IsTerminal;
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(file).is_ok_and(|m| m.file_type().is_char_device())
+            && std::fs::OpenOptions::new()
+                .write(true)
+                .open(file)
+                .is_ok_and(|f| f.is_terminal())
+    };
+    if (crate::output::is_stdout_path(file) && crate::output::stdout_is_terminal())
+        || (!crate::output::is_stdout_path(file) && terminal_named())
+    {
         return Err(fail(
             Exit::Usage,
             "a backup is binary: write it to a file, or redirect stdout (`vault backup - > FILE`, or into a pipe)",
