@@ -87,7 +87,7 @@ fn has_cargo_subcommand(name: &str) -> bool {
 
 /// The optional features CI builds, lints and tests with (a superset of the default build,
 /// which `check (default features)` also compiles).
-const CI_FEATURES: &str = "vault-store/postgres";
+const CI_FEATURES: &str = "vault-store/postgres,vault-cli/postgres";
 
 fn ci() -> Result<()> {
     run("format", cargo().args(["fmt", "--all", "--check"]))?;
@@ -137,12 +137,20 @@ fn ci() -> Result<()> {
             ]),
         )?;
     }
-    run("doc tests", cargo().args(["test", "--workspace", "--doc"]))?;
+    // With the same features as the tests, so that their build is reused.
+    run(
+        "doc tests",
+        cargo().args(["test", "--workspace", "--doc", "--features", CI_FEATURES]),
+    )?;
     run(
         "rustdoc (broken links are errors)",
-        cargo()
-            .env("RUSTDOCFLAGS", "-D warnings")
-            .args(["doc", "--no-deps", "--workspace"]),
+        cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+            "doc",
+            "--no-deps",
+            "--workspace",
+            "--features",
+            CI_FEATURES,
+        ]),
     )?;
     // loom swaps every lock in vault-store for a model-checked one under `--cfg vault_loom`; it
     // needs its own target directory (the whole graph is rebuilt with the cfg) and a bounded

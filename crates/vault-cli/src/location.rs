@@ -5,14 +5,64 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use vault_store::{Error, FileBackend, KdfLimit, SecretBytes, Vault, VaultOptions};
+use vault_store::{Backend, Error, FileBackend, KdfLimit, SecretBytes, Vault, VaultOptions};
 
 use crate::cli::Cli;
 use crate::exit::Exit;
 use crate::{Failure, fail, passphrase, permissions};
 
+/// Where the vault is: a directory, or (built with the `postgres` feature) a PostgreSQL
+/// database.
+pub(crate) enum Place {
+    Dir(PathBuf),
+    #[cfg(feature = "postgres")]
+    Db(Box<vault_store::PostgresLocation>),
+}
+
+impl Place {
+    /// A backend on it.
+    pub(crate) fn backend(&self) -> Arc<dyn Backend> {
+        match self {
+            Place::Dir(d) => Arc::new(FileBackend::new(d)),
+            #[cfg(feature = "postgres")]
+            Place::Db(at) => Arc::new(vault_store::PostgresBackend::new((**at).clone())),
+        }
+    }
+}
+
+/// Whether `text` names a PostgreSQL database.
+fn is_postgres_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// The vault's place: `--vault` (or `VAULT_DIR`) as a directory, a `file://` URL or a
+/// `postgres://` URL, else the default directory.
+pub(crate) fn place(cli: &Cli) -> Result<Place, Failure> {
+    if let Some(text) = cli.vault.as_ref().and_then(|v| v.to_str())
+        && is_postgres_url(text)
+    {
+        #[cfg(feature = "postgres")]
+        return vault_store::PostgresLocation::parse(text)
+            .map(|at| Place::Db(Box::new(at)))
+            .map_err(Failure::from);
+        #[cfg(not(feature = "postgres"))]
+        return Err(fail(
+            Exit::Usage,
+            "this build of vault has no PostgreSQL support (build it with `--features postgres`)",
+        ));
+    }
+    vault_dir(cli).map(Place::Dir)
+}
+
+/// The vault's directory; a database location is refused (for what only a directory has).
 pub(crate) fn vault_dir(cli: &Cli) -> Result<PathBuf, Failure> {
     if let Some(d) = &cli.vault {
+        if d.to_str().is_some_and(is_postgres_url) {
+            return Err(fail(
+                Exit::Usage,
+                "this command needs a vault directory, not a database",
+            ));
+        }
         return location_path(d);
     }
     default_dirs().map(|(vault, _)| vault).ok_or_else(|| {
@@ -157,8 +207,18 @@ pub(crate) fn state_inside_vault(state: &Path, vault: &Path) -> bool {
 /// The state directory, refused (exit 2) when it is inside the vault directory or its path
 /// loops; as used, with `.` and `..` taken away after its links (so that creating it creates
 /// nothing on the way, as `dir/sub/../../state` would inside `dir`).
+#[cfg_attr(
+    not(feature = "postgres"),
+    allow(clippy::infallible_destructuring_match)
+)]
 fn checked_state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
-    let (state, vault) = (state_dir(cli)?, vault_dir(cli)?);
+    let state = state_dir(cli)?;
+    let vault = match place(cli)? {
+        Place::Dir(d) => d,
+        // A database has no directory for the state to be inside of.
+        #[cfg(feature = "postgres")]
+        Place::Db(_) => PathBuf::new(),
+    };
     let (real, looped) = resolve(&state);
     if looped {
         return Err(fail(
@@ -169,7 +229,7 @@ fn checked_state_dir(cli: &Cli) -> Result<PathBuf, Failure> {
             ),
         ));
     }
-    if state_inside_vault(&state, &vault) {
+    if !vault.as_os_str().is_empty() && state_inside_vault(&state, &vault) {
         return Err(fail(
             Exit::Usage,
             format!(
@@ -199,18 +259,20 @@ pub(crate) fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, 
 }
 
 /// The existing vault's backend, not yet opened: checked before anything is asked of the user.
-pub(crate) fn existing_backend(cli: &Cli) -> Result<Arc<FileBackend>, Failure> {
-    let dir = vault_dir(cli)?;
-    tracing::info!("vault directory {}", dir.display());
-    let backend = Arc::new(FileBackend::new(&dir));
-    use vault_store::Backend;
+#[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
+pub(crate) fn existing_backend(cli: &Cli) -> Result<Arc<dyn Backend>, Failure> {
+    let place = place(cli)?;
+    let backend = place.backend();
+    tracing::info!("vault at {}", backend.location());
     // Checked before a passphrase is asked for; the message and its hint come from the typed
     // error, as they would from opening.
     if !backend.exists()? {
-        return Err(Error::NoVault(dir.display().to_string()).into());
+        return Err(Error::NoVault(backend.location()).into());
     }
     checked_state_dir(cli)?;
-    warn_if_shared_dirs(cli, &dir)?;
+    if let Place::Dir(dir) = &place {
+        warn_if_shared_dirs(cli, dir)?;
+    }
     Ok(backend)
 }
 
@@ -259,13 +321,13 @@ pub(crate) fn with_vault<R>(
 /// master key meanwhile.
 pub(crate) fn retry_rekeyed<R>(
     cli: &Cli,
-    run: impl Fn(Arc<FileBackend>) -> vault_store::Result<R>,
+    run: impl Fn(Arc<dyn Backend>) -> vault_store::Result<R>,
 ) -> Result<R, Failure> {
-    let dir = vault_dir(cli)?;
+    let place = place(cli)?;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = run(Arc::new(FileBackend::new(&dir)));
+        let result = run(place.backend());
         match result {
             Err(Error::Rekeyed) if attempt < REKEYED_ATTEMPTS => {
                 tracing::info!("the master key was rotated meanwhile; opening again");

@@ -130,6 +130,33 @@ impl PgServer {
         }
     }
 
+    /// Runs `sql` with `psql` (as the database's owner) and returns what it printed, one row
+    /// per line, fields separated by `|`.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.socket_dir())
+            .args([
+                "-p",
+                &PORT.to_string(),
+                "-U",
+                "vault",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Stops the server at once (`immediate`: as a crash would, for the clients) and starts it
     /// again.
     pub fn restart(&self) {

@@ -6,6 +6,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::cli::Cli;
+#[cfg(feature = "postgres")]
+use crate::exit::Exit;
 use crate::location::{state_dir, vault_dir};
 use crate::output::Stdout;
 use crate::{Failure, fail};
@@ -107,6 +109,13 @@ fn directory(check: &'static str, dir: &Path, out: &mut Vec<Finding>) -> bool {
 /// `vault doctor`.
 pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
     let mut out = Vec::new();
+    #[cfg(feature = "postgres")]
+    if let crate::location::Place::Db(_) = crate::location::place(cli)? {
+        return Err(fail(
+            Exit::Usage,
+            "`vault doctor` checks a vault directory; a vault in PostgreSQL is not checked yet",
+        ));
+    }
     let dir = vault_dir(cli)?;
     let exists = directory("vault directory", &dir, &mut out);
     let mut vault_id = None;

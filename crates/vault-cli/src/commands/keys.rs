@@ -89,11 +89,14 @@ impl Write for Sink {
 }
 
 /// The directories no result may be written into: the vault's and its state directory.
+#[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
 pub(crate) fn guarded(cli: &Cli) -> Result<Vec<std::path::PathBuf>, Failure> {
-    Ok(vec![
-        crate::location::vault_dir(cli)?,
-        crate::location::state_dir(cli)?,
-    ])
+    let mut dirs = vec![crate::location::state_dir(cli)?];
+    // A vault in a database has no directory to guard.
+    if let crate::location::Place::Dir(d) = crate::location::place(cli)? {
+        dirs.push(d);
+    }
+    Ok(dirs)
 }
 
 fn input(io_in: &Option<std::path::PathBuf>) -> Result<Box<dyn Read>, Failure> {

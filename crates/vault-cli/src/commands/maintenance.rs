@@ -1,15 +1,14 @@
 //! Commands that create, check and maintain a vault: init, verify, compact, accept-rollback.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use vault_store::Vault;
 use vault_store::kdf::{self, KdfParams};
-use vault_store::{FileBackend, Vault};
 
 use crate::cli::{Cli, InitArgs};
 use crate::exit::Exit;
 use crate::location::{
-    current_passphrase, options, retry_rekeyed, vault_dir, warn_if_shared_dirs, with_vault,
+    current_passphrase, options, retry_rekeyed, warn_if_shared_dirs, with_vault,
 };
 use crate::output::{stderr_line, stdout_line};
 use crate::text::kib_text;
@@ -70,23 +69,33 @@ pub(crate) fn kdf_params(a: &InitArgs) -> Result<KdfParams, Failure> {
 
 /// `vault init`: create a vault.
 pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
-    let dir = vault_dir(cli)?;
-    warn_if_shared_dirs(cli, &dir)?;
+    let place = crate::location::place(cli)?;
     let params = kdf_params(a)?;
-    let backend = Arc::new(FileBackend::new(&dir));
+    let backend = place.backend();
     // Before the new passphrase is asked for (twice): there is no point typing it for a vault
     // that cannot be made here.
-    // (A damaged vault, its header gone, is left to `create` to describe.)
-    if dir.join("header").exists() {
-        return Err(vault_store::Error::AlreadyExists(dir.display().to_string()).into());
+    match &place {
+        crate::location::Place::Dir(dir) => {
+            warn_if_shared_dirs(cli, dir)?;
+            // (A damaged vault, its header gone, is left to `create` to describe.)
+            if dir.join("header").exists() {
+                return Err(vault_store::Error::AlreadyExists(dir.display().to_string()).into());
+            }
+        }
+        #[cfg(feature = "postgres")]
+        crate::location::Place::Db(_) => {
+            if backend.exists()? {
+                return Err(vault_store::Error::AlreadyExists(backend.location()).into());
+            }
+        }
     }
     let options = options(cli, false)?;
     let pass = passphrase::new_for_init()?;
-    let v = Vault::create(backend, &pass, params, options)?;
+    let v = Vault::create(backend.clone(), &pass, params, options)?;
     stderr_line(format!(
         "created vault {} at {} (Argon2id {}, {} iterations, {} lanes)",
         v.vault_id(),
-        dir.display(),
+        backend.location(),
         kib_text(params.memory_kib()),
         params.iterations(),
         params.lanes()
