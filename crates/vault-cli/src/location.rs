@@ -48,7 +48,7 @@ pub(crate) fn place(cli: &Cli) -> Result<Place, Failure> {
         #[cfg(not(feature = "postgres"))]
         return Err(fail(
             Exit::Usage,
-            "this build of vault has no PostgreSQL support (build it with `--features postgres`)",
+            "the postgres:// scheme is not supported by this build (build vault with `--features postgres`)",
         ));
     }
     vault_dir(cli).map(Place::Dir)

@@ -38,7 +38,7 @@ fn verbose_levels_say_what_happened_and_nothing_secret() {
     let o = e.run(&["-v", "get", NAME]);
     let log = stderr(&o);
     for said in [
-        "vault directory",
+        "vault at",
         "passphrase from the file",
         "unlocked with key slot 0",
         "opened the vault at",
@@ -74,13 +74,13 @@ fn verbose_levels_say_what_happened_and_nothing_secret() {
     );
     let log = stderr(&o);
     assert!(log.contains("Argon2id"), "{log}");
-    assert!(!log.contains("vault directory"), "{log}");
+    assert!(!log.contains("vault at"), "{log}");
     // A directive that does not parse is named and left out; the others apply.
     let o = e.run_with(&["get", NAME], None, &[("VAULT_LOG", OsStr::new("=,info"))]);
     let log = stderr(&o);
     assert_eq!(code(&o), 0, "{log}");
     assert!(log.contains("VAULT_LOG: ignoring \"=\""), "{log}");
-    assert!(log.contains("vault directory"), "{log}");
+    assert!(log.contains("vault at"), "{log}");
 }
 
 /// A writer that waits for the lock says so, with how long.
