@@ -277,3 +277,56 @@ proptest! {
         run(&ops, Arc::new(FileBackend::new(d.vault_dir())), d.options())?;
     }
 }
+
+/// The same state machine against PostgreSQL (a server of the test binary's own; a fresh vault
+/// per case), with fewer cases: each case makes a schema on a real server.
+#[cfg(feature = "postgres")]
+mod pg {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use vault_store::{PostgresBackend, PostgresLocation};
+    use vault_testkit::PgServer;
+
+    fn server() -> Option<&'static PgServer> {
+        static SERVER: OnceLock<Option<PgServer>> = OnceLock::new();
+        SERVER
+            .get_or_init(|| match PgServer::start() {
+                Ok(s) => Some(s),
+                Err(why) => {
+                    eprintln!("postgres backend not tested: {why}");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    fn backend(server: &PgServer) -> Arc<dyn Backend> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!("sm{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        Arc::new(PostgresBackend::new(
+            PostgresLocation::parse(&server.location(&name)).unwrap(),
+        ))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn postgres_backend_matches_the_model(ops in prop::collection::vec(model_op(), 1..60)) {
+            let Some(s) = server() else { return Ok(()) };
+            let d = TestDir::new();
+            run(&ops, backend(s), d.options())?;
+        }
+
+        #[test]
+        fn mutating_ops_in_any_order_keep_the_vault_whole_in_postgres(
+            ops in prop::collection::vec(mutating_op(), 1..12)
+        ) {
+            let Some(s) = server() else { return Ok(()) };
+            let d = TestDir::new();
+            run_mutating(&ops, backend(s), d.options())?;
+        }
+    }
+}
