@@ -197,3 +197,143 @@ fn a_vault_in_postgres_end_to_end() {
     assert_ne!(code(&o), 0);
     assert!(!stderr(&o).contains("s3cret-pw"), "{}", stderr(&o));
 }
+
+/// Ten client processes writing to one vault at once, with the server restarted in the middle:
+/// a command that could not reach the server fails (exit 1, saying so) and the next one after
+/// the restart works; every acknowledged write is there at the end; and of ten check-and-set
+/// writes on the same version, exactly one wins and the others are conflicts (exit 7).
+#[test]
+fn ten_clients_and_a_server_restart() {
+    let Some(pg) = server() else { return };
+    let e = Env::new();
+    let url = format!(
+        "postgres://vault@localhost/postgres?host={}&port=5432&vault=busy",
+        pg.socket_dir().display()
+    );
+    let at = [("VAULT_DIR", OsStr::new(&url))];
+    let o = e.run_with(
+        &[
+            "init",
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+        ],
+        None,
+        &at,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = e.run_with(&["set", "shared"], Some(b"v1"), &at);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // Check-and-set from ten processes at once.
+    let cas: Vec<_> = (0..10)
+        .map(|w| {
+            let mut c = e.command(&["set", "shared", "--expect-version", "1"]);
+            c.env("VAULT_DIR", &url);
+            let mut child = c
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("w{w}").as_bytes())
+                .unwrap();
+            child
+        })
+        .collect();
+    let codes: Vec<i32> = cas
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap_or(-1))
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 7).count(), 9, "{codes:?}");
+
+    // Ten writers, the server restarted while they run.
+    let write = |w: usize, k: usize| {
+        let mut c = e.command(&["set", &format!("w{w}/k{k}")]);
+        c.env("VAULT_DIR", &url);
+        let mut child = c
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        // A command that cannot reach the server ends before it reads its value.
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("value {w} {k}").as_bytes());
+        child.wait_with_output().unwrap()
+    };
+    let restarted = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<(usize, Vec<usize>, Vec<(usize, String)>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10)
+            .map(|w| {
+                let (write, restarted) = (&write, &restarted);
+                s.spawn(move || {
+                    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+                    // Until five writes after the restart were acknowledged: clients go on.
+                    let mut after = 0;
+                    for k in 0..400 {
+                        let back = restarted.load(std::sync::atomic::Ordering::SeqCst);
+                        let o = write(w, k);
+                        match o.status.code() {
+                            Some(0) => {
+                                acked.push(k);
+                                after += usize::from(back);
+                            }
+                            _ => failed.push((k, String::from_utf8_lossy(&o.stderr).into_owned())),
+                        }
+                        if after >= 5 {
+                            break;
+                        }
+                    }
+                    assert!(after >= 5, "w{w}: no writes after the restart");
+                    (w, acked, failed)
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        pg.restart();
+        restarted.store(true, std::sync::atomic::Ordering::SeqCst);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut acked_total = 0;
+    let mut failed_total = 0;
+    for (w, acked, failed) in &results {
+        for (k, why) in failed {
+            // A failure is the server being away, said as such: never damage, never a panic.
+            assert!(
+                why.contains("I/O error") || why.contains("busy"),
+                "w{w}/k{k}: {why}"
+            );
+        }
+        for k in acked {
+            let o = e.run_with(&["get", &format!("w{w}/k{k}")], None, &at);
+            assert_eq!(
+                o.stdout,
+                format!("value {w} {k}").as_bytes(),
+                "acknowledged w{w}/k{k} lost: {}",
+                stderr(&o)
+            );
+        }
+        acked_total += acked.len();
+        failed_total += failed.len();
+    }
+    eprintln!(
+        "{acked_total} writes acknowledged, {failed_total} refused while the server was away"
+    );
+    assert!(failed_total > 0, "the restart was seen by some command");
+    let o = e.run_with(&["verify"], None, &at);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}

@@ -304,7 +304,11 @@ mod pg {
 
     fn backend(server: &PgServer) -> Arc<dyn Backend> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!("sm{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "sm{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
         Arc::new(PostgresBackend::new(
             PostgresLocation::parse(&server.location(&name)).unwrap(),
         ))
