@@ -198,6 +198,9 @@ fn a_vault_in_postgres_end_to_end() {
     assert!(!stderr(&o).contains("s3cret-pw"), "{}", stderr(&o));
 }
 
+/// A writer's number, the keys it had acknowledged, and those refused with the message.
+type Writer = (usize, Vec<usize>, Vec<(usize, String)>);
+
 /// Ten client processes writing to one vault at once, with the server restarted in the middle:
 /// a command that could not reach the server fails (exit 1, saying so) and the next one after
 /// the restart works; every acknowledged write is there at the end; and of ten check-and-set
@@ -276,7 +279,7 @@ fn ten_clients_and_a_server_restart() {
         child.wait_with_output().unwrap()
     };
     let restarted = std::sync::atomic::AtomicBool::new(false);
-    let results: Vec<(usize, Vec<usize>, Vec<(usize, String)>)> = std::thread::scope(|s| {
+    let results: Vec<Writer> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..10)
             .map(|w| {
                 let (write, restarted) = (&write, &restarted);
