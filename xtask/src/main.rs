@@ -47,6 +47,7 @@ commands:
   fuzz --list                     list fuzz targets
   bench [crypto|store|micro]      run benchmarks and print their figures (micro: criterion)
   bench scale                     the vault binary at 100 to 1M secrets: time and peak RSS of each command
+  bench postgres                  commits on a vault in PostgreSQL (1, 4, 16 clients) beside files and a plain INSERT
   coverage                        line coverage of the workspace tests (installs cargo-llvm-cov)
   release                         build the release binary, its checksum, completions and man pages into target/dist/
   soak concurrency [--secs N] [--procs N] [--fs ext4|tmpfs|both|here] [--bin PATH] [--seed N]
@@ -305,6 +306,18 @@ fn bench(args: &[String]) -> Result<()> {
         "store" => run(
             "bench store",
             cargo().args(["bench", "-p", "vault-store", "--bench", "store"]),
+        ),
+        "postgres" => run(
+            "bench postgres",
+            cargo().args([
+                "bench",
+                "-p",
+                "vault-store",
+                "--features",
+                "postgres",
+                "--bench",
+                "postgres",
+            ]),
         ),
         "keys" => run(
             "bench keys",

@@ -12,6 +12,8 @@ pub struct PgServer {
     tmp: tempfile::TempDir,
     bin: PathBuf,
     uid: Option<u32>,
+    fsync: bool,
+    tcp: Option<u16>,
 }
 
 /// The port number in the socket's name (`.s.PGSQL.<port>`); nothing listens on TCP.
@@ -21,6 +23,16 @@ impl PgServer {
     /// Starts a server, or says why none can be started here (no PostgreSQL installed, say):
     /// the caller skips with that message.
     pub fn start() -> Result<Self, String> {
+        Self::start_with(false, None)
+    }
+
+    /// A server that syncs its commits (`fsync=on`: what a benchmark measures against), and
+    /// also listens on 127.0.0.1:`tcp` when given.
+    pub fn start_durable(tcp: Option<u16>) -> Result<Self, String> {
+        Self::start_with(true, tcp)
+    }
+
+    fn start_with(fsync: bool, tcp: Option<u16>) -> Result<Self, String> {
         let bin = bindir().ok_or("no PostgreSQL server binaries (initdb, pg_ctl) found")?;
         let tmp = tempfile::Builder::new()
             .prefix("vault-pg-")
@@ -35,7 +47,13 @@ impl PgServer {
         } else {
             None
         };
-        let server = Self { tmp, bin, uid };
+        let server = Self {
+            tmp,
+            bin,
+            uid,
+            fsync,
+            tcp,
+        };
         if let Some(uid) = uid {
             std::os::unix::fs::chown(server.tmp.path(), Some(uid), None)
                 .map_err(|e| format!("chown of the test directory: {e}"))?;
@@ -77,10 +95,13 @@ impl PgServer {
 
     /// libpq key=value connection settings for the server's `postgres` database.
     pub fn conninfo(&self) -> String {
-        format!(
-            "host={} port={PORT} user=vault dbname=postgres",
-            self.socket_dir().display()
-        )
+        match self.tcp {
+            Some(port) => format!("host=127.0.0.1 port={port} user=vault dbname=postgres"),
+            None => format!(
+                "host={} port={PORT} user=vault dbname=postgres",
+                self.socket_dir().display()
+            ),
+        }
     }
 
     /// A vault location: the connection settings with `vault=NAME`.
@@ -101,9 +122,12 @@ impl PgServer {
     }
 
     fn pg_ctl_start(&self) -> Result<(), String> {
+        let listen = self.tcp.map_or(String::new(), |_| "127.0.0.1".to_string());
+        let port = self.tcp.unwrap_or(PORT);
         let options = format!(
-            "-k {} -p {PORT} -c listen_addresses='' -c fsync=off -c max_connections=200",
-            self.socket_dir().display()
+            "-k {} -p {port} -c listen_addresses='{listen}' -c fsync={} -c max_connections=200",
+            self.socket_dir().display(),
+            if self.fsync { "on" } else { "off" }
         );
         let log = self.tmp.path().join("log");
         let out = self.run(
@@ -138,7 +162,7 @@ impl PgServer {
             .arg(self.socket_dir())
             .args([
                 "-p",
-                &PORT.to_string(),
+                &self.tcp.unwrap_or(PORT).to_string(),
                 "-U",
                 "vault",
                 "-d",
