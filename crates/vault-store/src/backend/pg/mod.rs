@@ -201,10 +201,15 @@ impl Pool {
 
 /// A database error as the store's: where and what, never the password.
 pub(crate) fn db_error(op: &'static str, at: &PostgresLocation, e: postgres::Error) -> Error {
+    // The server's own words where it gave some ("db error" alone says nothing).
+    let text = match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => e.to_string(),
+    };
     Error::Io {
         op,
         location: at.shown.clone(),
-        source: redact(&e.to_string()).into(),
+        source: redact(&text).into(),
     }
 }
 

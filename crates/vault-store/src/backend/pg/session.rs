@@ -2,7 +2,7 @@
 //! connection of its own; the write session holds the vault's advisory lock on its connection
 //! and commits each write before it returns. Index files are read by block, outside any session.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use postgres::{Client, GenericClient, Transaction};
 
@@ -110,26 +110,34 @@ impl PgSession {
         let at = pool.location.clone();
         let err = |e| db_error("starting a session on", &at, e);
         let take = if writer {
-            "SELECT pg_try_advisory_lock($1)"
+            "pg_advisory_lock($1)"
         } else {
-            "SELECT pg_try_advisory_lock_shared($1)"
+            "pg_advisory_lock_shared($1)"
         };
         let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let got: bool = c.query_one(take, &[&pool.lock_key]).map_err(err)?.get(0);
-            if got {
-                break;
-            }
-            let now = Instant::now();
-            if now >= deadline {
+        // Waiting in the server queues the sessions fairly (polling with backoff did not: a
+        // writer could wait 0.7 s behind luckier ones); `lock_timeout`, set in the same round
+        // trip (and so for the session's statements too), bounds the wait.
+        let wait_ms = deadline
+            .saturating_duration_since(start)
+            .as_millis()
+            .max(1)
+            .to_string();
+        let got = c.query_one(
+            &format!(
+                "WITH t AS (SELECT set_config('lock_timeout', $2, false)) SELECT {take} FROM t"
+            ),
+            &[&pool.lock_key, &wait_ms],
+        );
+        match got {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
                 pool.give(c);
                 return Err(Error::Busy {
                     waited_ms: start.elapsed().as_millis() as u64,
                 });
             }
-            std::thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(20));
+            Err(e) => return Err(err(e)),
         }
         let session = Self {
             pool,
@@ -422,33 +430,56 @@ impl ReadSession for PgSession {
 
 impl WriteSession for PgSession {
     fn append(&mut self, key_epoch: u32, expected: &Cursor, frame: &[u8]) -> Result<Appended> {
-        self.in_transaction("appending to", |t| {
-            // The log row is locked for the transaction: a second writer, whatever it does
-            // about the advisory lock, waits here and then sees this frame.
-            t.execute(
-                &format!("SELECT 1 FROM {}.log WHERE id = 1 FOR UPDATE", self.schema),
-                &[],
-            )
-            .map_err(|e| db_error("appending to", self.at(), e))?;
-            let (incarnation, last) = self.current(t, key_epoch)?;
-            if last as u64 != expected.offset() || !self.holds(t, incarnation, expected)? {
-                return Ok(Appended::Stale);
-            }
-            let seq = last + 1;
-            t.execute(
+        let seq = expected.offset() as i64 + 1;
+        let incarnation = expected.hint() as i64;
+        // One statement, committed on its own: the frame goes in only if the log is still of
+        // `key_epoch` and of the cursor's incarnation, and its last frame is the cursor's (by
+        // number and check bytes). Two writers racing past the advisory lock both see the same
+        // last frame; the primary key lets one of them in. The log row is share-locked, so a
+        // replacement of the log (which updates it) is either wholly before the insert, which
+        // then finds another incarnation, or wholly after it.
+        let inserted = self.with("appending to", |c| {
+            let r = c.execute(
                 &format!(
-                    "INSERT INTO {}.frames (incarnation, seq, body) VALUES ($1, $2, $3)",
-                    self.schema
+                    "INSERT INTO {s}.frames (incarnation, seq, body)
+                     SELECT l.incarnation, $3::bigint, $4::bytea FROM {s}.log l
+                      WHERE l.id = 1 AND l.epoch = $1::bigint AND l.incarnation = $2::bigint
+                        AND (SELECT coalesce(max(seq), 0) FROM {s}.frames f
+                              WHERE f.incarnation = l.incarnation) = $3::bigint - 1
+                        AND (SELECT substring(body from greatest(length(body) - {CHECK_LEN} + 1, 1))
+                               FROM {s}.frames f
+                              WHERE f.incarnation = l.incarnation AND f.seq = $3::bigint - 1)
+                            = $5::bytea
+                     FOR SHARE OF l",
+                    s = self.schema
                 ),
-                &[&incarnation, &seq, &frame],
-            )
-            .map_err(|e| db_error("appending to", self.at(), e))?;
-            Ok(Appended::Done(Cursor::after(
+                &[
+                    &i64::from(key_epoch),
+                    &incarnation,
+                    &seq,
+                    &frame,
+                    &expected.check().as_slice(),
+                ],
+            );
+            match r {
+                Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => Ok(0),
+                r => r,
+            }
+        })?;
+        if inserted == 1 {
+            return Ok(Appended::Done(Cursor::after(
                 incarnation as u64,
                 seq as u64,
                 frame,
-            )))
-        })
+            )));
+        }
+        // Nothing appended: another epoch (the key was rotated), or a stale cursor.
+        let mut guard = lock(&self.client);
+        let Some(c) = guard.as_mut() else {
+            return Err(Error::invalid("session", "used after it ended"));
+        };
+        self.current(c, key_epoch)?;
+        Ok(Appended::Stale)
     }
 
     fn discard_tail(&mut self, key_epoch: u32, at: &Cursor) -> Result<()> {
