@@ -356,12 +356,7 @@ fn under_a_small_memlock_limit_the_keys_are_locked() {
             && said.contains("RLIMIT_MEMLOCK is 256 KiB"),
         "{said}"
     );
-    let pid: u32 = said
-        .split("agent pid ")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let pid = agent_pid(&said);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let locked_kib: u64 = status
         .lines()
@@ -373,23 +368,35 @@ fn under_a_small_memlock_limit_the_keys_are_locked() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
 
-/// Each client has its own thread: one that does not read its output (`vault list | less` left
-/// open) holds up neither another command nor `vault lock`; relative paths are the client's.
-#[test]
-fn a_client_not_reading_its_output_holds_up_no_other() {
-    let a = Agent::new();
-    let mut dotenv = String::new();
-    for i in 0..4000 {
-        dotenv.push_str(&format!(
-            "a-rather-long-secret-name-to-fill-pipes-{i:05}=v{i}\n"
-        ));
-    }
+/// Stores 4000 secrets with long names: `vault list` then writes about 200 KiB, more than a
+/// pipe holds, so a client that does not read it blocks the command.
+fn fill_pipes(a: &Agent) {
+    let dotenv: String = (0..4000)
+        .map(|i| format!("a-rather-long-secret-name-to-fill-pipes-{i:05}=v{i}\n"))
+        .collect();
     let file = a.e.path("many.env");
     std::fs::write(&file, dotenv).unwrap();
     a.e.ok(
         &["import", file.to_str().unwrap(), "--format", "dotenv"],
         None,
     );
+}
+
+/// The agent's process id, from what `vault unlock` said.
+fn agent_pid(said: &str) -> u32 {
+    said.split("agent pid ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap()
+}
+
+/// Each client has its own thread: one that does not read its output (`vault list | less` left
+/// open) holds up neither another command nor `vault lock`; relative paths are the client's.
+#[test]
+fn a_client_not_reading_its_output_holds_up_no_other() {
+    let a = Agent::new();
+    fill_pipes(&a);
     assert_eq!(code(&a.run(&["unlock"], None, true)), 0);
     // About 200 KiB of names into a pipe nobody reads: the command blocks on it.
     let vars = a.vars(false);
@@ -474,12 +481,7 @@ fn an_agent_whose_socket_is_removed_locks_itself() {
     let o = a.run(&["unlock"], None, true);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
-    let pid: u32 = said
-        .split("agent pid ")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let pid = agent_pid(&said);
     std::fs::remove_file(a.socket()).unwrap();
     let start = std::time::Instant::now();
     while std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -499,18 +501,7 @@ fn an_agent_whose_socket_is_removed_locks_itself() {
 #[test]
 fn past_the_client_bound_lock_still_works_and_killed_clients_are_not_served() {
     let a = Agent::new();
-    let mut dotenv = String::new();
-    for i in 0..4000 {
-        dotenv.push_str(&format!(
-            "a-rather-long-secret-name-to-fill-pipes-{i:05}=v{i}\n"
-        ));
-    }
-    let file = a.e.path("many.env");
-    std::fs::write(&file, dotenv).unwrap();
-    a.e.ok(
-        &["import", file.to_str().unwrap(), "--format", "dotenv"],
-        None,
-    );
+    fill_pipes(&a);
     let mut vars = a.vars(true);
     vars.push(("VAULT_AGENT_MAX_CLIENTS", "2".into()));
     let envs: Vec<(&str, &OsStr)> = vars.iter().map(|(k, v)| (*k, v.as_os_str())).collect();

@@ -25,21 +25,17 @@ fn server() -> Option<PgServer> {
     }
 }
 
-#[test]
-fn a_vault_in_postgres_end_to_end() {
-    let Some(pg) = server() else { return };
-    let e = Env::new();
-    let url = format!(
-        "postgres://vault@localhost/postgres?host={}&port=5432&vault=team",
+/// The location of vault `name` on `pg`.
+fn url(pg: &PgServer, name: &str) -> String {
+    format!(
+        "postgres://vault@localhost/postgres?host={}&port=5432&vault={name}",
         pg.socket_dir().display()
-    );
-    let at = [("VAULT_DIR", OsStr::new(&url))];
-    let ok = |args: &[&str], input: Option<&[u8]>| {
-        let o = e.run_with(args, input, &at);
-        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
-        o.stdout
-    };
-    ok(
+    )
+}
+
+/// `vault init` at `url` with cheap key derivation.
+fn init(e: &Env, url: &str) {
+    let o = e.run_with(
         &[
             "init",
             "--kdf-memory-mib",
@@ -50,7 +46,39 @@ fn a_vault_in_postgres_end_to_end() {
             "1",
         ],
         None,
+        &[("VAULT_DIR", OsStr::new(url))],
     );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+/// Starts `vault ARGS` on `url` with `input` on its stdin (not waited for). A command that ends
+/// before it reads its input (one that cannot reach the server) is not an error here.
+fn start(e: &Env, url: &str, args: &[&str], input: &[u8]) -> std::process::Child {
+    let mut c = e.command(args);
+    c.env("VAULT_DIR", url);
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child
+}
+
+#[test]
+fn a_vault_in_postgres_end_to_end() {
+    let Some(pg) = server() else { return };
+    let e = Env::new();
+    let url = url(&pg, "team");
+    let at = [("VAULT_DIR", OsStr::new(&url))];
+    let ok = |args: &[&str], input: Option<&[u8]>| {
+        let o = e.run_with(args, input, &at);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        o.stdout
+    };
+    init(&e, &url);
     let o = e.run_with(&["init"], None, &at);
     assert_ne!(code(&o), 0, "a second init");
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
@@ -76,23 +104,13 @@ fn a_vault_in_postgres_end_to_end() {
     // Two processes writing at once: every acknowledged write is there.
     let writers: Vec<_> = (0..2)
         .map(|w| {
-            let mut c = e.command(&["import", "-", "--format", "dotenv"]);
-            c.env("VAULT_DIR", &url);
-            let mut child = c
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
             let body: String = (0..50).map(|i| format!("w{w}/k{i}=v{w}-{i}\n")).collect();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(body.as_bytes())
-                .unwrap();
-            child
+            start(
+                &e,
+                &url,
+                &["import", "-", "--format", "dotenv"],
+                body.as_bytes(),
+            )
         })
         .collect();
     for w in writers {
@@ -209,47 +227,21 @@ type Writer = (usize, Vec<usize>, Vec<(usize, String)>);
 fn ten_clients_and_a_server_restart() {
     let Some(pg) = server() else { return };
     let e = Env::new();
-    let url = format!(
-        "postgres://vault@localhost/postgres?host={}&port=5432&vault=busy",
-        pg.socket_dir().display()
-    );
+    let url = url(&pg, "busy");
     let at = [("VAULT_DIR", OsStr::new(&url))];
-    let o = e.run_with(
-        &[
-            "init",
-            "--kdf-memory-mib",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-        ],
-        None,
-        &at,
-    );
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    init(&e, &url);
     let o = e.run_with(&["set", "shared"], Some(b"v1"), &at);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 
     // Check-and-set from ten processes at once.
     let cas: Vec<_> = (0..10)
         .map(|w| {
-            let mut c = e.command(&["set", "shared", "--expect-version", "1"]);
-            c.env("VAULT_DIR", &url);
-            let mut child = c
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("w{w}").as_bytes())
-                .unwrap();
-            child
+            start(
+                &e,
+                &url,
+                &["set", "shared", "--expect-version", "1"],
+                format!("w{w}").as_bytes(),
+            )
         })
         .collect();
     let codes: Vec<i32> = cas
@@ -261,22 +253,15 @@ fn ten_clients_and_a_server_restart() {
 
     // Ten writers, the server restarted while they run.
     let write = |w: usize, k: usize| {
-        let mut c = e.command(&["set", &format!("w{w}/k{k}")]);
-        c.env("VAULT_DIR", &url);
-        let mut child = c
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        // A command that cannot reach the server ends before it reads its value.
-        let _ = child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("value {w} {k}").as_bytes());
-        child.wait_with_output().unwrap()
+        let name = format!("w{w}/k{k}");
+        start(
+            &e,
+            &url,
+            &["set", &name],
+            format!("value {w} {k}").as_bytes(),
+        )
+        .wait_with_output()
+        .unwrap()
     };
     let restarted = std::sync::atomic::AtomicBool::new(false);
     let results: Vec<Writer> = std::thread::scope(|s| {
