@@ -293,6 +293,21 @@ fn destroy_asks_on_a_terminal() {
     }
 }
 
+/// `vault init` calibrating Argon2id for `ms` milliseconds, its stderr on `pty`: work long
+/// enough for progress to be drawn.
+fn calibrating_init(e: &Env, pty: &Pty, ms: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
+    e.configure(&mut cmd);
+    cmd.args(["init", "--kdf-target-ms", ms])
+        .env("VAULT_NEW_PASSPHRASE_FILE", e.pass_file())
+        // A terminal that can move the cursor (with TERM unset, or dumb, nothing is drawn).
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(pty.terminal.try_clone().unwrap());
+    cmd
+}
+
 /// Work that takes over a second shows progress on a terminal (here Argon2id calibration, which
 /// takes as long as asked), cleared at the end; on a pipe there is none.
 #[test]
@@ -303,18 +318,7 @@ fn progress_is_shown_on_a_terminal_only() {
     }
     let e = Env::new();
     let pty = Pty::open().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
-    e.configure(&mut cmd);
-    let status = cmd
-        .args(["init", "--kdf-target-ms", "1500"])
-        .env("VAULT_NEW_PASSPHRASE_FILE", e.pass_file())
-        // A terminal that can move the cursor (with TERM unset, or dumb, nothing is drawn).
-        .env("TERM", "xterm")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(pty.terminal.try_clone().unwrap())
-        .status()
-        .unwrap();
+    let status = calibrating_init(&e, &pty, "1500").status().unwrap();
     assert!(status.success(), "{:?}", pty.screen());
     pty.wait_for("the vault's creation", |p| {
         p.screen().contains("created vault")
@@ -417,17 +421,7 @@ fn a_signal_erases_the_progress_line() {
     }
     let e = Env::new();
     let pty = Pty::open().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vault"));
-    e.configure(&mut cmd);
-    let child = cmd
-        .args(["init", "--kdf-target-ms", "6000"])
-        .env("VAULT_NEW_PASSPHRASE_FILE", e.pass_file())
-        .env("TERM", "xterm")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(pty.terminal.try_clone().unwrap())
-        .spawn()
-        .unwrap();
+    let child = calibrating_init(&e, &pty, "6000").spawn().unwrap();
     pty.wait_for("the spinner", |p| {
         p.screen().contains("calibrating Argon2id (")
     });
