@@ -25,9 +25,17 @@ for a new export).";
 #[derive(Parser, Debug)]
 #[command(name = "vault", version, after_help = format!("{}\n{PASSPHRASE_HELP}", Exit::help()))]
 pub(crate) struct Cli {
-    /// Vault location: a directory path or a file:///path URL [default: $VAULT_DIR, else the
-    /// XDG data directory's `vault`]. Other URL schemes are refused (exit 2).
-    #[arg(long, global = true, env = "VAULT_DIR", value_parser = PathArg)]
+    /// Vault location: a directory path, a file:///path URL, or (in a build with the postgres
+    /// feature) postgres://USER@HOST/DB?vault=NAME [default: $VAULT_DIR, else the XDG data
+    /// directory's `vault`]. Other URL schemes are refused (exit 2).
+    // The variable's value is not shown in help: a database URL may hold a password.
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_DIR",
+        hide_env_values = true,
+        value_parser = PathArg
+    )]
     pub(crate) vault: Option<PathBuf>,
     /// Directory for rollback records and audit anchors; must be outside the vault directory
     /// [default: $XDG_STATE_HOME/vault; on macOS ~/Library/Application Support/vault-state].

@@ -71,3 +71,20 @@ fn every_command_has_help_and_is_documented() {
         "not in README.md or OPERATIONS.md: {undocumented:?}"
     );
 }
+
+/// A database URL in `VAULT_DIR` may hold a password: help never shows the variable's value.
+#[test]
+fn help_never_shows_the_vault_location_it_was_given() {
+    let e = Env::new();
+    let url = std::ffi::OsStr::new("postgres://vault:Hunter2Pw@localhost/db?vault=main");
+    for args in [
+        &["--help"][..],
+        &["get", "--help"],
+        &["key", "encrypt", "--help"],
+    ] {
+        let o = e.run_with(args, None, &[("VAULT_DIR", url)]);
+        assert_eq!(code(&o), 0, "{args:?}");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(!text.contains("Hunter2Pw"), "{args:?}: {text}");
+    }
+}

@@ -159,6 +159,34 @@ fn a_vault_in_postgres_end_to_end() {
         other.ok(&["get", "db/password"], None),
         b"hunter3-in-postgres"
     );
+    // A backup of the database vault, restored into a directory.
+    let backup = e.path("db.vbak");
+    let mut with_backup = at.to_vec();
+    with_backup.push(("VAULT_BACKUP_PASSPHRASE", OsStr::new("backup pass")));
+    let o = e.run_with(&["backup", backup.to_str().unwrap()], None, &with_backup);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let restored = Env::new();
+    let o = restored.run_with(
+        &[
+            "restore",
+            backup.to_str().unwrap(),
+            "--to",
+            restored.vault_dir().to_str().unwrap(),
+        ],
+        None,
+        &[
+            ("VAULT_BACKUP_PASSPHRASE", OsStr::new("backup pass")),
+            (
+                "VAULT_NEW_PASSPHRASE_FILE",
+                restored.pass_file().as_os_str(),
+            ),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        restored.ok(&["get", "db/password"], None),
+        b"hunter3-in-postgres"
+    );
     ok(&["compact"], None);
     ok(&["rotate-master-key"], None);
     assert_eq!(ok(&["get", "db/password"], None), b"hunter3-in-postgres");
