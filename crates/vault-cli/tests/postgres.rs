@@ -242,6 +242,16 @@ fn a_vault_in_postgres_end_to_end() {
     );
     assert_ne!(code(&o), 0);
     assert!(!stderr(&o).contains("s3cret-pw"), "{}", stderr(&o));
+    // The log's key epoch set back by hand (it was 1 after the rotation): damage, not a
+    // rotation to wait out.
+    pg.sql("UPDATE vault_team.log SET epoch = 0");
+    let o = e.run_with(&["get", "db/password"], None, &at);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("older than the header"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A writer's number, the keys it had acknowledged, and those refused with the message.

@@ -312,9 +312,7 @@ impl Backend for PostgresBackend {
         let Some((epoch, incarnation, last)) = end? else {
             return Err(Error::NoVault(self.location()));
         };
-        if epoch != i64::from(key_epoch) {
-            return Err(Error::Rekeyed);
-        }
+        session::check_epoch(epoch, key_epoch, &self.pool.location)?;
         Ok(since.hint() != incarnation as u64 || since.offset() != last as u64)
     }
 

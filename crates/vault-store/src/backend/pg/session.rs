@@ -48,6 +48,20 @@ pub(super) fn log_end(
     Ok(Some((row.get(0), row.get(1), row.get(2))))
 }
 
+/// The log's key epoch against the one the reader holds keys for: a later one is a rotation by
+/// another client (the reader opens again); an earlier one never happens (a rotation switches
+/// header and log in one transaction), so it is damage or tampering, not a reason to retry.
+pub(super) fn check_epoch(epoch: i64, key_epoch: u32, at: &PostgresLocation) -> Result<()> {
+    match epoch.cmp(&i64::from(key_epoch)) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => Err(Error::Rekeyed),
+        std::cmp::Ordering::Less => Err(Error::integrity(
+            at.shown.clone(),
+            format!("the log is of key epoch {epoch}, older than the header's {key_epoch}"),
+        )),
+    }
+}
+
 /// The header bytes.
 pub(super) fn header(
     c: &mut impl GenericClient,
@@ -193,9 +207,7 @@ impl PgSession {
         let Some((epoch, incarnation, last)) = end else {
             return Err(Error::NoVault(self.at().shown.clone()));
         };
-        if epoch != i64::from(key_epoch) {
-            return Err(Error::Rekeyed);
-        }
+        check_epoch(epoch, key_epoch, self.at())?;
         Ok((incarnation, last))
     }
 
