@@ -81,7 +81,30 @@ impl PgServer {
             ));
         }
         server.pg_ctl_start()?;
+        server.stop_when_this_process_ends();
         Ok(server)
+    }
+
+    /// A server kept in a `static` is never dropped: a watcher stops it (and removes its
+    /// directory) once this test process has ended, so no server outlives its tests.
+    fn stop_when_this_process_ends(&self) {
+        let script = format!(
+            "while [ -d /proc/{pid} ]; do sleep 1; done; \
+             '{pg_ctl}' -D '{data}' -m immediate -w stop >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            pg_ctl = self.bin.join("pg_ctl").display(),
+            data = self.data().display(),
+            dir = self.tmp.path().display(),
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(uid) = self.uid {
+            cmd.uid(uid);
+        }
+        let _ = cmd.spawn();
     }
 
     fn data(&self) -> PathBuf {
