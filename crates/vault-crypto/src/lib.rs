@@ -11,6 +11,7 @@
 //! - [`mac`]: HMAC-SHA256 with constant-time verification.
 //! - [`wrap`]: wrapping a data key under a key-encryption key.
 //! - [`sign`]: Ed25519 signatures (RFC 8032), strict verification.
+//! - [`seal_to`]: wrapping a key to an X25519 public key, which only its private key unwraps.
 //! - [`stream`]: the STREAM construction over XChaCha20-Poly1305 for inputs of any size.
 //!
 //! ```
@@ -44,6 +45,7 @@ pub mod hash;
 pub mod kdf;
 pub mod mac;
 pub mod rng;
+pub mod seal_to;
 mod secret;
 pub mod sign;
 pub mod stream;

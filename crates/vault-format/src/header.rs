@@ -14,7 +14,8 @@
 //!      …          32    checksum: SHA-256(all before)
 //! ```
 //!
-//! Kind 1 is a passphrase through Argon2id ([`crate::passphrase_slot`]). A slot of a kind this
+//! Kind 1 is a passphrase through Argon2id ([`crate::passphrase_slot`]); kind 2 a team member's
+//! key pair, its private key under their passphrase ([`crate::member_slot`]). A slot of a kind this
 //! build does not know is kept byte for byte (and never tried), so a header a newer version wrote
 //! still opens with a passphrase slot and is rewritten without losing the other slot.
 
@@ -24,6 +25,7 @@ use vault_crypto::kdf::KdfParams;
 use vault_crypto::mac::{self, MAC_LEN};
 use vault_crypto::{Key256, SecretBytes};
 
+use crate::member_slot::{KIND_MEMBER, MemberSlot, MemberState, NewMember};
 use crate::passphrase_slot::{
     FixedPassphraseSlot, KIND_PASSPHRASE, PASSPHRASE_BODY_LEN, PassphraseSlot,
 };
@@ -60,6 +62,8 @@ const HEADER_MAC_LABEL: &[u8] = b"vault v1 header";
 pub enum SlotBody {
     /// A passphrase through Argon2id (kind 1).
     Passphrase(PassphraseSlot),
+    /// A team member's key pair (kind 2).
+    Member(MemberSlot),
     /// A kind this build does not know: kept as it is, never tried.
     Unknown {
         /// The kind byte.
@@ -113,6 +117,54 @@ impl KeySlot {
         })
     }
 
+    /// Creates a member slot: a new key pair for the member, its private key sealed under their
+    /// passphrase (or an invitation code) and `master` wrapped to it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidField`] for a bad name; [`Error::Crypto`] if the RNG or Argon2 fails.
+    pub fn create_member(
+        id: u16,
+        new: &NewMember<'_>,
+        master: &Key256,
+        vault_id: &VaultId,
+        key_epoch: u32,
+    ) -> Result<Self> {
+        Ok(Self {
+            id,
+            body: SlotBody::Member(MemberSlot::create(id, new, master, vault_id, key_epoch)?),
+        })
+    }
+
+    /// The member's name and state, for a member slot.
+    pub fn member(&self) -> Option<(&str, MemberState)> {
+        match &self.body {
+            SlotBody::Member(m) => Some((&m.name, m.state)),
+            _ => None,
+        }
+    }
+
+    /// Wraps `master` of `key_epoch` to a member slot's public key, replacing the wrap it held:
+    /// a rotation carries each member over this way, without their passphrase.
+    ///
+    /// # Errors
+    /// [`Error::InvalidField`] if this is not a member slot; [`Error::Crypto`] if the RNG fails.
+    pub fn rewrap_member(
+        &mut self,
+        master: &Key256,
+        vault_id: &VaultId,
+        key_epoch: u32,
+    ) -> Result<()> {
+        let id = self.id;
+        match &mut self.body {
+            SlotBody::Member(m) => m.rewrap(id, master, vault_id, key_epoch),
+            _ => Err(Error::InvalidField {
+                object: KIND.name,
+                field: "slot kind",
+                reason: format!("slot {id} is not a member slot"),
+            }),
+        }
+    }
+
     /// Builds a passphrase slot from an already-derived KEK and fixed salt (and optionally a fixed
     /// nonce): for worked examples and tests.
     ///
@@ -129,6 +181,7 @@ impl KeySlot {
     pub fn kdf(&self) -> Option<KdfParams> {
         match &self.body {
             SlotBody::Passphrase(p) => Some(p.kdf),
+            SlotBody::Member(m) => Some(m.kdf),
             SlotBody::Unknown { .. } => None,
         }
     }
@@ -137,6 +190,7 @@ impl KeySlot {
     pub fn kind(&self) -> u8 {
         match &self.body {
             SlotBody::Passphrase(_) => KIND_PASSPHRASE,
+            SlotBody::Member(_) => KIND_MEMBER,
             SlotBody::Unknown { kind, .. } => *kind,
         }
     }
@@ -149,6 +203,7 @@ impl KeySlot {
     pub fn unlock(&self, passphrase: &[u8], vault_id: &VaultId, key_epoch: u32) -> Result<Key256> {
         match &self.body {
             SlotBody::Passphrase(p) => p.unlock(self.id, passphrase, vault_id, key_epoch),
+            SlotBody::Member(m) => m.unlock(self.id, passphrase, vault_id, key_epoch),
             SlotBody::Unknown { .. } => Err(Error::Authentication { object: "key slot" }),
         }
     }
@@ -165,6 +220,7 @@ impl KeySlot {
     ) -> Result<Key256> {
         match &self.body {
             SlotBody::Passphrase(p) => p.unlock_with_kek(self.id, kek, vault_id, key_epoch),
+            SlotBody::Member(m) => m.unlock_with_kek(self.id, kek, vault_id, key_epoch),
             SlotBody::Unknown { .. } => Err(Error::Authentication { object: "key slot" }),
         }
     }
@@ -173,6 +229,7 @@ impl KeySlot {
         let mut body = Vec::with_capacity(PASSPHRASE_BODY_LEN);
         match &self.body {
             SlotBody::Passphrase(p) => p.encode_body(&mut body),
+            SlotBody::Member(m) => m.encode_body(&mut body),
             SlotBody::Unknown { body: b, .. } => body.extend_from_slice(b),
         }
         encode_entry_header(out, self.id, self.kind(), body.len());
@@ -200,6 +257,7 @@ impl KeySlot {
                 ));
             }
             KIND_PASSPHRASE => SlotBody::Passphrase(PassphraseSlot::decode_body(body)?),
+            KIND_MEMBER => SlotBody::Member(MemberSlot::decode_body(body)?),
             other => SlotBody::Unknown {
                 kind: other,
                 body: body.to_vec(),
@@ -375,6 +433,15 @@ impl VaultHeader {
         for (i, s) in self.slots.iter().enumerate() {
             if self.slots.iter().skip(i + 1).any(|o| o.id == s.id) {
                 return Err(invalid(format!("slot id {} appears twice", s.id)));
+            }
+            if let Some((name, _)) = s.member()
+                && self
+                    .slots
+                    .iter()
+                    .skip(i + 1)
+                    .any(|o| o.member().is_some_and(|(n, _)| n == name))
+            {
+                return Err(invalid(format!("member {name} has two slots")));
             }
         }
         Ok(())

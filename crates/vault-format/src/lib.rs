@@ -42,6 +42,7 @@ mod header;
 pub mod index;
 pub mod keys;
 pub mod log;
+pub mod member_slot;
 mod names;
 pub mod passphrase_slot;
 pub mod payload;
@@ -62,6 +63,7 @@ pub use header::{
     HEADER_FIXED_LEN, KEY_SLOT_LEN, KeySlot, MAX_HEADER_LEN, MAX_KEY_SLOTS, MAX_SLOT_BODY_LEN,
     SLOT_ENTRY_HEADER_LEN, SlotBody, VaultHeader,
 };
+pub use member_slot::{MemberSlot, MemberState, NewMember, check_member_name};
 pub use passphrase_slot::{FixedPassphraseSlot, PassphraseSlot};
 pub use preamble::{MAGIC, PREAMBLE_LEN};
 

@@ -37,8 +37,29 @@ fn arb_slot(id: u16) -> impl Strategy<Value = KeySlot> {
                     wrapped_key: WrappedKey::from_bytes(w.try_into().unwrap()),
                 }),
             }),
+        // Member names are unique within a header: one derived from the id.
+        2 => (
+            any::<bool>(),
+            any::<[u8; 32]>(),
+            arb_kdf(),
+            any::<[u8; 16]>(),
+            proptest::collection::vec(any::<u8>(), 72),
+            proptest::collection::vec(any::<u8>(), 104),
+        )
+            .prop_map(move |(invited, public_key, kdf, salt, w, b)| KeySlot {
+                id,
+                body: SlotBody::Member(MemberSlot {
+                    name: format!("member.{id}"),
+                    state: if invited { MemberState::Invited } else { MemberState::Joined },
+                    public_key,
+                    kdf,
+                    salt,
+                    wrapped_private: WrappedKey::from_bytes(w.try_into().unwrap()),
+                    boxed_master: b.try_into().unwrap(),
+                }),
+            }),
         // A kind this build does not know is kept byte for byte.
-        1 => (2u8..=255, proptest::collection::vec(any::<u8>(), 1..200)).prop_map(
+        1 => (3u8..=255, proptest::collection::vec(any::<u8>(), 1..200)).prop_map(
             move |(kind, body)| KeySlot {
                 id,
                 body: SlotBody::Unknown { kind, body },
@@ -74,6 +95,7 @@ proptest! {
             .iter()
             .map(|s| match &s.body {
                 SlotBody::Passphrase(_) => KEY_SLOT_LEN,
+                SlotBody::Member(m) => SLOT_ENTRY_HEADER_LEN + 1 + m.name.len() + 1 + 32 + 28 + 72 + 104,
                 SlotBody::Unknown { body, .. } => SLOT_ENTRY_HEADER_LEN + body.len(),
             })
             .sum();
@@ -423,4 +445,54 @@ fn a_slot_count_beyond_the_entries_present_is_a_truncated_table() {
         VaultHeader::decode(&with_checksum(five)),
         Err(Error::Truncated { .. })
     ));
+}
+
+#[test]
+fn a_member_slot_opens_with_its_passphrase_and_survives_a_rewrap_to_a_new_master_key() {
+    let master = Key256::generate().unwrap();
+    let id = VaultId::random().unwrap();
+    let kdf = KdfParams::for_key(64, 1, 1).unwrap();
+    let owner = KeySlot::create(0, b"owner", kdf, &master, &id, 3).unwrap();
+    let new = NewMember {
+        name: "bob",
+        state: MemberState::Joined,
+        secret: b"bob's",
+        kdf,
+    };
+    let bob = KeySlot::create_member(1, &new, &master, &id, 3).unwrap();
+    let h = VaultHeader::new(id, 3, vec![owner, bob.clone()], &master).unwrap();
+    let h = VaultHeader::decode(&h.encode()).unwrap();
+    assert_eq!(h.slots[1].member(), Some(("bob", MemberState::Joined)));
+    let (opened, slot) = h.unlock(&SecretBytes::from_slice(b"bob's")).unwrap();
+    assert_eq!((opened, slot), (master.duplicate(), 1));
+
+    // A new master key is wrapped to bob without his passphrase; the old wrap no longer
+    // matches the new epoch, and the new one opens only the new key.
+    let new_master = Key256::generate().unwrap();
+    let mut moved = bob.clone();
+    moved.rewrap_member(&new_master, &id, 4).unwrap();
+    assert_eq!(
+        moved.unlock(b"bob's", &id, 4).unwrap(),
+        new_master.duplicate()
+    );
+    assert!(bob.unlock(b"bob's", &id, 4).is_err());
+    assert!(moved.unlock(b"wrong", &id, 4).is_err());
+    // The slot is bound to its id: moved to another id it opens nothing.
+    let mut renumbered = moved.clone();
+    renumbered.id = 7;
+    assert!(renumbered.unlock(b"bob's", &id, 4).is_err());
+    // Two slots for one member are refused.
+    let mut twin = moved.clone();
+    twin.id = 2;
+    assert!(VaultHeader::new(id, 4, vec![moved, twin], &new_master).is_err());
+}
+
+#[test]
+fn member_names_follow_the_rule() {
+    for ok in ["bob", "alice.smith@example.com", "ops+1", "A_b-c"] {
+        assert!(check_member_name(ok).is_ok(), "{ok}");
+    }
+    for bad in ["", "-bob", "bob smith", "bob/x", "é", &"x".repeat(65)] {
+        assert!(check_member_name(bad).is_err(), "{bad:?}");
+    }
 }
