@@ -117,6 +117,10 @@ wire_enum! {
         /// A master-key rotation handed the previous key epoch's name keys over, sealed
         /// ([`AuditKeys::seal_handover`]), so that its names can still be matched.
         KeyHandover = 29,
+        /// A member was added to a team vault (the detail names them).
+        MemberAdd = 30,
+        /// A member was removed, the master key rotated (the detail names them).
+        MemberRemove = 31,
     }
 }
 
@@ -153,6 +157,8 @@ impl AuditOp {
             AuditOp::Retention => "retention",
             AuditOp::Policy => "audit-policy",
             AuditOp::KeyHandover => "key-handover",
+            AuditOp::MemberAdd => "member-add",
+            AuditOp::MemberRemove => "member-remove",
         }
     }
 

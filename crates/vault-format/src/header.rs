@@ -143,6 +143,26 @@ impl KeySlot {
         }
     }
 
+    /// Makes a member slot a removed member's: it opens nothing from now on (the wrapped keys
+    /// are zeroed), and the next master-key rotation drops it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidField`] if this is not a member slot.
+    pub fn mark_member_removed(&mut self) -> Result<()> {
+        let id = self.id;
+        match &mut self.body {
+            SlotBody::Member(m) => {
+                m.mark_removed();
+                Ok(())
+            }
+            _ => Err(Error::InvalidField {
+                object: KIND.name,
+                field: "slot kind",
+                reason: format!("slot {id} is not a member slot"),
+            }),
+        }
+    }
+
     /// Wraps `master` of `key_epoch` to a member slot's public key, replacing the wrap it held:
     /// a rotation carries each member over this way, without their passphrase.
     ///

@@ -4,7 +4,8 @@
 //! their passphrases (docs/FORMAT.md §6.1, docs/designs/postgres.md "Members").
 //!
 //! ```text
-//! body = name length n (u8, 1..=64) ‖ name (n bytes) ‖ state (u8: 1 joined, 2 invited)
+//! body = name length n (u8, 1..=64) ‖ name (n bytes) ‖ state (u8: 1 joined, 2 invited,
+//!        3 removed)
 //!        ‖ public key (32)
 //!        ‖ Argon2id memory KiB (u32) ‖ iterations (u32) ‖ lanes (u32) ‖ salt (16)
 //!        ‖ private key wrapped under the Argon2id KEK: nonce (24) ‖ ciphertext (32) ‖ tag (16)
@@ -15,6 +16,10 @@
 //! AAD of the master key  = "vault v1 member-slot" ‖ vault id ‖ key epoch (u32) ‖ slot id (u16)
 //!        ‖ public key
 //! ```
+//!
+//! A removed member's slot (state 3) keeps only the name and public key, its wrapped keys zeroed:
+//! it opens nothing, and marks a removal whose master-key rotation has not finished (the next
+//! rotation drops it).
 //!
 //! The member's name is in the clear, as the database role a member logs in with is: a label,
 //! never a secret. An invited member's private key is sealed under a one-time invitation code
@@ -43,6 +48,8 @@ pub enum MemberState {
     Joined,
     /// The private key is sealed under an invitation code the inviting member saw.
     Invited,
+    /// Removed: the slot opens nothing and waits for the master-key rotation that drops it.
+    Removed,
 }
 
 impl MemberState {
@@ -50,6 +57,7 @@ impl MemberState {
         match self {
             Self::Joined => 1,
             Self::Invited => 2,
+            Self::Removed => 3,
         }
     }
 }
@@ -167,6 +175,13 @@ impl MemberSlot {
         Ok(())
     }
 
+    /// Makes this a removed member's slot: its wrapped keys are zeroed, so it opens nothing.
+    pub(crate) fn mark_removed(&mut self) {
+        self.state = MemberState::Removed;
+        self.wrapped_private = WrappedKey::from_bytes([0; WRAPPED_KEY_LEN]);
+        self.boxed_master = [0; BOXED_KEY_LEN];
+    }
+
     /// Runs Argon2id on `secret` and unwraps the master key through the private key.
     pub(crate) fn unlock(
         &self,
@@ -175,6 +190,9 @@ impl MemberSlot {
         vault_id: &VaultId,
         key_epoch: u32,
     ) -> Result<Key256> {
+        if self.state == MemberState::Removed {
+            return Err(Error::Authentication { object: "key slot" });
+        }
         let kek = kdf::derive_key(secret, &self.salt, &self.kdf).map_err(crypto)?;
         self.unlock_with_kek(id, &kek, vault_id, key_epoch)
     }
@@ -246,8 +264,9 @@ impl MemberSlot {
         let state = match r.u8("member state")? {
             1 => MemberState::Joined,
             2 => MemberState::Invited,
+            3 => MemberState::Removed,
             other => {
-                return Err(r.invalid("member state", format!("{other} is neither 1 nor 2")));
+                return Err(r.invalid("member state", format!("{other} is not 1, 2 or 3")));
             }
         };
         let public_key = r.array("member public key")?;

@@ -39,18 +39,18 @@ fn arb_slot(id: u16) -> impl Strategy<Value = KeySlot> {
             }),
         // Member names are unique within a header: one derived from the id.
         2 => (
-            any::<bool>(),
+            prop_oneof![Just(MemberState::Joined), Just(MemberState::Invited), Just(MemberState::Removed)],
             any::<[u8; 32]>(),
             arb_kdf(),
             any::<[u8; 16]>(),
             proptest::collection::vec(any::<u8>(), 72),
             proptest::collection::vec(any::<u8>(), 104),
         )
-            .prop_map(move |(invited, public_key, kdf, salt, w, b)| KeySlot {
+            .prop_map(move |(state, public_key, kdf, salt, w, b)| KeySlot {
                 id,
                 body: SlotBody::Member(MemberSlot {
                     name: format!("member.{id}"),
-                    state: if invited { MemberState::Invited } else { MemberState::Joined },
+                    state,
                     public_key,
                     kdf,
                     salt,
@@ -481,6 +481,19 @@ fn a_member_slot_opens_with_its_passphrase_and_survives_a_rewrap_to_a_new_master
     let mut renumbered = moved.clone();
     renumbered.id = 7;
     assert!(renumbered.unlock(b"bob's", &id, 4).is_err());
+    // A removed member's slot opens nothing, even with the right passphrase.
+    let mut gone = moved.clone();
+    gone.mark_member_removed().unwrap();
+    assert_eq!(gone.member(), Some(("bob", MemberState::Removed)));
+    assert!(gone.unlock(b"bob's", &id, 4).is_err());
+    assert!(
+        VaultHeader::decode(
+            &VaultHeader::new(id, 4, vec![gone], &new_master)
+                .unwrap()
+                .encode()
+        )
+        .is_ok()
+    );
     // Two slots for one member are refused.
     let mut twin = moved.clone();
     twin.id = 2;

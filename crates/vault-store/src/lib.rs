@@ -37,6 +37,7 @@ mod engine;
 mod error;
 pub mod io;
 pub mod keys;
+mod members;
 mod rollback;
 mod rotation;
 mod secrets;
@@ -66,6 +67,7 @@ pub use keys::{
     Algorithm, KeyError, KeyInfo, KeyOps, KeySpec, KeyVersionInfo, RotateOptions, UseOptions,
     parse_state, state_name,
 };
+pub use members::MemberInfo;
 pub use rollback::{DirRollbackStore, MemoryRollbackStore, RollbackStore};
 pub use secrets::{Secret, SecretInfo, SetOptions, VersionInfo};
 pub use slots::SlotInfo;
@@ -78,6 +80,7 @@ pub use verify::VerifyReport;
 pub use vault_crypto::SecretBytes;
 pub use vault_crypto::kdf::{self, KdfParams};
 pub use vault_format::Error as FormatError;
+pub use vault_format::MemberState;
 pub use vault_format::audit::{AuditEntry, AuditOp, AuditPolicy, Target as AuditTarget};
 /// Flags an audit entry can carry.
 pub mod audit_flags {

@@ -21,13 +21,14 @@ use vault_format::audit::AuditOp;
 
 impl Vault {
     /// Replaces the master key: re-encrypts every live record under a new one, writes them as
-    /// the log of a new key epoch and switches the header to it atomically. Only the slot that
-    /// `passphrase` opens can be carried over; other slots are refused unless
-    /// `drop_other_slots`.
+    /// the log of a new key epoch and switches the header to it atomically. The slot that
+    /// `passphrase` opens and every member slot (the new key wrapped to each member's public
+    /// key) are carried over; another passphrase slot cannot be without its passphrase, and is
+    /// refused unless `drop_other_slots`.
     ///
     /// # Errors
-    /// [`Error::WrongPassphrase`]; [`Error::Invalid`] if other slots exist; storage errors (the
-    /// old key and log then stay current).
+    /// [`Error::WrongPassphrase`]; [`Error::Invalid`] if other passphrase slots exist; storage
+    /// errors (the old key and log then stay current).
     pub fn rotate_master_key(
         &self,
         passphrase: &SecretBytes,
@@ -41,7 +42,7 @@ impl Vault {
         )
     }
 
-    fn rotate_master_key_inner(
+    pub(crate) fn rotate_master_key_inner(
         &self,
         passphrase: &SecretBytes,
         drop_other_slots: bool,
@@ -54,40 +55,26 @@ impl Vault {
             &header,
             passphrase,
             &self.e.options.kdf_limit,
+            self.e.options.member.as_deref(),
         )?;
-        let old_slot = header
-            .slot(slot_id)
-            .ok_or_else(|| Error::integrity("vault header", "unlocked slot vanished"))?
-            .clone();
-        let others = header.slots.len() - 1;
-        if others > 0 && !drop_other_slots {
-            return Err(Error::invalid(
-                "key slots",
-                format!(
-                    "{others} other key slot(s) cannot be carried over to a new master key without their passphrases; remove them first or drop them explicitly"
-                ),
-            ));
-        }
         let epoch = header
             .key_epoch
             .checked_add(1)
             .ok_or_else(|| Error::invalid("key epoch", "no more key epochs"))?;
         let master = Key256::generate()?;
         let keys = Keys::derive(&master, &self.e.vault_id, epoch, slot_id);
-        let slot = KeySlot::create(
-            slot_id,
-            passphrase.expose_secret(),
-            old_slot.kdf().ok_or_else(|| {
-                Error::integrity(
-                    "vault header",
-                    "the unlocking slot is not a passphrase slot",
-                )
-            })?,
+        let slots = carried_slots(
+            &header,
+            &Carry {
+                opened: slot_id,
+                passphrase,
+                drop_other_slots,
+            },
             &master,
             &self.e.vault_id,
             epoch,
         )?;
-        let new_header = VaultHeader::new(self.e.vault_id, epoch, vec![slot], &master)?;
+        let new_header = VaultHeader::new(self.e.vault_id, epoch, slots, &master)?;
         let opened = unlock::OpenedWith::new(&master, &new_header, slot_id, passphrase)?;
         drop(master);
         let view = HeaderView {
@@ -212,4 +199,64 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// What a rotation keeps of the old header's slots.
+struct Carry<'a> {
+    /// The slot the caller opened, with `passphrase`.
+    opened: u16,
+    passphrase: &'a SecretBytes,
+    drop_other_slots: bool,
+}
+
+/// The new header's slots: the caller's, re-created (a passphrase slot) or re-wrapped (a member
+/// slot); every other member's re-wrapped to their public key; the removed member's dropped.
+fn carried_slots(
+    header: &VaultHeader,
+    carry: &Carry<'_>,
+    master: &Key256,
+    vault_id: &vault_format::VaultId,
+    epoch: u32,
+) -> Result<Vec<KeySlot>> {
+    let stranded = header
+        .slots
+        .iter()
+        .filter(|s| s.id != carry.opened && s.member().is_none())
+        .count();
+    if stranded > 0 && !carry.drop_other_slots {
+        return Err(Error::invalid(
+            "key slots",
+            format!(
+                "{stranded} other passphrase slot(s) cannot be carried over to a new master key without their passphrases; remove them first or drop them explicitly (member slots are carried over)"
+            ),
+        ));
+    }
+    let mut slots = Vec::with_capacity(header.slots.len());
+    for old in &header.slots {
+        if let Some((_, state)) = old.member() {
+            // Removed members' slots, marked by an earlier removal, go now.
+            if state == vault_format::MemberState::Removed {
+                continue;
+            }
+            let mut slot = old.clone();
+            slot.rewrap_member(master, vault_id, epoch)?;
+            slots.push(slot);
+        } else if old.id == carry.opened {
+            let kdf = old.kdf().ok_or_else(|| {
+                Error::integrity(
+                    "vault header",
+                    "the unlocking slot is not a passphrase slot",
+                )
+            })?;
+            slots.push(KeySlot::create(
+                old.id,
+                carry.passphrase.expose_secret(),
+                kdf,
+                master,
+                vault_id,
+                epoch,
+            )?);
+        }
+    }
+    Ok(slots)
 }

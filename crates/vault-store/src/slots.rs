@@ -4,7 +4,7 @@
 use vault_crypto::kdf::KdfParams;
 use vault_crypto::{Key256, SecretBytes};
 use vault_format::payload::{BindingPhase, EventKind, EventPayload, Payload};
-use vault_format::{KeySlot, VaultHeader};
+use vault_format::{KeySlot, MemberState, NewMember, VaultHeader};
 
 use crate::audit::On;
 use crate::engine::unlock;
@@ -26,6 +26,8 @@ pub struct SlotInfo {
     pub kdf: Option<KdfParams>,
     /// Whether this handle was unlocked with it.
     pub in_use: bool,
+    /// The member it belongs to and their state (a member slot).
+    pub member: Option<(String, MemberState)>,
 }
 
 impl Vault {
@@ -41,6 +43,7 @@ impl Vault {
                 kind: s.kind(),
                 kdf: s.kdf(),
                 in_use: s.id == in_use,
+                member: s.member().map(|(n, state)| (n.to_string(), state)),
             })
             .collect()
     }
@@ -49,7 +52,7 @@ impl Vault {
     /// by `current`, then replaces the header: the log first records the intent to switch to the
     /// new header (so a crash leaves a header the log vouches for either way), then the header is
     /// written, then the log confirms it and records the event.
-    fn modify_header<R>(
+    pub(crate) fn modify_header<R>(
         &self,
         current: &SecretBytes,
         event: &str,
@@ -62,6 +65,7 @@ impl Vault {
             &header,
             current,
             &self.e.options.kdf_limit,
+            self.e.options.member.as_deref(),
         )?;
         let result = change(&mut header, &master, slot_id)?;
         header.seal(&master);
@@ -133,22 +137,35 @@ impl Vault {
                 .iter_mut()
                 .find(|s| s.id == slot_id)
                 .ok_or_else(|| Error::integrity("vault header", "unlocked slot vanished"))?;
-            *slot = KeySlot::create(
-                slot_id,
-                new.expose_secret(),
-                match kdf.or(slot.kdf()) {
-                    Some(k) => k,
-                    None => {
-                        return Err(Error::integrity(
-                            "vault header",
-                            "the unlocking slot is not a passphrase slot",
-                        ));
-                    }
-                },
-                master,
-                &vault_id,
-                epoch,
-            )?;
+            let kdf = match kdf.or(slot.kdf()) {
+                Some(k) => k,
+                None => {
+                    return Err(Error::integrity(
+                        "vault header",
+                        "the unlocking slot is not a passphrase slot",
+                    ));
+                }
+            };
+            *slot = match slot.member() {
+                // A member's new passphrase seals a new key pair: the old private key, which an
+                // old header and the old passphrase (or the invitation code) would give, opens
+                // nothing wrapped from now on.
+                Some((name, _)) => KeySlot::create_member(
+                    slot_id,
+                    &NewMember {
+                        name,
+                        state: MemberState::Joined,
+                        secret: new.expose_secret(),
+                        kdf,
+                    },
+                    master,
+                    &vault_id,
+                    epoch,
+                )?,
+                None => {
+                    KeySlot::create(slot_id, new.expose_secret(), kdf, master, &vault_id, epoch)?
+                }
+            };
             Ok(())
         })
     }

@@ -39,7 +39,8 @@ impl std::fmt::Debug for Vault {
 const OPEN_ATTEMPTS: usize = 3;
 
 impl Vault {
-    /// Creates a new vault with one passphrase slot.
+    /// Creates a new vault with one passphrase slot, or (with [`VaultOptions::member`]) one
+    /// member slot.
     ///
     /// # Errors
     /// [`Error::AlreadyExists`] (also when only part of a vault is there), [`Error::Invalid`]
@@ -60,7 +61,21 @@ impl Vault {
         }
         let vault_id = VaultId::random()?;
         let master = Key256::generate()?;
-        let slot = KeySlot::create(0, passphrase.expose_secret(), kdf, &master, &vault_id, 0)?;
+        // A team vault's creator is its first member ([`VaultOptions::member`]).
+        let slot = match &options.member {
+            Some(name) => {
+                vault_format::check_member_name(name)
+                    .map_err(|e| Error::invalid("member name", e.to_string()))?;
+                let new = vault_format::NewMember {
+                    name,
+                    state: vault_format::MemberState::Joined,
+                    secret: passphrase.expose_secret(),
+                    kdf,
+                };
+                KeySlot::create_member(0, &new, &master, &vault_id, 0)?
+            }
+            None => KeySlot::create(0, passphrase.expose_secret(), kdf, &master, &vault_id, 0)?,
+        };
         let header = VaultHeader::new(vault_id, 0, vec![slot], &master)?;
         let keys = Keys::derive(&master, &vault_id, 0, 0);
         let opened = unlock::OpenedWith::new(&master, &header, 0, passphrase)?;
@@ -162,7 +177,12 @@ impl Vault {
             // then check under the lock that the header is still the one unlocked.
             let bytes = backend.read_header()?;
             let header = decode_header(&bytes, &backend.location())?;
-            let (master, slot_id) = match unlock::unlock(&header, input, &options.kdf_limit) {
+            let (master, slot_id) = match unlock::unlock(
+                &header,
+                input,
+                &options.kdf_limit,
+                options.member.as_deref(),
+            ) {
                 Ok(x) => x,
                 Err(e) => {
                     // No key: recorded in the pending file, folded in at the next unlock.

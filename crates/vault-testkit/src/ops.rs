@@ -63,7 +63,16 @@ pub enum MutatingOp {
     Load,
     /// Writing the index file (a checkpoint of the log).
     Checkpoint,
+    /// Adding a team member (a member key slot).
+    AddMember,
+    /// Removing a team member: their slot marked removed, then the master key rotated.
+    RemoveMember,
 }
+
+/// The member [`MutatingOp::AddMember`] adds (with [`NEW_PASS`]).
+pub const NEW_MEMBER: &str = "new-member";
+/// The member [`MutatingOp::RemoveMember`] removes (added with [`SPARE_PASS`]).
+pub const SPARE_MEMBER: &str = "spare-member";
 
 /// The oldest version of key "signing" that is neither its primary nor destroyed.
 fn spare_version(v: &Vault) -> Option<u32> {
@@ -76,7 +85,7 @@ fn spare_version(v: &Vault) -> Option<u32> {
 
 impl MutatingOp {
     /// Every mutating operation.
-    pub const ALL: [MutatingOp; 20] = [
+    pub const ALL: [MutatingOp; 22] = [
         MutatingOp::Set,
         MutatingOp::Batch,
         MutatingOp::Delete,
@@ -97,6 +106,8 @@ impl MutatingOp {
         MutatingOp::ImportKey,
         MutatingOp::Load,
         MutatingOp::Checkpoint,
+        MutatingOp::AddMember,
+        MutatingOp::RemoveMember,
     ];
 
     /// Brings a vault holding `base0`..`base3` into the state this operation needs (a deleted
@@ -113,6 +124,16 @@ impl MutatingOp {
             MutatingOp::RemovePassphrase => {
                 v.add_passphrase(&pass(), &secret(SPARE_PASS), cheap_kdf())
                     .unwrap();
+            }
+            MutatingOp::RemoveMember if !v.members().iter().any(|m| m.name == SPARE_MEMBER) => {
+                v.add_member(
+                    &pass(),
+                    SPARE_MEMBER,
+                    &secret(SPARE_PASS),
+                    cheap_kdf(),
+                    false,
+                )
+                .unwrap();
             }
             MutatingOp::RotateKey
             | MutatingOp::PromoteKeyVersion
@@ -249,6 +270,10 @@ impl MutatingOp {
                 v.load(items, Some("loaded by the test harness".into()))
             }
             MutatingOp::Checkpoint => v.checkpoint(),
+            MutatingOp::AddMember => v
+                .add_member(&pass(), NEW_MEMBER, &secret(NEW_PASS), cheap_kdf(), false)
+                .map(|_| ()),
+            MutatingOp::RemoveMember => v.remove_member(&pass(), SPARE_MEMBER, false),
         }
     }
 
@@ -257,8 +282,10 @@ impl MutatingOp {
     pub fn passphrases_after(self, succeeded: bool) -> Vec<&'static [u8]> {
         match (self, succeeded) {
             (MutatingOp::ChangePassphrase, true) => vec![NEW_PASS],
-            (MutatingOp::AddPassphrase, true) => vec![PASS, NEW_PASS],
+            (MutatingOp::AddPassphrase | MutatingOp::AddMember, true) => vec![PASS, NEW_PASS],
             (MutatingOp::RemovePassphrase, false) => vec![PASS, SPARE_PASS],
+            // A removal interrupted after the member's slot was marked opens with the owner's
+            // passphrase only, as a finished one does.
             _ => vec![PASS],
         }
     }

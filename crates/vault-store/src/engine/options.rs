@@ -43,6 +43,9 @@ pub struct VaultOptions {
     pub audit_fail_closed: bool,
     /// Told how far a long operation (compaction, master-key rotation) has got.
     pub progress: Progress,
+    /// Unlock with this member's slot only (a team vault): one key derivation instead of one
+    /// per slot until one opens.
+    pub member: Option<String>,
 }
 
 /// A long operation's progress: which, how many records it has written of how many.
@@ -124,6 +127,7 @@ impl Default for VaultOptions {
             kdf_limit: KdfLimit::DEFAULT,
             clock: Clock::default(),
             progress: Progress::default(),
+            member: None,
         }
     }
 }

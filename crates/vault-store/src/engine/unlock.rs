@@ -4,7 +4,7 @@
 
 use vault_crypto::kdf::KdfParams;
 use vault_crypto::{Key256, SecretBytes};
-use vault_format::VaultHeader;
+use vault_format::{MemberState, VaultHeader};
 
 use crate::{Error, Result};
 
@@ -100,11 +100,41 @@ pub(crate) fn unlock(
     header: &VaultHeader,
     input: Unlock<'_>,
     limit: &KdfLimit,
+    member: Option<&str>,
 ) -> Result<(Key256, u16)> {
     let Unlock::Passphrase(passphrase) = input;
     let mut refused: Option<(u16, String)> = None;
     let mut spent = 0u64;
+    let is_member =
+        |slot: &vault_format::KeySlot, name: &str| slot.member().is_some_and(|(n, _)| n == name);
+    if let Some(name) = member {
+        match header
+            .slots
+            .iter()
+            .find_map(|s| s.member().filter(|(n, _)| *n == name))
+        {
+            None => {
+                return Err(Error::NotFound {
+                    what: format!("member {name}"),
+                });
+            }
+            Some((_, MemberState::Removed)) => {
+                return Err(Error::NotFound {
+                    what: format!("member {name} (removed from the vault)"),
+                });
+            }
+            Some(_) => {}
+        }
+    }
     for slot in &header.slots {
+        // A removed member's slot opens nothing: no key derivation is spent on it.
+        if member.is_some_and(|name| !is_member(slot, name))
+            || slot
+                .member()
+                .is_some_and(|(_, state)| state == MemberState::Removed)
+        {
+            continue;
+        }
         // Only passphrase slots open with a passphrase; other kinds are never tried here.
         let Some(kdf) = slot.kdf() else {
             continue;
@@ -231,9 +261,10 @@ pub(crate) fn unlock_for_change(
     header: &VaultHeader,
     passphrase: &SecretBytes,
     limit: &KdfLimit,
+    member: Option<&str>,
 ) -> Result<(Key256, u16)> {
     match remembered.and_then(|r| r.recall(header, passphrase)) {
         Some(found) => Ok(found),
-        None => unlock(header, Unlock::Passphrase(passphrase), limit),
+        None => unlock(header, Unlock::Passphrase(passphrase), limit, member),
     }
 }
