@@ -72,6 +72,10 @@ pub(crate) struct Cli {
     /// names. VAULT_LOG (a filter such as `debug` or `vault_store=debug`) overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
+    /// In a team vault, unlock as this member: only their key slot is tried (one key
+    /// derivation, not one per member). With `init`, the vault's first slot is this member's.
+    #[arg(long, global = true, env = "VAULT_MEMBER", value_parser = parse_member)]
+    pub(crate) member: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -226,8 +230,8 @@ pub(crate) enum Command {
     },
     /// List the key slots and their Argon2id parameters.
     Slots {
-        /// One JSON object per line: {"id", "kind", "kdf": {"memory_kib", "iterations",
-        /// "lanes"} or null, "in_use"}.
+        /// One JSON object per line: {"id", "kind", "member" (a member slot's name, or null),
+        /// "kdf": {"memory_kib", "iterations", "lanes"} or null, "in_use"}.
         #[arg(long)]
         json: bool,
     },
@@ -393,6 +397,102 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::cli_keys::KeyCommand,
     },
+    /// A team vault's members: each unlocks with a key slot of their own (`--member NAME` or
+    /// VAULT_MEMBER picks it); removing one rotates the master key.
+    #[command(after_help = MEMBER_HELP)]
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+}
+
+const MEMBER_HELP: &str = "\
+Adding: run by an existing member. Either the new member types their passphrase here (twice;
+VAULT_NEW_PASSPHRASE_FILE / _COMMAND / VAULT_NEW_PASSPHRASE for scripts), or with --invite a
+one-time invitation code is printed, given to them by a channel you trust, and they run
+`vault member join NAME`: they enter the code and choose their passphrase, which nobody else
+sees. Removing rotates the master key and re-encrypts every record, so the removed member's
+passphrase, or a copy of their old key slot, opens nothing written afterwards; what they read
+before is theirs. An interrupted removal is finished by the next command that writes.";
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum MemberCommand {
+    /// Add a member with a key slot of their own.
+    Add {
+        /// Their name: letters, digits and _ - . @ +, at most 64.
+        #[arg(value_parser = parse_member)]
+        name: String,
+        /// Print a one-time invitation code instead of asking for their passphrase here.
+        #[arg(long)]
+        invite: bool,
+        /// Make the passphrase slot you opened with this member's (your passphrase stays):
+        /// a passphrase slot that is not a member's cannot be carried over when another member
+        /// removes someone.
+        #[arg(long, conflicts_with = "invite")]
+        me: bool,
+    },
+    /// Join as an invited member: enter the invitation code, then choose your passphrase.
+    Join {
+        /// Your name, as invited.
+        #[arg(value_parser = parse_member)]
+        name: String,
+    },
+    /// List the members.
+    List {
+        /// One JSON object per line: {"name", "state" ("joined", "invited" or "removed"),
+        /// "slot", "you"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a member: their key slot goes and the master key is rotated.
+    Remove {
+        /// The member's name.
+        #[arg(value_parser = parse_member)]
+        name: String,
+        /// Do not ask (needed when there is no terminal to ask on).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Drop passphrase slots (not members') other than yours: they cannot be carried over
+        /// to the new master key.
+        #[arg(long)]
+        drop_other_slots: bool,
+    },
+}
+
+impl Command {
+    /// Whether the command changes the vault: such a command first finishes a member removal
+    /// an interrupted rotation left pending; a read-only one only warns of it.
+    pub(crate) fn writes(&self) -> bool {
+        use crate::cli_keys::KeyCommand as K;
+        match self {
+            Command::Set { .. }
+            | Command::Rm { .. }
+            | Command::Undelete { .. }
+            | Command::Destroy { .. }
+            | Command::Import { .. }
+            | Command::ChangePassphrase
+            | Command::MaxVersions { .. }
+            | Command::AddPassphrase
+            | Command::RemovePassphrase { .. }
+            | Command::Compact
+            | Command::Upgrade => true,
+            Command::Member { command } => !matches!(command, MemberCommand::List { .. }),
+            Command::Key { command } => matches!(
+                command,
+                K::Create { .. }
+                    | K::Rotate { .. }
+                    | K::Promote { .. }
+                    | K::SetState { .. }
+                    | K::SetPolicy { .. }
+                    | K::SetFloors { .. }
+                    | K::SetExpiry { .. }
+                    | K::SetRotation { .. }
+                    | K::Destroy { .. }
+                    | K::Import { .. }
+            ),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -500,6 +600,13 @@ pub(crate) fn parse_tag(s: &str) -> Result<Tag, String> {
 /// named by an older release stays reachable). Checked before any passphrase is asked for.
 pub(crate) fn parse_name(s: &str) -> Result<String, String> {
     vault_format::payload::check_name(s).map_err(|why| format!("invalid name {s:?}: {why}"))?;
+    Ok(s.to_string())
+}
+
+/// A member's name (`vault_format::check_member_name`).
+pub(crate) fn parse_member(s: &str) -> Result<String, String> {
+    vault_format::check_member_name(s)
+        .map_err(|why| format!("invalid member name {s:?}: {why}"))?;
     Ok(s.to_string())
 }
 

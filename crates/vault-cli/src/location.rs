@@ -250,6 +250,7 @@ pub(crate) fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, 
         accept_rollback,
         audit_fail_closed: cli.audit_fail_closed,
         progress: crate::progress::for_store(),
+        member: cli.member.clone(),
         kdf_limit: KdfLimit {
             max_memory_kib: cli.max_kdf_memory_mib.saturating_mul(1024),
             max_cost: cli.max_kdf_cost.saturating_mul(1024),
@@ -313,8 +314,36 @@ pub(crate) fn with_vault<R>(
         tracing::debug!("rollback records in {}", record.display());
     }
     retry_rekeyed(cli, |backend| {
-        Vault::open(backend, pass, options.clone()).and_then(|v| op(&v))
+        Vault::open(backend, pass, options.clone()).and_then(|v| {
+            pending_removals(cli, &v, pass);
+            op(&v)
+        })
     })
+}
+
+/// A member removal whose rotation was interrupted: a command that writes finishes it first
+/// (the removed member's slot already opens nothing; the rotation makes the key they may have
+/// kept useless); a read-only command only says so, since it never changes the vault.
+fn pending_removals(cli: &Cli, v: &Vault, pass: &SecretBytes) {
+    let pending = v.pending_removals();
+    if pending.is_empty() {
+        return;
+    }
+    let names = pending.join(", ");
+    if !cli.command.writes() {
+        crate::output::stderr_line(format!(
+            "warning: the removal of member(s) {names} is not finished: the master key has not been rotated since; the next command that writes finishes it"
+        ));
+        return;
+    }
+    match v.finish_removals(pass, false) {
+        Ok(()) => crate::output::stderr_line(format!(
+            "finished removing member(s) {names}: master key rotated, every record re-encrypted"
+        )),
+        Err(e) => crate::output::stderr_line(format!(
+            "warning: could not finish removing member(s) {names}: {e}"
+        )),
+    }
 }
 
 /// Runs `run` on a fresh backend for the vault, starting over if another process rotated the

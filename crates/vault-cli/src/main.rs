@@ -130,6 +130,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Upgrade => commands::maintenance::upgrade(&cli),
         Command::AcceptRollback => commands::maintenance::accept_rollback(&cli),
         Command::Key { command } => commands::keys::run(&cli, command),
+        Command::Member { command } => commands::members::run(&cli, command),
         Command::Inject { input, out } => {
             commands::inject::inject(&cli, input.as_deref(), out.as_ref())
         }

@@ -312,6 +312,29 @@ pub(crate) fn new_passphrase() -> Result<SecretBytes, Failure> {
     )?)
 }
 
+/// An invitation code (`vault member join`): VAULT_INVITATION_FILE / _COMMAND /
+/// VAULT_INVITATION, or a hidden prompt. Dashes and whitespace are ignored and letters taken in
+/// either case, as the code may have been copied by hand.
+pub(crate) fn invitation_code() -> Result<SecretBytes, Failure> {
+    let raw = match from_env("VAULT_INVITATION")? {
+        Some(p) => p,
+        None if has_terminal() => prompt("invitation code: ")?,
+        None => {
+            return Err(fail(
+                Exit::Other,
+                "no invitation code: there is no terminal to prompt on and none of VAULT_INVITATION_FILE, VAULT_INVITATION_COMMAND or VAULT_INVITATION is set",
+            ));
+        }
+    };
+    Ok(SecretBytes::new(
+        raw.expose_secret()
+            .iter()
+            .filter(|b| !(b.is_ascii_whitespace() || **b == b'-'))
+            .map(u8::to_ascii_lowercase)
+            .collect(),
+    ))
+}
+
 /// The passphrase of an export file: for a new export (`twice`), asked twice on a terminal; for
 /// one being read, once. VAULT_EXPORT_PASSPHRASE_FILE, _COMMAND or VAULT_EXPORT_PASSPHRASE
 /// otherwise, never the vault's own.

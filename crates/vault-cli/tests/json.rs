@@ -94,6 +94,7 @@ fn list_history_and_slots_as_json() {
         &[
             ("id", "u64"),
             ("kind", "u64"),
+            ("member", "string|null"),
             ("kdf", "object|null"),
             ("in_use", "bool"),
         ],

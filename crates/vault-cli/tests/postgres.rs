@@ -363,3 +363,246 @@ fn ten_clients_and_a_server_restart() {
     let o = e.run_with(&["verify"], None, &at);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+/// A team on one database vault: alice creates it as its first member, adds bob (who types his
+/// passphrase), invites carol (who joins with the code and her own passphrase) and 47 more,
+/// then removes bob: his passphrase, and his old key slot put back, open nothing written
+/// afterwards; every other member reads every secret.
+#[test]
+fn a_team_of_fifty_and_a_removal_that_cuts_access() {
+    let Some(pg) = server() else { return };
+    let e = Env::new();
+    let url = url(&pg, "team");
+    let pass_of = |who: &str| {
+        let p = e.path(&format!("{who}.pass"));
+        std::fs::write(&p, format!("{who}'s passphrase")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        p
+    };
+    let run_as = |who: &str, args: &[&str], input: Option<&[u8]>, extra: &[(&str, &OsStr)]| {
+        let file = pass_of(who);
+        let mut envs = vec![
+            ("VAULT_DIR", OsStr::new(&url)),
+            ("VAULT_MEMBER", OsStr::new(who)),
+            ("VAULT_PASSPHRASE_FILE", file.as_os_str()),
+        ];
+        envs.extend_from_slice(extra);
+        e.run_with(args, input, &envs)
+    };
+    let ok_as = |who: &str, args: &[&str], input: Option<&[u8]>, extra: &[(&str, &OsStr)]| {
+        let o = run_as(who, args, input, extra);
+        assert_eq!(code(&o), 0, "{who} {args:?}: {}", stderr(&o));
+        o
+    };
+    let cheap = [
+        "init",
+        "--kdf-memory-mib",
+        "1",
+        "--kdf-iterations",
+        "1",
+        "--kdf-parallelism",
+        "1",
+    ];
+    ok_as("alice", &cheap, None, &[]);
+    ok_as(
+        "alice",
+        &["set", "db/password"],
+        Some(b"before-removal"),
+        &[],
+    );
+    let bob_pass = pass_of("bob");
+    ok_as(
+        "alice",
+        &["member", "add", "bob"],
+        None,
+        &[("VAULT_NEW_PASSPHRASE_FILE", bob_pass.as_os_str())],
+    );
+    let code_out = ok_as("alice", &["member", "add", "carol", "--invite"], None, &[]);
+    let invitation = String::from_utf8(code_out.stdout).unwrap();
+    assert_eq!(invitation.trim().len(), 64 + 7, "{invitation}");
+    // Carol's passphrase does not open her slot before she joins; the code does, once.
+    assert_ne!(code(&run_as("carol", &["list"], None, &[])), 0);
+    let carol_pass = pass_of("carol");
+    ok_as(
+        "carol",
+        &["member", "join", "carol"],
+        None,
+        &[
+            ("VAULT_INVITATION", OsStr::new(invitation.trim())),
+            ("VAULT_NEW_PASSPHRASE_FILE", carol_pass.as_os_str()),
+        ],
+    );
+    let again = run_as(
+        "carol",
+        &["member", "join", "carol"],
+        None,
+        &[
+            ("VAULT_INVITATION", OsStr::new(invitation.trim())),
+            ("VAULT_NEW_PASSPHRASE_FILE", carol_pass.as_os_str()),
+        ],
+    );
+    assert_ne!(code(&again), 0, "the invitation code opened twice");
+    for i in 0..47 {
+        let p = pass_of(&format!("m{i}"));
+        ok_as(
+            "alice",
+            &["member", "add", &format!("m{i}")],
+            None,
+            &[("VAULT_NEW_PASSPHRASE_FILE", p.as_os_str())],
+        );
+    }
+    let listed =
+        String::from_utf8(ok_as("bob", &["member", "list", "--json"], None, &[]).stdout).unwrap();
+    assert_eq!(listed.lines().count(), 50, "{listed}");
+    assert!(
+        listed.contains(r#""name":"bob","slot":1,"state":"joined","you":true"#),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(r#""name":"carol","slot":2,"state":"joined","you":false"#),
+        "{listed}"
+    );
+    ok_as("bob", &["set", "from/bob"], Some(b"bob wrote this"), &[]);
+    assert_eq!(
+        ok_as("m46", &["get", "from/bob"], None, &[]).stdout,
+        b"bob wrote this"
+    );
+
+    let old_header = pg.sql("SELECT encode(bytes, 'hex') FROM vault_team.header");
+    // Carol removes bob.
+    ok_as("carol", &["member", "remove", "bob", "--yes"], None, &[]);
+    ok_as(
+        "alice",
+        &["set", "db/password"],
+        Some(b"after-removal"),
+        &[],
+    );
+    let o = run_as("bob", &["get", "db/password"], None, &[]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("member bob"), "{}", stderr(&o));
+    // Without naming himself, his passphrase is tried against every slot: none opens.
+    let o = e.run_with(
+        &["get", "db/password"],
+        None,
+        &[
+            ("VAULT_DIR", OsStr::new(&url)),
+            ("VAULT_PASSPHRASE_FILE", bob_pass.as_os_str()),
+        ],
+    );
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    // His old header put back (he kept a copy, or a backup of the database): the data is
+    // under a key that header does not hold, and it is refused as damage, not read.
+    let new_header = pg.sql("SELECT encode(bytes, 'hex') FROM vault_team.header");
+    pg.sql(&format!(
+        "UPDATE vault_team.header SET bytes = decode('{old_header}', 'hex')"
+    ));
+    let o = run_as("bob", &["get", "db/password"], None, &[]);
+    assert_ne!(code(&o), 0, "bob read with his old header: {}", stderr(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("after-removal"));
+    pg.sql(&format!(
+        "UPDATE vault_team.header SET bytes = decode('{new_header}', 'hex')"
+    ));
+    for who in ["alice", "carol", "m0", "m46"] {
+        assert_eq!(
+            ok_as(who, &["get", "db/password"], None, &[]).stdout,
+            b"after-removal"
+        );
+        assert_eq!(
+            ok_as(who, &["get", "from/bob"], None, &[]).stdout,
+            b"bob wrote this"
+        );
+    }
+    let listed = String::from_utf8(ok_as("alice", &["member", "list"], None, &[]).stdout).unwrap();
+    assert_eq!(listed.lines().count(), 49, "{listed}");
+    assert!(!listed.contains("bob"), "{listed}");
+}
+
+/// A removal whose rotation fails (the server refuses the switch to the new log): bob's slot is
+/// already marked and opens nothing; reads warn that the removal is pending, and the next
+/// command that writes finishes it.
+#[test]
+fn an_interrupted_removal_is_finished_by_the_next_write() {
+    let Some(pg) = server() else { return };
+    let e = Env::new();
+    let url = url(&pg, "halfway");
+    let file = |who: &str| {
+        let p = e.path(&format!("{who}.pass"));
+        std::fs::write(&p, format!("{who}'s passphrase")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        p
+    };
+    let (alice, bob) = (file("alice"), file("bob"));
+    let as_ = |pass: &std::path::Path, member: &str, args: &[&str], input: Option<&[u8]>| {
+        e.run_with(
+            args,
+            input,
+            &[
+                ("VAULT_DIR", OsStr::new(&url)),
+                ("VAULT_MEMBER", OsStr::new(member)),
+                ("VAULT_PASSPHRASE_FILE", pass.as_os_str()),
+            ],
+        )
+    };
+    let init = as_(
+        &alice,
+        "alice",
+        &[
+            "init",
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+        ],
+        None,
+    );
+    assert_eq!(code(&init), 0, "{}", stderr(&init));
+    // Bob's passphrase, typed by him, is read as a new passphrase: here from his file.
+    let add = e.run_with(
+        &["member", "add", "bob"],
+        None,
+        &[
+            ("VAULT_DIR", OsStr::new(&url)),
+            ("VAULT_MEMBER", OsStr::new("alice")),
+            ("VAULT_PASSPHRASE_FILE", alice.as_os_str()),
+            ("VAULT_NEW_PASSPHRASE_FILE", bob.as_os_str()),
+        ],
+    );
+    assert_eq!(code(&add), 0, "{}", stderr(&add));
+    let o = as_(&alice, "alice", &["set", "k"], Some(b"v"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The switch to the new key's log fails on the server.
+    pg.sql(
+        "CREATE FUNCTION vault_halfway.refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+         CREATE TRIGGER refuse BEFORE UPDATE ON vault_halfway.log \
+         FOR EACH ROW EXECUTE FUNCTION vault_halfway.refuse()",
+    );
+    let o = as_(&alice, "alice", &["member", "remove", "bob", "--yes"], None);
+    assert_ne!(code(&o), 0, "{}", stderr(&o));
+    assert_ne!(
+        code(&as_(&bob, "bob", &["get", "k"], None)),
+        0,
+        "bob opened"
+    );
+    let o = as_(&alice, "alice", &["member", "list"], None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("removed"));
+    assert!(stderr(&o).contains("not finished"), "{}", stderr(&o));
+    pg.sql("DROP TRIGGER refuse ON vault_halfway.log");
+    let o = as_(&alice, "alice", &["set", "k2"], Some(b"v2"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("finished removing member(s) bob"),
+        "{}",
+        stderr(&o)
+    );
+    let o = as_(&alice, "alice", &["member", "list"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "alice\tjoined\tslot 0\t(you)"
+    );
+    let o = as_(&alice, "alice", &["get", "k"], None);
+    assert_eq!(o.stdout, b"v");
+}

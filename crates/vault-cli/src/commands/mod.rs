@@ -8,6 +8,7 @@ pub(crate) mod import;
 pub(crate) mod inject;
 pub(crate) mod keys;
 pub(crate) mod maintenance;
+pub(crate) mod members;
 pub(crate) mod run;
 pub(crate) mod secrets;
 pub(crate) mod slots;

@@ -67,6 +67,13 @@ pub(crate) fn slots(cli: &Cli, json: bool) -> Result<(), Failure> {
                 ),
                 None => format!("kind {} (not used by this version)", s.kind),
             };
+            let what = match &s.member {
+                Some((name, state)) => {
+                    let state = format!("{state:?}").to_lowercase();
+                    format!("member {name} ({state}), {what}")
+                }
+                None => what,
+            };
             let mut row = vec![s.id.to_string(), what];
             if s.in_use {
                 row.push("(unlocked with)".into());
@@ -88,6 +95,7 @@ pub(crate) fn slots(cli: &Cli, json: bool) -> Result<(), Failure> {
             let line = serde_json::json!({
                 "id": s.id,
                 "kind": s.kind,
+                "member": s.member.as_ref().map(|(name, _)| name),
                 "kdf": kdf,
                 "in_use": s.in_use,
             });

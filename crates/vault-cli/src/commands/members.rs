@@ -1,0 +1,192 @@
+//! `vault member add|join|list|remove`: a team vault's members, each with a key slot of their
+//! own.
+
+use vault_store::{KdfParams, MemberState, SecretBytes, Vault};
+
+use crate::cli::{Cli, MemberCommand};
+use crate::location::{current_passphrase, options, retry_rekeyed, with_vault};
+use crate::output::{Stdout, Table, stderr_line};
+use crate::{Failure, passphrase};
+
+/// An invitation code's bytes: 256 random bits, so Argon2id adds nothing to guessing it; the
+/// cheapest parameters keep joining quick.
+const INVITATION_KDF: (u32, u32, u32) = (1024, 1, 1);
+
+/// Runs a `vault member` command.
+pub(crate) fn run(cli: &Cli, command: &MemberCommand) -> Result<(), Failure> {
+    match command {
+        MemberCommand::Add { name, invite, me } => add(cli, name, *invite, *me),
+        MemberCommand::Join { name } => join(cli, name),
+        MemberCommand::List { json } => list(cli, *json),
+        MemberCommand::Remove {
+            name,
+            yes,
+            drop_other_slots,
+        } => remove(cli, name, *yes, *drop_other_slots),
+    }
+}
+
+/// The Argon2id parameters the vault's members use: those of the slot the caller opened with
+/// (an invitation's are cheap on purpose and never copied), else the vault's first joined slot.
+fn member_kdf(v: &Vault) -> KdfParams {
+    let slots = v.slots();
+    let usable = |s: &&vault_store::SlotInfo| {
+        !matches!(
+            s.member,
+            Some((_, MemberState::Invited | MemberState::Removed))
+        )
+    };
+    slots
+        .iter()
+        .filter(usable)
+        .find(|s| s.in_use)
+        .or_else(|| slots.iter().find(usable))
+        .and_then(|s| s.kdf)
+        .unwrap_or(KdfParams::DEFAULT)
+}
+
+fn invitation() -> Result<(String, SecretBytes), Failure> {
+    let bytes = vault_store::SecretBytes::new(
+        vault_crypto::rng::bytes::<32>()
+            .map_err(|e| crate::failure::fail(crate::exit::Exit::Other, e.to_string()))?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into_bytes(),
+    );
+    // Shown in groups of eight for copying by hand; the dashes are not part of the secret.
+    let shown = bytes
+        .expose_secret()
+        .chunks(8)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-");
+    Ok((shown, bytes))
+}
+
+fn add(cli: &Cli, name: &str, invite: bool, me: bool) -> Result<(), Failure> {
+    let current = current_passphrase(cli)?;
+    if me {
+        with_vault(cli, &current, false, |v| v.become_member(&current, name))?;
+        stderr_line(format!(
+            "your key slot is now member {name}'s (the passphrase is unchanged); unlock with --member {name}"
+        ));
+        return Ok(());
+    }
+    if invite {
+        let (shown, code) = invitation()?;
+        let (m, t, p) = INVITATION_KDF;
+        let kdf = KdfParams::for_key(m, t, p).map_err(|e| {
+            crate::failure::fail(
+                crate::exit::Exit::Other,
+                format!("invitation parameters: {e}"),
+            )
+        })?;
+        let slot = with_vault(cli, &current, false, |v| {
+            v.add_member(&current, name, &code, kdf, true)
+        })?;
+        stderr_line(format!(
+            "invited member {name} (key slot {slot}). Give them this one-time code by a channel you trust; they run `vault member join {name}`, enter it and choose their passphrase:"
+        ));
+        let mut out = Stdout::lock();
+        out.write(format!("{shown}\n").as_bytes())?;
+        return out.finish();
+    }
+    let new = passphrase::new_passphrase()?;
+    let slot = with_vault(cli, &current, false, |v| {
+        let kdf = member_kdf(v);
+        v.add_member(&current, name, &new, kdf, false)
+    })?;
+    stderr_line(format!(
+        "added member {name} (key slot {slot}); they unlock with --member {name} (or VAULT_MEMBER={name})"
+    ));
+    Ok(())
+}
+
+fn join(cli: &Cli, name: &str) -> Result<(), Failure> {
+    crate::location::existing_backend(cli)?;
+    let code = passphrase::invitation_code()?;
+    let new = passphrase::new_passphrase()?;
+    let options = vault_store::VaultOptions {
+        member: Some(name.to_string()),
+        ..options(cli, false)?
+    };
+    retry_rekeyed(cli, |backend| {
+        let v = Vault::open(backend, &code, options.clone())?;
+        if v.members()
+            .iter()
+            .any(|m| m.name == name && m.state != MemberState::Invited)
+        {
+            return Err(vault_store::Error::Invalid {
+                what: "member",
+                reason: format!(
+                    "{name} has joined already; change the passphrase with `vault --member {name} change-passphrase`"
+                ),
+            });
+        }
+        let kdf = member_kdf(&v);
+        v.change_passphrase(&code, &new, Some(kdf))
+    })?;
+    stderr_line(format!(
+        "joined as member {name}: your passphrase now opens your key slot (a new key pair; the invitation code opens nothing); unlock with --member {name}"
+    ));
+    Ok(())
+}
+
+fn state_name(state: MemberState) -> &'static str {
+    match state {
+        MemberState::Joined => "joined",
+        MemberState::Invited => "invited",
+        MemberState::Removed => "removed",
+    }
+}
+
+fn list(cli: &Cli, json: bool) -> Result<(), Failure> {
+    let pass = current_passphrase(cli)?;
+    let members = with_vault(cli, &pass, false, |v| Ok(v.members()))?;
+    if json {
+        let mut out = Stdout::lock();
+        for m in members {
+            let line = serde_json::json!({
+                "name": m.name,
+                "state": state_name(m.state),
+                "slot": m.slot,
+                "you": m.in_use,
+            });
+            out.write(format!("{line}\n").as_bytes())?;
+        }
+        return out.finish();
+    }
+    let mut table = Table::new();
+    for m in members {
+        let mut row = vec![
+            m.name,
+            state_name(m.state).to_string(),
+            format!("slot {}", m.slot),
+        ];
+        if m.in_use {
+            row.push("(you)".into());
+        }
+        table.row(row)?;
+    }
+    table.finish()
+}
+
+fn remove(cli: &Cli, name: &str, yes: bool, drop_other_slots: bool) -> Result<(), Failure> {
+    if !yes {
+        crate::output::confirm(
+            &format!(
+                "remove member {name}? Their key slot goes and the master key is rotated (every record re-encrypted)."
+            ),
+            "member remove",
+        )?;
+    }
+    let current = current_passphrase(cli)?;
+    with_vault(cli, &current, false, |v| {
+        v.remove_member(&current, name, drop_other_slots)
+    })?;
+    stderr_line(format!(
+        "removed member {name}: master key rotated, every record re-encrypted; their passphrase opens nothing now. Revoke their database role too (docs/OPERATIONS.md)"
+    ));
+    Ok(())
+}
