@@ -606,3 +606,93 @@ fn an_interrupted_removal_is_finished_by_the_next_write() {
     let o = as_(&alice, "alice", &["get", "k"], None);
     assert_eq!(o.stdout, b"v");
 }
+
+/// The roles and grants docs/OPERATIONS.md shows: the owner creates the vault as its first
+/// member and grants the member role the vault's tables; bob, a member role with no other
+/// right, reads and writes through vault but cannot create anything in the schema.
+#[test]
+fn the_documented_roles_and_grants_are_enough_for_a_member() {
+    let Some(pg) = server() else { return };
+    let e = Env::new();
+    pg.sql(
+        "CREATE ROLE vault_team_owner NOLOGIN; CREATE ROLE vault_team_member NOLOGIN;
+         GRANT CREATE, CONNECT ON DATABASE postgres TO vault_team_owner;
+         CREATE ROLE alice LOGIN IN ROLE vault_team_member, vault_team_owner;
+         CREATE ROLE bob LOGIN IN ROLE vault_team_member;
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
+    );
+    let at = |role: &str| {
+        format!(
+            "postgres://{role}@localhost/postgres?host={}&port=5432&vault=granted",
+            pg.socket_dir().display()
+        )
+    };
+    let file = |who: &str| {
+        let p = e.path(&format!("{who}.pass"));
+        std::fs::write(&p, format!("{who}'s passphrase")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        p
+    };
+    let (alice, bob) = (file("alice"), file("bob"));
+    let run = |role: &str, pass: &std::path::Path, args: &[&str], input: Option<&[u8]>| {
+        let url = at(role);
+        let o = e.run_with(
+            args,
+            input,
+            &[
+                ("VAULT_DIR", OsStr::new(&url)),
+                ("VAULT_MEMBER", OsStr::new(role)),
+                ("VAULT_PASSPHRASE_FILE", pass.as_os_str()),
+                ("VAULT_NEW_PASSPHRASE_FILE", bob.as_os_str()),
+            ],
+        );
+        (code(&o), stderr(&o), o.stdout)
+    };
+    let (c, err, _) = run(
+        "alice",
+        &alice,
+        &[
+            "init",
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+        ],
+        None,
+    );
+    // init read the new passphrase from VAULT_NEW_PASSPHRASE_FILE: alice's slot opens with
+    // bob's file here, which is all this test needs of it.
+    assert_eq!(c, 0, "{err}");
+    pg.sql(
+        "SET ROLE alice;
+         GRANT USAGE ON SCHEMA vault_granted TO vault_team_member;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA vault_granted TO vault_team_member;
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA vault_granted TO vault_team_member;",
+    );
+    let (c, err, _) = run("alice", &bob, &["member", "add", "bob"], None);
+    assert_eq!(c, 0, "{err}");
+    let (c, err, _) = run("bob", &bob, &["set", "from/bob"], Some(b"granted"));
+    assert_eq!(c, 0, "{err}");
+    let (c, err, out) = run("alice", &bob, &["get", "from/bob"], None);
+    assert_eq!((c, out.as_slice()), (0, &b"granted"[..]), "{err}");
+    // Compaction and rotation replace rows and switch the log: a member's grants cover them.
+    for args in [&["compact"][..], &["rotate-master-key"][..]] {
+        let (c, err, _) = run("bob", &bob, args, None);
+        assert_eq!(c, 0, "bob {args:?}: {err}");
+    }
+    let (c, err, out) = run("bob", &bob, &["get", "from/bob"], None);
+    assert_eq!((c, out.as_slice()), (0, &b"granted"[..]), "{err}");
+    // Bob's role has no other right in the schema.
+    let denied = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "psql -X -h {} -p 5432 -U bob -d postgres -c 'CREATE TABLE vault_granted.x (i int)'",
+            pg.socket_dir().display()
+        ))
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&denied.stderr);
+    assert!(!denied.status.success() && why.contains("permission denied"), "{why}");
+}
