@@ -150,13 +150,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::AgentServe { .. } => {
             Err(fail(Exit::Usage, "the agent is started by `vault unlock`"))
         }
-        #[cfg(feature = "postgres")]
-        Command::Audit { .. } if matches!(location::place(&cli)?, location::Place::Db(_)) => {
-            Err(fail(
-                Exit::Usage,
-                "a vault in PostgreSQL keeps no audit trail yet (docs/designs/postgres.md, step 5)",
-            ))
-        }
         Command::Audit {
             action: Some(cli::AuditAction::Verify),
             ..

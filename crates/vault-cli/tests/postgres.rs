@@ -192,13 +192,41 @@ fn a_vault_in_postgres_end_to_end() {
     assert_eq!(ok(&["get", "db/password"], None), b"hunter3-in-postgres");
     assert!(ok(&["verify"], None).starts_with(b"ok"));
 
-    // Not yet for a database (docs/designs/postgres.md, steps 4 and 5): said plainly.
-    for args in [
-        &["unlock"][..],
-        &["doctor"],
-        &["audit"],
-        &["audit", "verify"],
-    ] {
+    // The audit trail is in the database: every client's operations in one chain.
+    let trail = String::from_utf8(ok(&["audit"], None)).unwrap();
+    for op in ["write", "read", "master-key-rotation", "destroy"] {
+        assert!(trail.contains(op), "no {op} in the trail:\n{trail}");
+    }
+    assert!(ok(&["audit", "verify"], None).starts_with(b"ok"));
+    // Entries edited or taken away in the database are found: a byte changed in an entry
+    // (then put back), and the last entry cut off (this client's anchor saw it).
+    let pieces = "vault_team.audit_pieces";
+    let middle = format!(
+        "(name, off) = (SELECT name, min(off) FROM {pieces} WHERE name = 'audit.0' AND off > 0 \
+         GROUP BY name)"
+    );
+    let kept = pg.sql(&format!(
+        "SELECT encode(bytes, 'hex') FROM {pieces} WHERE {middle}"
+    ));
+    pg.sql(&format!(
+        "UPDATE {pieces} SET bytes = set_byte(bytes, length(bytes) / 2, \
+         get_byte(bytes, length(bytes) / 2) # 1) WHERE {middle}"
+    ));
+    let o = e.run_with(&["audit", "verify"], None, &at);
+    assert_eq!(code(&o), 5, "an edited trail verified: {}", stderr(&o));
+    pg.sql(&format!(
+        "UPDATE {pieces} SET bytes = decode('{}', 'hex') WHERE {middle}",
+        kept.trim()
+    ));
+    assert!(ok(&["audit", "verify"], None).starts_with(b"ok"));
+    pg.sql(&format!(
+        "DELETE FROM {pieces} WHERE (name, off) = (SELECT name, max(off) FROM {pieces} \
+         WHERE name ~ '^audit[.][0-9]' GROUP BY name ORDER BY name DESC LIMIT 1)"
+    ));
+    let o = e.run_with(&["audit", "verify"], None, &at);
+    assert_eq!(code(&o), 5, "a cut-off trail verified: {}", stderr(&o));
+    // Not yet for a database (docs/designs/postgres.md): said plainly.
+    for args in [&["unlock"][..], &["doctor"]] {
         let o = e.run_with(args, None, &at);
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains("a vault directory") || stderr(&o).contains("PostgreSQL"));
@@ -207,7 +235,8 @@ fn a_vault_in_postgres_end_to_end() {
     let raw = pg.sql(
         "SELECT encode(body, 'hex') FROM vault_team.frames
          UNION ALL SELECT encode(bytes, 'hex') FROM vault_team.header
-         UNION ALL SELECT encode(bytes, 'hex') FROM vault_team.index_blocks",
+         UNION ALL SELECT encode(bytes, 'hex') FROM vault_team.index_blocks
+         UNION ALL SELECT encode(bytes, 'hex') FROM vault_team.audit_pieces",
     );
     assert!(
         raw.len() > 1000,
@@ -362,6 +391,16 @@ fn ten_clients_and_a_server_restart() {
     assert!(failed_total > 0, "the restart was seen by some command");
     let o = e.run_with(&["verify"], None, &at);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Ten clients appended to one audit chain, across the restart: it verifies whole, and
+    // holds an entry for every acknowledged write.
+    let o = e.run_with(&["audit", "verify"], None, &at);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = e.run_with(&["audit", "--op", "write", "--json"], None, &at);
+    let writes = String::from_utf8_lossy(&o.stdout).lines().count();
+    assert!(
+        writes >= acked_total,
+        "{writes} write entries for {acked_total} acknowledged writes"
+    );
 }
 
 /// A team on one database vault: alice creates it as its first member, adds bob (who types his
@@ -515,6 +554,22 @@ fn a_team_of_fifty_and_a_removal_that_cuts_access() {
     let listed = String::from_utf8(ok_as("alice", &["member", "list"], None, &[]).stdout).unwrap();
     assert_eq!(listed.lines().count(), 49, "{listed}");
     assert!(!listed.contains("bob"), "{listed}");
+    // One audit chain in the database holds every member's operations, member changes too.
+    let trail = String::from_utf8(ok_as("m3", &["audit", "--json"], None, &[]).stdout).unwrap();
+    for needle in [
+        "member-add",
+        "member-remove",
+        "(member bob)",
+        "(member carol)",
+    ] {
+        assert!(trail.contains(needle), "no {needle} in the trail:\n{trail}");
+    }
+    let o = ok_as("carol", &["audit", "verify"], None, &[]);
+    assert!(
+        o.stdout.starts_with(b"ok"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 /// A removal whose rotation fails (the server refuses the switch to the new log): bob's slot is
@@ -694,5 +749,8 @@ fn the_documented_roles_and_grants_are_enough_for_a_member() {
         .output()
         .unwrap();
     let why = String::from_utf8_lossy(&denied.stderr);
-    assert!(!denied.status.success() && why.contains("permission denied"), "{why}");
+    assert!(
+        !denied.status.success() && why.contains("permission denied"),
+        "{why}"
+    );
 }

@@ -243,7 +243,11 @@ impl Vault {
                             started.elapsed().as_millis()
                         );
                     }
-                    let slot = format!("slot {slot_id}");
+                    // A team's trail says which member opened it.
+                    let slot = match vault.e.header_slot_member(slot_id) {
+                        Some(name) => format!("slot {slot_id} (member {name})"),
+                        None => format!("slot {slot_id}"),
+                    };
                     let mut entries = vec![(AuditOp::Unlock, On::Nothing, 0, slot)];
                     if report.is_some() {
                         entries.push((AuditOp::Verify, On::Nothing, 0, String::new()));

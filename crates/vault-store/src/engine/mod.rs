@@ -139,6 +139,14 @@ impl Engine {
         S::begin(&*self.backend, self.options.lock_timeout)
     }
 
+    /// The member whose slot `id` is, in the header as this handle read it.
+    pub(crate) fn header_slot_member(&self, id: u16) -> Option<String> {
+        crate::sync::read(&self.header)
+            .header
+            .slot(id)
+            .and_then(|s| s.member().map(|(n, _)| n.to_string()))
+    }
+
     pub(crate) fn new(
         backend: Arc<dyn Backend>,
         view: HeaderView,

@@ -7,6 +7,7 @@
 //! dies; the writer commits each write in its own transaction before returning. Appends are also conditional on the log
 //! still ending where the writer read it, so no client can append after a frame it did not see.
 
+mod audit_io;
 mod schema;
 mod session;
 
@@ -253,6 +254,13 @@ impl PostgresBackend {
 impl Backend for PostgresBackend {
     fn location(&self) -> String {
         self.pool.location.shown.clone()
+    }
+
+    fn audit_place(&self) -> Option<(std::path::PathBuf, Arc<dyn crate::io::Io>)> {
+        // A relative root no local path the store uses (the anchor's is absolute) begins with.
+        let root = std::path::PathBuf::from(format!("postgres:{}", self.schema()));
+        let io = audit_io::PgAuditIo::new(self.pool.clone(), self.schema(), root.clone());
+        Some((root, Arc::new(io)))
     }
 
     fn exists(&self) -> Result<bool> {
