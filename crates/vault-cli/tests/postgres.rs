@@ -754,3 +754,67 @@ fn the_documented_roles_and_grants_are_enough_for_a_member() {
         "{why}"
     );
 }
+
+/// TLS where the server offers it: a server that takes TCP connections over TLS only is used
+/// with the default `sslmode` (prefer) and with `require`; with `sslrootcert` the server's
+/// certificate is verified (its own CA passes, another fails); `sslmode=disable` is turned away.
+#[test]
+fn tls_where_the_server_offers_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pg = match PgServer::start_tls(port) {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("skipped: no PostgreSQL server with TLS here: {why}");
+            return;
+        }
+    };
+    let e = Env::new();
+    let base = format!("postgres://vault@localhost:{port}/postgres?vault=tls");
+    init(&e, &base);
+    let run = |url: &str, args: &[&str], input: Option<&[u8]>| {
+        let o = e.run_with(args, input, &[("VAULT_DIR", OsStr::new(url))]);
+        (code(&o), stderr(&o), o.stdout)
+    };
+    let (c, err, _) = run(&base, &["set", "k"], Some(b"over tls"));
+    assert_eq!(c, 0, "{err}");
+    let ca = pg.certificate();
+    let verified = format!("{base}&sslmode=require&sslrootcert={}", ca.display());
+    let (c, err, out) = run(&verified, &["get", "k"], None);
+    assert_eq!((c, out.as_slice()), (0, &b"over tls"[..]), "{err}");
+    let (c, err, _) = run(&format!("{base}&sslmode=require"), &["get", "k"], None);
+    assert_eq!(c, 0, "{err}");
+    // Another CA: the server's certificate does not chain to it.
+    let other = e.path("other-ca.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(e.path("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let (c, err, out) = run(
+        &format!("{base}&sslrootcert={}", other.display()),
+        &["get", "k"],
+        None,
+    );
+    assert_ne!(
+        c, 0,
+        "a server that does not chain to the given CA was trusted"
+    );
+    assert!(out.is_empty());
+    assert!(err.contains("certificate"), "{err}");
+    let (c, err, _) = run(&format!("{base}&sslmode=disable"), &["get", "k"], None);
+    assert_ne!(c, 0, "a plain connection was taken");
+    assert!(
+        err.contains("pg_hba") || err.contains("no encryption"),
+        "{err}"
+    );
+}

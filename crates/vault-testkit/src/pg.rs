@@ -23,16 +23,27 @@ impl PgServer {
     /// Starts a server, or says why none can be started here (no PostgreSQL installed, say):
     /// the caller skips with that message.
     pub fn start() -> Result<Self, String> {
-        Self::start_with(false, None)
+        Self::start_with(false, None, false)
+    }
+
+    /// A server that takes TCP connections on 127.0.0.1:`tcp` over TLS only (a self-signed
+    /// certificate for `localhost`, [`PgServer::certificate`]); its socket stays plain.
+    pub fn start_tls(tcp: u16) -> Result<Self, String> {
+        Self::start_with(false, Some(tcp), true)
+    }
+
+    /// The server's certificate (its own CA), for a client to verify it with.
+    pub fn certificate(&self) -> PathBuf {
+        self.tmp.path().join("server.crt")
     }
 
     /// A server that syncs its commits (`fsync=on`: what a benchmark measures against), and
     /// also listens on 127.0.0.1:`tcp` when given.
     pub fn start_durable(tcp: Option<u16>) -> Result<Self, String> {
-        Self::start_with(true, tcp)
+        Self::start_with(true, tcp, false)
     }
 
-    fn start_with(fsync: bool, tcp: Option<u16>) -> Result<Self, String> {
+    fn start_with(fsync: bool, tcp: Option<u16>, tls: bool) -> Result<Self, String> {
         let bin = bindir().ok_or("no PostgreSQL server binaries (initdb, pg_ctl) found")?;
         let tmp = tempfile::Builder::new()
             .prefix("vault-pg-")
@@ -80,9 +91,74 @@ impl PgServer {
                 String::from_utf8_lossy(&init.stderr)
             ));
         }
+        if tls {
+            server.use_tls()?;
+        }
         server.pg_ctl_start()?;
         server.stop_when_this_process_ends();
         Ok(server)
+    }
+
+    /// A self-signed certificate for localhost, `ssl = on`, and TCP connections refused unless
+    /// they use TLS.
+    fn use_tls(&self) -> Result<(), String> {
+        let dir = self.tmp.path();
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(dir.join("server.key"))
+        .arg("-out")
+        .arg(self.certificate())
+        .stdin(Stdio::null())
+        .current_dir(dir);
+        if let Some(uid) = self.uid {
+            cmd.uid(uid);
+        }
+        let out = cmd.output().map_err(|e| format!("openssl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "openssl req failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| e.to_string())?;
+        let conf = format!(
+            "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            self.certificate().display(),
+            dir.join("server.key").display()
+        );
+        let append = |file: &str, text: &str, replace: bool| -> Result<(), String> {
+            let path = self.data().join(file);
+            let mut body = if replace {
+                String::new()
+            } else {
+                std::fs::read_to_string(&path).map_err(|e| e.to_string())?
+            };
+            body.push_str(text);
+            std::fs::write(&path, body).map_err(|e| e.to_string())
+        };
+        append("postgresql.conf", &conf, false)?;
+        append(
+            "pg_hba.conf",
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            true,
+        )
     }
 
     /// A server kept in a `static` is never dropped: a watcher stops it (and removes its

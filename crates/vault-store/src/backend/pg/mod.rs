@@ -13,7 +13,7 @@ mod session;
 
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use super::{Backend, Cursor, ReadSession, WriteSession};
 use crate::sync::{Arc, Mutex, lock};
@@ -29,6 +29,10 @@ pub struct PostgresLocation {
     name: String,
     /// The location as shown in messages: the URL with any password taken out.
     shown: String,
+    /// The CA certificate(s) the server's must chain to (`sslrootcert=`, or PGSSLROOTCERT):
+    /// with it the server is verified, name included; without it TLS encrypts but, as libpq's
+    /// `sslmode=prefer` and `require` do, does not check whom it talks to.
+    root_cert: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresLocation {
@@ -46,8 +50,8 @@ impl PostgresLocation {
     /// [`Error::Invalid`] for a URL the client does not take or a vault name that is not
     /// 1–48 ASCII lowercase letters, digits and `_`.
     pub fn parse(url: &str) -> Result<Self> {
-        let (base, name) = split_vault_name(url);
-        let name = checked_name(name.as_deref().unwrap_or("default"))?;
+        let (base, own) = split_own_options(url);
+        let name = checked_name(own.vault.as_deref().unwrap_or("default"))?;
         let config: postgres::Config = base.parse().map_err(|e: postgres::Error| {
             Error::invalid("PostgreSQL location", redact(&e.to_string()))
         })?;
@@ -55,6 +59,11 @@ impl PostgresLocation {
             shown: format!("{}#vault={name}", redact(&base)),
             config,
             name,
+            root_cert: own
+                .root_cert
+                .or_else(|| std::env::var("PGSSLROOTCERT").ok())
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from),
         })
     }
 
@@ -71,6 +80,7 @@ impl PostgresLocation {
             ),
             config,
             name,
+            root_cert: None,
         })
     }
 
@@ -96,43 +106,44 @@ fn checked_name(name: &str) -> Result<String> {
     }
 }
 
-/// Splits a `vault=NAME` option off a URL's query (or a key=value string).
-fn split_vault_name(url: &str) -> (String, Option<String>) {
-    if url.contains("://") {
-        let Some((base, query)) = url.split_once('?') else {
-            return (url.to_string(), None);
-        };
-        let mut name = None;
-        let rest: Vec<&str> = query
-            .split('&')
-            .filter(|kv| match kv.strip_prefix("vault=") {
-                Some(v) => {
-                    name = Some(v.to_string());
-                    false
-                }
-                None => true,
-            })
-            .collect();
-        let base = if rest.is_empty() {
-            base.to_string()
+/// Options this crate reads itself, taken off a URL's query (or a key=value string): `vault`
+/// and `sslrootcert` (the client library does not take the latter).
+#[derive(Default)]
+struct OwnOptions {
+    vault: Option<String>,
+    root_cert: Option<String>,
+}
+
+fn split_own_options(url: &str) -> (String, OwnOptions) {
+    let mut own = OwnOptions::default();
+    let mut take = |kv: &str| {
+        if let Some(v) = kv.strip_prefix("vault=") {
+            own.vault = Some(v.to_string());
+            false
+        } else if let Some(v) = kv.strip_prefix("sslrootcert=") {
+            own.root_cert = Some(v.to_string());
+            false
         } else {
-            format!("{base}?{}", rest.join("&"))
-        };
-        (base, name)
-    } else {
-        let mut name = None;
-        let rest: Vec<&str> = url
-            .split_whitespace()
-            .filter(|kv| match kv.strip_prefix("vault=") {
-                Some(v) => {
-                    name = Some(v.to_string());
-                    false
+            true
+        }
+    };
+    let base = if url.contains("://") {
+        match url.split_once('?') {
+            None => url.to_string(),
+            Some((base, query)) => {
+                let rest: Vec<&str> = query.split('&').filter(|kv| take(kv)).collect();
+                if rest.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", rest.join("&"))
                 }
-                None => true,
-            })
-            .collect();
-        (rest.join(" "), name)
-    }
+            }
+        }
+    } else {
+        let rest: Vec<&str> = url.split_whitespace().filter(|kv| take(kv)).collect();
+        rest.join(" ")
+    };
+    (base, own)
 }
 
 /// `text` with any password taken out: `user:secret@` and `password=secret`.
@@ -173,10 +184,39 @@ const IDLE_CONNECTIONS: usize = 4;
 
 impl Pool {
     fn connect(&self) -> Result<Client> {
+        let tls = self.tls()?;
         self.location
             .config
-            .connect(NoTls)
+            .connect(tls)
             .map_err(|e| db_error("connecting to", &self.location, e))
+    }
+
+    /// TLS as the server offers it (libpq's `sslmode`, `prefer` by default): verified against
+    /// the location's CA certificate when one is given, else encrypting only.
+    fn tls(&self) -> Result<postgres_openssl::MakeTlsConnector> {
+        let refused = |e: openssl::error::ErrorStack| Error::Io {
+            op: "setting up TLS for",
+            location: self.location.shown.clone(),
+            source: e.to_string().into(),
+        };
+        let mut b =
+            openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).map_err(refused)?;
+        match &self.location.root_cert {
+            Some(ca) => b.set_ca_file(ca).map_err(|e| Error::Io {
+                op: "reading the CA certificate (sslrootcert) for",
+                location: format!("{} ({})", self.location.shown, ca.display()),
+                source: e.to_string().into(),
+            })?,
+            None => b.set_verify(openssl::ssl::SslVerifyMode::NONE),
+        }
+        let mut connector = postgres_openssl::MakeTlsConnector::new(b.build());
+        if self.location.root_cert.is_none() {
+            connector.set_callback(|c, _| {
+                c.set_verify_hostname(false);
+                Ok(())
+            });
+        }
+        Ok(connector)
     }
 
     /// A connection: an idle one, or a new one.
@@ -205,7 +245,18 @@ pub(crate) fn db_error(op: &'static str, at: &PostgresLocation, e: postgres::Err
     // The server's own words where it gave some ("db error" alone says nothing).
     let text = match e.as_db_error() {
         Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // The causes too: "error performing TLS handshake" alone does not say that the
+            // certificate did not verify.
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(": ");
+                text.push_str(&c.to_string());
+                cause = c.source();
+            }
+            text
+        }
     };
     Error::Io {
         op,
@@ -364,9 +415,12 @@ mod tests {
         ] {
             assert!(PostgresLocation::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            split_vault_name("postgres://h/db?sslmode=require&vault=x").0,
-            "postgres://h/db?sslmode=require"
-        );
+        let (base, own) =
+            split_own_options("postgres://h/db?sslmode=require&vault=x&sslrootcert=/ca.pem");
+        assert_eq!(base, "postgres://h/db?sslmode=require");
+        assert_eq!(own.vault.as_deref(), Some("x"));
+        assert_eq!(own.root_cert.as_deref(), Some("/ca.pem"));
+        let (base, own) = split_own_options("host=h sslrootcert=/ca.pem vault=y");
+        assert_eq!((base.as_str(), own.vault.as_deref()), ("host=h", Some("y")));
     }
 }
