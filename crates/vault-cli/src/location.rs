@@ -303,7 +303,7 @@ pub(crate) fn with_vault<R>(
         if crate::agent::served::client_gone() {
             return Err(fail(Exit::Other, "the client went away; nothing was done"));
         }
-        let r = op(&v);
+        let r = pending_removals(cli, &v, pass).and_then(|()| op(&v));
         if matches!(r, Err(Error::Rekeyed)) {
             crate::agent::served::mark_stale();
         }
@@ -315,7 +315,7 @@ pub(crate) fn with_vault<R>(
     }
     retry_rekeyed(cli, |backend| {
         Vault::open(backend, pass, options.clone()).and_then(|v| {
-            pending_removals(cli, &v, pass);
+            pending_removals(cli, &v, pass)?;
             op(&v)
         })
     })
@@ -324,25 +324,33 @@ pub(crate) fn with_vault<R>(
 /// A member removal whose rotation was interrupted: a command that writes finishes it first
 /// (the removed member's slot already opens nothing; the rotation makes the key they may have
 /// kept useless); a read-only command only says so, since it never changes the vault.
-fn pending_removals(cli: &Cli, v: &Vault, pass: &SecretBytes) {
+fn pending_removals(cli: &Cli, v: &Vault, pass: &SecretBytes) -> vault_store::Result<()> {
     let pending = v.pending_removals();
     if pending.is_empty() {
-        return;
+        return Ok(());
     }
     let names = pending.join(", ");
     if !cli.command.writes() {
         crate::output::stderr_line(format!(
             "warning: the removal of member(s) {names} is not finished: the master key has not been rotated since; the next command that writes finishes it"
         ));
-        return;
+        return Ok(());
     }
+    // A write under the key the removed member may have kept would be theirs to read: none is
+    // made until the rotation is done.
     match v.finish_removals(pass, false) {
-        Ok(()) => crate::output::stderr_line(format!(
-            "finished removing member(s) {names}: master key rotated, every record re-encrypted"
-        )),
-        Err(e) => crate::output::stderr_line(format!(
-            "warning: could not finish removing member(s) {names}: {e}"
-        )),
+        Ok(()) => {
+            crate::output::stderr_line(format!(
+                "finished removing member(s) {names}: master key rotated, every record re-encrypted"
+            ));
+            Ok(())
+        }
+        Err(e) => Err(Error::Invalid {
+            what: "pending member removal",
+            reason: format!(
+                "the removal of member(s) {names} is not finished and could not be now ({e}); nothing is written under the key they may hold until it is"
+            ),
+        }),
     }
 }
 

@@ -636,6 +636,7 @@ fn an_interrupted_removal_is_finished_by_the_next_write() {
     );
     let o = as_(&alice, "alice", &["member", "remove", "bob", "--yes"], None);
     assert_ne!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("finishes it"), "{}", stderr(&o));
     assert_ne!(
         code(&as_(&bob, "bob", &["get", "k"], None)),
         0,
@@ -645,6 +646,11 @@ fn an_interrupted_removal_is_finished_by_the_next_write() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("removed"));
     assert!(stderr(&o).contains("not finished"), "{}", stderr(&o));
+    // While the rotation still cannot be done, nothing is written under the key bob may hold.
+    let o = as_(&alice, "alice", &["set", "too-early"], Some(b"x"));
+    assert_ne!(code(&o), 0, "a write went in under the old key: {}", stderr(&o));
+    assert!(stderr(&o).contains("not finished"), "{}", stderr(&o));
+    assert_eq!(code(&as_(&alice, "alice", &["get", "too-early"], None)), 4);
     pg.sql("DROP TRIGGER refuse ON vault_halfway.log");
     let o = as_(&alice, "alice", &["set", "k2"], Some(b"v2"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));

@@ -63,15 +63,7 @@ impl Vault {
             let vault_id = self.e.vault_id;
             let event = format!("member {name} added");
             self.modify_header(current, &event, |h, master, _| {
-                if h.slots
-                    .iter()
-                    .any(|s| s.member().is_some_and(|(n, _)| n == name))
-                {
-                    return Err(Error::invalid(
-                        "member",
-                        format!("{name} is already a member"),
-                    ));
-                }
+                taken(h, name)?;
                 let id = h.free_slot_id().ok_or_else(|| {
                     Error::invalid(
                         "key slot",
@@ -112,15 +104,7 @@ impl Vault {
             let vault_id = self.e.vault_id;
             let event = format!("member {name} added (an existing passphrase slot)");
             self.modify_header(current, &event, |h, master, opened| {
-                if h.slots
-                    .iter()
-                    .any(|s| s.member().is_some_and(|(n, _)| n == name))
-                {
-                    return Err(Error::invalid(
-                        "member",
-                        format!("{name} is already a member"),
-                    ));
-                }
+                taken(h, name)?;
                 let epoch = h.key_epoch;
                 let slot =
                     h.slots.iter_mut().find(|s| s.id == opened).ok_or_else(|| {
@@ -150,27 +134,30 @@ impl Vault {
         })
     }
 
-    /// Removes member `name`, in two steps. First their slot is marked removed in the header
-    /// (its wrapped keys zeroed: from then on it opens nothing); then the master key is rotated
-    /// (every record re-encrypted, as [`Vault::rotate_master_key`]) and the new key wrapped for
-    /// every other member, so that what they may have kept of the old key opens nothing written
-    /// afterwards. What they read before is theirs to keep. If the rotation is interrupted, the
-    /// removal is pending ([`Vault::pending_removals`]) until [`Vault::finish_removals`] (or
-    /// this again) rotates.
+    /// Removes member `name`, in two steps. First, in one header change, their slot is marked
+    /// removed (its wrapped keys zeroed: from then on it opens nothing), every outstanding
+    /// invitation is withdrawn the same way (its code may be theirs: they may have issued it),
+    /// and, with `drop_other_slots`, the passphrase slots other than the caller's are dropped
+    /// (any of them may be theirs). Then the master key is rotated (every record re-encrypted,
+    /// as [`Vault::rotate_master_key`]) and the new key wrapped for every other member, so that
+    /// what they may have kept of the old key opens nothing written afterwards. What they read
+    /// before is theirs to keep. If the rotation is interrupted, the removal is pending
+    /// ([`Vault::pending_removals`]) until [`Vault::finish_removals`] rotates. Returns the
+    /// withdrawn invitations' names.
     ///
     /// # Errors
     /// [`Error::WrongPassphrase`] for `current`; [`Error::NotFound`]; [`Error::Invalid`] for
-    /// the caller's own member slot, or when another passphrase slot (not a member's) could not
-    /// be carried over and `drop_other_slots` is not set.
+    /// the caller's own member slot, or when another passphrase slot (not a member's) exists
+    /// and `drop_other_slots` is not set.
     pub fn remove_member(
         &self,
         current: &SecretBytes,
         name: &str,
         drop_other_slots: bool,
-    ) -> Result<()> {
+    ) -> Result<Vec<String>> {
         self.audited_around(AuditOp::MemberRemove, On::Nothing, name.to_string(), || {
             let event = format!("member {name} removed");
-            self.modify_header(current, &event, |h, _, opened| {
+            let withdrawn = self.modify_header(current, &event, |h, _, opened| {
                 let stranded = h
                     .slots
                     .iter()
@@ -181,18 +168,19 @@ impl Vault {
                     return Err(Error::invalid(
                         "key slots",
                         format!(
-                            "removing a member rotates the master key, and {stranded} passphrase slot(s) other than yours cannot be carried over without their passphrases; remove them first or drop them explicitly (member slots are carried over)"
+                            "removing a member rotates the master key, and {stranded} passphrase slot(s) other than yours cannot be carried over without their passphrases (any of them may be the member's own); drop them explicitly, or remove them first (member slots are carried over)"
                         ),
                     ));
                 }
-                let slot = h
+                let id = h
                     .slots
-                    .iter_mut()
+                    .iter()
                     .find(|s| s.member().is_some_and(|(n, _)| n == name))
+                    .map(|s| s.id)
                     .ok_or_else(|| Error::NotFound {
                         what: format!("member {name}"),
                     })?;
-                if slot.id == opened {
+                if id == opened {
                     return Err(Error::invalid(
                         "member",
                         format!(
@@ -200,12 +188,49 @@ impl Vault {
                         ),
                     ));
                 }
-                if slot.member().is_some_and(|(_, s)| s != MemberState::Removed) {
-                    slot.mark_member_removed()?;
+                // Dropped in the same header change as the mark: a slot the member added for
+                // themselves must not outlive a rotation that fails and is finished later.
+                h.slots.retain(|s| s.id == opened || s.member().is_some());
+                let mut withdrawn = Vec::new();
+                for slot in &mut h.slots {
+                    let Some((n, state)) = slot.member() else { continue };
+                    let invitation = state == MemberState::Invited;
+                    if invitation {
+                        withdrawn.push(n.to_string());
+                    }
+                    if slot.id == id || invitation {
+                        slot.mark_member_removed()?;
+                    }
+                }
+                Ok(withdrawn)
+            })?;
+            self.rotate_master_key_inner(current, false)?;
+            Ok(withdrawn)
+        })
+    }
+
+    /// Withdraws member `name`'s invitation before they join (its code was lost, say): the slot
+    /// goes. The master key is not rotated: nobody joined with the code, but whoever holds it
+    /// and a copy of the header could still unwrap the current key; `remove_member` rotates.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`]; [`Error::NotFound`] if `name` has no outstanding invitation.
+    pub fn withdraw_invitation(&self, current: &SecretBytes, name: &str) -> Result<()> {
+        self.audited_around(AuditOp::MemberRemove, On::Nothing, name.to_string(), || {
+            let event = format!("invitation of {name} withdrawn");
+            self.modify_header(current, &event, |h, _, _| {
+                let before = h.slots.len();
+                h.slots.retain(|s| {
+                    !s.member()
+                        .is_some_and(|(n, st)| n == name && st == MemberState::Invited)
+                });
+                if h.slots.len() == before {
+                    return Err(Error::NotFound {
+                        what: format!("an invitation for {name}"),
+                    });
                 }
                 Ok(())
-            })?;
-            self.rotate_master_key_inner(current, drop_other_slots)
+            })
         })
     }
 
@@ -229,5 +254,26 @@ impl Vault {
             return Ok(());
         }
         self.rotate_master_key(current, drop_other_slots)
+    }
+}
+
+/// Refuses `name` if a member of that name, in any letter case, has a slot (names that differ
+/// only in case look alike in a listing, and database role names fold case).
+fn taken(h: &vault_format::VaultHeader, name: &str) -> Result<()> {
+    match h
+        .slots
+        .iter()
+        .filter_map(|s| s.member())
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
+        Some((n, _)) if n == name => Err(Error::invalid(
+            "member",
+            format!("{name} is already a member"),
+        )),
+        Some((n, _)) => Err(Error::invalid(
+            "member",
+            format!("{name} differs from member {n} only in letter case"),
+        )),
+        None => Ok(()),
     }
 }

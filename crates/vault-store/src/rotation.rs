@@ -55,7 +55,7 @@ impl Vault {
             &header,
             passphrase,
             &self.e.options.kdf_limit,
-            self.e.options.member.as_deref(),
+            unlock::Pick::of(&self.e.options),
         )?;
         let epoch = header
             .key_epoch

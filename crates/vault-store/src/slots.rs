@@ -65,7 +65,7 @@ impl Vault {
             &header,
             current,
             &self.e.options.kdf_limit,
-            self.e.options.member.as_deref(),
+            unlock::Pick::of(&self.e.options),
         )?;
         let result = change(&mut header, &master, slot_id)?;
         header.seal(&master);
@@ -227,10 +227,22 @@ impl Vault {
 
     fn remove_slot_inner(&self, current: &SecretBytes, id: u16) -> Result<()> {
         self.modify_header(current, &format!("key slot {id} removed"), |h, _, opened| {
-            if h.slot(id).is_none() {
+            let Some(slot) = h.slot(id) else {
                 return Err(Error::NotFound {
                     what: format!("key slot {id}"),
                 });
+            };
+            // Dropping a member's slot without rotating would leave them the master key they
+            // may have kept: a member is removed by `remove_member`, which rotates.
+            if let Some((name, state)) = slot.member()
+                && state != MemberState::Removed
+            {
+                return Err(Error::invalid(
+                    "key slot",
+                    format!(
+                        "slot {id} is member {name}'s: remove the member instead (`vault member remove {name}`, which rotates the master key)"
+                    ),
+                ));
             }
             // The caller has proved they hold this slot's passphrase and no other: removing it
             // could leave them locked out. Whoever holds another slot removes this one.

@@ -181,7 +181,7 @@ impl Vault {
                 &header,
                 input,
                 &options.kdf_limit,
-                options.member.as_deref(),
+                unlock::Pick::of(&options),
             ) {
                 Ok(x) => x,
                 Err(e) => {

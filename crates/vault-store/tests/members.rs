@@ -56,7 +56,8 @@ fn fifty_members_each_open_with_their_own_passphrase_and_a_removed_one_opens_not
     assert!(matches!(
         Vault::open(d.backend(), &member_pass(3), as_member(&d, "m3"))
             .unwrap()
-            .remove_member(&member_pass(3), "m7", false),
+            .remove_member(&member_pass(3), "m7", false)
+            .map(|_| ()),
         Err(Error::Invalid { .. })
     ));
     owner.become_member(&pass(), "owner").unwrap();
@@ -86,7 +87,11 @@ fn fifty_members_each_open_with_their_own_passphrase_and_a_removed_one_opens_not
 
     // Member 3 removes member 7.
     let m3 = Vault::open(d.backend(), &member_pass(3), as_member(&d, "m3")).unwrap();
-    m3.remove_member(&member_pass(3), "m7", false).unwrap();
+    assert!(
+        m3.remove_member(&member_pass(3), "m7", false)
+            .unwrap()
+            .is_empty()
+    );
     assert!(m3.pending_removals().is_empty());
     assert_eq!(m3.members().len(), 50);
     m3.set("db/password", secret(b"after"), SetOptions::default())
@@ -155,6 +160,49 @@ fn a_member_cannot_remove_themselves_and_a_name_is_taken_once() {
         Err(Error::Invalid { .. })
     ));
     assert_eq!(v.members()[0].state, MemberState::Joined);
+    // Names that differ only in letter case are refused.
+    assert!(matches!(
+        v.add_member(&pass(), "BOB", &secret(b"x"), cheap_kdf(), false),
+        Err(Error::Invalid { .. })
+    ));
+    // A member's slot is not removed as a plain slot (that would not rotate the master key).
+    let bob = v.members()[0].slot;
+    assert!(matches!(
+        v.remove_slot(&pass(), bob),
+        Err(Error::Invalid { .. })
+    ));
+}
+
+#[test]
+fn an_invitation_code_opens_the_vault_only_to_join() {
+    let d = TestDir::new();
+    let owner = d.create();
+    owner
+        .add_member(&pass(), "dave", &secret(b"the code"), cheap_kdf(), true)
+        .unwrap();
+    // Not for ordinary use, named or not.
+    assert!(Vault::open(d.backend(), &secret(b"the code"), as_member(&d, "dave")).is_err());
+    assert!(matches!(
+        Vault::open(d.backend(), &secret(b"the code"), d.options()),
+        Err(Error::WrongPassphrase)
+    ));
+    let join = VaultOptions {
+        join: true,
+        ..as_member(&d, "dave")
+    };
+    // Joining tries the invitation only: the owner's passphrase does not open it.
+    assert!(Vault::open(d.backend(), &pass(), join.clone()).is_err());
+    Vault::open(d.backend(), &secret(b"the code"), join.clone()).unwrap();
+    // Removing any member withdraws outstanding invitations.
+    owner
+        .add_member(&pass(), "erin", &secret(b"erin"), cheap_kdf(), false)
+        .unwrap();
+    assert_eq!(
+        owner.remove_member(&pass(), "erin", false).unwrap(),
+        vec!["dave"]
+    );
+    assert!(Vault::open(d.backend(), &secret(b"the code"), join).is_err());
+    assert!(owner.members().is_empty());
 }
 
 #[test]
@@ -175,7 +223,10 @@ fn an_invited_member_joins_with_the_code_and_their_own_passphrase_and_the_code_t
     let invited = Vault::open(
         d.backend(),
         &secret(b"invitation code"),
-        as_member(&d, "carol"),
+        VaultOptions {
+            join: true,
+            ..as_member(&d, "carol")
+        },
     )
     .unwrap();
     invited
@@ -212,6 +263,24 @@ fn an_interrupted_removal_is_finished_later_and_loses_nothing() {
             v.add_member(&pass(), name, &secret(name.as_bytes()), cheap_kdf(), false)
                 .unwrap();
         }
+        // Before the removal, "goes" gives themselves a passphrase slot, and issues an
+        // invitation whose code they keep.
+        let goes = Vault::open(
+            template.backend(),
+            &secret(b"goes"),
+            as_member(&template, "goes"),
+        )
+        .unwrap();
+        goes.add_passphrase(&secret(b"goes"), &secret(b"backdoor"), cheap_kdf())
+            .unwrap();
+        goes.add_member(
+            &secret(b"goes"),
+            "puppet",
+            &secret(b"kept code"),
+            cheap_kdf(),
+            true,
+        )
+        .unwrap();
     }
     let mut pending_seen = 0;
     let mut k = 1;
@@ -232,13 +301,13 @@ fn an_interrupted_removal_is_finished_later_and_loses_nothing() {
             },
         ));
         let result = Vault::open(backend, &pass(), options.clone())
-            .and_then(|v| v.remove_member(&pass(), "goes", false));
+            .and_then(|v| v.remove_member(&pass(), "goes", true));
         faulty.heal();
         let real = || Arc::new(FileBackend::new(root.path().join("vault")));
         let owner = Vault::open(real(), &pass(), options.clone()).unwrap();
         let pending = owner.pending_removals();
         match &result {
-            Ok(()) => assert!(pending.is_empty(), "k={k}"),
+            Ok(_) => assert!(pending.is_empty(), "k={k}"),
             Err(_) => {
                 if !pending.is_empty() {
                     pending_seen += 1;
@@ -246,15 +315,35 @@ fn an_interrupted_removal_is_finished_later_and_loses_nothing() {
             }
         }
         let gone = owner.members().iter().all(|m| m.name != "goes") || !pending.is_empty();
+        let opens = |p: &[u8], join: Option<&str>| {
+            Vault::open(
+                real(),
+                &secret(p),
+                VaultOptions {
+                    member: join.map(str::to_string),
+                    join: join.is_some(),
+                    ..options.clone()
+                },
+            )
+            .is_ok()
+        };
         if gone {
+            // Their passphrase, the slot they gave themselves and the invitation they issued
+            // all went in the one header change that marked them.
             assert!(
-                Vault::open(real(), &secret(b"goes"), options.clone()).is_err(),
+                !opens(b"goes", None),
                 "k={k}: the removed member still opens"
+            );
+            assert!(!opens(b"backdoor", None), "k={k}: their own slot survived");
+            assert!(
+                !opens(b"kept code", Some("puppet")),
+                "k={k}: their invitation survived"
             );
         }
         owner.finish_removals(&pass(), false).unwrap();
         if gone {
             assert!(owner.members().iter().all(|m| m.name != "goes"), "k={k}");
+            assert!(!opens(b"backdoor", None) && !opens(b"kept code", Some("puppet")));
         }
         for who in [(&pass(), None), (&secret(b"stays"), Some("stays"))] {
             let v = Vault::open(

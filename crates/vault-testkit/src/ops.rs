@@ -273,7 +273,7 @@ impl MutatingOp {
             MutatingOp::AddMember => v
                 .add_member(&pass(), NEW_MEMBER, &secret(NEW_PASS), cheap_kdf(), false)
                 .map(|_| ()),
-            MutatingOp::RemoveMember => v.remove_member(&pass(), SPARE_MEMBER, false),
+            MutatingOp::RemoveMember => v.remove_member(&pass(), SPARE_MEMBER, false).map(|_| ()),
         }
     }
 
@@ -297,8 +297,17 @@ impl MutatingOp {
         // Cheap KDF parameters: trying the new passphrase costs little when it is not the one.
         let _ = v.change_passphrase(&secret(NEW_PASS), &pass(), None);
         for slot in v.slots().into_iter().filter(|s| !s.in_use) {
-            v.remove_slot(&pass(), slot.id).unwrap();
+            match slot.member {
+                None => v.remove_slot(&pass(), slot.id).unwrap(),
+                // A member goes with a rotation (a removed one's slot with the next).
+                Some((name, _)) => {
+                    if v.members().iter().any(|m| m.name == name) {
+                        v.remove_member(&pass(), &name, false).unwrap();
+                    }
+                }
+            }
         }
+        v.finish_removals(&pass(), false).unwrap();
     }
 
     /// Whether the operation commits (moves the generation on): all but those that only rewrite

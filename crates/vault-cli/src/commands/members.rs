@@ -89,8 +89,25 @@ fn add(cli: &Cli, name: &str, invite: bool, me: bool) -> Result<(), Failure> {
             "invited member {name} (key slot {slot}). Give them this one-time code by a channel you trust; they run `vault member join {name}`, enter it and choose their passphrase:"
         ));
         let mut out = Stdout::lock();
-        out.write(format!("{shown}\n").as_bytes())?;
-        return out.finish();
+        let shown_ok = out
+            .write(format!("{shown}\n").as_bytes())
+            .and_then(|()| out.finish());
+        if let Err(failed) = shown_ok {
+            // A code nobody saw is of no use, and would block inviting them again.
+            match with_vault(cli, &current, false, |v| {
+                v.withdraw_invitation(&current, name)
+            }) {
+                Ok(()) => stderr_line(format!(
+                    "the code could not be shown, so the invitation of {name} was withdrawn"
+                )),
+                Err(e) => stderr_line(format!(
+                    "the code could not be shown, and the invitation of {name} could not be withdrawn ({}); remove it with `vault member remove {name}`",
+                    e.message.unwrap_or_default()
+                )),
+            }
+            return Err(failed);
+        }
+        return Ok(());
     }
     let new = passphrase::new_passphrase()?;
     let slot = with_vault(cli, &current, false, |v| {
@@ -107,23 +124,22 @@ fn join(cli: &Cli, name: &str) -> Result<(), Failure> {
     crate::location::existing_backend(cli)?;
     let code = passphrase::invitation_code()?;
     let new = passphrase::new_passphrase()?;
+    // Only the invitation's slot is tried, and the code opens nothing else.
     let options = vault_store::VaultOptions {
         member: Some(name.to_string()),
+        join: true,
         ..options(cli, false)?
     };
     retry_rekeyed(cli, |backend| {
-        let v = Vault::open(backend, &code, options.clone())?;
-        if v.members()
-            .iter()
-            .any(|m| m.name == name && m.state != MemberState::Invited)
-        {
-            return Err(vault_store::Error::Invalid {
-                what: "member",
+        let v = Vault::open(backend, &code, options.clone()).map_err(|e| match e {
+            vault_store::Error::WrongPassphrase => vault_store::Error::Invalid {
+                what: "invitation code",
                 reason: format!(
-                    "{name} has joined already; change the passphrase with `vault --member {name} change-passphrase`"
+                    "it does not open {name}'s invitation (mistyped, or not the code {name} was invited with)"
                 ),
-            });
-        }
+            },
+            other => other,
+        })?;
         let kdf = member_kdf(&v);
         v.change_passphrase(&code, &new, Some(kdf))
     })?;
@@ -157,6 +173,11 @@ fn list(cli: &Cli, json: bool) -> Result<(), Failure> {
         }
         return out.finish();
     }
+    if members.is_empty() {
+        stderr_line(
+            "no members: this vault's key slots are passphrase slots (`vault slots`); `vault member add NAME --me` makes yours a member's",
+        );
+    }
     let mut table = Table::new();
     for m in members {
         let mut row = vec![
@@ -182,11 +203,32 @@ fn remove(cli: &Cli, name: &str, yes: bool, drop_other_slots: bool) -> Result<()
         )?;
     }
     let current = current_passphrase(cli)?;
-    with_vault(cli, &current, false, |v| {
+    let removed = with_vault(cli, &current, false, |v| {
         v.remove_member(&current, name, drop_other_slots)
-    })?;
+    });
+    let withdrawn = match removed {
+        Ok(w) => w,
+        Err(e) => {
+            stderr_line(format!(
+                "note: if `vault member list` shows {name} as removed, their slot already opens nothing, but the master key is not rotated yet: the next command that writes finishes it, and writes are refused until it can"
+            ));
+            return Err(e);
+        }
+    };
+    if !withdrawn.is_empty() {
+        stderr_line(format!(
+            "outstanding invitations withdrawn (their codes may be known to {name}): {}; invite them again",
+            withdrawn.join(", ")
+        ));
+    }
+    let db = !matches!(crate::location::place(cli)?, crate::location::Place::Dir(_));
     stderr_line(format!(
-        "removed member {name}: master key rotated, every record re-encrypted; their passphrase opens nothing now. Revoke their database role too (docs/OPERATIONS.md)"
+        "removed member {name}: master key rotated, every record re-encrypted; their passphrase opens nothing now{}",
+        if db {
+            ". Drop their database role too (docs/OPERATIONS.md)"
+        } else {
+            ""
+        }
     ));
     Ok(())
 }

@@ -46,6 +46,9 @@ pub struct VaultOptions {
     /// Unlock with this member's slot only (a team vault): one key derivation instead of one
     /// per slot until one opens.
     pub member: Option<String>,
+    /// Open only to join: only an invited member's slot is tried (their invitation code opens
+    /// nothing else, and nothing else is tried with it).
+    pub join: bool,
 }
 
 /// A long operation's progress: which, how many records it has written of how many.
@@ -128,6 +131,7 @@ impl Default for VaultOptions {
             clock: Clock::default(),
             progress: Progress::default(),
             member: None,
+            join: false,
         }
     }
 }

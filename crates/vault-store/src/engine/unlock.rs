@@ -87,6 +87,22 @@ pub enum Unlock<'a> {
     Passphrase(&'a SecretBytes),
 }
 
+/// Which slots an open tries: one member's only, and invitations only (to join) or never.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Pick<'a> {
+    pub(crate) member: Option<&'a str>,
+    pub(crate) join: bool,
+}
+
+impl<'a> Pick<'a> {
+    pub(crate) fn of(options: &'a crate::VaultOptions) -> Self {
+        Self {
+            member: options.member.as_deref(),
+            join: options.join,
+        }
+    }
+}
+
 /// Tries each slot that `input` can open, within `limit`; returns the master key and the id of the
 /// slot that opened, after verifying the header MAC. The cost limit bounds the whole open, not
 /// each slot: a slot is not tried if its cost added to that of the slots tried before it would
@@ -100,9 +116,10 @@ pub(crate) fn unlock(
     header: &VaultHeader,
     input: Unlock<'_>,
     limit: &KdfLimit,
-    member: Option<&str>,
+    pick: Pick<'_>,
 ) -> Result<(Key256, u16)> {
     let Unlock::Passphrase(passphrase) = input;
+    let member = pick.member;
     let mut refused: Option<(u16, String)> = None;
     let mut spent = 0u64;
     let is_member =
@@ -123,15 +140,29 @@ pub(crate) fn unlock(
                     what: format!("member {name} (removed from the vault)"),
                 });
             }
+            Some((_, MemberState::Invited)) if !pick.join => {
+                return Err(Error::invalid(
+                    "member",
+                    format!(
+                        "{name} is invited and has not joined: the invitation code opens the vault only to join (`vault member join {name}`)"
+                    ),
+                ));
+            }
+            Some((_, MemberState::Joined)) if pick.join => {
+                return Err(Error::NotFound {
+                    what: format!("an invitation for {name} (joined already)"),
+                });
+            }
             Some(_) => {}
         }
     }
     for slot in &header.slots {
-        // A removed member's slot opens nothing: no key derivation is spent on it.
+        // A removed member's slot opens nothing: no key derivation is spent on it. An
+        // invitation's code opens the vault only to join, and joining opens nothing else.
+        let state = slot.member().map(|(_, state)| state);
         if member.is_some_and(|name| !is_member(slot, name))
-            || slot
-                .member()
-                .is_some_and(|(_, state)| state == MemberState::Removed)
+            || state == Some(MemberState::Removed)
+            || (state == Some(MemberState::Invited)) != pick.join
         {
             continue;
         }
@@ -261,10 +292,10 @@ pub(crate) fn unlock_for_change(
     header: &VaultHeader,
     passphrase: &SecretBytes,
     limit: &KdfLimit,
-    member: Option<&str>,
+    pick: Pick<'_>,
 ) -> Result<(Key256, u16)> {
     match remembered.and_then(|r| r.recall(header, passphrase)) {
         Some(found) => Ok(found),
-        None => unlock(header, Unlock::Passphrase(passphrase), limit, member),
+        None => unlock(header, Unlock::Passphrase(passphrase), limit, pick),
     }
 }
