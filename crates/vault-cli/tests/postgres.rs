@@ -648,7 +648,12 @@ fn an_interrupted_removal_is_finished_by_the_next_write() {
     assert!(stderr(&o).contains("not finished"), "{}", stderr(&o));
     // While the rotation still cannot be done, nothing is written under the key bob may hold.
     let o = as_(&alice, "alice", &["set", "too-early"], Some(b"x"));
-    assert_ne!(code(&o), 0, "a write went in under the old key: {}", stderr(&o));
+    assert_ne!(
+        code(&o),
+        0,
+        "a write went in under the old key: {}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("not finished"), "{}", stderr(&o));
     assert_eq!(code(&as_(&alice, "alice", &["get", "too-early"], None)), 4);
     pg.sql("DROP TRIGGER refuse ON vault_halfway.log");

@@ -1,7 +1,8 @@
 //! The audit trail of a vault in PostgreSQL, kept as the file backend keeps it, through the
-//! same [`Io`] seam: the trail's "files" are rows of `audit_files` (a name and an identity that a
-//! rename keeps and a re-creation changes), their bytes pieces of `audit_pieces` keyed by offset
-//! (an append inserts one piece; nothing is rewritten). Every client appends to the one chain,
+//! same [`Io`] seam: the trail's "files" are rows of `audit_files` (a name, an identity that a
+//! rename keeps and a re-creation changes, and a length), their bytes pieces of `audit_pieces`
+//! keyed by offset (an append inserts one piece and moves the length on in one statement;
+//! nothing is rewritten, and nothing an append does reads more than a piece or two). Every client appends to the one chain,
 //! under an advisory lock per lock "file" held on a connection of its own (the server releases
 //! it if the client dies). Each statement commits before it returns, so `sync_*` has nothing
 //! left to do. Paths outside the trail's root (the anchor, in the client's state directory) go
@@ -76,11 +77,7 @@ impl PgAuditIo {
     fn stamp_of(&self, name: &str) -> io::Result<FileStamp> {
         let row = self.with(|c, s| {
             c.query_opt(
-                &format!(
-                    "SELECT f.ino, coalesce(max(p.off + length(p.bytes)), 0)::bigint
-                     FROM {s}.audit_files f LEFT JOIN {s}.audit_pieces p ON p.name = f.name
-                     WHERE f.name = $1 GROUP BY f.ino"
-                ),
+                &format!("SELECT ino, len FROM {s}.audit_files WHERE name = $1"),
                 &[&name],
             )
         })?;
@@ -93,7 +90,8 @@ impl PgAuditIo {
         })
     }
 
-    /// The bytes of `name` from `from` (to `to`, if given), from the pieces that overlap.
+    /// The bytes of `name` from `from` (to `to`, if given): the piece holding `from`, found
+    /// through the key, and those after it.
     fn read_range(&self, name: &str, from: u64, to: Option<u64>) -> io::Result<Vec<u8>> {
         let (from_i, to_i) = (
             offset(from)?,
@@ -103,7 +101,9 @@ impl PgAuditIo {
             c.query(
                 &format!(
                     "SELECT off, bytes FROM {s}.audit_pieces
-                     WHERE name = $1 AND off + length(bytes) > $2 AND off < $3 ORDER BY off"
+                     WHERE name = $1 AND off < $3 AND off >= coalesce(
+                         (SELECT max(off) FROM {s}.audit_pieces WHERE name = $1 AND off <= $2), 0)
+                     ORDER BY off"
                 ),
                 &[&name, &from_i, &to_i],
             )
@@ -113,6 +113,9 @@ impl PgAuditIo {
         for row in rows {
             let (off, bytes): (i64, Vec<u8>) = (row.get(0), row.get(1));
             let off = off.unsigned_abs();
+            if off + bytes.len() as u64 <= at {
+                continue;
+            }
             if off > at {
                 return Err(io::Error::other(format!(
                     "audit file {name}: bytes {at}..{off} are missing in the database"
@@ -167,17 +170,21 @@ impl IoFile for PgFile {
         if buf.is_empty() {
             return Ok(());
         }
-        let len = self.io.stamp_of(&self.name)?.len;
-        if at == len {
-            // The trail only ever appends: one new piece.
-            let at = offset(at)?;
-            return self.io.with(|c, s| {
-                c.execute(
-                    &format!("INSERT INTO {s}.audit_pieces (name, off, bytes) VALUES ($1, $2, $3)"),
-                    &[&self.name, &at, &buf],
-                )
-                .map(|_| ())
-            });
+        // The trail only ever appends: one new piece, and the length moved on, in one
+        // statement that does nothing unless the file still ends at `at`.
+        let (at_i, n) = (offset(at)?, offset(buf.len() as u64)?);
+        let appended = self.io.with(|c, s| {
+            c.execute(
+                &format!(
+                    "WITH f AS (UPDATE {s}.audit_files SET len = len + $3
+                                WHERE name = $1 AND len = $2 RETURNING name)
+                     INSERT INTO {s}.audit_pieces (name, off, bytes) SELECT name, $2, $4 FROM f"
+                ),
+                &[&self.name, &at_i, &n, &buf],
+            )
+        })?;
+        if appended == 1 {
+            return Ok(());
         }
         // Anything else: the file rewritten as one piece, in one transaction.
         let mut whole = self.io.read_range(&self.name, 0, None)?;
@@ -241,20 +248,36 @@ impl IoFile for PgFile {
 
 impl PgFile {
     fn replace(&self, whole: &[u8]) -> io::Result<()> {
-        self.io.with(|c, s| {
-            let mut t = c.transaction()?;
-            t.execute(
-                &format!("DELETE FROM {s}.audit_pieces WHERE name = $1"),
-                &[&self.name],
-            )?;
-            if !whole.is_empty() {
-                t.execute(
-                    &format!("INSERT INTO {s}.audit_pieces (name, off, bytes) VALUES ($1, 0, $2)"),
-                    &[&self.name, &whole],
+        let len = offset(whole.len() as u64)?;
+        self.io
+            .with(|c, s| {
+                let mut t = c.transaction()?;
+                let there = t.execute(
+                    &format!("UPDATE {s}.audit_files SET len = $2 WHERE name = $1"),
+                    &[&self.name, &len],
                 )?;
-            }
-            t.commit()
-        })
+                t.execute(
+                    &format!("DELETE FROM {s}.audit_pieces WHERE name = $1"),
+                    &[&self.name],
+                )?;
+                if there == 1 && !whole.is_empty() {
+                    t.execute(
+                        &format!(
+                            "INSERT INTO {s}.audit_pieces (name, off, bytes) VALUES ($1, 0, $2)"
+                        ),
+                        &[&self.name, &whole],
+                    )?;
+                }
+                t.commit()?;
+                Ok(there)
+            })
+            .and_then(|there| {
+                if there == 1 {
+                    Ok(())
+                } else {
+                    Err(not_found(&self.name))
+                }
+            })
     }
 }
 
@@ -383,40 +406,80 @@ impl Io for PgAuditIo {
 }
 
 /// A lock "file": a session-level advisory lock in the two-key space (the vault's own lock uses
-/// the one-key space), keyed by schema and name, on a connection kept until this is dropped.
+/// the one-key space), keyed by schema and name, on a pooled connection that holds no other lock;
+/// released and handed back when this is dropped (and by the server if the process dies).
 struct PgLock {
     pool: Arc<Pool>,
     key: (String, String),
-    /// The lock's connection (kept between tries), and whether the lock is held.
-    held: Mutex<Option<(Client, bool)>>,
+    /// The lock's connection (kept between tries), and the lock held on it, if any (exclusive
+    /// or not).
+    held: Mutex<Option<(Client, Option<bool>)>>,
 }
 
 impl IoLock for PgLock {
     fn try_lock(&self, exclusive: bool) -> io::Result<bool> {
         let mut held = lock(&self.held);
-        if let Some((_, true)) = held.as_ref() {
+        if let Some((_, Some(_))) = held.as_ref() {
             return Ok(true);
         }
-        // Its own connection: dropping it releases the lock, even if this process dies.
         if held.is_none() {
-            *held = Some((self.pool.connect().map_err(io::Error::other)?, false));
+            *held = Some((self.pool.take().map_err(io::Error::other)?, None));
         }
         let Some((c, got_it)) = held.as_mut() else {
             return Ok(false);
         };
+        // Waited for in the server, up to a second a try (the caller tries again until its own
+        // timeout): waiters queue there in order, where polling from here would let a lucky
+        // one overtake the others again and again.
         let f = if exclusive {
-            "pg_try_advisory_lock"
+            "pg_advisory_lock"
         } else {
-            "pg_try_advisory_lock_shared"
+            "pg_advisory_lock_shared"
         };
-        let got: bool = c
+        let got = c.query_one(
+            &format!(
+                "WITH t AS (SELECT set_config('lock_timeout', '1s', true))
+                 SELECT {f}(hashtext($1), hashtext($2)) FROM t"
+            ),
+            &[&self.key.0, &self.key.1],
+        );
+        match got {
+            Ok(_) => {
+                *got_it = Some(exclusive);
+                Ok(true)
+            }
+            Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                Ok(false)
+            }
+            Err(e) => Err(sql_error(&e)),
+        }
+    }
+}
+
+impl Drop for PgLock {
+    fn drop(&mut self) {
+        let Some((mut c, got)) = lock(&self.held).take() else {
+            return;
+        };
+        let Some(exclusive) = got else {
+            self.pool.give(c);
+            return;
+        };
+        let f = if exclusive {
+            "pg_advisory_unlock"
+        } else {
+            "pg_advisory_unlock_shared"
+        };
+        // Handed back only once released; a connection that could not release it is closed,
+        // which releases it.
+        let released = c
             .query_one(
                 &format!("SELECT {f}(hashtext($1), hashtext($2))"),
                 &[&self.key.0, &self.key.1],
             )
-            .map_err(|e| sql_error(&e))?
-            .get(0);
-        *got_it = got;
-        Ok(got)
+            .is_ok_and(|r| r.get::<_, bool>(0));
+        if released {
+            self.pool.give(c);
+        }
     }
 }

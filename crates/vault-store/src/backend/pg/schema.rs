@@ -18,10 +18,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE {s}.index_blocks (id bigint NOT NULL, n int NOT NULL, bytes bytea NOT NULL,
                                     PRIMARY KEY (id, n));
      CREATE TABLE {s}.index_of (epoch bigint PRIMARY KEY, id bigint NOT NULL);",
-    // 2: the audit trail's files (backend/pg/audit_io.rs): a name and an identity per file,
-    // its bytes in pieces keyed by offset.
+    // 2: the audit trail's files (backend/pg/audit_io.rs): a name, an identity and a length
+    // per file, its bytes in pieces keyed by offset.
     "CREATE SEQUENCE {s}.audit_inodes;
-     CREATE TABLE {s}.audit_files (name text PRIMARY KEY, ino bigint NOT NULL);
+     CREATE TABLE {s}.audit_files (name text PRIMARY KEY, ino bigint NOT NULL,
+                                   len bigint NOT NULL DEFAULT 0);
      CREATE TABLE {s}.audit_pieces (name text NOT NULL
                                       REFERENCES {s}.audit_files (name)
                                       ON UPDATE CASCADE ON DELETE CASCADE,
