@@ -436,6 +436,13 @@ pub(crate) fn restore_into(
     use_vault_passphrase: bool,
     k: &ExportKdf,
 ) -> Result<(), Failure> {
+    let shown = to.to_string_lossy();
+    if shown.contains("://") || shown.starts_with("host=") {
+        return Err(fail(
+            Exit::Usage,
+            "vault restore --to takes a directory: restoring into a database is not built yet; restore into a directory, then `vault export` there and `vault import` into the database vault",
+        ));
+    }
     readable_files(files, "restore")?;
     let state = crate::location::state_dir(cli)?;
     if crate::location::state_inside_vault(&state, to) {

@@ -448,9 +448,7 @@ impl IoLock for PgLock {
                 *got_it = Some(exclusive);
                 Ok(true)
             }
-            Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-                Ok(false)
-            }
+            Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => Ok(false),
             Err(e) => Err(sql_error(&e)),
         }
     }

@@ -51,6 +51,12 @@ impl PostgresLocation {
     /// 1–48 ASCII lowercase letters, digits and `_`.
     pub fn parse(url: &str) -> Result<Self> {
         let (base, own) = split_own_options(url);
+        if let Some(key) = own.repeated {
+            return Err(Error::invalid(
+                "PostgreSQL location",
+                format!("{key}= is given twice"),
+            ));
+        }
         let name = checked_name(own.vault.as_deref().unwrap_or("default"))?;
         let config: postgres::Config = base.parse().map_err(|e: postgres::Error| {
             Error::invalid("PostgreSQL location", redact(&e.to_string()))
@@ -112,20 +118,24 @@ fn checked_name(name: &str) -> Result<String> {
 struct OwnOptions {
     vault: Option<String>,
     root_cert: Option<String>,
+    /// An option given twice (which one was meant cannot be told).
+    repeated: Option<&'static str>,
 }
 
 fn split_own_options(url: &str) -> (String, OwnOptions) {
     let mut own = OwnOptions::default();
     let mut take = |kv: &str| {
-        if let Some(v) = kv.strip_prefix("vault=") {
-            own.vault = Some(v.to_string());
-            false
+        let (slot, key) = if let Some(v) = kv.strip_prefix("vault=") {
+            (&mut own.vault, ("vault", v))
         } else if let Some(v) = kv.strip_prefix("sslrootcert=") {
-            own.root_cert = Some(v.to_string());
-            false
+            (&mut own.root_cert, ("sslrootcert", v))
         } else {
-            true
+            return true;
+        };
+        if slot.replace(key.1.to_string()).is_some() {
+            own.repeated = Some(key.0);
         }
+        false
     };
     let base = if url.contains("://") {
         match url.split_once('?') {
@@ -409,6 +419,8 @@ mod tests {
         assert_eq!(l.name, "default");
         assert!(!l.shown.contains("hunter2"), "{}", l.shown);
         for bad in [
+            "postgres://h/db?vault=a&vault=b",
+            "host=h vault=a vault=b",
             "postgres://h/db?vault=Bad",
             "postgres://h/db?vault=",
             "postgres://h/db?vault=a-b",
