@@ -226,7 +226,11 @@ fn a_vault_in_postgres_end_to_end() {
     let o = e.run_with(&["audit", "verify"], None, &at);
     assert_eq!(code(&o), 5, "a cut-off trail verified: {}", stderr(&o));
     // Not yet for a database (docs/designs/postgres.md): said plainly.
-    for args in [&["unlock"][..], &["doctor"]] {
+    let doctor = String::from_utf8(ok(&["doctor"], None)).unwrap();
+    for needle in ["PostgreSQL 15", "a local socket", "schema version 2", "rollback record"] {
+        assert!(doctor.contains(needle), "no {needle:?} in:\n{doctor}");
+    }
+    for args in [&["unlock"][..]] {
         let o = e.run_with(args, None, &at);
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains("a vault directory") || stderr(&o).contains("PostgreSQL"));
@@ -798,6 +802,14 @@ fn tls_where_the_server_offers_it() {
     assert_eq!((c, out.as_slice()), (0, &b"over tls"[..]), "{err}");
     let (c, err, _) = run(&format!("{base}&sslmode=require"), &["get", "k"], None);
     assert_eq!(c, 0, "{err}");
+    // doctor says whether the server is verified.
+    let (c, err, out) = run(&verified, &["doctor"], None);
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(c, 0, "{err}");
+    assert!(out.contains("the server's certificate verified"), "{out}");
+    let (_, _, out) = run(&base, &["doctor"], None);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("the server is not verified"), "{out}");
     // Another CA: the server's certificate does not chain to it.
     let other = e.path("other-ca.pem");
     let made = std::process::Command::new("openssl")

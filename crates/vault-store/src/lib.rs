@@ -58,7 +58,7 @@ pub use backend::{
     StoredFrame, Tail, Visit, WriteSession,
 };
 #[cfg(feature = "postgres")]
-pub use backend::{PgIndex, PostgresBackend, PostgresLocation};
+pub use backend::{PgDiagnosis, PgIndex, PostgresBackend, PostgresLocation};
 pub use batch::Batch;
 pub use engine::index::DEFAULT_MAX_VERSIONS;
 pub use engine::unlock::{KdfLimit, Unlock};

@@ -6,8 +6,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::cli::Cli;
-#[cfg(feature = "postgres")]
-use crate::exit::Exit;
 use crate::location::{state_dir, vault_dir};
 use crate::output::Stdout;
 use crate::{Failure, fail};
@@ -106,15 +104,70 @@ fn directory(check: &'static str, dir: &Path, out: &mut Vec<Finding>) -> bool {
     }
 }
 
+/// What the header says: its format, and each slot's key derivation against the floor.
+fn header_findings(
+    bytes: Result<Vec<u8>, String>,
+    out: &mut Vec<Finding>,
+) -> Option<vault_format::VaultId> {
+    let mut id = None;
+    match bytes {
+        Err(e) => out.push(finding(
+            "format",
+            Level::Fail,
+            format!("no vault header ({e})"),
+            Some(
+                "`vault init` creates a vault; `vault restore` brings one back from a backup"
+                    .into(),
+            ),
+        )),
+        Ok(bytes) => match vault_format::VaultHeader::decode(&bytes) {
+            Err(e) => out.push(finding(
+                "format",
+                Level::Fail,
+                format!("the header does not read: {e}"),
+                Some("a newer vault needs a newer build; otherwise run `vault verify`".into()),
+            )),
+            Ok(h) => {
+                id = Some(h.vault_id);
+                out.push(finding(
+                    "format",
+                    Level::Ok,
+                    format!(
+                        "format version 1, key epoch {}, {} key slot(s)",
+                        h.key_epoch,
+                        h.slots.len()
+                    ),
+                    None,
+                ));
+                for s in &h.slots {
+                    if let Some(k) = s.kdf() {
+                        let weak = k.memory_kib() < FLOOR_KIB || k.iterations() < FLOOR_PASSES;
+                        out.push(finding(
+                                "key derivation",
+                                if weak { Level::Warn } else { Level::Ok },
+                                format!(
+                                    "slot {}: Argon2id {}, {} pass(es){}",
+                                    s.id,
+                                    crate::text::kib_text(k.memory_kib()),
+                                    k.iterations(),
+                                    if weak { ", below the recommended 64 MiB and 2 passes" } else { "" }
+                                ),
+                                weak.then(|| "`vault change-passphrase` rewrites the slot at the default 256 MiB, 3 passes (or `vault init --kdf-target-ms 1000` for a new vault)".into()),
+                            ));
+                    }
+                }
+            }
+        },
+    }
+    id
+}
+
 /// `vault doctor`.
 pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
     let mut out = Vec::new();
     #[cfg(feature = "postgres")]
-    if let crate::location::Place::Db(_) = crate::location::place(cli)? {
-        return Err(fail(
-            Exit::Usage,
-            "`vault doctor` checks a vault directory; a vault in PostgreSQL is not checked yet",
-        ));
+    if let crate::location::Place::Db(at) = crate::location::place(cli)? {
+        return report(database(cli, &at)?, json);
     }
     let dir = vault_dir(cli)?;
     let exists = directory("vault directory", &dir, &mut out);
@@ -139,55 +192,10 @@ pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
                 Some(format!("chmod 600 {}/*", dir.display())),
             )
         });
-        match std::fs::read(dir.join("header")) {
-            Err(e) => out.push(finding(
-                "format",
-                Level::Fail,
-                format!("no vault header ({e})"),
-                Some(
-                    "`vault init` creates a vault; `vault restore` brings one back from a backup"
-                        .into(),
-                ),
-            )),
-            Ok(bytes) => match vault_format::VaultHeader::decode(&bytes) {
-                Err(e) => out.push(finding(
-                    "format",
-                    Level::Fail,
-                    format!("the header does not read: {e}"),
-                    Some("a newer vault needs a newer build; otherwise run `vault verify`".into()),
-                )),
-                Ok(h) => {
-                    vault_id = Some(h.vault_id);
-                    out.push(finding(
-                        "format",
-                        Level::Ok,
-                        format!(
-                            "format version 1, key epoch {}, {} key slot(s)",
-                            h.key_epoch,
-                            h.slots.len()
-                        ),
-                        None,
-                    ));
-                    for s in &h.slots {
-                        if let Some(k) = s.kdf() {
-                            let weak = k.memory_kib() < FLOOR_KIB || k.iterations() < FLOOR_PASSES;
-                            out.push(finding(
-                                "key derivation",
-                                if weak { Level::Warn } else { Level::Ok },
-                                format!(
-                                    "slot {}: Argon2id {}, {} pass(es){}",
-                                    s.id,
-                                    crate::text::kib_text(k.memory_kib()),
-                                    k.iterations(),
-                                    if weak { ", below the recommended 64 MiB and 2 passes" } else { "" }
-                                ),
-                                weak.then(|| "`vault change-passphrase` rewrites the slot at the default 256 MiB, 3 passes (or `vault init --kdf-target-ms 1000` for a new vault)".into()),
-                            ));
-                        }
-                    }
-                }
-            },
-        }
+        vault_id = header_findings(
+            std::fs::read(dir.join("header")).map_err(|e| e.to_string()),
+            &mut out,
+        );
         // The write lock: held now means a write is under way (or a process is stuck in one).
         if let Ok(f) = std::fs::File::open(dir.join("lock")) {
             let held =
@@ -310,6 +318,11 @@ pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
             Some("`vault unlock`, then `vault doctor` again, or `vault audit --op backup`".into()),
         ));
     }
+    report(out, json)
+}
+
+/// Prints the findings; a failure among them is exit 1.
+fn report(out: Vec<Finding>, json: bool) -> Result<(), Failure> {
     let mut o = Stdout::lock();
     for f in &out {
         let line = if json {
@@ -336,4 +349,116 @@ pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
         return Err(fail(crate::exit::Exit::Other, "doctor found a failure"));
     }
     Ok(())
+}
+
+/// A database vault's checks: the connection (TLS and whether the server is verified), the
+/// schema, the role's rights, the header, and this client's rollback record.
+#[cfg(feature = "postgres")]
+fn database(cli: &Cli, at: &vault_store::PostgresLocation) -> Result<Vec<Finding>, Failure> {
+    use vault_store::Backend;
+    let mut out = Vec::new();
+    let backend = vault_store::PostgresBackend::new(at.clone());
+    let d = match backend.diagnose() {
+        Ok(d) => d,
+        Err(e) => {
+            out.push(finding(
+                "database",
+                Level::Fail,
+                crate::failure::Failure::from(e).message.unwrap_or_default(),
+                Some("check the location, that the server is up, and the role's password (PGPASSWORD or ~/.pgpass)".into()),
+            ));
+            return Ok(out);
+        }
+    };
+    out.push(finding(
+        "database",
+        Level::Ok,
+        format!("PostgreSQL {} as role {}", d.server_version, d.role),
+        None,
+    ));
+    out.push(match (&d.tls, d.socket, d.verified) {
+        (_, true, _) => finding("tls", Level::Ok, "a local socket: nothing crosses a network", None),
+        (Some(t), false, true) => finding("tls", Level::Ok, format!("{t}, the server's certificate verified"), None),
+        (Some(t), false, false) => finding(
+            "tls",
+            Level::Warn,
+            format!("{t}, but the server is not verified: anyone in the path could pose as it"),
+            Some("add sslrootcert=/path/to/ca.pem to the location (or set PGSSLROOTCERT)".into()),
+        ),
+        (None, false, _) => finding(
+            "tls",
+            Level::Warn,
+            "a plain connection over the network: the database password and the (sealed) rows cross it in the clear",
+            Some("enable ssl on the server, and add sslmode=require&sslrootcert=/path/to/ca.pem to the location".into()),
+        ),
+    });
+    out.push(match d.schema_version {
+        None => finding(
+            "schema",
+            Level::Fail,
+            "no vault in this database under that name",
+            Some("`vault init` creates one".into()),
+        ),
+        Some(v) if v > d.build_schema_version => finding(
+            "schema",
+            Level::Fail,
+            format!("schema version {v}, newer than this build's {}", d.build_schema_version),
+            Some("use a newer build of vault".into()),
+        ),
+        Some(v) if v < d.build_schema_version => finding(
+            "schema",
+            Level::Warn,
+            format!("schema version {v}, older than this build's {}: tables added since (the audit trail's) are missing", d.build_schema_version),
+            Some("create the vault anew and move the secrets over (`vault export`, `vault import`)".into()),
+        ),
+        Some(v) => finding("schema", Level::Ok, format!("schema version {v}"), None),
+    });
+    out.push(finding(
+        "role rights",
+        Level::Info,
+        if d.can_create {
+            format!(
+                "{} may create objects in the vault's schema (the owner's rights)",
+                d.role
+            )
+        } else {
+            format!(
+                "{} may not create objects in the vault's schema (a member's rights)",
+                d.role
+            )
+        },
+        None,
+    ));
+    let mut vault_id = None;
+    if d.schema_version.is_some() {
+        vault_id = header_findings(
+            backend
+                .read_header()
+                .map_err(|e| crate::failure::Failure::from(e).message.unwrap_or_default()),
+            &mut out,
+        );
+    }
+    let state = state_dir(cli)?;
+    if let Some(id) = vault_id {
+        let record = state
+            .join("rollback")
+            .join(format!("{}.rollback", id.to_hex()));
+        out.push(if record.exists() {
+            finding("rollback record", Level::Ok, format!("{} is there", record.display()), None)
+        } else {
+            finding(
+                "rollback record",
+                Level::Warn,
+                format!("no rollback record at {} (this client has not written yet)", record.display()),
+                Some("the next write records one; until then a database put back to an older state would not be noticed by this client".into()),
+            )
+        });
+    }
+    out.push(finding(
+        "agent",
+        Level::Info,
+        "not available for a database vault yet: every command asks for the passphrase",
+        None,
+    ));
+    Ok(out)
 }

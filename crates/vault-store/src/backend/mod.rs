@@ -19,7 +19,7 @@ use std::time::Duration;
 pub use file::{FileBackend, FileBackendOptions};
 pub use memory::MemoryBackend;
 #[cfg(feature = "postgres")]
-pub use pg::{PgIndex, PostgresBackend, PostgresLocation};
+pub use pg::{PgDiagnosis, PgIndex, PostgresBackend, PostgresLocation};
 pub use vault_format::log::Tail;
 
 use crate::Result;

@@ -312,6 +312,86 @@ impl PostgresBackend {
     }
 }
 
+/// What `vault doctor` reports of a database vault's connection and schema.
+#[derive(Clone, Debug)]
+pub struct PgDiagnosis {
+    /// The server's version string.
+    pub server_version: String,
+    /// The role connected as.
+    pub role: String,
+    /// Over a Unix socket (TLS does not apply), as the server sees it.
+    pub socket: bool,
+    /// The TLS version and cipher in use, if any.
+    pub tls: Option<String>,
+    /// Whether the server's certificate is checked (`sslrootcert`).
+    pub verified: bool,
+    /// The schema's version, if it has one.
+    pub schema_version: Option<i64>,
+    /// The version this build writes.
+    pub build_schema_version: i64,
+    /// Whether the role may create objects in the vault's schema (its owner's rights, more
+    /// than a member needs).
+    pub can_create: bool,
+}
+
+impl PostgresBackend {
+    /// Connects and reports on the connection and the schema ([`PgDiagnosis`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the server cannot be reached or a query fails.
+    pub fn diagnose(&self) -> Result<PgDiagnosis> {
+        let mut c = self.pool.take()?;
+        let schema = self.schema();
+        let run = |c: &mut Client| -> std::result::Result<PgDiagnosis, postgres::Error> {
+            let row = c.query_one(
+                "SELECT current_setting('server_version'), current_user::text,
+                        (SELECT CASE WHEN ssl THEN version || ' ' || cipher END
+                         FROM pg_stat_ssl WHERE pid = pg_backend_pid()),
+                        inet_client_addr() IS NULL,
+                        has_schema_privilege(current_user, $1, 'CREATE')",
+                &[&schema],
+            );
+            let (server_version, role, tls, socket, can_create) = match row {
+                Ok(r) => (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)),
+                // No schema (yet): has_schema_privilege refuses an unknown name.
+                Err(_) => {
+                    let r = c.query_one(
+                        "SELECT current_setting('server_version'), current_user::text,
+                                (SELECT CASE WHEN ssl THEN version || ' ' || cipher END
+                                 FROM pg_stat_ssl WHERE pid = pg_backend_pid()),
+                                inet_client_addr() IS NULL",
+                        &[],
+                    )?;
+                    (r.get(0), r.get(1), r.get(2), r.get(3), false)
+                }
+            };
+            let schema_version = c
+                .query_opt(
+                    &format!(
+                        "SELECT value::bigint FROM {schema}.meta WHERE key = 'schema_version'"
+                    ),
+                    &[],
+                )
+                .ok()
+                .flatten()
+                .map(|r| r.get(0));
+            Ok(PgDiagnosis {
+                server_version,
+                role,
+                socket,
+                tls,
+                verified: self.pool.location.root_cert.is_some(),
+                schema_version,
+                build_schema_version: i64::try_from(schema::version()).unwrap_or(i64::MAX),
+                can_create,
+            })
+        };
+        let d = run(&mut c).map_err(self.err("diagnosing"));
+        self.pool.give(c);
+        d
+    }
+}
+
 impl Backend for PostgresBackend {
     fn location(&self) -> String {
         self.pool.location.shown.clone()
