@@ -475,7 +475,11 @@ impl Command {
             | Command::AddPassphrase
             | Command::RemovePassphrase { .. }
             | Command::Compact
-            | Command::Upgrade => true,
+            | Command::Upgrade
+            | Command::Audit {
+                action: Some(AuditAction::Policy(_)),
+                ..
+            } => true,
             Command::Member { command } => !matches!(command, MemberCommand::List { .. }),
             Command::Key { command } => matches!(
                 command,

@@ -227,7 +227,12 @@ fn a_vault_in_postgres_end_to_end() {
     assert_eq!(code(&o), 5, "a cut-off trail verified: {}", stderr(&o));
     // Not yet for a database (docs/designs/postgres.md): said plainly.
     let doctor = String::from_utf8(ok(&["doctor"], None)).unwrap();
-    for needle in ["PostgreSQL 15", "a local socket", "schema version 2", "rollback record"] {
+    for needle in [
+        "PostgreSQL 15",
+        "a local socket",
+        "schema version 2",
+        "rollback record",
+    ] {
         assert!(doctor.contains(needle), "no {needle:?} in:\n{doctor}");
     }
     let o = e.run_with(&["unlock"], None, &at);
@@ -832,10 +837,173 @@ fn tls_where_the_server_offers_it() {
     );
     assert!(out.is_empty());
     assert!(err.contains("certificate"), "{err}");
+    let full = format!("{base}&sslmode=verify-full&sslrootcert={}", ca.display());
+    let (c, err, out) = run(&full, &["get", "k"], None);
+    assert_eq!((c, out.as_slice()), (0, &b"over tls"[..]), "{err}");
+    // A CA given means TLS is required: a server without it is refused, not talked to in the
+    // clear.
+    let plain_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let plain = PgServer::start_durable(Some(plain_port)).unwrap();
+    let plain_url = format!(
+        "postgres://vault@localhost:{plain_port}/postgres?vault=tls&sslrootcert={}",
+        ca.display()
+    );
+    let (c, err, _) = run(&plain_url, &["init"], None);
+    assert_ne!(c, 0, "a plain server was used although a CA was given");
+    assert!(
+        err.contains("TLS") || err.contains("tls") || err.contains("SSL"),
+        "{err}"
+    );
+    drop(plain);
     let (c, err, _) = run(&format!("{base}&sslmode=disable"), &["get", "k"], None);
     assert_ne!(c, 0, "a plain connection was taken");
     assert!(
         err.contains("pg_hba") || err.contains("no encryption"),
         "{err}"
+    );
+}
+
+/// Two clients, each with its own state directory (its own anchor), share one trail: entries
+/// carol saw written are deleted in the database and dave appends after the cut, so the trail
+/// grows past carol's anchor; carol's next command still finds the loss, and `audit verify`
+/// fails.
+#[test]
+fn audit_entries_removed_under_later_appends_are_found() {
+    let Some(pg) = server() else { return };
+    let e = Env::new();
+    let url = url(&pg, "anchors");
+    let as_ = |who: &str, args: &[&str], input: Option<&[u8]>| {
+        let state = e.path(&format!("state-{who}"));
+        e.run_with(
+            args,
+            input,
+            &[
+                ("VAULT_DIR", OsStr::new(&url)),
+                ("VAULT_STATE_DIR", state.as_os_str()),
+            ],
+        )
+    };
+    let o = as_(
+        "carol",
+        &[
+            "init",
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for (who, args) in [
+        ("carol", &["set", "a"][..]),
+        ("dave", &["list"]),
+        ("carol", &["get", "a"]),
+    ] {
+        let o = as_(who, args, Some(b"x"));
+        assert_eq!(code(&o), 0, "{who} {args:?}: {}", stderr(&o));
+    }
+    // Carol's last append (her read) is deleted; dave appends twice after the cut.
+    pg.sql(
+        "DELETE FROM vault_anchors.audit_pieces WHERE (name, off) = \
+         (SELECT name, max(off) FROM vault_anchors.audit_pieces \
+          WHERE name ~ '^audit[.][0-9]' GROUP BY name ORDER BY name DESC LIMIT 1); \
+         UPDATE vault_anchors.audit_files f SET len = coalesce( \
+          (SELECT max(off + length(bytes)) FROM vault_anchors.audit_pieces p WHERE p.name = f.name), 0)",
+    );
+    for _ in 0..2 {
+        assert_eq!(code(&as_("dave", &["list"], None)), 0);
+    }
+    let o = as_("carol", &["audit", "verify"], None);
+    assert_eq!(
+        code(&o),
+        5,
+        "carol's lost entries went unnoticed: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("no longer where it was"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A client that only reads still notices the database put back to an older state than one it
+/// read: its rollback record follows what it reads, not only what it writes.
+#[test]
+fn a_reader_notices_the_database_put_back() {
+    let Some(pg) = server() else { return };
+    let e = Env::new();
+    let url = url(&pg, "putback");
+    let as_ = |who: &str, args: &[&str], input: Option<&[u8]>| {
+        let state = e.path(&format!("state-{who}"));
+        e.run_with(
+            args,
+            input,
+            &[
+                ("VAULT_DIR", OsStr::new(&url)),
+                ("VAULT_STATE_DIR", state.as_os_str()),
+            ],
+        )
+    };
+    let ok = |who: &str, args: &[&str], input: Option<&[u8]>| {
+        let o = as_(who, args, input);
+        assert_eq!(code(&o), 0, "{who} {args:?}: {}", stderr(&o));
+        o.stdout
+    };
+    ok(
+        "writer",
+        &[
+            "init",
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+        ],
+        None,
+    );
+    ok("writer", &["set", "s"], Some(b"old"));
+    let tables = [
+        "header",
+        "log",
+        "frames",
+        "indexes",
+        "index_blocks",
+        "index_of",
+    ];
+    for t in tables {
+        pg.sql(&format!(
+            "CREATE TABLE public.kept_{t} AS SELECT * FROM vault_putback.{t}"
+        ));
+    }
+    ok("writer", &["set", "s"], Some(b"new"));
+    assert_eq!(ok("reader", &["get", "s"], None), b"new");
+    let restore: String = tables
+        .iter()
+        .map(|t| {
+            format!("DELETE FROM vault_putback.{t}; INSERT INTO vault_putback.{t} SELECT * FROM public.kept_{t}; ")
+        })
+        .collect();
+    pg.sql(&format!("BEGIN; {restore} COMMIT;"));
+    let o = as_("reader", &["get", "s"], None);
+    assert_eq!(
+        code(&o),
+        5,
+        "the reader read the older state: {}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+    assert!(
+        stderr(&o).contains("rollback") || stderr(&o).contains("older"),
+        "{}",
+        stderr(&o)
     );
 }

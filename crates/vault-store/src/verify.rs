@@ -173,6 +173,8 @@ impl Vault {
                 keys.epoch,
             )?,
         };
+        // What was verified is recorded: a copy put back older than it is noticed from now on.
+        self.e.record_if_newer(&st);
         Ok((st, report))
     }
 

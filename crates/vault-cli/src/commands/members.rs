@@ -209,9 +209,16 @@ fn remove(cli: &Cli, name: &str, yes: bool, drop_other_slots: bool) -> Result<()
     let withdrawn = match removed {
         Ok(w) => w,
         Err(e) => {
-            stderr_line(format!(
-                "note: if `vault member list` shows {name} as removed, their slot already opens nothing, but the master key is not rotated yet: the next command that writes finishes it, and writes are refused until it can"
-            ));
+            // Refusals (a name not there, a usage error) changed nothing; anything else may
+            // have come after the slot was marked.
+            if !matches!(
+                e.code,
+                crate::exit::Exit::Usage | crate::exit::Exit::NotFound
+            ) {
+                stderr_line(format!(
+                    "note: if `vault member list` shows {name} as removed, their slot already opens nothing, but the master key is not rotated yet: the next command that writes finishes it, and writes are refused until it can"
+                ));
+            }
             return Err(e);
         }
     };

@@ -89,8 +89,17 @@ pub(crate) struct AuditFiles {
 type PolicyKey = (FileId, u64, u64);
 
 const ANCHOR_LABEL: &[u8] = b"vault v1 audit head";
-/// The anchor: key epoch (u32) ‖ index (u64) ‖ link (32) ‖ MAC (32).
+/// The anchor as first written: key epoch (u32) ‖ index (u64) ‖ link (32) ‖ MAC (32).
 const ANCHOR_LEN: usize = 4 + 8 + LINK_LEN + 32;
+/// The anchor with the entry's place: key epoch (u32) ‖ index (u64) ‖ link (32) ‖ the file's
+/// segment (u32) ‖ where the entry's frame ends in it (u64) ‖ MAC (32). Where others append to
+/// the same trail (a team's, in a database) the anchor is soon behind the end, and its place
+/// is what lets an appender check, in one read, that the entry it saw is still there.
+const ANCHOR_PLACED_LEN: usize = ANCHOR_LEN + 4 + 8;
+
+/// What an anchor says: the index and link of the last entry written, and where it ends (its
+/// file's segment and offset), when the anchor records it.
+pub(crate) type Anchor = (u64, [u8; LINK_LEN], Option<(u32, u64)>);
 
 /// Where a chain file stands: its handle, its length, the next entry's index and the link
 /// before it.
@@ -136,12 +145,15 @@ impl AuditFiles {
         epoch: u32,
         index: u64,
         link: &[u8; LINK_LEN],
+        at: (u32, u64),
     ) {
         let Some(path) = &self.anchor else { return };
-        let mut body = Vec::with_capacity(ANCHOR_LEN);
+        let mut body = Vec::with_capacity(ANCHOR_PLACED_LEN);
         body.extend_from_slice(&epoch.to_le_bytes());
         body.extend_from_slice(&index.to_le_bytes());
         body.extend_from_slice(link);
+        body.extend_from_slice(&at.0.to_le_bytes());
+        body.extend_from_slice(&at.1.to_le_bytes());
         let mac = Self::anchor_mac(keys, &body);
         body.extend_from_slice(&mac);
         let written = match self.io.open_rw(path) {
@@ -170,7 +182,7 @@ impl AuditFiles {
         &self,
         keys: &AuditKeys,
         epoch: u32,
-    ) -> std::result::Result<Option<(u64, [u8; LINK_LEN])>, String> {
+    ) -> std::result::Result<Option<Anchor>, String> {
         let Some(path) = self.anchor.as_ref() else {
             return Ok(None);
         };
@@ -185,13 +197,10 @@ impl AuditFiles {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let (Some(body), Some(mac), true) = (
-            bytes.get(..ANCHOR_LEN - 32),
-            bytes.get(ANCHOR_LEN - 32..),
-            bytes.len() == ANCHOR_LEN,
-        ) else {
+        if bytes.len() != ANCHOR_LEN && bytes.len() != ANCHOR_PLACED_LEN {
             return Err(format!("it is {} bytes, not an anchor", bytes.len()));
-        };
+        }
+        let (body, mac) = bytes.split_at(bytes.len() - 32);
         let field = |r: std::ops::Range<usize>| body.get(r).unwrap_or_default();
         let e = u32::from_le_bytes(field(0..4).try_into().unwrap_or_default());
         // A later epoch than this handle's key: changed (a rotation writes its epoch's anchor
@@ -208,7 +217,32 @@ impl AuditFiles {
         }
         let index = u64::from_le_bytes(field(4..12).try_into().unwrap_or_default());
         let link: [u8; LINK_LEN] = field(12..12 + LINK_LEN).try_into().unwrap_or_default();
-        Ok(Some((index, link)))
+        let place = (body.len() == ANCHOR_PLACED_LEN - 32).then(|| {
+            let at = 12 + LINK_LEN;
+            (
+                u32::from_le_bytes(field(at..at + 4).try_into().unwrap_or_default()),
+                u64::from_le_bytes(field(at + 4..at + 12).try_into().unwrap_or_default()),
+            )
+        });
+        Ok(Some((index, link, place)))
+    }
+
+    /// The index and link of the entry whose frame ends at `end` in chain file `id`, if that
+    /// file is there and a whole entry ends there.
+    fn entry_ending_at(&self, id: FileId, end: u64) -> Option<(u64, [u8; LINK_LEN])> {
+        let file = self.io.open_read(&self.path(&file_name(id))).ok()?;
+        let mut trailer = [0u8; 4];
+        file.read_exact_at(&mut trailer, end.checked_sub(4)?).ok()?;
+        let flen = u32::from_le_bytes(trailer) as usize;
+        if flen > MAX_ENTRY {
+            return None;
+        }
+        let start = end.checked_sub((flen + FRAME_OVERHEAD) as u64)?;
+        let mut buf = vec![0u8; flen + FRAME_OVERHEAD];
+        file.read_exact_at(&mut buf, start).ok()?;
+        let f = last_frame(&buf).filter(|f| f.offset == 0)?;
+        let e = AuditEntry::decode(f.entry).ok()?;
+        Some((e.index, f.link))
     }
 
     pub(crate) fn path(&self, name: &str) -> PathBuf {
@@ -506,7 +540,7 @@ impl AuditFiles {
     /// replaced. (A chain that has grown past the anchor was appended to by a process keeping
     /// another anchor: nothing to say.)
     fn behind_anchor(&self, keys: &AuditKeys, epoch: u32, end: &ChainEnd) -> Option<String> {
-        let (index, link) = match self.read_anchor(keys, epoch) {
+        let (index, link, place) = match self.read_anchor(keys, epoch) {
             Ok(a) => a?,
             Err(why) => {
                 return Some(format!(
@@ -522,6 +556,16 @@ impl AuditFiles {
         } else if last == index && end.previous != link {
             Some(format!(
                 "entry {index} is not the entry last written there (the anchor beside the rollback record says so): the trail was replaced"
+            ))
+        } else if last > index
+            && let Some((segment, at)) = place
+            // The file is gone only by retention (which says so in the trail), or with the
+            // rest of the chain's files, which a reader reports.
+            && self.io.stamp(&self.path(&file_name((epoch, segment)))).is_ok()
+            && self.entry_ending_at((epoch, segment), at) != Some((index, link))
+        {
+            Some(format!(
+                "entry {index}, which this client saw written, is no longer where it was (the anchor beside the rollback record says so): entries were removed or replaced, and others appended after"
             ))
         } else {
             None
@@ -622,7 +666,7 @@ impl AuditFiles {
                 .sync_data()
                 .map_err(|e| Error::io("syncing", &path, e))?;
         }
-        self.write_anchor(keys, epoch, end.next - 1, &end.previous);
+        self.write_anchor(keys, epoch, end.next - 1, &end.previous, (id.1, end.len));
         self.remember(id);
         Ok(last)
     }

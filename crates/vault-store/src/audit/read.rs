@@ -172,7 +172,7 @@ impl AuditFiles {
                     trail_problem.get_or_insert((entry.index, entry.detail.clone()));
                 }
                 if current
-                    && let Some((index, link)) = anchor
+                    && let Some((index, link, _)) = anchor
                     && entry.index == index
                 {
                     anchor_seen = true;
@@ -213,7 +213,7 @@ impl AuditFiles {
                 reached - 1
             ));
         }
-        if let Some((index, _)) = anchor
+        if let Some((index, _, _)) = anchor
             && !anchor_seen
             && last_seen < index
         {

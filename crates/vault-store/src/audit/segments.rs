@@ -359,7 +359,7 @@ impl AuditFiles {
         let next = (id.0, id.1 + 1);
         let mut end = self.seal_and_start((id, &end, keys), next, keys, vec![entry], now_ms)?;
         self.retain(keys, &mut end, next, policy, now_ms)?;
-        self.write_anchor(keys, epoch, end.next - 1, &end.previous);
+        self.write_anchor(keys, epoch, end.next - 1, &end.previous, (next.1, end.len));
         self.remember(next);
         Ok(())
     }
@@ -440,7 +440,7 @@ impl AuditFiles {
         }
         let end = self.seal_and_start((from, &from_end, from_keys), next, keys, first, now_ms)?;
         if end.len > FILE_HEADER_LEN as u64 {
-            self.write_anchor(keys, epoch, end.next - 1, &end.previous);
+            self.write_anchor(keys, epoch, end.next - 1, &end.previous, (next.1, end.len));
         }
         Ok(())
     }

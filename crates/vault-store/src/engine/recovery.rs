@@ -27,7 +27,32 @@ impl Engine {
                 recorded_generation: r,
                 record: self.rollback.location(),
             }),
-            None => Ok(()),
+            None => {
+                self.record_if_newer(&st);
+                Ok(())
+            }
+        }
+    }
+
+    /// Records the generation this handle has read if the rollback record is behind it: a
+    /// client that only reads also notices the vault put back to a state older than one it
+    /// saw (the record is this client's, outside the vault, which is not changed).
+    pub(crate) fn record_if_newer(&self, st: &State) {
+        let behind = match self
+            .rollback
+            .load(&self.vault_id, &st.keys.rollback, st.keys.epoch)
+        {
+            Ok(Recorded::Generation(r)) => r < st.generation,
+            Ok(Recorded::Nothing) => true,
+            Ok(Recorded::NewerEpoch { .. }) | Err(_) => false,
+        };
+        // A damaged record is left for `verify` to report (a write repairs it, as before).
+        let damaged = self
+            .rollback
+            .damaged_slots(&self.vault_id, &st.keys.rollback, st.keys.epoch)
+            .map_or(true, |d| !d.is_empty());
+        if behind && !damaged {
+            self.record_generation(st);
         }
     }
 

@@ -58,18 +58,34 @@ impl PostgresLocation {
             ));
         }
         let name = checked_name(own.vault.as_deref().unwrap_or("default"))?;
-        let config: postgres::Config = base.parse().map_err(|e: postgres::Error| {
-            Error::invalid("PostgreSQL location", redact(&e.to_string()))
+        let mut config: postgres::Config = base.parse().map_err(|e: postgres::Error| {
+            Error::invalid(
+                "PostgreSQL location",
+                format!(
+                    "{} (libpq options this client does not take include sslcert, sslkey and service)",
+                    redact(&e.to_string())
+                ),
+            )
         })?;
+        // As libpq: the password from PGPASSWORD when the location has none.
+        if config.get_password().is_none()
+            && let Some(p) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty())
+        {
+            config.password(p.as_encoded_bytes());
+        }
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mode = own.ssl_mode.clone().or_else(|| env("PGSSLMODE"));
+        let root_cert = tls_policy(
+            &mut config,
+            mode.as_deref(),
+            own.root_cert,
+            env("PGSSLROOTCERT"),
+        )?;
         Ok(Self {
             shown: format!("{}#vault={name}", redact(&base)),
             config,
             name,
-            root_cert: own
-                .root_cert
-                .or_else(|| std::env::var("PGSSLROOTCERT").ok())
-                .filter(|p| !p.is_empty())
-                .map(std::path::PathBuf::from),
+            root_cert,
         })
     }
 
@@ -95,6 +111,66 @@ impl PostgresLocation {
     }
 }
 
+/// Sets the connection's TLS mode from libpq's `sslmode` and returns the CA to verify the server
+/// with. A CA given (or a `verify-*` mode) means the server must be verified, so TLS is then
+/// required: a server that does not offer it is refused rather than talked to in the clear.
+fn tls_policy(
+    config: &mut postgres::Config,
+    mode: Option<&str>,
+    root_cert: Option<String>,
+    env_root_cert: Option<String>,
+) -> Result<Option<std::path::PathBuf>> {
+    use postgres::config::SslMode;
+    let invalid = |why: String| Error::invalid("PostgreSQL location", why);
+    let default_root = || {
+        std::env::var_os("HOME")
+            .map(|h| std::path::PathBuf::from(h).join(".postgresql/root.crt"))
+            .filter(|p| p.is_file())
+    };
+    let (ssl, root) = match mode.unwrap_or("prefer") {
+        "disable" if root_cert.is_some() => {
+            return Err(invalid(
+                "sslrootcert= asks for the server to be verified, and sslmode=disable for no TLS"
+                    .into(),
+            ));
+        }
+        "disable" => (SslMode::Disable, None),
+        // `allow` (plain first) is not offered by this client: TLS when the server offers it.
+        "allow" | "prefer" | "require" => {
+            let root = root_cert.or(env_root_cert).map(std::path::PathBuf::from);
+            let required = mode == Some("require") || root.is_some();
+            (
+                if required {
+                    SslMode::Require
+                } else {
+                    SslMode::Prefer
+                },
+                root,
+            )
+        }
+        "verify-ca" | "verify-full" => {
+            let root = root_cert
+                .or(env_root_cert)
+                .map(std::path::PathBuf::from)
+                .or_else(default_root)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "sslmode={} needs the CA to verify the server with: sslrootcert=/path/to/ca.pem (or PGSSLROOTCERT, or ~/.postgresql/root.crt; sslrootcert=system for the system's CAs)",
+                        mode.unwrap_or_default()
+                    ))
+                })?;
+            (SslMode::Require, Some(root))
+        }
+        other => {
+            return Err(invalid(format!(
+                "sslmode={other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+            )));
+        }
+    };
+    config.ssl_mode(ssl);
+    Ok(root)
+}
+
 /// A vault's name in a database: it becomes part of a schema name.
 fn checked_name(name: &str) -> Result<String> {
     let ok = !name.is_empty()
@@ -112,12 +188,14 @@ fn checked_name(name: &str) -> Result<String> {
     }
 }
 
-/// Options this crate reads itself, taken off a URL's query (or a key=value string): `vault`
-/// and `sslrootcert` (the client library does not take the latter).
+/// Options this crate reads itself, taken off a URL's query (or a key=value string): `vault`,
+/// and `sslmode` and `sslrootcert` (the client library takes only some of libpq's modes, and no
+/// CA file).
 #[derive(Default)]
 struct OwnOptions {
     vault: Option<String>,
     root_cert: Option<String>,
+    ssl_mode: Option<String>,
     /// An option given twice (which one was meant cannot be told).
     repeated: Option<&'static str>,
 }
@@ -129,6 +207,8 @@ fn split_own_options(url: &str) -> (String, OwnOptions) {
             (&mut own.vault, ("vault", v))
         } else if let Some(v) = kv.strip_prefix("sslrootcert=") {
             (&mut own.root_cert, ("sslrootcert", v))
+        } else if let Some(v) = kv.strip_prefix("sslmode=") {
+            (&mut own.ssl_mode, ("sslmode", v))
         } else {
             return true;
         };
@@ -161,7 +241,9 @@ fn redact(text: &str) -> String {
     let mut out = text.to_string();
     if let Some(scheme) = out.find("://") {
         let after = scheme + 3;
-        if let Some(at) = out[after..].find('@').map(|i| after + i)
+        // The last '@' ends the user part: a password may hold an unencoded '@' (one in the
+        // query after it only hides more than it needs to).
+        if let Some(at) = out[after..].rfind('@').map(|i| after + i)
             && let Some(colon) = out[after..at].find(':').map(|i| after + i)
         {
             out.replace_range(colon + 1..at, "***");
@@ -212,6 +294,9 @@ impl Pool {
         let mut b =
             openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).map_err(refused)?;
         match &self.location.root_cert {
+            Some(ca) if ca.as_os_str() == "system" => {
+                b.set_default_verify_paths().map_err(refused)?
+            }
             Some(ca) => b.set_ca_file(ca).map_err(|e| Error::Io {
                 op: "reading the CA certificate (sslrootcert) for",
                 location: format!("{} ({})", self.location.shown, ca.display()),
@@ -495,6 +580,11 @@ mod tests {
         assert_eq!(l.name, "ops");
         assert!(!l.shown.contains("s3cret"), "{}", l.shown);
         assert!(l.shown.contains("alice:***@db.example"), "{}", l.shown);
+        let shown = redact("postgres://alice:Hunter@SecretTail@127.0.0.1:1/db: failed");
+        assert!(
+            !shown.contains("Hunter") && !shown.contains("SecretTail"),
+            "{shown}"
+        );
         let l = PostgresLocation::parse("host=/tmp/pg port=5432 user=v password=hunter2").unwrap();
         assert_eq!(l.name, "default");
         assert!(!l.shown.contains("hunter2"), "{}", l.shown);
@@ -509,10 +599,29 @@ mod tests {
         }
         let (base, own) =
             split_own_options("postgres://h/db?sslmode=require&vault=x&sslrootcert=/ca.pem");
-        assert_eq!(base, "postgres://h/db?sslmode=require");
+        assert_eq!(base, "postgres://h/db");
+        assert_eq!(own.ssl_mode.as_deref(), Some("require"));
         assert_eq!(own.vault.as_deref(), Some("x"));
         assert_eq!(own.root_cert.as_deref(), Some("/ca.pem"));
         let (base, own) = split_own_options("host=h sslrootcert=/ca.pem vault=y");
         assert_eq!((base.as_str(), own.vault.as_deref()), ("host=h", Some("y")));
+        // A CA given means TLS is required: no plain fallback.
+        use postgres::config::SslMode;
+        let mode = |url: &str| PostgresLocation::parse(url).map(|l| l.config.get_ssl_mode());
+        assert_eq!(mode("postgres://h/db").unwrap(), SslMode::Prefer);
+        assert_eq!(
+            mode("postgres://h/db?sslrootcert=/ca.pem").unwrap(),
+            SslMode::Require
+        );
+        assert_eq!(
+            mode("postgres://h/db?sslmode=verify-full&sslrootcert=/ca.pem").unwrap(),
+            SslMode::Require
+        );
+        assert_eq!(
+            mode("postgres://h/db?sslmode=disable").unwrap(),
+            SslMode::Disable
+        );
+        assert!(mode("postgres://h/db?sslmode=disable&sslrootcert=/ca.pem").is_err());
+        assert!(mode("postgres://h/db?sslmode=bogus").is_err());
     }
 }
