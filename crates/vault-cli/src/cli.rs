@@ -440,7 +440,7 @@ pub(crate) enum MemberCommand {
     /// List the members.
     List {
         /// One JSON object per line: {"name", "state" ("joined", "invited" or "removed"),
-        /// "slot", "you"}.
+        /// "slot", "you", "added_by" (the member who added them, or null)}.
         #[arg(long)]
         json: bool,
     },

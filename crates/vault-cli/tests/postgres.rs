@@ -514,9 +514,23 @@ fn a_team_of_fifty_and_a_removal_that_cuts_access() {
         b"bob wrote this"
     );
 
+    // Bob adds a member of his own (a passphrase he knows): the removal names it.
+    let zed_pass = pass_of("zed");
+    ok_as(
+        "bob",
+        &["member", "add", "zed"],
+        None,
+        &[("VAULT_NEW_PASSPHRASE_FILE", zed_pass.as_os_str())],
+    );
     let old_header = pg.sql("SELECT encode(bytes, 'hex') FROM vault_team.header");
     // Carol removes bob.
-    ok_as("carol", &["member", "remove", "bob", "--yes"], None, &[]);
+    let o = ok_as("carol", &["member", "remove", "bob", "--yes"], None, &[]);
+    assert!(
+        stderr(&o).contains("bob added these members, who stay members: zed"),
+        "{}",
+        stderr(&o)
+    );
+    ok_as("carol", &["member", "remove", "zed", "--yes"], None, &[]);
     ok_as(
         "alice",
         &["set", "db/password"],

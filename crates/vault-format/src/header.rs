@@ -135,6 +135,14 @@ impl KeySlot {
         })
     }
 
+    /// A member slot's contents.
+    pub fn member_slot(&self) -> Option<&MemberSlot> {
+        match &self.body {
+            SlotBody::Member(m) => Some(m),
+            _ => None,
+        }
+    }
+
     /// The member's name and state, for a member slot.
     pub fn member(&self) -> Option<(&str, MemberState)> {
         match &self.body {

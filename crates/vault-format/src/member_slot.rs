@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! body = name length n (u8, 1..=64) ‖ name (n bytes) ‖ state (u8: 1 joined, 2 invited,
-//!        3 removed)
+//!        3 removed) ‖ adder's name length a (u8, 0..=64) ‖ the name of the member who added
+//!        this one (a bytes; none for a vault's creator or a passphrase slot made a member)
 //!        ‖ public key (32)
 //!        ‖ Argon2id memory KiB (u32) ‖ iterations (u32) ‖ lanes (u32) ‖ salt (16)
 //!        ‖ private key wrapped under the Argon2id KEK: nonce (24) ‖ ciphertext (32) ‖ tag (16)
@@ -72,6 +73,9 @@ pub struct NewMember<'a> {
     pub secret: &'a [u8],
     /// Argon2id parameters for it.
     pub kdf: KdfParams,
+    /// The member who adds them ("" when none: a vault's creator, a passphrase slot made a
+    /// member by its holder).
+    pub added_by: &'a str,
 }
 
 /// A member slot's contents.
@@ -81,6 +85,8 @@ pub struct MemberSlot {
     pub name: String,
     /// Joined or invited.
     pub state: MemberState,
+    /// The member who added them, or "" ([`NewMember::added_by`]).
+    pub added_by: String,
     /// The member's X25519 public key.
     pub public_key: [u8; PUBLIC_KEY_LEN],
     /// Argon2id parameters for the passphrase (or invitation code).
@@ -137,14 +143,19 @@ impl MemberSlot {
             state,
             secret,
             kdf: kdf_params,
+            added_by,
         } = *new;
         check_member_name(name)?;
+        if !added_by.is_empty() {
+            check_member_name(added_by)?;
+        }
         let (private, public_key) = seal_to::generate().map_err(crypto)?;
         let salt = vault_crypto::rng::bytes::<SALT_LEN>().map_err(crypto)?;
         let kek = kdf::derive_key(secret, &salt, &kdf_params).map_err(crypto)?;
         let mut slot = Self {
             name: name.to_string(),
             state,
+            added_by: added_by.to_string(),
             public_key,
             kdf: kdf_params,
             salt,
@@ -239,6 +250,8 @@ impl MemberSlot {
         out.push(u8::try_from(self.name.len()).unwrap_or(u8::MAX));
         out.extend_from_slice(self.name.as_bytes());
         out.push(self.state.byte());
+        out.push(u8::try_from(self.added_by.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(self.added_by.as_bytes());
         out.extend_from_slice(&self.public_key);
         out.extend_from_slice(&self.kdf.memory_kib().to_le_bytes());
         out.extend_from_slice(&self.kdf.iterations().to_le_bytes());
@@ -269,6 +282,13 @@ impl MemberSlot {
                 return Err(r.invalid("member state", format!("{other} is not 1, 2 or 3")));
             }
         };
+        let a = usize::from(r.u8("adder name length")?);
+        let added_by = std::str::from_utf8(r.bytes("adder name", a)?)
+            .map_err(|_| r.invalid("adder name", "not UTF-8"))?
+            .to_string();
+        if !added_by.is_empty() {
+            check_member_name(&added_by).map_err(|e| r.invalid("adder name", e.to_string()))?;
+        }
         let public_key = r.array("member public key")?;
         let (m, t, p) = (
             r.u32("kdf memory")?,
@@ -284,6 +304,7 @@ impl MemberSlot {
         Ok(Self {
             name,
             state,
+            added_by,
             public_key,
             kdf,
             salt,

@@ -51,6 +51,7 @@ fn arb_slot(id: u16) -> impl Strategy<Value = KeySlot> {
                 body: SlotBody::Member(MemberSlot {
                     name: format!("member.{id}"),
                     state,
+                    added_by: if id % 2 == 0 { String::new() } else { "someone".into() },
                     public_key,
                     kdf,
                     salt,
@@ -95,7 +96,7 @@ proptest! {
             .iter()
             .map(|s| match &s.body {
                 SlotBody::Passphrase(_) => KEY_SLOT_LEN,
-                SlotBody::Member(m) => SLOT_ENTRY_HEADER_LEN + 1 + m.name.len() + 1 + 32 + 28 + 72 + 104,
+                SlotBody::Member(m) => SLOT_ENTRY_HEADER_LEN + 1 + m.name.len() + 1 + 1 + m.added_by.len() + 32 + 28 + 72 + 104,
                 SlotBody::Unknown { body, .. } => SLOT_ENTRY_HEADER_LEN + body.len(),
             })
             .sum();
@@ -458,6 +459,7 @@ fn a_member_slot_opens_with_its_passphrase_and_survives_a_rewrap_to_a_new_master
         state: MemberState::Joined,
         secret: b"bob's",
         kdf,
+        added_by: "alice",
     };
     let bob = KeySlot::create_member(1, &new, &master, &id, 3).unwrap();
     let h = VaultHeader::new(id, 3, vec![owner, bob.clone()], &master).unwrap();

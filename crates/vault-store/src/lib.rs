@@ -67,7 +67,7 @@ pub use keys::{
     Algorithm, KeyError, KeyInfo, KeyOps, KeySpec, KeyVersionInfo, RotateOptions, UseOptions,
     parse_state, state_name,
 };
-pub use members::MemberInfo;
+pub use members::{MemberInfo, Removal};
 pub use rollback::{DirRollbackStore, MemoryRollbackStore, RollbackStore};
 pub use secrets::{Secret, SecretInfo, SetOptions, VersionInfo};
 pub use slots::SlotInfo;

@@ -23,19 +23,34 @@ pub struct MemberInfo {
     pub state: MemberState,
     /// Whether this handle was unlocked with their slot.
     pub in_use: bool,
+    /// The member who added them, when recorded.
+    pub added_by: Option<String>,
+}
+
+/// What a removal did besides removing the member.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// Outstanding invitations withdrawn (their codes may be known to the removed member).
+    pub withdrawn: Vec<String>,
+    /// Members the removed member added, still members: they may be theirs.
+    pub added_by_them: Vec<String>,
 }
 
 impl Vault {
     /// The members, in slot order.
     pub fn members(&self) -> Vec<MemberInfo> {
-        self.slots()
-            .into_iter()
+        let in_use = crate::sync::read(&self.e.state).keys.slot_id;
+        crate::sync::read(&self.e.header)
+            .header
+            .slots
+            .iter()
             .filter_map(|s| {
-                s.member.map(|(name, state)| MemberInfo {
+                s.member_slot().map(|m| MemberInfo {
                     slot: s.id,
-                    name,
-                    state,
-                    in_use: s.in_use,
+                    name: m.name.clone(),
+                    state: m.state,
+                    in_use: s.id == in_use,
+                    added_by: Some(m.added_by.clone()).filter(|a| !a.is_empty()),
                 })
             })
             .collect()
@@ -62,8 +77,14 @@ impl Vault {
         self.audited_around(AuditOp::MemberAdd, On::Nothing, name.to_string(), || {
             let vault_id = self.e.vault_id;
             let event = format!("member {name} added");
-            self.modify_header(current, &event, |h, master, _| {
+            self.modify_header(current, &event, |h, master, opened| {
                 taken(h, name)?;
+                // Who adds them, kept in their slot: a removal names the members the removed
+                // one added, who may be theirs.
+                let added_by = h
+                    .slot(opened)
+                    .and_then(|s| s.member().map(|(n, _)| n.to_string()))
+                    .unwrap_or_default();
                 let id = h.free_slot_id().ok_or_else(|| {
                     Error::invalid(
                         "key slot",
@@ -79,6 +100,7 @@ impl Vault {
                     },
                     secret: secret.expose_secret(),
                     kdf,
+                    added_by: &added_by,
                 };
                 h.slots.push(KeySlot::create_member(
                     id,
@@ -127,6 +149,7 @@ impl Vault {
                     state: MemberState::Joined,
                     secret: current.expose_secret(),
                     kdf,
+                    added_by: "",
                 };
                 *slot = KeySlot::create_member(opened, &new, master, &vault_id, epoch)?;
                 Ok(())
@@ -143,7 +166,8 @@ impl Vault {
     /// what they may have kept of the old key opens nothing written afterwards. What they read
     /// before is theirs to keep. If the rotation is interrupted, the removal is pending
     /// ([`Vault::pending_removals`]) until [`Vault::finish_removals`] rotates. Returns the
-    /// withdrawn invitations' names.
+    /// withdrawn invitations, and the members the removed one added (who may be theirs: they
+    /// stay members until removed too).
     ///
     /// # Errors
     /// [`Error::WrongPassphrase`] for `current`; [`Error::NotFound`]; [`Error::Invalid`] for
@@ -154,7 +178,7 @@ impl Vault {
         current: &SecretBytes,
         name: &str,
         drop_other_slots: bool,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Removal> {
         self.audited_around(AuditOp::MemberRemove, On::Nothing, name.to_string(), || {
             let event = format!("member {name} removed");
             let withdrawn = self.modify_header(current, &event, |h, _, opened| {
@@ -202,7 +226,17 @@ impl Vault {
                         slot.mark_member_removed()?;
                     }
                 }
-                Ok(withdrawn)
+                let added_by_them = h
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.member_slot())
+                    .filter(|m| m.added_by == name && m.state == MemberState::Joined)
+                    .map(|m| m.name.clone())
+                    .collect();
+                Ok(Removal {
+                    withdrawn,
+                    added_by_them,
+                })
             })?;
             self.rotate_master_key_inner(current, false)?;
             Ok(withdrawn)

@@ -146,17 +146,18 @@ impl Vault {
                     ));
                 }
             };
-            *slot = match slot.member() {
+            *slot = match slot.member_slot() {
                 // A member's new passphrase seals a new key pair: the old private key, which an
                 // old header and the old passphrase (or the invitation code) would give, opens
                 // nothing wrapped from now on.
-                Some((name, _)) => KeySlot::create_member(
+                Some(m) => KeySlot::create_member(
                     slot_id,
                     &NewMember {
-                        name,
+                        name: &m.name,
                         state: MemberState::Joined,
                         secret: new.expose_secret(),
                         kdf,
+                        added_by: &m.added_by,
                     },
                     master,
                     &vault_id,

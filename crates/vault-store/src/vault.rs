@@ -71,6 +71,7 @@ impl Vault {
                     state: vault_format::MemberState::Joined,
                     secret: passphrase.expose_secret(),
                     kdf,
+                    added_by: "",
                 };
                 KeySlot::create_member(0, &new, &master, &vault_id, 0)?
             }

@@ -87,10 +87,9 @@ fn fifty_members_each_open_with_their_own_passphrase_and_a_removed_one_opens_not
 
     // Member 3 removes member 7.
     let m3 = Vault::open(d.backend(), &member_pass(3), as_member(&d, "m3")).unwrap();
-    assert!(
-        m3.remove_member(&member_pass(3), "m7", false)
-            .unwrap()
-            .is_empty()
+    assert_eq!(
+        m3.remove_member(&member_pass(3), "m7", false).unwrap(),
+        vault_store::Removal::default()
     );
     assert!(m3.pending_removals().is_empty());
     assert_eq!(m3.members().len(), 50);
@@ -198,7 +197,10 @@ fn an_invitation_code_opens_the_vault_only_to_join() {
         .add_member(&pass(), "erin", &secret(b"erin"), cheap_kdf(), false)
         .unwrap();
     assert_eq!(
-        owner.remove_member(&pass(), "erin", false).unwrap(),
+        owner
+            .remove_member(&pass(), "erin", false)
+            .unwrap()
+            .withdrawn,
         vec!["dave"]
     );
     assert!(Vault::open(d.backend(), &secret(b"the code"), join).is_err());
@@ -372,4 +374,39 @@ fn an_interrupted_removal_is_finished_later_and_loses_nothing() {
     }
     // Some faults fell between the slot's marking and the end of the rotation.
     assert!(pending_seen > 0, "no interrupted rotation was seen");
+}
+
+/// A member a removed member added is named by the removal (it may be theirs: a puppet with a
+/// passphrase they know), and stays a member until removed too.
+#[test]
+fn members_a_removed_member_added_are_named() {
+    let d = TestDir::new();
+    let owner = d.create();
+    owner.become_member(&pass(), "owner").unwrap();
+    owner
+        .add_member(&pass(), "bob", &secret(b"bob"), cheap_kdf(), false)
+        .unwrap();
+    let bob = Vault::open(d.backend(), &secret(b"bob"), as_member(&d, "bob")).unwrap();
+    bob.add_member(&secret(b"bob"), "zed", &secret(b"zed"), cheap_kdf(), false)
+        .unwrap();
+    // A handle's listing is of the header it read: a fresh one sees bob's change.
+    let owner = Vault::open(d.backend(), &pass(), as_member(&d, "owner")).unwrap();
+    let listed = owner.members();
+    let zed = listed.iter().find(|m| m.name == "zed").unwrap();
+    assert_eq!(zed.added_by.as_deref(), Some("bob"));
+    assert_eq!(
+        listed
+            .iter()
+            .find(|m| m.name == "bob")
+            .unwrap()
+            .added_by
+            .as_deref(),
+        Some("owner")
+    );
+    let removal = owner.remove_member(&pass(), "bob", false).unwrap();
+    assert_eq!(removal.added_by_them, vec!["zed"]);
+    // Still a member, as the removal said: removing zed too cuts that access.
+    Vault::open(d.backend(), &secret(b"zed"), as_member(&d, "zed")).unwrap();
+    owner.remove_member(&pass(), "zed", false).unwrap();
+    assert!(Vault::open(d.backend(), &secret(b"zed"), d.options()).is_err());
 }

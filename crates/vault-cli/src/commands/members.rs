@@ -168,6 +168,7 @@ fn list(cli: &Cli, json: bool) -> Result<(), Failure> {
                 "state": state_name(m.state),
                 "slot": m.slot,
                 "you": m.in_use,
+                "added_by": m.added_by,
             });
             out.write(format!("{line}\n").as_bytes())?;
         }
@@ -188,6 +189,9 @@ fn list(cli: &Cli, json: bool) -> Result<(), Failure> {
         if m.in_use {
             row.push("(you)".into());
         }
+        if let Some(a) = m.added_by {
+            row.push(format!("added by {a}"));
+        }
         table.row(row)?;
     }
     table.finish()
@@ -206,8 +210,8 @@ fn remove(cli: &Cli, name: &str, yes: bool, drop_other_slots: bool) -> Result<()
     let removed = with_vault(cli, &current, false, |v| {
         v.remove_member(&current, name, drop_other_slots)
     });
-    let withdrawn = match removed {
-        Ok(w) => w,
+    let removal = match removed {
+        Ok(r) => r,
         Err(e) => {
             // Refusals (a name not there, a usage error) changed nothing; anything else may
             // have come after the slot was marked.
@@ -222,10 +226,16 @@ fn remove(cli: &Cli, name: &str, yes: bool, drop_other_slots: bool) -> Result<()
             return Err(e);
         }
     };
-    if !withdrawn.is_empty() {
+    if !removal.withdrawn.is_empty() {
         stderr_line(format!(
             "outstanding invitations withdrawn (their codes may be known to {name}): {}; invite them again",
-            withdrawn.join(", ")
+            removal.withdrawn.join(", ")
+        ));
+    }
+    if !removal.added_by_them.is_empty() {
+        stderr_line(format!(
+            "warning: {name} added these members, who stay members: {}. If you do not know them for other people, they may be {name}'s own: remove them too",
+            removal.added_by_them.join(", ")
         ));
     }
     let db = !matches!(crate::location::place(cli)?, crate::location::Place::Dir(_));
