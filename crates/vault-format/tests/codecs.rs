@@ -51,7 +51,7 @@ fn arb_slot(id: u16) -> impl Strategy<Value = KeySlot> {
                 body: SlotBody::Member(MemberSlot {
                     name: format!("member.{id}"),
                     state,
-                    added_by: if id % 2 == 0 { String::new() } else { "someone".into() },
+                    added_by: if id.is_multiple_of(2) { String::new() } else { "someone".into() },
                     public_key,
                     kdf,
                     salt,
