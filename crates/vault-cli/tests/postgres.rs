@@ -667,6 +667,12 @@ fn an_interrupted_removal_is_finished_by_the_next_write() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("removed"));
     assert!(stderr(&o).contains("not finished"), "{}", stderr(&o));
+    let o = as_(&alice, "alice", &["doctor"], None);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("the removal of bob is not finished"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     // While the rotation still cannot be done, nothing is written under the key bob may hold.
     let o = as_(&alice, "alice", &["set", "too-early"], Some(b"x"));
     assert_ne!(

@@ -198,6 +198,18 @@ impl Vault {
         let vault_id = self.e.vault_id;
         self.e.options.kdf_limit.check_new(&kdf)?;
         self.modify_header(current, "key slot added", |h, master, _| {
+            // In a team vault every slot added is a member's, whose adder is recorded: a plain
+            // slot a member gave themselves would outlive their removal unnamed (made a member
+            // of its own, or kept without --drop-other-slots).
+            if h.slots.iter().any(|s| {
+                s.member()
+                    .is_some_and(|(_, state)| state != MemberState::Removed)
+            }) {
+                return Err(Error::invalid(
+                    "key slot",
+                    "this vault has members: add one (`vault member add NAME`) rather than a passphrase slot",
+                ));
+            }
             let id = h.free_slot_id().ok_or_else(|| {
                 Error::invalid(
                     "key slot",

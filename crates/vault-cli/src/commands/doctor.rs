@@ -139,6 +139,24 @@ fn header_findings(
                     ),
                     None,
                 ));
+                let unfinished: Vec<&str> = h
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.member())
+                    .filter(|(_, st)| *st == vault_format::MemberState::Removed)
+                    .map(|(n, _)| n)
+                    .collect();
+                if !unfinished.is_empty() {
+                    out.push(finding(
+                        "members",
+                        Level::Warn,
+                        format!(
+                            "the removal of {} is not finished: the master key has not been rotated since, so they may still hold it",
+                            unfinished.join(", ")
+                        ),
+                        Some("any command that writes finishes it (`vault compact`, say)".into()),
+                    ));
+                }
                 for s in &h.slots {
                     if let Some(k) = s.kdf() {
                         let weak = k.memory_kib() < FLOOR_KIB || k.iterations() < FLOOR_PASSES;

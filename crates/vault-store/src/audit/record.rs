@@ -41,9 +41,12 @@ impl crate::engine::Engine {
     /// the operation it records has happened.
     pub(crate) fn record(&self, entries: &[(AuditOp, On<'_>, u8, String)]) {
         if let Err(e) = self.append_entries(entries, false) {
-            // Not the vault's own message for a full disk, which says a commit was not made:
-            // the operation this records was done.
-            let e = format!("{}; the operation itself was done", audit_error_text(e));
+            // Not the vault's own message for a full disk, which says a commit was not made: the
+            // operation this records stands as it ended (done, or failed on its own account).
+            let e = format!(
+                "{}; this does not change the operation's own result",
+                audit_error_text(e)
+            );
             // Once per handle: a command's unlock and operation would otherwise say it twice.
             if !self
                 .audit_warned

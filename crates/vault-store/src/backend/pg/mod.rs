@@ -128,9 +128,9 @@ fn tls_policy(
             .filter(|p| p.is_file())
     };
     let (ssl, root) = match mode.unwrap_or("prefer") {
-        "disable" if root_cert.is_some() => {
+        "disable" if root_cert.is_some() || env_root_cert.is_some() => {
             return Err(invalid(
-                "sslrootcert= asks for the server to be verified, and sslmode=disable for no TLS"
+                "a CA (sslrootcert= or PGSSLROOTCERT) asks for the server to be verified, and sslmode=disable for no TLS"
                     .into(),
             ));
         }
@@ -236,6 +236,29 @@ fn split_own_options(url: &str) -> (String, OwnOptions) {
     (base, own)
 }
 
+/// `s` with `%XX` escapes decoded (bytes that are not UTF-8 are replaced).
+fn percent_decoded(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&c, tail)) = rest.split_first() {
+        let hex = tail
+            .get(..2)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (c, hex) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                rest = tail.get(2..).unwrap_or_default();
+            }
+            _ => {
+                out.push(c);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `text` with any password taken out: `user:secret@` and `password=secret`.
 fn redact(text: &str) -> String {
     let mut out = text.to_string();
@@ -249,16 +272,18 @@ fn redact(text: &str) -> String {
             out.replace_range(colon + 1..at, "***");
         }
     }
-    let mut words: Vec<String> = Vec::new();
+    let mut words: Vec<(String, String)> = Vec::new();
     for part in out.split(['&', ' ', '?']) {
-        if let Some(v) = part.strip_prefix("password=")
-            && !v.is_empty()
+        // The key as the client reads it: percent-decoded, any case (`%70assword=`).
+        if let Some((key, value)) = part.split_once('=')
+            && percent_decoded(key).eq_ignore_ascii_case("password")
+            && !value.is_empty()
         {
-            words.push(part.to_string());
+            words.push((part.to_string(), format!("{key}=***")));
         }
     }
-    for w in words {
-        out = out.replace(&w, "password=***");
+    for (w, masked) in words {
+        out = out.replace(&w, &masked);
     }
     out
 }
@@ -580,6 +605,8 @@ mod tests {
         assert_eq!(l.name, "ops");
         assert!(!l.shown.contains("s3cret"), "{}", l.shown);
         assert!(l.shown.contains("alice:***@db.example"), "{}", l.shown);
+        let shown = redact("postgres://h/db?%70assword=S3cA&PASSWORD=x2 failed");
+        assert!(!shown.contains("S3cA") && !shown.contains("x2"), "{shown}");
         let shown = redact("postgres://alice:Hunter@SecretTail@127.0.0.1:1/db: failed");
         assert!(
             !shown.contains("Hunter") && !shown.contains("SecretTail"),
@@ -623,5 +650,10 @@ mod tests {
         );
         assert!(mode("postgres://h/db?sslmode=disable&sslrootcert=/ca.pem").is_err());
         assert!(mode("postgres://h/db?sslmode=bogus").is_err());
+        // A CA from the environment counts as one given: not with sslmode=disable.
+        let mut c: postgres::Config = "host=h".parse().unwrap();
+        assert!(tls_policy(&mut c, Some("disable"), None, Some("/ca.pem".into())).is_err());
+        assert!(tls_policy(&mut c, None, None, Some("/ca.pem".into())).is_ok());
+        assert_eq!(c.get_ssl_mode(), SslMode::Require);
     }
 }
