@@ -74,7 +74,7 @@ pub(crate) struct Cli {
     pub(crate) verbose: u8,
     /// In a team vault, unlock as this member: only their key slot is tried (one key
     /// derivation, not one per member). With `init`, the vault's first slot is this member's.
-    #[arg(long, global = true, env = "VAULT_MEMBER", value_parser = parse_member)]
+    #[arg(long, global = true, env = "VAULT_MEMBER", value_parser = parse_member_or_none)]
     pub(crate) member: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -605,6 +605,14 @@ pub(crate) fn parse_tag(s: &str) -> Result<Tag, String> {
 pub(crate) fn parse_name(s: &str) -> Result<String, String> {
     vault_format::payload::check_name(s).map_err(|why| format!("invalid name {s:?}: {why}"))?;
     Ok(s.to_string())
+}
+
+/// `--member`/VAULT_MEMBER: a member's name, or empty for none (an exported empty variable).
+pub(crate) fn parse_member_or_none(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    parse_member(s)
 }
 
 /// A member's name (`vault_format::check_member_name`).

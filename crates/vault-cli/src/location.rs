@@ -250,7 +250,7 @@ pub(crate) fn options(cli: &Cli, accept_rollback: bool) -> Result<VaultOptions, 
         accept_rollback,
         audit_fail_closed: cli.audit_fail_closed,
         progress: crate::progress::for_store(),
-        member: cli.member.clone(),
+        member: cli.member.clone().filter(|m| !m.is_empty()),
         kdf_limit: KdfLimit {
             max_memory_kib: cli.max_kdf_memory_mib.saturating_mul(1024),
             max_cost: cli.max_kdf_cost.saturating_mul(1024),

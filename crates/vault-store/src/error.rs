@@ -45,7 +45,7 @@ pub enum Error {
     /// The vault is older than the highest generation this machine has seen committed: an older
     /// copy was put back (or the rollback record is from another copy of the vault).
     #[error(
-        "rollback detected: the vault is at generation {vault_generation} but generation {recorded_generation} was committed earlier (record {record}); if you restored an older copy on purpose, accept it explicitly"
+        "rollback detected: the vault is at generation {vault_generation} but generation {recorded_generation} was committed earlier{newer_epoch} (record {record}); if you restored an older copy on purpose, accept it explicitly"
     )]
     RollbackDetected {
         /// Generation found in the vault.
@@ -54,6 +54,9 @@ pub enum Error {
         recorded_generation: u64,
         /// Where the rollback record lives.
         record: String,
+        /// When the record is of a later key epoch than the vault's, what that means ("" else):
+        /// the vault was put back to before a master-key rotation.
+        newer_epoch: String,
     },
     /// Data failed authentication or is structurally damaged: tampering or corruption.
     #[error("integrity failure in {object}: {detail}")]

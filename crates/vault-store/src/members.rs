@@ -201,8 +201,18 @@ impl Vault {
                     .iter()
                     .find(|s| s.member().is_some_and(|(n, _)| n == name))
                     .map(|s| s.id)
-                    .ok_or_else(|| Error::NotFound {
-                        what: format!("member {name}"),
+                    .ok_or_else(|| {
+                        let like = h
+                            .slots
+                            .iter()
+                            .filter_map(|s| s.member())
+                            .find(|(n, _)| n.eq_ignore_ascii_case(name));
+                        Error::NotFound {
+                            what: match like {
+                                Some((n, _)) => format!("member {name} (names differ in letter case: did you mean {n}?)"),
+                                None => format!("member {name}"),
+                            },
+                        }
                     })?;
                 if id == opened {
                     return Err(Error::invalid(

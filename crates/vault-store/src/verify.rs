@@ -145,15 +145,18 @@ impl Vault {
                     vault_generation: st.generation,
                     recorded_generation: r,
                     record: self.e.rollback.location(),
+                    newer_epoch: String::new(),
                 });
             }
             Recorded::Generation(r) => Some(r),
-            Recorded::NewerEpoch { generation, .. } => {
-                return Err(Error::RollbackDetected {
-                    vault_generation: st.generation,
-                    recorded_generation: generation,
-                    record: self.e.rollback.location(),
-                });
+            Recorded::NewerEpoch { epoch, generation } => {
+                return Err(self.e.rollback_error(
+                    &st,
+                    crate::engine::recovery::Behind {
+                        generation,
+                        epoch: Some(epoch),
+                    },
+                ));
             }
             Recorded::Nothing => None,
         };

@@ -45,12 +45,8 @@ impl Engine {
         self.catch_up(&mut st, session.as_mut())?;
         // Checked before anything is written: a write must never overwrite the evidence.
         let (behind, unreadable_record) = self.rollback_check(&st, accept)?;
-        if let (Some(r), false) = (behind, accept) {
-            return Err(Error::RollbackDetected {
-                vault_generation: st.generation,
-                recorded_generation: r,
-                record: self.rollback.location(),
-            });
+        if let (Some(b), false) = (behind, accept) {
+            return Err(self.rollback_error(&st, b));
         }
         let digest = view.digest();
         let (confirm, foreign_header) = match st.index.header_binding(&digest) {
@@ -84,7 +80,7 @@ impl Engine {
                     txn.st.generation
                 )
             };
-            if let Some(r) = behind {
+            if let Some(r) = behind.map(|b| b.generation) {
                 text.push_str(&format!(", rollback record {r}"));
                 // Continue above the recorded generation so the record stays monotonic.
                 min_generation = r + 1;

@@ -21,12 +21,8 @@ impl Engine {
         let view = self.current_header(&*session, &st.keys)?;
         self.reload(&mut st, &*session)?;
         st.index.header_binding(&view.digest())?;
-        match self.rollback_behind(&st, false)? {
-            Some(r) => Err(Error::RollbackDetected {
-                vault_generation: st.generation,
-                recorded_generation: r,
-                record: self.rollback.location(),
-            }),
+        match self.rollback_check(&st, false)?.0 {
+            Some(behind) => Err(self.rollback_error(&st, behind)),
             None => {
                 self.record_if_newer(&st);
                 Ok(())
@@ -103,14 +99,29 @@ impl Engine {
         Ok(view)
     }
 
-    /// The generation the rollback record shows as committed, if the vault is behind it.
-    /// `lenient`: an unreadable record is ignored (when accepting a rollback).
-    pub(crate) fn rollback_behind(&self, st: &State, lenient: bool) -> Result<Option<u64>> {
-        Ok(self.rollback_check(st, lenient)?.0)
+    /// The rollback error for a vault `behind` the record.
+    pub(crate) fn rollback_error(&self, st: &State, behind: Behind) -> Error {
+        Error::RollbackDetected {
+            vault_generation: st.generation,
+            recorded_generation: behind.generation,
+            record: self.rollback.location(),
+            newer_epoch: behind.epoch.map_or_else(String::new, |e| {
+                format!(
+                    ", under key epoch {e} where the vault is at key epoch {}: it was put back to before a master-key rotation, which undoes what that rotation did (a member's removal with it)",
+                    st.keys.epoch
+                )
+            }),
+        }
     }
 
-    /// As [`Engine::rollback_behind`], and whether an unreadable record was ignored (`lenient`).
-    pub(crate) fn rollback_check(&self, st: &State, lenient: bool) -> Result<(Option<u64>, bool)> {
+    /// What the rollback record shows the vault is behind: the generation recorded, and the
+    /// record's key epoch when it is later than the vault's. `lenient`: an unreadable record is
+    /// ignored (when accepting a rollback); the second value says one was.
+    pub(crate) fn rollback_check(
+        &self,
+        st: &State,
+        lenient: bool,
+    ) -> Result<(Option<Behind>, bool)> {
         let (recorded, unreadable) =
             match self
                 .rollback
@@ -124,10 +135,25 @@ impl Engine {
                 Err(e) => return Err(e),
             };
         let behind = match recorded {
-            Recorded::Generation(r) if r > st.generation => Some(r),
-            Recorded::NewerEpoch { generation, .. } => Some(generation.max(st.generation + 1)),
+            Recorded::Generation(r) if r > st.generation => Some(Behind {
+                generation: r,
+                epoch: None,
+            }),
+            Recorded::NewerEpoch { epoch, generation } => Some(Behind {
+                generation,
+                epoch: Some(epoch),
+            }),
             _ => None,
         };
         Ok((behind, unreadable))
     }
+}
+
+/// How far the vault is behind its rollback record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Behind {
+    /// The generation recorded.
+    pub(crate) generation: u64,
+    /// The record's key epoch, when later than the vault's.
+    pub(crate) epoch: Option<u32>,
 }
