@@ -11,6 +11,7 @@
 
 mod common;
 use std::ffi::OsStr;
+use std::process::Output;
 
 use common::*;
 use vault_testkit::PgServer;
@@ -33,22 +34,43 @@ fn url(pg: &PgServer, name: &str) -> String {
     )
 }
 
+/// `vault init` with cheap key derivation.
+const CHEAP_INIT: [&str; 7] = [
+    "init",
+    "--kdf-memory-mib",
+    "1",
+    "--kdf-iterations",
+    "1",
+    "--kdf-parallelism",
+    "1",
+];
+
 /// `vault init` at `url` with cheap key derivation.
 fn init(e: &Env, url: &str) {
-    let o = e.run_with(
-        &[
-            "init",
-            "--kdf-memory-mib",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-        ],
-        None,
-        &[("VAULT_DIR", OsStr::new(url))],
-    );
+    let o = e.run_with(&CHEAP_INIT, None, &[("VAULT_DIR", OsStr::new(url))]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+/// A passphrase file for `who` (owner-only), holding "`who`'s passphrase".
+fn pass_file(e: &Env, who: &str) -> std::path::PathBuf {
+    let p = e.path(&format!("{who}.pass"));
+    std::fs::write(&p, format!("{who}'s passphrase")).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    p
+}
+
+/// Runs `vault ARGS` on `url` as client `who`: a state directory of its own (its own rollback
+/// record and audit anchor), as on another machine.
+fn as_client(e: &Env, url: &str, who: &str, args: &[&str], input: Option<&[u8]>) -> Output {
+    let state = e.path(&format!("state-{who}"));
+    e.run_with(
+        args,
+        input,
+        &[
+            ("VAULT_DIR", OsStr::new(url)),
+            ("VAULT_STATE_DIR", state.as_os_str()),
+        ],
+    )
 }
 
 /// Starts `vault ARGS` on `url` with `input` on its stdin (not waited for). A command that ends
@@ -419,12 +441,7 @@ fn a_team_of_fifty_and_a_removal_that_cuts_access() {
     let Some(pg) = server() else { return };
     let e = Env::new();
     let url = url(&pg, "team");
-    let pass_of = |who: &str| {
-        let p = e.path(&format!("{who}.pass"));
-        std::fs::write(&p, format!("{who}'s passphrase")).unwrap();
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        p
-    };
+    let pass_of = |who: &str| pass_file(&e, who);
     let run_as = |who: &str, args: &[&str], input: Option<&[u8]>, extra: &[(&str, &OsStr)]| {
         let file = pass_of(who);
         let mut envs = vec![
@@ -440,16 +457,7 @@ fn a_team_of_fifty_and_a_removal_that_cuts_access() {
         assert_eq!(code(&o), 0, "{who} {args:?}: {}", stderr(&o));
         o
     };
-    let cheap = [
-        "init",
-        "--kdf-memory-mib",
-        "1",
-        "--kdf-iterations",
-        "1",
-        "--kdf-parallelism",
-        "1",
-    ];
-    ok_as("alice", &cheap, None, &[]);
+    ok_as("alice", &CHEAP_INIT, None, &[]);
     ok_as(
         "alice",
         &["set", "db/password"],
@@ -601,12 +609,7 @@ fn an_interrupted_removal_is_finished_by_the_next_write() {
     let Some(pg) = server() else { return };
     let e = Env::new();
     let url = url(&pg, "halfway");
-    let file = |who: &str| {
-        let p = e.path(&format!("{who}.pass"));
-        std::fs::write(&p, format!("{who}'s passphrase")).unwrap();
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        p
-    };
+    let file = |who: &str| pass_file(&e, who);
     let (alice, bob) = (file("alice"), file("bob"));
     let as_ = |pass: &std::path::Path, member: &str, args: &[&str], input: Option<&[u8]>| {
         e.run_with(
@@ -619,20 +622,7 @@ fn an_interrupted_removal_is_finished_by_the_next_write() {
             ],
         )
     };
-    let init = as_(
-        &alice,
-        "alice",
-        &[
-            "init",
-            "--kdf-memory-mib",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-        ],
-        None,
-    );
+    let init = as_(&alice, "alice", &CHEAP_INIT, None);
     assert_eq!(code(&init), 0, "{}", stderr(&init));
     // Bob's passphrase, typed by him, is read as a new passphrase: here from his file.
     let add = e.run_with(
@@ -720,12 +710,7 @@ fn the_documented_roles_and_grants_are_enough_for_a_member() {
             pg.socket_dir().display()
         )
     };
-    let file = |who: &str| {
-        let p = e.path(&format!("{who}.pass"));
-        std::fs::write(&p, format!("{who}'s passphrase")).unwrap();
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        p
-    };
+    let file = |who: &str| pass_file(&e, who);
     let (alice, bob) = (file("alice"), file("bob"));
     let run = |role: &str, pass: &std::path::Path, args: &[&str], input: Option<&[u8]>| {
         let url = at(role);
@@ -741,20 +726,7 @@ fn the_documented_roles_and_grants_are_enough_for_a_member() {
         );
         (code(&o), stderr(&o), o.stdout)
     };
-    let (c, err, _) = run(
-        "alice",
-        &alice,
-        &[
-            "init",
-            "--kdf-memory-mib",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-        ],
-        None,
-    );
+    let (c, err, _) = run("alice", &alice, &CHEAP_INIT, None);
     // init read the new passphrase from VAULT_NEW_PASSPHRASE_FILE: alice's slot opens with
     // bob's file here, which is all this test needs of it.
     assert_eq!(c, 0, "{err}");
@@ -896,30 +868,9 @@ fn audit_entries_removed_under_later_appends_are_found() {
     let Some(pg) = server() else { return };
     let e = Env::new();
     let url = url(&pg, "anchors");
-    let as_ = |who: &str, args: &[&str], input: Option<&[u8]>| {
-        let state = e.path(&format!("state-{who}"));
-        e.run_with(
-            args,
-            input,
-            &[
-                ("VAULT_DIR", OsStr::new(&url)),
-                ("VAULT_STATE_DIR", state.as_os_str()),
-            ],
-        )
-    };
-    let o = as_(
-        "carol",
-        &[
-            "init",
-            "--kdf-memory-mib",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-        ],
-        None,
-    );
+    let as_ =
+        |who: &str, args: &[&str], input: Option<&[u8]>| as_client(&e, &url, who, args, input);
+    let o = as_("carol", &CHEAP_INIT, None);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     for (who, args) in [
         ("carol", &["set", "a"][..]),
@@ -961,35 +912,14 @@ fn a_reader_notices_the_database_put_back() {
     let Some(pg) = server() else { return };
     let e = Env::new();
     let url = url(&pg, "putback");
-    let as_ = |who: &str, args: &[&str], input: Option<&[u8]>| {
-        let state = e.path(&format!("state-{who}"));
-        e.run_with(
-            args,
-            input,
-            &[
-                ("VAULT_DIR", OsStr::new(&url)),
-                ("VAULT_STATE_DIR", state.as_os_str()),
-            ],
-        )
-    };
+    let as_ =
+        |who: &str, args: &[&str], input: Option<&[u8]>| as_client(&e, &url, who, args, input);
     let ok = |who: &str, args: &[&str], input: Option<&[u8]>| {
         let o = as_(who, args, input);
         assert_eq!(code(&o), 0, "{who} {args:?}: {}", stderr(&o));
         o.stdout
     };
-    ok(
-        "writer",
-        &[
-            "init",
-            "--kdf-memory-mib",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-        ],
-        None,
-    );
+    ok("writer", &CHEAP_INIT, None);
     ok("writer", &["set", "s"], Some(b"old"));
     let tables = [
         "header",

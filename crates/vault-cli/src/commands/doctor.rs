@@ -180,6 +180,31 @@ fn header_findings(
     id
 }
 
+/// Whether this client keeps a rollback record for vault `id` in `state`; `why` says why there
+/// may be none, `risk` what goes unnoticed until there is.
+fn rollback_finding(state: &Path, id: vault_format::VaultId, why: &str, risk: &str) -> Finding {
+    let record = state
+        .join("rollback")
+        .join(format!("{}.rollback", id.to_hex()));
+    if record.exists() {
+        finding(
+            "rollback record",
+            Level::Ok,
+            format!("{} is there", record.display()),
+            None,
+        )
+    } else {
+        finding(
+            "rollback record",
+            Level::Warn,
+            format!("no rollback record at {} ({why})", record.display()),
+            Some(format!(
+                "the next command that opens the vault records one; until then {risk}"
+            )),
+        )
+    }
+}
+
 /// `vault doctor`.
 pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
     let mut out = Vec::new();
@@ -239,19 +264,12 @@ pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
             Some("give --state-dir (or VAULT_STATE_DIR) a directory outside the vault's".into()),
         ));
     } else if let Some(id) = vault_id {
-        let record = state
-            .join("rollback")
-            .join(format!("{}.rollback", id.to_hex()));
-        out.push(if record.exists() {
-            finding("rollback record", Level::Ok, format!("{} is there", record.display()), None)
-        } else {
-            finding(
-                "rollback record",
-                Level::Warn,
-                format!("no rollback record at {} (another machine, or a lost state directory)", record.display()),
-                Some("the next write records one; until then an older copy of the vault put back would not be noticed".into()),
-            )
-        });
+        out.push(rollback_finding(
+            &state,
+            id,
+            "another machine, or a lost state directory",
+            "an older copy of the vault put back would not be noticed",
+        ));
     }
     let memlock = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
     // What the agent's ten keys, each in its own allocation, can take: a page each at most.
@@ -458,19 +476,12 @@ fn database(cli: &Cli, at: &vault_store::PostgresLocation) -> Result<Vec<Finding
     }
     let state = state_dir(cli)?;
     if let Some(id) = vault_id {
-        let record = state
-            .join("rollback")
-            .join(format!("{}.rollback", id.to_hex()));
-        out.push(if record.exists() {
-            finding("rollback record", Level::Ok, format!("{} is there", record.display()), None)
-        } else {
-            finding(
-                "rollback record",
-                Level::Warn,
-                format!("no rollback record at {} (this client has not written yet)", record.display()),
-                Some("the next write records one; until then a database put back to an older state would not be noticed by this client".into()),
-            )
-        });
+        out.push(rollback_finding(
+            &state,
+            id,
+            "this client has not opened the vault yet",
+            "a database put back to an older state would not be noticed by this client",
+        ));
     }
     out.push(finding(
         "agent",
