@@ -30,6 +30,22 @@ impl Place {
     }
 }
 
+/// What names this vault's agent (with the member unlocking it, if any): a directory vault's
+/// canonical path, or a database vault's location without its password. Only the agent's
+/// place is derived from it (a hash), so it never appears on a command line.
+pub(crate) fn agent_key(cli: &Cli) -> Result<PathBuf, Failure> {
+    let base = match place(cli)? {
+        Place::Dir(d) => std::fs::canonicalize(&d).unwrap_or(d).into_os_string(),
+        #[cfg(feature = "postgres")]
+        Place::Db(at) => format!("postgres:{at:?}").into(),
+    };
+    let mut key = base;
+    if let Some(m) = cli.member.as_deref().filter(|m| !m.is_empty()) {
+        key.push(format!("#member={m}"));
+    }
+    Ok(PathBuf::from(key))
+}
+
 /// Whether `text` names a PostgreSQL database.
 fn is_postgres_url(text: &str) -> bool {
     text.starts_with("postgres://") || text.starts_with("postgresql://")
@@ -338,6 +354,14 @@ fn pending_removals(cli: &Cli, v: &Vault, pass: &SecretBytes) -> vault_store::Re
     }
     // A write under the key the removed member may have kept would be theirs to read: none is
     // made until the rotation is done.
+    if crate::agent::served::active() {
+        return Err(Error::Invalid {
+            what: "pending member removal",
+            reason: format!(
+                "the removal of member(s) {names} is not finished, and the agent cannot finish it (it holds no passphrase): `vault lock`, then any command that writes"
+            ),
+        });
+    }
     match v.finish_removals(pass, false) {
         Ok(()) => {
             crate::output::stderr_line(format!(

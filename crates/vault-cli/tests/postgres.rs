@@ -257,9 +257,6 @@ fn a_vault_in_postgres_end_to_end() {
     ] {
         assert!(doctor.contains(needle), "no {needle:?} in:\n{doctor}");
     }
-    let o = e.run_with(&["unlock"], None, &at);
-    assert_eq!(code(&o), 2, "unlock: {}", stderr(&o));
-    assert!(stderr(&o).contains("a vault directory") || stderr(&o).contains("PostgreSQL"));
     // The raw tables: ciphertext only.
     let raw = pg.sql(
         "SELECT encode(body, 'hex') FROM vault_team.frames
@@ -957,4 +954,104 @@ fn a_reader_notices_the_database_put_back() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The agent for a database vault: unlocked once by a member, it serves that member's commands
+/// with no passphrase (others' commits seen), keeps the location's password off its command
+/// line, and a rotation by another client makes it refuse rather than serve a stale key.
+#[test]
+fn an_agent_serves_a_database_vault() {
+    let Some(pg) = server() else { return };
+    let e = Env::new();
+    let run = e.path("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    // A password in the location (the test server trusts every connection: it is not checked).
+    let url = format!(
+        "postgres://vault:db-password-7@localhost/postgres?host={}&port=5432&vault=agent",
+        pg.socket_dir().display()
+    );
+    let alice = pass_file(&e, "alice");
+    let as_alice = |args: &[&str], input: Option<&[u8]>, with_pass: bool| {
+        let pass = if with_pass {
+            alice.as_os_str()
+        } else {
+            OsStr::new("")
+        };
+        e.run_with(
+            args,
+            input,
+            &[
+                ("VAULT_DIR", OsStr::new(&url)),
+                ("VAULT_MEMBER", OsStr::new("alice")),
+                ("VAULT_PASSPHRASE_FILE", pass),
+                ("XDG_RUNTIME_DIR", run.as_os_str()),
+            ],
+        )
+    };
+    let o = as_alice(&CHEAP_INIT, None, true);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = as_alice(&["set", "k"], Some(b"v1"), true);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = as_alice(&["unlock", "--timeout", "60s"], None, true);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    let pid: u32 = said
+        .split("pid ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        !cmdline.windows(13).any(|w| w == b"db-password-7"),
+        "the location's password is on the agent's command line"
+    );
+    let o = as_alice(&["get", "k"], None, false);
+    assert_eq!(
+        (code(&o), o.stdout.as_slice()),
+        (0, &b"v1"[..]),
+        "{}",
+        stderr(&o)
+    );
+    // Another client's commit is seen through the agent.
+    let other = e.run_with(
+        &["set", "k"],
+        Some(b"v2"),
+        &[
+            ("VAULT_DIR", OsStr::new(&url)),
+            ("VAULT_MEMBER", OsStr::new("alice")),
+            ("VAULT_PASSPHRASE_FILE", alice.as_os_str()),
+            ("VAULT_STATE_DIR", e.path("state-other").as_os_str()),
+        ],
+    );
+    assert_eq!(code(&other), 0, "{}", stderr(&other));
+    let o = as_alice(&["get", "k"], None, false);
+    assert_eq!(
+        (code(&o), o.stdout.as_slice()),
+        (0, &b"v2"[..]),
+        "{}",
+        stderr(&o)
+    );
+    // A rotation elsewhere: the agent's key is old, and it says so rather than serve it.
+    let rotated = e.run_with(
+        &["rotate-master-key"],
+        None,
+        &[
+            ("VAULT_DIR", OsStr::new(&url)),
+            ("VAULT_MEMBER", OsStr::new("alice")),
+            ("VAULT_PASSPHRASE_FILE", alice.as_os_str()),
+            ("VAULT_STATE_DIR", e.path("state-other").as_os_str()),
+        ],
+    );
+    assert_eq!(code(&rotated), 0, "{}", stderr(&rotated));
+    let o = as_alice(&["get", "k"], None, false);
+    assert_ne!(
+        code(&o),
+        0,
+        "a stale agent served: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let _ = as_alice(&["lock"], None, false);
 }

@@ -31,7 +31,10 @@ pub(crate) fn delegable(cli: &Cli) -> bool {
         | Command::Slots { .. }
         | Command::EnvValues { .. }
         | Command::Inject { .. }
-        | Command::Audit { .. } => true,
+        | Command::Audit { .. }
+        | Command::Member {
+            command: crate::cli::MemberCommand::List { .. },
+        } => true,
         Command::Set { .. } => !crate::output::stdin_is_terminal(),
         Command::Key { command } => !matches!(
             command,
@@ -44,8 +47,8 @@ pub(crate) fn delegable(cli: &Cli) -> bool {
 /// The agent's place for `cli`'s vault, and a connection to it if one is listening in a
 /// private directory and runs as this user.
 fn connect(cli: &Cli) -> Option<(Place, UnixStream)> {
-    let dir = location::vault_dir(cli).ok()?;
-    let place = place::place(&dir);
+    let key = location::agent_key(cli).ok()?;
+    let place = place::place(&key);
     if !place::private(&place.dir) {
         if place.socket.exists() {
             crate::output::stderr_line(format!(
@@ -154,16 +157,30 @@ pub(crate) fn unlock(cli: &Cli, timeout: &str) -> Result<(), Failure> {
             ));
         }
     }
-    let dir = location::vault_dir(cli)?;
-    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    let at = location::place(cli)?;
     let state = location::state_dir(cli)?;
     let pass = location::current_passphrase(cli)?;
     let exe = std::env::current_exe()
         .map_err(|e| fail(Exit::Other, format!("cannot find this program: {e}")))?;
     let mut cmd = Process::new(exe);
-    cmd.arg("--vault")
-        .arg(&dir)
-        .arg("--state-dir")
+    match &at {
+        location::Place::Dir(d) => {
+            cmd.arg("--vault")
+                .arg(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()));
+        }
+        // A database location may hold a password: it goes to the agent in its environment
+        // (this user's only), never on its command line (anyone's to read).
+        #[cfg(feature = "postgres")]
+        location::Place::Db(_) => {
+            if let Some(url) = &cli.vault {
+                cmd.env("VAULT_DIR", url);
+            }
+        }
+    }
+    if let Some(m) = cli.member.as_deref().filter(|m| !m.is_empty()) {
+        cmd.arg("--member").arg(m);
+    }
+    cmd.arg("--state-dir")
         .arg(&state)
         .arg("--lock-timeout-ms")
         .arg(cli.lock_timeout_ms.to_string())

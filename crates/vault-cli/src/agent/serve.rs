@@ -95,7 +95,7 @@ pub(crate) fn serve(cli: &Cli, idle: Duration) -> ExitCode {
         return Exit::Other.into();
     }
     let pass = SecretBytes::new(pass);
-    let vault = match location::vault_dir(cli).and_then(|_| {
+    let vault = match location::place(cli).and_then(|_| {
         let options = location::options(cli, false)?;
         location::retry_rekeyed(cli, |b| Vault::open(b, &pass, options.clone()))
     }) {
@@ -111,10 +111,10 @@ pub(crate) fn serve(cli: &Cli, idle: Duration) -> ExitCode {
     };
     drop(pass);
     let memory = lock_memory(&vault);
-    let Ok(dir) = location::vault_dir(cli) else {
+    let Ok(key) = location::agent_key(cli) else {
         return Exit::Other.into();
     };
-    let place = place::place(&dir);
+    let place = place::place(&key);
     if let Err(why) = place::prepare(&place.dir) {
         say(&format!("error 1 {why}"));
         return Exit::Other.into();

@@ -483,11 +483,22 @@ fn database(cli: &Cli, at: &vault_store::PostgresLocation) -> Result<Vec<Finding
             "a database put back to an older state would not be noticed by this client",
         ));
     }
-    out.push(finding(
-        "agent",
-        Level::Info,
-        "not available for a database vault yet: every command asks for the passphrase",
-        None,
-    ));
+    out.push(match crate::agent::client::status(cli) {
+        Some(r) => finding(
+            "agent",
+            Level::Ok,
+            format!(
+                "unlocked: pid {}, locks after {} s without a command",
+                r.pid, r.idle_left_s
+            ),
+            None,
+        ),
+        None => finding(
+            "agent",
+            Level::Info,
+            "not unlocked (commands ask for the passphrase)",
+            Some("`vault unlock` keeps the vault open for the commands that follow".into()),
+        ),
+    });
     Ok(out)
 }
