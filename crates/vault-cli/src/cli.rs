@@ -440,7 +440,8 @@ pub(crate) enum MemberCommand {
     /// List the members.
     List {
         /// One JSON object per line: {"name", "state" ("joined", "invited" or "removed"),
-        /// "slot", "you", "added_by" (the member who added them, or null)}.
+        /// "slot", "you", "added_by" (the member who added them, or null), "vouched" (false:
+        /// the chain of who added whom passes through a member no longer in the vault)}.
         #[arg(long)]
         json: bool,
     },

@@ -367,7 +367,27 @@ fn pending_removals(cli: &Cli, v: &Vault, pass: &SecretBytes) -> vault_store::Re
             crate::output::stderr_line(format!(
                 "finished removing member(s) {names}: master key rotated, every record re-encrypted"
             ));
+            let unvouched: Vec<String> = v
+                .members()
+                .into_iter()
+                .filter(|m| !m.vouched)
+                .map(|m| m.name)
+                .collect();
+            if !unvouched.is_empty() {
+                crate::output::stderr_line(format!(
+                    "warning: these members were added, directly or through others, by members no longer in the vault, and stay members: {}; remove them too unless you know them for other people",
+                    unvouched.join(", ")
+                ));
+            }
             Ok(())
+        }
+        // The server or the disk: the error as it is (its own exit code), with why it stops
+        // this command.
+        Err(e @ (Error::Io { .. } | Error::Busy { .. })) => {
+            crate::output::stderr_line(format!(
+                "vault: the removal of member(s) {names} is not finished and could not be now; nothing is written under the key they may hold until it is"
+            ));
+            Err(e)
         }
         Err(e) => Err(Error::Invalid {
             what: "pending member removal",

@@ -25,6 +25,9 @@ pub struct MemberInfo {
     pub in_use: bool,
     /// The member who added them, when recorded.
     pub added_by: Option<String>,
+    /// Whether the chain of who added whom leads from them to a founder through members still
+    /// in the vault (false: someone on it was removed, and they may be that one's).
+    pub vouched: bool,
 }
 
 /// What a removal did besides removing the member.
@@ -32,16 +35,23 @@ pub struct MemberInfo {
 pub struct Removal {
     /// Outstanding invitations withdrawn (their codes may be known to the removed member).
     pub withdrawn: Vec<String>,
-    /// Members the removed member added, still members: they may be theirs.
-    pub added_by_them: Vec<String>,
+    /// Members added, directly or through others, by members no longer in the vault (the
+    /// removed one included): still members, and possibly theirs.
+    pub unvouched: Vec<String>,
+    /// Managed keys given a new primary version: the removed member could read every key's
+    /// material (any member can), so new tokens and signatures use material they never saw.
+    pub rotated_keys: Vec<String>,
+    /// Managed keys that could not be rotated, and why.
+    pub unrotated_keys: Vec<String>,
 }
 
 impl Vault {
     /// The members, in slot order.
     pub fn members(&self) -> Vec<MemberInfo> {
         let in_use = crate::sync::read(&self.e.state).keys.slot_id;
-        crate::sync::read(&self.e.header)
-            .header
+        let view = crate::sync::read(&self.e.header);
+        let unvouched = unvouched(&view.header);
+        view.header
             .slots
             .iter()
             .filter_map(|s| {
@@ -51,6 +61,7 @@ impl Vault {
                     state: m.state,
                     in_use: s.id == in_use,
                     added_by: Some(m.added_by.clone()).filter(|a| !a.is_empty()),
+                    vouched: !unvouched.contains(&m.name),
                 })
             })
             .collect()
@@ -74,6 +85,15 @@ impl Vault {
     ) -> Result<u16> {
         check_member_name(name).map_err(|e| Error::invalid("member name", e.to_string()))?;
         self.e.options.kdf_limit.check_new(&kdf)?;
+        // The adder's own passphrase would open the adder's slot too, wherever it is tried.
+        if secret.expose_secret() == current.expose_secret() {
+            return Err(Error::invalid(
+                "member",
+                format!(
+                    "{name}'s passphrase is the one you opened the vault with: they need their own"
+                ),
+            ));
+        }
         self.audited_around(AuditOp::MemberAdd, On::Nothing, name.to_string(), || {
             let vault_id = self.e.vault_id;
             let event = format!("member {name} added");
@@ -164,10 +184,11 @@ impl Vault {
     /// (any of them may be theirs). Then the master key is rotated (every record re-encrypted,
     /// as [`Vault::rotate_master_key`]) and the new key wrapped for every other member, so that
     /// what they may have kept of the old key opens nothing written afterwards. What they read
-    /// before is theirs to keep. If the rotation is interrupted, the removal is pending
-    /// ([`Vault::pending_removals`]) until [`Vault::finish_removals`] rotates. Returns the
-    /// withdrawn invitations, and the members the removed one added (who may be theirs: they
-    /// stay members until removed too).
+    /// before is theirs to keep. Every managed key then gets a new primary version (the removed
+    /// member could read any key's material). If the rotation is interrupted, the removal is
+    /// pending ([`Vault::pending_removals`]) until [`Vault::finish_removals`] rotates. Returns
+    /// the withdrawn invitations, the members whose adders are no longer in the vault (who may
+    /// be theirs: they stay members until removed too), and the keys rotated.
     ///
     /// # Errors
     /// [`Error::WrongPassphrase`] for `current`; [`Error::NotFound`]; [`Error::Invalid`] for
@@ -236,20 +257,17 @@ impl Vault {
                         slot.mark_member_removed()?;
                     }
                 }
-                let added_by_them = h
-                    .slots
-                    .iter()
-                    .filter_map(|s| s.member_slot())
-                    .filter(|m| m.added_by == name && m.state == MemberState::Joined)
-                    .map(|m| m.name.clone())
-                    .collect();
+                let unvouched = unvouched(h);
                 Ok(Removal {
                     withdrawn,
-                    added_by_them,
+                    unvouched,
+                    ..Removal::default()
                 })
             })?;
             self.rotate_master_key_inner(current, false)?;
-            Ok(withdrawn)
+            let mut removal = withdrawn;
+            (removal.rotated_keys, removal.unrotated_keys) = self.rotate_keys_after_removal();
+            Ok(removal)
         })
     }
 
@@ -294,10 +312,42 @@ impl Vault {
     /// # Errors
     /// As [`Vault::rotate_master_key`].
     pub fn finish_removals(&self, current: &SecretBytes, drop_other_slots: bool) -> Result<()> {
-        if self.pending_removals().is_empty() {
+        let pending = self.pending_removals();
+        if pending.is_empty() {
             return Ok(());
         }
-        self.rotate_master_key(current, drop_other_slots)
+        // Recorded as the removal it completes (the interrupted one may have left no entry).
+        self.audited_around(
+            AuditOp::MemberRemove,
+            On::Nothing,
+            pending.join(", "),
+            || self.rotate_master_key_inner(current, drop_other_slots),
+        )?;
+        let (_, unrotated) = self.rotate_keys_after_removal();
+        for k in unrotated {
+            tracing::warn!(key = %k, "a managed key was not rotated after a member's removal");
+        }
+        Ok(())
+    }
+
+    /// Gives every managed key a new primary version (the previous one decrypt-only): a
+    /// removed member may hold any key's material. Returns those rotated, and those not (with
+    /// why: a key whose versions are all destroyed, say).
+    fn rotate_keys_after_removal(&self) -> (Vec<String>, Vec<String>) {
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        match self.key_names() {
+            Ok(names) => {
+                for k in names {
+                    match self.rotate_key(&k, crate::keys::RotateOptions::default()) {
+                        Ok(_) => done.push(k),
+                        Err(e) => failed.push(format!("{k} ({e})")),
+                    }
+                }
+            }
+            Err(e) => failed.push(format!("(the keys could not be listed: {e})")),
+        }
+        (done, failed)
     }
 }
 
@@ -320,4 +370,34 @@ fn taken(h: &vault_format::VaultHeader, name: &str) -> Result<()> {
         )),
         None => Ok(()),
     }
+}
+
+/// Joined members whose chain of adders does not lead to a founder (a member with no recorded
+/// adder) through members still in the vault: someone on it was removed (or never was a
+/// member), and the member may be theirs.
+fn unvouched(h: &vault_format::VaultHeader) -> Vec<String> {
+    let active: std::collections::HashMap<&str, &str> = h
+        .slots
+        .iter()
+        .filter_map(|s| s.member_slot())
+        .filter(|m| m.state == MemberState::Joined)
+        .map(|m| (m.name.as_str(), m.added_by.as_str()))
+        .collect();
+    let mut out: Vec<String> = active
+        .keys()
+        .filter(|name| {
+            let mut at = **name;
+            let mut seen = std::collections::HashSet::new();
+            loop {
+                match active.get(at) {
+                    Some(&"") => return false,
+                    Some(adder) if seen.insert(*adder) => at = adder,
+                    _ => return true,
+                }
+            }
+        })
+        .map(|n| n.to_string())
+        .collect();
+    out.sort();
+    out
 }

@@ -411,10 +411,37 @@ fn members_a_removed_member_added_are_named() {
             .as_deref(),
         Some("owner")
     );
+    // zed adds yan, and bob removes zed: yan's adder is gone, and so is the trail to bob.
+    let zed = Vault::open(d.backend(), &secret(b"zed"), as_member(&d, "zed")).unwrap();
+    zed.add_member(&secret(b"zed"), "yan", &secret(b"yan"), cheap_kdf(), false)
+        .unwrap();
+    let bob = Vault::open(d.backend(), &secret(b"bob"), as_member(&d, "bob")).unwrap();
+    assert_eq!(
+        bob.remove_member(&secret(b"bob"), "zed", false)
+            .unwrap()
+            .unvouched,
+        vec!["yan"]
+    );
+    // Removing bob names yan too, though bob did not add yan himself.
+    let owner = Vault::open(d.backend(), &pass(), as_member(&d, "owner")).unwrap();
+    owner
+        .create_key(
+            "payments",
+            vault_store::KeySpec::new(vault_store::Algorithm::XChaCha20Poly1305),
+        )
+        .unwrap();
     let removal = owner.remove_member(&pass(), "bob", false).unwrap();
-    assert_eq!(removal.added_by_them, vec!["zed"]);
-    // Still a member, as the removal said: removing zed too cuts that access.
-    Vault::open(d.backend(), &secret(b"zed"), as_member(&d, "zed")).unwrap();
-    owner.remove_member(&pass(), "zed", false).unwrap();
+    assert_eq!(removal.unvouched, vec!["yan"]);
+    // Every managed key gets a new primary version: bob may hold the old material.
+    assert_eq!(removal.rotated_keys, vec!["payments"]);
+    assert_eq!(owner.key("payments").unwrap().primary, 2);
+    let owner = Vault::open(d.backend(), &pass(), as_member(&d, "owner")).unwrap();
+    let listed = owner.members();
+    assert!(!listed.iter().find(|m| m.name == "yan").unwrap().vouched);
+    assert!(listed.iter().find(|m| m.name == "owner").unwrap().vouched);
+    // Still a member, as the removal said: removing yan too cuts that access.
+    Vault::open(d.backend(), &secret(b"yan"), as_member(&d, "yan")).unwrap();
+    owner.remove_member(&pass(), "yan", false).unwrap();
+    assert!(Vault::open(d.backend(), &secret(b"yan"), d.options()).is_err());
     assert!(Vault::open(d.backend(), &secret(b"zed"), d.options()).is_err());
 }

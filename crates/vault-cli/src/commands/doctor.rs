@@ -401,7 +401,7 @@ fn database(cli: &Cli, at: &vault_store::PostgresLocation) -> Result<Vec<Finding
                 "database",
                 Level::Fail,
                 crate::failure::Failure::from(e).message.unwrap_or_default(),
-                Some("check the location, that the server is up, and the role's password (PGPASSWORD or ~/.pgpass)".into()),
+                Some("check the location, that the server is up, and the role's password (in the URL or PGPASSWORD; ~/.pgpass is not read)".into()),
             ));
             return Ok(out);
         }

@@ -169,6 +169,7 @@ fn list(cli: &Cli, json: bool) -> Result<(), Failure> {
                 "slot": m.slot,
                 "you": m.in_use,
                 "added_by": m.added_by,
+                "vouched": m.vouched,
             });
             out.write(format!("{line}\n").as_bytes())?;
         }
@@ -190,7 +191,11 @@ fn list(cli: &Cli, json: bool) -> Result<(), Failure> {
             row.push("(you)".into());
         }
         if let Some(a) = m.added_by {
-            row.push(format!("added by {a}"));
+            row.push(if m.vouched {
+                format!("added by {a}")
+            } else {
+                format!("added by {a}, through a member no longer here")
+            });
         }
         table.row(row)?;
     }
@@ -232,10 +237,22 @@ fn remove(cli: &Cli, name: &str, yes: bool, drop_other_slots: bool) -> Result<()
             removal.withdrawn.join(", ")
         ));
     }
-    if !removal.added_by_them.is_empty() {
+    if !removal.unvouched.is_empty() {
         stderr_line(format!(
-            "warning: {name} added these members, who stay members: {}. If you do not know them for other people, they may be {name}'s own: remove them too",
-            removal.added_by_them.join(", ")
+            "warning: these members were added, directly or through others, by members no longer in the vault ({name} included), and stay members: {}. If you do not know them for other people, they may be {name}'s own: remove them too",
+            removal.unvouched.join(", ")
+        ));
+    }
+    if !removal.rotated_keys.is_empty() {
+        stderr_line(format!(
+            "managed keys given a new primary version ({name} could read their material, as any member can; older versions now only decrypt and verify): {}",
+            removal.rotated_keys.join(", ")
+        ));
+    }
+    if !removal.unrotated_keys.is_empty() {
+        stderr_line(format!(
+            "warning: managed keys not rotated: {}; rotate them (`vault key rotate NAME`)",
+            removal.unrotated_keys.join(", ")
         ));
     }
     let db = !matches!(crate::location::place(cli)?, crate::location::Place::Dir(_));

@@ -52,7 +52,9 @@ impl PgAuditIo {
         r.map_err(|e| sql_error(&e))
     }
 
-    fn file(&self, name: String) -> Box<dyn IoFile> {
+    /// A handle on the file of identity `ino`: it follows the file across renames, as an open
+    /// file does (a sealed file's successor is written under a temporary name, then renamed).
+    fn file(&self, ino: i64) -> Box<dyn IoFile> {
         Box::new(PgFile {
             io: PgAuditIo {
                 pool: self.pool.clone(),
@@ -60,18 +62,20 @@ impl PgAuditIo {
                 root: self.root.clone(),
                 local: RealIo,
             },
-            name,
+            ino,
         })
     }
 
-    fn exists(&self, name: &str) -> io::Result<bool> {
+    /// The identity of the file `name`.
+    fn ino_of(&self, name: &str) -> io::Result<i64> {
         self.with(|c, s| {
-            Ok(c.query_opt(
-                &format!("SELECT 1 FROM {s}.audit_files WHERE name = $1"),
+            c.query_opt(
+                &format!("SELECT ino FROM {s}.audit_files WHERE name = $1"),
                 &[&name],
-            )?
-            .is_some())
-        })
+            )
+        })?
+        .map(|r| r.get(0))
+        .ok_or_else(|| not_found(name))
     }
 
     fn stamp_of(&self, name: &str) -> io::Result<FileStamp> {
@@ -162,7 +166,8 @@ fn sql_error(e: &postgres::Error) -> io::Error {
 
 struct PgFile {
     io: PgAuditIo,
-    name: String,
+    /// The file's identity: its name is looked up by it each time.
+    ino: i64,
 }
 
 impl IoFile for PgFile {
@@ -177,17 +182,17 @@ impl IoFile for PgFile {
             c.execute(
                 &format!(
                     "WITH f AS (UPDATE {s}.audit_files SET len = len + $3
-                                WHERE name = $1 AND len = $2 RETURNING name)
+                                WHERE ino = $1 AND len = $2 RETURNING name)
                      INSERT INTO {s}.audit_pieces (name, off, bytes) SELECT name, $2, $4 FROM f"
                 ),
-                &[&self.name, &at_i, &n, &buf],
+                &[&self.ino, &at_i, &n, &buf],
             )
         })?;
         if appended == 1 {
             return Ok(());
         }
         // Anything else: the file rewritten as one piece, in one transaction.
-        let mut whole = self.io.read_range(&self.name, 0, None)?;
+        let mut whole = self.io.read_range(&self.name()?, 0, None)?;
         let end = usize::try_from(at)
             .ok()
             .and_then(|a| a.checked_add(buf.len()))
@@ -210,29 +215,24 @@ impl IoFile for PgFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut whole = self.io.read_range(&self.name, 0, None)?;
+        let mut whole = self.io.read_range(&self.name()?, 0, None)?;
         let n = usize::try_from(len).map_err(|_| io::Error::other("length out of range"))?;
         whole.resize(n, 0);
         self.replace(&whole)
     }
 
     fn read_from(&self, from: u64) -> io::Result<Vec<u8>> {
-        if !self.io.exists(&self.name)? {
-            return Err(not_found(&self.name));
-        }
-        self.io.read_range(&self.name, from, None)
+        self.io.read_range(&self.name()?, from, None)
     }
 
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
-        let bytes = self
-            .io
-            .read_range(&self.name, at, Some(at + buf.len() as u64))?;
+        let name = self.name()?;
+        let bytes = self.io.read_range(&name, at, Some(at + buf.len() as u64))?;
         if bytes.len() != buf.len() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
-                    "audit file {} ends before byte {}",
-                    self.name,
+                    "audit file {name} ends before byte {}",
                     at + buf.len() as u64
                 ),
             ));
@@ -242,42 +242,56 @@ impl IoFile for PgFile {
     }
 
     fn stamp(&self) -> io::Result<FileStamp> {
-        self.io.stamp_of(&self.name)
+        self.io.stamp_of(&self.name()?)
     }
 }
 
 impl PgFile {
+    /// The file's name now (gone: not found).
+    fn name(&self) -> io::Result<String> {
+        self.io
+            .with(|c, s| {
+                c.query_opt(
+                    &format!("SELECT name FROM {s}.audit_files WHERE ino = $1"),
+                    &[&self.ino],
+                )
+            })?
+            .map(|r| r.get(0))
+            .ok_or_else(|| not_found(&format!("(identity {})", self.ino)))
+    }
+
     fn replace(&self, whole: &[u8]) -> io::Result<()> {
         let len = offset(whole.len() as u64)?;
         self.io
             .with(|c, s| {
                 let mut t = c.transaction()?;
-                let there = t.execute(
-                    &format!("UPDATE {s}.audit_files SET len = $2 WHERE name = $1"),
-                    &[&self.name, &len],
-                )?;
-                t.execute(
-                    &format!("DELETE FROM {s}.audit_pieces WHERE name = $1"),
-                    &[&self.name],
-                )?;
-                if there == 1 && !whole.is_empty() {
-                    t.execute(
+                let name: Option<String> = t
+                    .query_opt(
                         &format!(
-                            "INSERT INTO {s}.audit_pieces (name, off, bytes) VALUES ($1, 0, $2)"
+                            "UPDATE {s}.audit_files SET len = $2 WHERE ino = $1 RETURNING name"
                         ),
-                        &[&self.name, &whole],
+                        &[&self.ino, &len],
+                    )?
+                    .map(|r| r.get(0));
+                if let Some(name) = &name {
+                    t.execute(
+                        &format!("DELETE FROM {s}.audit_pieces WHERE name = $1"),
+                        &[name],
                     )?;
+                    if !whole.is_empty() {
+                        t.execute(
+                            &format!(
+                                "INSERT INTO {s}.audit_pieces (name, off, bytes) VALUES ($1, 0, $2)"
+                            ),
+                            &[name, &whole],
+                        )?;
+                    }
                 }
                 t.commit()?;
-                Ok(there)
-            })
-            .and_then(|there| {
-                if there == 1 {
-                    Ok(())
-                } else {
-                    Err(not_found(&self.name))
-                }
-            })
+                Ok(name)
+            })?
+            .map(drop)
+            .ok_or_else(|| not_found(&format!("(identity {})", self.ino)))
     }
 }
 
@@ -286,25 +300,25 @@ impl Io for PgAuditIo {
         let Some(name) = self.name(path) else {
             return self.local.create_new(path);
         };
-        self.with(|c, s| {
-            c.execute(
-                &format!(
-                    "INSERT INTO {s}.audit_files (name, ino) VALUES ($1, nextval('{s}.audit_inodes'))"
-                ),
-                &[&name],
-            )
-        })?;
-        Ok(self.file(name))
+        let ino: i64 = self
+            .with(|c, s| {
+                c.query_one(
+                    &format!(
+                        "INSERT INTO {s}.audit_files (name, ino) VALUES ($1, nextval('{s}.audit_inodes'))
+                         RETURNING ino"
+                    ),
+                    &[&name],
+                )
+            })?
+            .get(0);
+        Ok(self.file(ino))
     }
 
     fn open_rw(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
         let Some(name) = self.name(path) else {
             return self.local.open_rw(path);
         };
-        if !self.exists(&name)? {
-            return Err(not_found(&name));
-        }
-        Ok(self.file(name))
+        Ok(self.file(self.ino_of(&name)?))
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {

@@ -81,8 +81,16 @@ impl PostgresLocation {
             own.root_cert,
             env("PGSSLROOTCERT"),
         )?;
+        // Shown as it can be given back (the password taken out).
+        let sep = if !base.contains("://") {
+            " "
+        } else if base.contains('?') {
+            "&"
+        } else {
+            "?"
+        };
         Ok(Self {
-            shown: format!("{}#vault={name}", redact(&base)),
+            shown: format!("{}{sep}vault={name}", redact(&base)),
             config,
             name,
             root_cert,
