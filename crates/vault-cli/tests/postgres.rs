@@ -954,6 +954,19 @@ fn a_reader_notices_the_database_put_back() {
         "{}",
         stderr(&o)
     );
+    // A schema of a newer build, or with no valid version, is refused, not used.
+    for (version, says) in [
+        ("99", "newer version"),
+        ("x", "schema version"),
+        ("0", "schema version"),
+    ] {
+        pg.sql(&format!(
+            "UPDATE vault_putback.meta SET value = '{version}' WHERE key = 'schema_version'"
+        ));
+        let o = as_("writer", &["list"], None);
+        assert_ne!(code(&o), 0, "schema version {version} was used");
+        assert!(stderr(&o).contains(says), "{version}: {}", stderr(&o));
+    }
 }
 
 /// The agent for a database vault: unlocked once by a member, it serves that member's commands

@@ -302,6 +302,8 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<Client>>,
     /// The advisory lock's key: one per vault.
     lock_key: i64,
+    /// Whether the schema's version was found usable.
+    schema_checked: std::sync::atomic::AtomicBool,
 }
 
 /// Most idle connections kept.
@@ -417,6 +419,7 @@ impl PostgresBackend {
                 location,
                 idle: Mutex::new(Vec::new()),
                 lock_key: i64::from_le_bytes(key),
+                schema_checked: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -453,6 +456,59 @@ pub struct PgDiagnosis {
 }
 
 impl PostgresBackend {
+    /// Refuses a schema this build cannot use: one of a newer build (its tables may hold what
+    /// this one would not keep up to date) or with no valid version. Checked once per handle.
+    fn check_schema(&self) -> Result<()> {
+        if self
+            .pool
+            .schema_checked
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        let mut c = self.pool.take()?;
+        let schema = self.schema();
+        let read = c.query_opt(
+            &format!("SELECT value FROM {schema}.meta WHERE key = 'schema_version'"),
+            &[],
+        );
+        self.pool.give(c);
+        let value: Option<String> = match read {
+            Ok(row) => row.map(|r| r.get(0)),
+            // No schema (no vault here): the caller says so in its own words.
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                return Ok(());
+            }
+            Err(e) => return Err(self.err("reading")(e)),
+        };
+        let build = schema::version();
+        match value.as_deref().map(str::parse::<u16>) {
+            Some(Ok(v)) if (1..=u16::try_from(build).unwrap_or(u16::MAX)).contains(&v) => {}
+            Some(Ok(v)) if usize::from(v) > build => {
+                return Err(Error::Format(vault_format::Error::UnsupportedVersion {
+                    object: "database schema",
+                    found: v,
+                    max: u16::try_from(build).unwrap_or(u16::MAX),
+                }));
+            }
+            _ => {
+                return Err(Error::integrity(
+                    format!("{schema}.meta"),
+                    format!(
+                        "the schema version is {}, not a version of this vault's tables",
+                        value
+                            .as_deref()
+                            .map_or("missing".to_string(), |v| format!("{v:?}"))
+                    ),
+                ));
+            }
+        }
+        self.pool
+            .schema_checked
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Connects and reports on the connection and the schema ([`PgDiagnosis`]).
     ///
     /// # Errors
@@ -566,6 +622,7 @@ impl Backend for PostgresBackend {
     }
 
     fn read_header(&self) -> Result<Vec<u8>> {
+        self.check_schema()?;
         let mut c = self.pool.take()?;
         let header = session::header(&mut c, &self.schema(), &self.pool.location);
         self.pool.give(c);
@@ -584,6 +641,7 @@ impl Backend for PostgresBackend {
     }
 
     fn begin_read(&self, timeout: Duration) -> Result<Box<dyn ReadSession + '_>> {
+        self.check_schema()?;
         Ok(Box::new(session::PgSession::begin(
             self.pool.clone(),
             self.schema(),
@@ -593,6 +651,7 @@ impl Backend for PostgresBackend {
     }
 
     fn begin_write(&self, timeout: Duration) -> Result<Box<dyn WriteSession + '_>> {
+        self.check_schema()?;
         Ok(Box::new(session::PgSession::begin(
             self.pool.clone(),
             self.schema(),
