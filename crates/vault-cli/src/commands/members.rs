@@ -123,15 +123,14 @@ fn add(cli: &Cli, name: &str, invite: bool, me: bool) -> Result<(), Failure> {
 fn join(cli: &Cli, name: &str) -> Result<(), Failure> {
     crate::location::existing_backend(cli)?;
     let code = passphrase::invitation_code()?;
-    let new = passphrase::new_passphrase()?;
     // Only the invitation's slot is tried, and the code opens nothing else.
     let options = vault_store::VaultOptions {
         member: Some(name.to_string()),
         join: true,
         ..options(cli, false)?
     };
-    retry_rekeyed(cli, |backend| {
-        let v = Vault::open(backend, &code, options.clone()).map_err(|e| match e {
+    let open = |backend| {
+        Vault::open(backend, &code, options.clone()).map_err(|e| match e {
             vault_store::Error::WrongPassphrase => vault_store::Error::Invalid {
                 what: "invitation code",
                 reason: format!(
@@ -139,7 +138,14 @@ fn join(cli: &Cli, name: &str) -> Result<(), Failure> {
                 ),
             },
             other => other,
-        })?;
+        })
+    };
+    // The code is checked before the new passphrase is asked for (an invitation's key
+    // derivation is cheap): nobody types a passphrase for a join that cannot happen.
+    retry_rekeyed(cli, |backend| open(backend).map(drop))?;
+    let new = passphrase::new_passphrase()?;
+    retry_rekeyed(cli, |backend| {
+        let v = open(backend)?;
         let kdf = member_kdf(&v);
         v.change_passphrase(&code, &new, Some(kdf))
     })?;
