@@ -355,12 +355,7 @@ fn pending_removals(cli: &Cli, v: &Vault, pass: &SecretBytes) -> vault_store::Re
     // A write under the key the removed member may have kept would be theirs to read: none is
     // made until the rotation is done.
     if crate::agent::served::active() {
-        return Err(Error::Invalid {
-            what: "pending member removal",
-            reason: format!(
-                "the removal of member(s) {names} is not finished, and the agent cannot finish it (it holds no passphrase): `vault lock`, then any command that writes"
-            ),
-        });
+        return Err(Error::RemovalPending { members: names });
     }
     match v.finish_removals(pass, false) {
         Ok(()) => {
@@ -389,12 +384,12 @@ fn pending_removals(cli: &Cli, v: &Vault, pass: &SecretBytes) -> vault_store::Re
             ));
             Err(e)
         }
-        Err(e) => Err(Error::Invalid {
-            what: "pending member removal",
-            reason: format!(
-                "the removal of member(s) {names} is not finished and could not be now ({e}); nothing is written under the key they may hold until it is"
-            ),
-        }),
+        Err(e) => {
+            crate::output::stderr_line(format!(
+                "vault: the removal could not be finished now: {e}"
+            ));
+            Err(Error::RemovalPending { members: names })
+        }
     }
 }
 

@@ -58,6 +58,15 @@ pub enum Error {
         /// the vault was put back to before a master-key rotation.
         newer_epoch: String,
     },
+    /// A member's removal is not finished (their slot is marked, the master key not yet
+    /// rotated): nothing but the rotation is written until it is, since they may hold the key.
+    #[error(
+        "the removal of member(s) {members} is not finished: nothing is written under the key they may hold until the master key is rotated (any command that writes, run without the agent, finishes it first)"
+    )]
+    RemovalPending {
+        /// The members whose removal is pending.
+        members: String,
+    },
     /// Data failed authentication or is structurally damaged: tampering or corruption.
     #[error("integrity failure in {object}: {detail}")]
     Integrity {

@@ -202,6 +202,8 @@ impl Vault {
     ) -> Result<Removal> {
         self.audited_around(AuditOp::MemberRemove, On::Nothing, name.to_string(), || {
             let event = format!("member {name} removed");
+            // Marking another removal while one is pending is allowed: it only takes a key away.
+            let finishing = crate::engine::commit::Finishing::begin();
             let withdrawn = self.modify_header(current, &event, |h, _, opened| {
                 let stranded = h
                     .slots
@@ -265,6 +267,7 @@ impl Vault {
                 })
             })?;
             self.rotate_master_key_inner(current, false)?;
+            drop(finishing);
             let mut removal = withdrawn;
             (removal.rotated_keys, removal.unrotated_keys) = self.rotate_keys_after_removal();
             Ok(removal)
@@ -340,8 +343,35 @@ impl Vault {
             Ok(names) => {
                 for k in names {
                     match self.rotate_key(&k, crate::keys::RotateOptions::default()) {
-                        Ok(_) => done.push(k),
-                        Err(e) => failed.push(format!("{k} ({e})")),
+                        Ok(_) => {}
+                        Err(e) => {
+                            failed.push(format!("{k} ({e})"));
+                            continue;
+                        }
+                    }
+                    // A version staged before the removal is material they may hold too:
+                    // decrypt- and verify-only, so it can never be promoted to primary.
+                    let staged: Vec<u32> = self
+                        .key(&k)
+                        .map(|info| {
+                            info.versions
+                                .iter()
+                                .filter(|v| v.state == crate::KeyState::Pending)
+                                .map(|v| v.version)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let mut ok = true;
+                    for v in staged {
+                        if let Err(e) =
+                            self.set_key_version_state(&k, v, crate::KeyState::Deactivated)
+                        {
+                            failed.push(format!("{k} version {v} left pending ({e})"));
+                            ok = false;
+                        }
+                    }
+                    if ok {
+                        done.push(k);
                     }
                 }
             }
@@ -368,6 +398,21 @@ fn taken(h: &vault_format::VaultHeader, name: &str) -> Result<()> {
             "member",
             format!("{name} differs from member {n} only in letter case"),
         )),
+        // A former member's name that other members' slots still name as their adder: a new
+        // member under it would seem to vouch for them.
+        None if h
+            .slots
+            .iter()
+            .filter_map(|s| s.member_slot())
+            .any(|m| m.added_by.eq_ignore_ascii_case(name)) =>
+        {
+            Err(Error::invalid(
+                "member",
+                format!(
+                    "{name} is recorded as the adder of members still in the vault (a former member's name): choose another"
+                ),
+            ))
+        }
         None => Ok(()),
     }
 }

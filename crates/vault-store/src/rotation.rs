@@ -47,6 +47,8 @@ impl Vault {
         passphrase: &SecretBytes,
         drop_other_slots: bool,
     ) -> Result<()> {
+        // The one write a pending member removal allows: the rotation that finishes it.
+        let _finishing = crate::engine::commit::Finishing::begin();
         let mut txn = self.e.begin_write(false)?;
         let header = txn.view.header.clone();
         let st = &mut *txn.st;

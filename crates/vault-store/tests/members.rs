@@ -25,6 +25,13 @@ fn member_pass(i: usize) -> SecretBytes {
     secret(format!("passphrase of member {i}").as_bytes())
 }
 
+fn as_member_at(options: &VaultOptions, name: &str) -> VaultOptions {
+    VaultOptions {
+        member: Some(name.to_string()),
+        ..options.clone()
+    }
+}
+
 fn as_member(d: &TestDir, name: &str) -> VaultOptions {
     VaultOptions {
         member: Some(name.to_string()),
@@ -310,10 +317,29 @@ fn an_interrupted_removal_is_finished_later_and_loses_nothing() {
                 io: Arc::new(SharedFaultyIo(faulty.clone())),
             },
         ));
+        // A handle opened before the removal (an agent, say): once the slot is marked, it
+        // writes nothing under the key "goes" may hold.
+        let early = Vault::open(
+            Arc::new(FileBackend::new(root.path().join("vault"))),
+            &secret(b"stays"),
+            as_member_at(&options, "stays"),
+        )
+        .unwrap();
         let result = Vault::open(backend, &pass(), options.clone())
             .and_then(|v| v.remove_member(&pass(), "goes", true));
         faulty.heal();
         let real = || Arc::new(FileBackend::new(root.path().join("vault")));
+        let early_write = early.set("early", secret(b"x"), SetOptions::default());
+        if !Vault::open(real(), &pass(), options.clone())
+            .unwrap()
+            .pending_removals()
+            .is_empty()
+        {
+            assert!(
+                matches!(early_write, Err(Error::RemovalPending { .. })),
+                "k={k}: a write went in while the removal was pending: {early_write:?}"
+            );
+        }
         let owner = Vault::open(real(), &pass(), options.clone()).unwrap();
         let pending = owner.pending_removals();
         match &result {
@@ -430,15 +456,34 @@ fn members_a_removed_member_added_are_named() {
             vault_store::KeySpec::new(vault_store::Algorithm::XChaCha20Poly1305),
         )
         .unwrap();
+    // A version staged before the removal (its material readable by bob).
+    owner
+        .rotate_key(
+            "payments",
+            vault_store::RotateOptions {
+                stage: true,
+                keep_active: false,
+            },
+        )
+        .unwrap();
     let removal = owner.remove_member(&pass(), "bob", false).unwrap();
     assert_eq!(removal.unvouched, vec!["yan"]);
     // Every managed key gets a new primary version: bob may hold the old material.
     assert_eq!(removal.rotated_keys, vec!["payments"]);
-    assert_eq!(owner.key("payments").unwrap().primary, 2);
+    let key = owner.key("payments").unwrap();
+    assert_eq!(key.primary, 3);
+    // The staged version is decrypt-only now, and cannot be promoted.
+    assert_eq!(key.versions[1].state, vault_store::KeyState::Deactivated);
+    assert!(owner.promote_key_version("payments", 2).is_err());
     let owner = Vault::open(d.backend(), &pass(), as_member(&d, "owner")).unwrap();
     let listed = owner.members();
     assert!(!listed.iter().find(|m| m.name == "yan").unwrap().vouched);
     assert!(listed.iter().find(|m| m.name == "owner").unwrap().vouched);
+    // zed's name, still recorded as yan's adder, is not given to someone new (in any case).
+    assert!(matches!(
+        owner.add_member(&pass(), "ZED", &secret(b"new zed"), cheap_kdf(), false),
+        Err(Error::Invalid { .. })
+    ));
     // Still a member, as the removal said: removing yan too cuts that access.
     Vault::open(d.backend(), &secret(b"yan"), as_member(&d, "yan")).unwrap();
     owner.remove_member(&pass(), "yan", false).unwrap();

@@ -245,7 +245,7 @@ fn remove(cli: &Cli, name: &str, yes: bool, drop_other_slots: bool) -> Result<()
     }
     if !removal.unvouched.is_empty() {
         stderr_line(format!(
-            "warning: these members were added, directly or through others, by members no longer in the vault ({name} included), and stay members: {}. If you do not know them for other people, they may be {name}'s own: remove them too",
+            "warning: these members were added, directly or through others, by members no longer in the vault, and stay members: {}. If you do not know them for other people, they may belong to a removed member: remove them too",
             removal.unvouched.join(", ")
         ));
     }

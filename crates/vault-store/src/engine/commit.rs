@@ -15,6 +15,28 @@ use crate::backend::{Appended, RecordSource, Tail, WriteSession};
 use crate::sync::{self, MutexGuard, RwLockWriteGuard};
 use crate::{Error, Result};
 
+std::thread_local! {
+    /// Set while this thread rotates the master key (or marks a member removed): the writes a
+    /// pending member removal allows.
+    static FINISHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as finishing (or starting) a member removal until dropped.
+pub(crate) struct Finishing(bool);
+
+impl Finishing {
+    pub(crate) fn begin() -> Self {
+        Finishing(FINISHING.with(|f| f.replace(true)))
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        let before = self.0;
+        FINISHING.with(|f| f.set(before));
+    }
+}
+
 /// A change prepared by a writer: payloads to seal and commit.
 pub(crate) type Prepared = Vec<Payload>;
 
@@ -42,6 +64,24 @@ impl Engine {
             return Err(Error::Rekeyed);
         }
         let view = self.current_header(session.as_ref(), &st.keys)?;
+        // A member marked removed may hold the current master key: nothing is written under
+        // it but the rotation that replaces it (checked here, under the lock, on the header as
+        // it is now: a handle opened before the mark learns of it here).
+        if !FINISHING.with(std::cell::Cell::get) {
+            let pending: Vec<&str> = view
+                .header
+                .slots
+                .iter()
+                .filter_map(|s| s.member())
+                .filter(|(_, state)| *state == vault_format::MemberState::Removed)
+                .map(|(n, _)| n)
+                .collect();
+            if !pending.is_empty() {
+                return Err(Error::RemovalPending {
+                    members: pending.join(", "),
+                });
+            }
+        }
         self.catch_up(&mut st, session.as_mut())?;
         // Checked before anything is written: a write must never overwrite the evidence.
         let (behind, unreadable_record) = self.rollback_check(&st, accept)?;
