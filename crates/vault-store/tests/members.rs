@@ -279,6 +279,11 @@ fn an_interrupted_removal_is_finished_later_and_loses_nothing() {
         // removal.
         v.add_passphrase(&pass(), &secret(b"backdoor"), cheap_kdf())
             .unwrap();
+        v.create_key(
+            "k",
+            vault_store::KeySpec::new(vault_store::Algorithm::XChaCha20Poly1305),
+        )
+        .unwrap();
         for name in ["stays", "goes"] {
             v.add_member(&pass(), name, &secret(name.as_bytes()), cheap_kdf(), false)
                 .unwrap();
@@ -338,6 +343,12 @@ fn an_interrupted_removal_is_finished_later_and_loses_nothing() {
             assert!(
                 matches!(early_write, Err(Error::RemovalPending { .. })),
                 "k={k}: a write went in while the removal was pending: {early_write:?}"
+            );
+            // Nor a token made with material "goes" may hold.
+            let token = early.encrypt("k", b"new data", b"");
+            assert!(
+                matches!(token, Err(Error::RemovalPending { .. })),
+                "k={k}: a token was made while the removal was pending"
             );
         }
         let owner = Vault::open(real(), &pass(), options.clone()).unwrap();

@@ -214,6 +214,25 @@ impl Vault {
         // very record's.
         self.e.refresh()?;
         if matches!(u, Use::Make(..)) {
+            // New tokens and signatures are not made with material a member being removed may
+            // hold: the header as it is now (read and verified under a reader lock) says.
+            let keys = crate::sync::read(&self.e.state).keys.clone();
+            let session: Box<dyn crate::backend::ReadSession> = self.e.session()?;
+            let view = self.e.current_header(&*session, &keys)?;
+            drop(session);
+            let pending: Vec<&str> = view
+                .header
+                .slots
+                .iter()
+                .filter_map(|s| s.member())
+                .filter(|(_, state)| *state == vault_format::MemberState::Removed)
+                .map(|(n, _)| n)
+                .collect();
+            if !pending.is_empty() {
+                return Err(crate::Error::RemovalPending {
+                    members: pending.join(", "),
+                });
+            }
             self.rotate_when_due(name)?;
         }
         let now = self.e.options.clock.now_ms();
