@@ -326,6 +326,17 @@ impl VaultHeader {
         Ok(h)
     }
 
+    /// The members whose slots are marked removed: removals whose master-key rotation has not
+    /// finished.
+    pub fn removed_members(&self) -> Vec<&str> {
+        self.slots
+            .iter()
+            .filter_map(KeySlot::member)
+            .filter(|(_, state)| *state == MemberState::Removed)
+            .map(|(n, _)| n)
+            .collect()
+    }
+
     /// Recomputes the MAC after the slots or epoch changed.
     pub fn seal(&mut self, master: &Key256) {
         self.mac = *self.compute_mac(master).as_bytes();

@@ -139,13 +139,7 @@ fn header_findings(
                     ),
                     None,
                 ));
-                let unfinished: Vec<&str> = h
-                    .slots
-                    .iter()
-                    .filter_map(|s| s.member())
-                    .filter(|(_, st)| *st == vault_format::MemberState::Removed)
-                    .map(|(n, _)| n)
-                    .collect();
+                let unfinished = h.removed_members();
                 if !unfinished.is_empty() {
                     out.push(finding(
                         "members",
@@ -202,6 +196,27 @@ fn rollback_finding(state: &Path, id: vault_format::VaultId, why: &str, risk: &s
                 "the next command that opens the vault records one; until then {risk}"
             )),
         )
+    }
+}
+
+/// Whether an agent keeps this vault unlocked.
+fn agent_finding(agent: Option<&crate::agent::wire::Reply>) -> Finding {
+    match agent {
+        Some(r) => finding(
+            "agent",
+            Level::Ok,
+            format!(
+                "unlocked: pid {}, locks after {} s without a command",
+                r.pid, r.idle_left_s
+            ),
+            None,
+        ),
+        None => finding(
+            "agent",
+            Level::Info,
+            "not unlocked (commands ask for the passphrase)",
+            Some("`vault unlock` keeps the vault open for the commands that follow".into()),
+        ),
     }
 }
 
@@ -275,23 +290,7 @@ pub(crate) fn doctor(cli: &Cli, json: bool) -> Result<(), Failure> {
     // What the agent's ten keys, each in its own allocation, can take: a page each at most.
     const KEYS_MEMLOCK: u64 = 64 * 1024;
     let agent = crate::agent::client::status(cli);
-    out.push(match &agent {
-        Some(r) => finding(
-            "agent",
-            Level::Ok,
-            format!(
-                "unlocked: pid {}, locks after {} s without a command",
-                r.pid, r.idle_left_s
-            ),
-            None,
-        ),
-        None => finding(
-            "agent",
-            Level::Info,
-            "not unlocked (commands ask for the passphrase)",
-            Some("`vault unlock` keeps the vault open for the commands that follow".into()),
-        ),
-    });
+    out.push(agent_finding(agent.as_ref()));
     out.push(match memlock {
         None => finding("memory locking", Level::Ok, "an agent's memory can all be locked against swapping", None),
         Some(bytes) if bytes < KEYS_MEMLOCK => finding(
@@ -483,22 +482,6 @@ fn database(cli: &Cli, at: &vault_store::PostgresLocation) -> Result<Vec<Finding
             "a database put back to an older state would not be noticed by this client",
         ));
     }
-    out.push(match crate::agent::client::status(cli) {
-        Some(r) => finding(
-            "agent",
-            Level::Ok,
-            format!(
-                "unlocked: pid {}, locks after {} s without a command",
-                r.pid, r.idle_left_s
-            ),
-            None,
-        ),
-        None => finding(
-            "agent",
-            Level::Info,
-            "not unlocked (commands ask for the passphrase)",
-            Some("`vault unlock` keeps the vault open for the commands that follow".into()),
-        ),
-    });
+    out.push(agent_finding(crate::agent::client::status(cli).as_ref()));
     Ok(out)
 }

@@ -37,6 +37,18 @@ impl Drop for Finishing {
     }
 }
 
+/// [`Error::RemovalPending`] if `header` marks a member removed whose rotation is not done.
+pub(crate) fn refuse_while_removal_pending(header: &vault_format::VaultHeader) -> Result<()> {
+    let pending = header.removed_members();
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::RemovalPending {
+            members: pending.join(", "),
+        })
+    }
+}
+
 /// A change prepared by a writer: payloads to seal and commit.
 pub(crate) type Prepared = Vec<Payload>;
 
@@ -68,19 +80,7 @@ impl Engine {
         // it but the rotation that replaces it (checked here, under the lock, on the header as
         // it is now: a handle opened before the mark learns of it here).
         if !FINISHING.with(std::cell::Cell::get) {
-            let pending: Vec<&str> = view
-                .header
-                .slots
-                .iter()
-                .filter_map(|s| s.member())
-                .filter(|(_, state)| *state == vault_format::MemberState::Removed)
-                .map(|(n, _)| n)
-                .collect();
-            if !pending.is_empty() {
-                return Err(Error::RemovalPending {
-                    members: pending.join(", "),
-                });
-            }
+            refuse_while_removal_pending(&view.header)?;
         }
         self.catch_up(&mut st, session.as_mut())?;
         // Checked before anything is written: a write must never overwrite the evidence.

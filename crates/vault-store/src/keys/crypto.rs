@@ -220,19 +220,7 @@ impl Vault {
             let session: Box<dyn crate::backend::ReadSession> = self.e.session()?;
             let view = self.e.current_header(&*session, &keys)?;
             drop(session);
-            let pending: Vec<&str> = view
-                .header
-                .slots
-                .iter()
-                .filter_map(|s| s.member())
-                .filter(|(_, state)| *state == vault_format::MemberState::Removed)
-                .map(|(n, _)| n)
-                .collect();
-            if !pending.is_empty() {
-                return Err(crate::Error::RemovalPending {
-                    members: pending.join(", "),
-                });
-            }
+            crate::engine::commit::refuse_while_removal_pending(&view.header)?;
             self.rotate_when_due(name)?;
         }
         let now = self.e.options.clock.now_ms();
